@@ -1,0 +1,171 @@
+"""The events REST API under /api, wire-compatible with Prefect 3 (see shared/reference §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpResponse
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.views import APIView
+
+from events import queries
+from events.filters import EventFilter
+from events.ingest import ingest
+from events.schema import Limits
+
+PREFECT_VERSION = "3.9.1"
+MAX_LIMIT = 200
+
+
+def json_response(data: Any, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(status: int, detail: str, errors: list[dict] | None = None) -> HttpResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return json_response(body, status=status)
+
+
+def pydantic_errors(exc: ValidationError) -> list[dict]:
+    return [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def _read_json(request) -> tuple[Any, HttpResponse | None]:
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return None, error_response(413, "Request body is larger than this server accepts.")
+    if not body.strip():
+        return None, None
+    try:
+        return orjson.loads(body), None
+    except orjson.JSONDecodeError as exc:
+        return None, error_response(400, f"Malformed JSON: {exc}")
+
+
+class FilterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filter: EventFilter | None = None
+    limit: int = Field(default=50, ge=0, le=MAX_LIMIT)
+
+
+class CountByRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filter: EventFilter
+    time_unit: queries.TimeUnit = "day"
+    time_interval: float = Field(default=1.0, ge=0.01)
+
+
+def _page_response(request, page: queries.Page) -> HttpResponse:
+    next_url = None
+    if page.next_token:
+        next_url = request.build_absolute_uri(reverse("api:events-filter-next")) + "?page-token=" + page.next_token
+    return json_response(
+        {"events": [e.to_wire() for e in page.events], "total": page.total, "next_page": next_url}
+    )
+
+
+class Health(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: bool}, summary="Liveness check (no token needed)")
+    def get(self, request):
+        return json_response(True)
+
+
+class Version(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(responses={200: str}, summary="The Prefect API version this server speaks")
+    def get(self, request):
+        return json_response(PREFECT_VERSION)
+
+
+class Events(APIView):
+    @extend_schema(
+        request={"application/json": {"type": "array", "items": {"type": "object"}}},
+        responses={
+            204: OpenApiResponse(description="All events stored (duplicates of stored ids are ignored)"),
+            413: OpenApiResponse(description="An event is over the size limit; nothing stored"),
+            422: OpenApiResponse(description="Invalid events, by index and field; nothing stored"),
+        },
+        summary="Store a batch of events",
+    )
+    def post(self, request):
+        data, error = _read_json(request)
+        if error:
+            return error
+        if not isinstance(data, list):
+            return error_response(422, "The body must be a JSON array of events.")
+        result = ingest(data, source="api", body_size=len(request.body), limits=Limits.from_settings())
+        if result.rejected:
+            errors = [problem.as_dict(index) for index, problem in result.rejected]
+            bad = len({index for index, _ in result.rejected})
+            too_large = any(problem.too_large for _, problem in result.rejected)
+            detail = f"{bad} of {len(data)} events are invalid; nothing was stored."
+            return error_response(413 if too_large else 422, detail, errors)
+        return HttpResponse(status=204)
+
+
+class EventsFilter(APIView):
+    @extend_schema(request=FilterRequest, summary="Query stored events (first page)")
+    def post(self, request):
+        data, error = _read_json(request)
+        if error:
+            return error
+        try:
+            body = FilterRequest.model_validate(data or {})
+        except ValidationError as exc:
+            return error_response(422, "Invalid filter.", pydantic_errors(exc))
+        page = queries.first_page(body.filter or EventFilter(), limit=body.limit)
+        return _page_response(request, page)
+
+
+class EventsFilterNext(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("page-token", str, required=True)],
+        summary="The next page of a query, from its `next_page` URL",
+    )
+    def get(self, request):
+        try:
+            page = queries.next_page(request.GET.get("page-token", ""))
+        except queries.InvalidPageToken:
+            return error_response(403, "Invalid page token.")
+        return _page_response(request, page)
+
+
+class EventsCountBy(APIView):
+    @extend_schema(request=CountByRequest, summary="Count events by day, time, event name or resource")
+    def post(self, request, countable: str):
+        if countable not in ("day", "time", "event", "resource"):
+            return error_response(
+                422, f"Unknown countable {countable!r}; use one of day, time, event, resource."
+            )
+        data, error = _read_json(request)
+        if error:
+            return error
+        try:
+            body = CountByRequest.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            return error_response(422, "Invalid count request.", pydantic_errors(exc))
+        if countable == "event":
+            return json_response(queries.count_by_event(body.filter))
+        if countable == "resource":
+            return json_response(queries.count_by_resource(body.filter))
+        unit, interval = ("day", 1.0) if countable == "day" else (body.time_unit, body.time_interval)
+        try:
+            return json_response(queries.count_by_time(body.filter, unit=unit, interval=interval))
+        except queries.TooManyBuckets as exc:
+            return error_response(422, str(exc))

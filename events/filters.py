@@ -1,0 +1,573 @@
+"""The one filter model: Prefect's `EventFilter`, with a SQL and an in-memory evaluator.
+
+`EventFilter.apply(queryset)` narrows a queryset of stored events; `EventFilter.matches(event)`
+decides for one `schema.Event` (live streams, triggers). A hypothesis test keeps them in step.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import uuid
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+import orjson
+from django.db import connection
+from django.db.models import (
+    BooleanField,
+    CharField,
+    F,
+    Func,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+    Window,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Concat, RowNumber
+from django.utils import timezone
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from events.schema import RESOURCE_ID, RESOURCE_ROLE, Event
+
+Patterns = str | list[str]
+MAX_TEXT_QUERY = 200
+
+
+def _none_to_default(value: Any) -> Any:
+    return {} if value is None else value
+
+
+class _Filter(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _default_since() -> datetime:
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=180)
+
+
+class OccurredFilter(_Filter):
+    """Inclusive bounds; by default the last 180 days up to now (future events excluded)."""
+
+    since: datetime = Field(default_factory=_default_since)
+    until: datetime = Field(default_factory=timezone.now)
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _null_is_default(cls, value, info):
+        if value is None:
+            return _default_since() if info.field_name == "since" else timezone.now()
+        return value
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EventNameFilter(_Filter):
+    prefix: list[str] | None = None
+    exclude_prefix: list[str] | None = None
+    name: list[str] | None = None
+    exclude_name: list[str] | None = None
+
+
+class ResourceFilter(_Filter):
+    id: list[str] | None = None
+    id_prefix: list[str] | None = None
+    labels: dict[str, Patterns] | None = None
+    distinct: bool = False
+
+
+class RelatedFilter(_Filter):
+    id: list[str] | None = None
+    role: list[str] | None = None
+    resources_in_roles: list[tuple[str, str]] | None = None
+    labels: dict[str, Patterns] | None = None
+
+
+class AnyResourceFilter(_Filter):
+    id: list[str] | None = None
+    id_prefix: list[str] | None = None
+    labels: dict[str, Patterns] | None = None
+
+
+class IdFilter(_Filter):
+    id: list[uuid.UUID] | None = None
+
+
+class TextFilter(_Filter):
+    query: str = Field(default="", max_length=MAX_TEXT_QUERY)
+
+
+class EventFilter(_Filter):
+    occurred: Annotated[OccurredFilter, BeforeValidator(_none_to_default)] = Field(
+        default_factory=OccurredFilter
+    )
+    event: EventNameFilter | None = None
+    resource: ResourceFilter | None = None
+    related: RelatedFilter | list[RelatedFilter] | None = None
+    any_resource: AnyResourceFilter | list[AnyResourceFilter] | None = None
+    id: Annotated[IdFilter, BeforeValidator(_none_to_default)] = Field(default_factory=IdFilter)
+    text: TextFilter | None = None
+    order: Literal["ASC", "DESC"] = "DESC"
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    @property
+    def descending(self) -> bool:
+        return self.order == "DESC"
+
+    @property
+    def distinct(self) -> bool:
+        return bool(self.resource and self.resource.distinct)
+
+    def _related_list(self) -> list[RelatedFilter]:
+        if self.related is None:
+            return []
+        return self.related if isinstance(self.related, list) else [self.related]
+
+    def _any_list(self) -> list[AnyResourceFilter]:
+        if self.any_resource is None:
+            return []
+        return self.any_resource if isinstance(self.any_resource, list) else [self.any_resource]
+
+    def to_json(self) -> dict:
+        """JSON with the (possibly defaulted) time bounds made absolute, e.g. for a page token."""
+        return self.model_dump(mode="json")
+
+    # --- in memory ------------------------------------------------------------------------------
+
+    def matches(self, event: Event) -> bool:
+        """Whether one event satisfies every criterion (`distinct` is a property of a result set)."""
+        if not (self.occurred.since <= event.occurred <= self.occurred.until):
+            return False
+        if self.id.id and event.id not in self.id.id:
+            return False
+        if self.event and not _name_matches(self.event, event.event):
+            return False
+        if self.resource and not _resource_matches(self.resource, event.resource):
+            return False
+        for related in self._related_list():
+            candidates = _related_candidates(related, event)
+            if not any(_related_resource_matches(related, r) for r in candidates):
+                return False
+        for spec in self._any_list():
+            if not any(_any_resource_matches(spec, r) for r in (event.resource, *event.related)):
+                return False
+        return not (self.text and not text_matches(self.text.query, searchable_text(event)))
+
+    def evaluate(self, events: list[Event]) -> list[Event]:
+        """The in-memory twin of `apply` + ordering: matching events, ordered, `distinct` applied."""
+        found = sorted(
+            (e for e in events if self.matches(e)),
+            key=lambda e: (e.occurred, e.id.hex),
+            reverse=self.descending,
+        )
+        if self.distinct:
+            seen: set[str] = set()
+            found = [e for e in found if not (e.resource_id in seen or seen.add(e.resource_id))]
+        return found
+
+    # --- SQL ------------------------------------------------------------------------------------
+
+    def apply(self, queryset: QuerySet) -> QuerySet:
+        """Narrow a queryset of `events.Event` to this filter (unordered; see `ordered`)."""
+        from events.models import EventResource
+
+        since, until = self.occurred.since, self.occurred.until
+        qs = queryset.filter(occurred__gte=since, occurred__lte=until)
+        if self.id.id:
+            qs = qs.filter(id__in=self.id.id)
+        if self.event:
+            qs = qs.filter(_name_q(self.event))
+        if self.resource:
+            qs = qs.filter(_resource_q(self.resource))
+        # Related and any-resource criteria are answered from the resource rows, restricted to
+        # the same time window so the (resource_id, occurred) index bounds the lookup.
+        rows = EventResource.objects.filter(occurred__gte=since, occurred__lte=until)
+        for related in self._related_list():
+            if q := _related_row_q(related):
+                qs = qs.filter(id__in=rows.filter(q).values("event_id"))
+        for spec in self._any_list():
+            if q := _any_row_q(spec):
+                qs = qs.filter(id__in=rows.filter(q).values("event_id"))
+        if self.text and (q := _text_q(self.text.query)) is not None:
+            qs = qs.alias(_search=_search_expression()).filter(q)
+        if self.distinct:
+            first = Window(
+                RowNumber(),
+                partition_by=[F("resource_id")],
+                order_by=_order_by(self.descending),
+            )
+            firsts = qs.alias(_rank=first).filter(_rank=1).values("id")
+            qs = queryset.filter(id__in=Subquery(firsts))
+        return qs
+
+    def ordered(self, queryset: QuerySet) -> QuerySet:
+        return self.apply(queryset).order_by(*_order_by(self.descending))
+
+
+def _order_by(descending: bool):
+    if descending:
+        return [F("occurred").desc(), F("id").desc()]
+    return [F("occurred").asc(), F("id").asc()]
+
+
+# --- label globs ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def glob_regex(pattern: str) -> str:
+    """Translate a glob (`*`, `?`, `[seq]`, `[^seq]`; case-sensitive) to an anchored regex.
+
+    The same semantics as SQLite's GLOB, so the in-memory and SQL evaluators agree.
+    """
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            j = i
+            if j < n and pattern[j] == "^":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i:j]
+                negate = body.startswith("^")
+                if negate:
+                    body = body[1:]
+                body = body.replace("\\", "\\\\")
+                out.append(f"[{'^' if negate else ''}{body}]")
+                i = j + 1
+        else:
+            out.append(re.escape(c))
+    return "^" + "".join(out) + "$"
+
+
+@lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(glob_regex(pattern), re.DOTALL)
+
+
+def glob_matches(pattern: str, value: str) -> bool:
+    return _compiled(pattern).match(value) is not None
+
+
+def _as_list(patterns: Patterns) -> list[str]:
+    return [patterns] if isinstance(patterns, str) else list(patterns)
+
+
+def label_matches(patterns: Patterns, value: str | None) -> bool:
+    """Patterns for one label are ORed; `!` negates one; a missing label never matches."""
+    if value is None:
+        return False
+    for pattern in _as_list(patterns):
+        if pattern.startswith("!"):
+            if not glob_matches(pattern[1:], value):
+                return True
+        elif glob_matches(pattern, value):
+            return True
+    return False
+
+
+def labels_match(spec: dict[str, Patterns] | None, labels: dict[str, str]) -> bool:
+    """Every label in `spec` must match (AND)."""
+    return all(label_matches(patterns, labels.get(key)) for key, patterns in (spec or {}).items())
+
+
+class Glob(Func):
+    """`lhs GLOB pattern` on SQLite, a regex match with the same semantics elsewhere."""
+
+    output_field = BooleanField()
+    conditional = True
+    arity = 1
+
+    def __init__(self, expression, pattern: str):
+        super().__init__(expression)
+        self.pattern = pattern
+
+    def as_sql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"({sql} ~ %s)", [*params, glob_regex(self.pattern)]
+
+    def as_sqlite(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"({sql} GLOB %s)", [*params, self.pattern]
+
+
+def _label_value(key: str, json_field: str, id_field: str):
+    if key == RESOURCE_ID:
+        return F(id_field)
+    return KeyTextTransform(key, json_field)
+
+
+def _labels_q(spec: dict[str, Patterns], *, json_field: str, id_field: str, role_field: str | None) -> Q:
+    q = Q()
+    for key, patterns in spec.items():
+        patterns = _as_list(patterns)
+        if not patterns:
+            return Q(pk__in=[])  # an empty pattern list matches nothing
+        if key == RESOURCE_ROLE and role_field:
+            q &= Q(**{f"{role_field}__in": patterns})
+            continue
+        value = _label_value(key, json_field, id_field)
+        either = Q()
+        for pattern in patterns:
+            if pattern.startswith("!"):
+                # NOT GLOB alone would also be true for a missing label; a missing label never matches.
+                either |= ~Q(Glob(value, pattern[1:])) & Q(_IsNotNull(value))
+            else:
+                either |= Q(Glob(value, pattern))
+        q &= either
+    return q
+
+
+class _IsNotNull(Func):
+    output_field = BooleanField()
+    conditional = True
+    template = "(%(expressions)s IS NOT NULL)"
+
+
+# --- prefixes ------------------------------------------------------------------------------------
+
+
+def _startswith_q(field: str, prefix: str) -> Q:
+    """Case-sensitive prefix match that can use a b-tree index on both databases."""
+    if not prefix:
+        return Q(**{f"{field}__isnull": False})
+    if connection.vendor == "sqlite":
+        # SQLite's LIKE ignores case and skips the index; a range on the binary collation does not.
+        last = ord(prefix[-1])
+        if last < 0x10FFFF:
+            upper = prefix[:-1] + chr(last + 1)
+            return Q(**{f"{field}__gte": prefix, f"{field}__lt": upper})
+    return Q(**{f"{field}__startswith": prefix})
+
+
+def _any_prefix_q(field: str, prefixes: list[str]) -> Q:
+    q = Q()
+    for prefix in prefixes:
+        q |= _startswith_q(field, prefix)
+    return q
+
+
+def _name_q(f: EventNameFilter) -> Q:
+    q = Q()
+    if f.prefix:
+        q &= _any_prefix_q("event", f.prefix)
+    if f.exclude_prefix:
+        q &= ~_any_prefix_q("event", f.exclude_prefix)
+    if f.name:
+        q &= Q(event__in=f.name)
+    if f.exclude_name:
+        q &= ~Q(event__in=f.exclude_name)
+    return q
+
+
+def _name_matches(f: EventNameFilter, name: str) -> bool:
+    if f.prefix and not any(name.startswith(p) for p in f.prefix):
+        return False
+    if f.exclude_prefix and any(name.startswith(p) for p in f.exclude_prefix):
+        return False
+    if f.name and name not in f.name:
+        return False
+    return not (f.exclude_name and name in f.exclude_name)
+
+
+# --- resources -----------------------------------------------------------------------------------
+
+
+def _resource_q(f: ResourceFilter) -> Q:
+    q = Q()
+    if f.id:
+        q &= Q(resource_id__in=f.id)
+    if f.id_prefix:
+        q &= _any_prefix_q("resource_id", f.id_prefix)
+    if f.labels:
+        q &= _labels_q(f.labels, json_field="resource", id_field="resource_id", role_field=None)
+    return q
+
+
+def _resource_matches(f: ResourceFilter, resource: dict[str, str]) -> bool:
+    rid = resource.get(RESOURCE_ID, "")
+    if f.id and rid not in f.id:
+        return False
+    if f.id_prefix and not any(rid.startswith(p) for p in f.id_prefix):
+        return False
+    return not (f.labels and not labels_match(f.labels, resource))
+
+
+def _related_row_q(f: RelatedFilter) -> Q | None:
+    """Criteria on one resource row; all must hold on the same row. None: no constraint."""
+    q = Q()
+    constrained = False
+    if f.id:
+        q &= Q(resource_id__in=f.id)
+        constrained = True
+    if f.role:
+        q &= Q(role__in=f.role)
+        constrained = True
+    else:
+        q &= ~Q(role="")
+    if f.resources_in_roles:
+        either = Q()
+        for rid, role in f.resources_in_roles:
+            either |= Q(resource_id=rid, role=role)
+        q &= either
+        constrained = True
+    if f.labels:
+        q &= _labels_q(f.labels, json_field="labels", id_field="resource_id", role_field="role")
+        constrained = True
+    return q if constrained else None
+
+
+def _related_candidates(f: RelatedFilter, event: Event) -> list[dict[str, str]]:
+    # The primary resource takes part only when the filter names roles (role "" is the primary).
+    if f.role and "" in f.role:
+        return [{**event.resource, RESOURCE_ROLE: ""}, *event.related]
+    return event.related
+
+
+def _related_resource_matches(f: RelatedFilter, resource: dict[str, str]) -> bool:
+    rid, role = resource.get(RESOURCE_ID, ""), resource.get(RESOURCE_ROLE, "")
+    if f.id and rid not in f.id:
+        return False
+    if f.role and role not in f.role:
+        return False
+    if f.resources_in_roles and (rid, role) not in {tuple(p) for p in f.resources_in_roles}:
+        return False
+    if f.labels:
+        for key, patterns in f.labels.items():
+            if key == RESOURCE_ROLE:
+                if role not in _as_list(patterns):
+                    return False
+            elif not label_matches(patterns, resource.get(key)):
+                return False
+    return True
+
+
+def _any_row_q(f: AnyResourceFilter) -> Q | None:
+    q = Q()
+    if f.id:
+        q &= Q(resource_id__in=f.id)
+    if f.id_prefix:
+        q &= _any_prefix_q("resource_id", f.id_prefix)
+    if f.labels:
+        q &= _labels_q(f.labels, json_field="labels", id_field="resource_id", role_field=None)
+    return q if (f.id or f.id_prefix or f.labels) else None
+
+
+def _any_resource_matches(f: AnyResourceFilter, resource: dict[str, str]) -> bool:
+    rid = resource.get(RESOURCE_ID, "")
+    if f.id and rid not in f.id:
+        return False
+    if f.id_prefix and not any(rid.startswith(p) for p in f.id_prefix):
+        return False
+    return not (f.labels and not labels_match(f.labels, resource))
+
+
+# --- text ----------------------------------------------------------------------------------------
+
+# SQLite's LIKE folds ASCII case only; fold the same way in memory so both evaluators agree.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def parse_text_query(query: str) -> tuple[list[str], list[str], list[str]]:
+    """Split a query into (any-of, none-of, all-of) terms: `a "b c" -d !e +f`."""
+    include: list[str] = []
+    exclude: list[str] = []
+    required: list[str] = []
+    try:
+        terms = shlex.split(query, posix=True)
+    except ValueError:  # an unbalanced quote: read it as plain words
+        terms = query.replace('"', " ").split()
+    for term in terms:
+        if term[:1] in ("-", "!") and len(term) > 1:
+            exclude.append(term[1:])
+        elif term[:1] == "+" and len(term) > 1:
+            required.append(term[1:])
+        elif term:
+            include.append(term)
+    return include, exclude, required
+
+
+def searchable_text(event: Event) -> str:
+    """What text search looks in: the name and the stored JSON of resource, related, payload."""
+    return " ".join(
+        (
+            event.event,
+            orjson.dumps(event.resource).decode(),
+            orjson.dumps(event.related).decode(),
+            orjson.dumps(event.payload).decode(),
+        )
+    )
+
+
+def text_matches(query: str, text: str) -> bool:
+    include, exclude, required = parse_text_query(query)
+    text = text.translate(_ASCII_LOWER)
+    if include and not any(t.translate(_ASCII_LOWER) in text for t in include):
+        return False
+    if any(t.translate(_ASCII_LOWER) in text for t in exclude):
+        return False
+    return all(t.translate(_ASCII_LOWER) in text for t in required)
+
+
+def _search_expression():
+    space = Value(" ")
+    return Concat(
+        F("event"),
+        space,
+        Cast("resource", TextField()),
+        space,
+        Cast("related", TextField()),
+        space,
+        Cast("payload", TextField()),
+        output_field=CharField(),
+    )
+
+
+def _text_q(query: str) -> Q | None:
+    include, exclude, required = parse_text_query(query)
+    if not (include or exclude or required):
+        return None
+    q = Q()
+    if include:
+        either = Q()
+        for term in include:
+            either |= Q(_search__icontains=term)
+        q &= either
+    for term in exclude:
+        q &= ~Q(_search__icontains=term)
+    for term in required:
+        q &= Q(_search__icontains=term)
+    return q
+
+
+__all__ = [
+    "AnyResourceFilter",
+    "EventFilter",
+    "EventNameFilter",
+    "IdFilter",
+    "OccurredFilter",
+    "RelatedFilter",
+    "ResourceFilter",
+    "TextFilter",
+    "glob_matches",
+    "label_matches",
+]

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from events import schema
+
+
+class EventQuerySet(models.QuerySet):
+    def matching(self, event_filter) -> EventQuerySet:
+        """Events that satisfy an `events.filters.EventFilter`."""
+        return event_filter.apply(self)
+
+
+class Event(models.Model):
+    """One stored event: the log every other part of eventsite is built from."""
+
+    id = models.UUIDField(primary_key=True)
+    occurred = models.DateTimeField()
+    received = models.DateTimeField()
+    event = models.CharField(max_length=1024)
+    resource_id = models.TextField()
+    resource = models.JSONField()
+    related = models.JSONField(default=list)
+    payload = models.JSONField(default=dict)
+    follows = models.UUIDField(null=True, blank=True)
+
+    objects = EventQuerySet.as_manager()
+
+    class Meta:
+        # The feed reads newest-first by (occurred, id); the name and resource filters narrow by
+        # those columns first and then walk occurred, so each index ends with it.
+        indexes = [
+            models.Index(fields=["occurred", "id"], name="event_occurred_id"),
+            models.Index(fields=["event", "occurred"], name="event_name_occurred"),
+            models.Index(fields=["resource_id", "occurred"], name="event_resource_occurred"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.resource_id}"
+
+    @property
+    def resource_name(self) -> str:
+        return schema.resource_name(self.resource)
+
+    def as_schema(self) -> schema.Event:
+        return schema.Event(
+            occurred=self.occurred,
+            event=self.event,
+            resource=self.resource,
+            related=self.related,
+            payload=self.payload,
+            id=self.id,
+            follows=self.follows,
+            received=self.received,
+        )
+
+    def to_wire(self) -> dict:
+        """The ReceivedEvent JSON shape, keys in Prefect's order."""
+        return self.as_schema().to_wire()
+
+
+class EventResource(models.Model):
+    """One row per resource an event involves (role "" is the primary resource).
+
+    Related, any-resource and label filters become index lookups on this table instead of scans
+    of the events' JSON.
+    """
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="resources")
+    occurred = models.DateTimeField()
+    resource_id = models.TextField()
+    role = models.CharField(max_length=1024, blank=True, default="")
+    labels = models.JSONField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["resource_id", "occurred"], name="eventresource_id_occurred"),
+            models.Index(fields=["occurred"], name="eventresource_occurred"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role or 'primary'}: {self.resource_id}"
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked__isnull=True, user__is_active=True)
+
+
+class ApiToken(models.Model):
+    """A named API secret. Only its SHA-256 is stored; the secret is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    # A token is random and 256 bits long, so a fast hash is enough; no need for a password KDF.
+    TOUCH_EVERY = timedelta(seconds=60)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def digest_of(secret: str) -> str:
+        return hashlib.sha256(secret.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name: str = "default") -> tuple[ApiToken, str]:
+        """Create a token and return it with its secret, which is not stored."""
+        secret = "es_" + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, prefix=secret[:8], digest=cls.digest_of(secret))
+        return token, secret
+
+    @classmethod
+    def authenticate(cls, secret: str) -> ApiToken | None:
+        if not secret:
+            return None
+        token = cls.objects.active().select_related("user").filter(digest=cls.digest_of(secret)).first()
+        if token is not None:
+            token.touch()
+        return token
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked is None
+
+    def touch(self) -> None:
+        # Write last_used at most once a minute: a hot ingest client must not cost a write per call.
+        now = timezone.now()
+        if self.last_used is None or now - self.last_used > self.TOUCH_EVERY:
+            self.last_used = now
+            ApiToken.objects.filter(pk=self.pk).update(last_used=now)
+
+    def revoke(self) -> None:
+        if self.revoked is None:
+            self.revoked = timezone.now()
+            self.save(update_fields=["revoked"])
