@@ -69,7 +69,11 @@ class CountByRequest(BaseModel):
 def _page_response(request, page: queries.Page) -> HttpResponse:
     next_url = None
     if page.next_token:
-        next_url = request.build_absolute_uri(reverse("api:events-filter-next")) + "?page-token=" + page.next_token
+        next_url = (
+            request.build_absolute_uri(reverse("api:events-filter-next"))
+            + "?page-token="
+            + page.next_token
+        )
     return json_response(
         {"events": [e.to_wire() for e in page.events], "total": page.total, "next_page": next_url}
     )
@@ -97,7 +101,9 @@ class Events(APIView):
     @extend_schema(
         request={"application/json": {"type": "array", "items": {"type": "object"}}},
         responses={
-            204: OpenApiResponse(description="All events stored (duplicates of stored ids are ignored)"),
+            204: OpenApiResponse(
+                description="All events stored (duplicates of stored ids are ignored)"
+            ),
             413: OpenApiResponse(description="An event is over the size limit; nothing stored"),
             422: OpenApiResponse(description="Invalid events, by index and field; nothing stored"),
         },
@@ -109,7 +115,9 @@ class Events(APIView):
             return error
         if not isinstance(data, list):
             return error_response(422, "The body must be a JSON array of events.")
-        result = ingest(data, source="api", body_size=len(request.body), limits=Limits.from_settings())
+        result = ingest(
+            data, source="api", body_size=len(request.body), limits=Limits.from_settings()
+        )
         if result.rejected:
             errors = [problem.as_dict(index) for index, problem in result.rejected]
             bad = len({index for index, _ in result.rejected})
@@ -147,7 +155,9 @@ class EventsFilterNext(APIView):
 
 
 class EventsCountBy(APIView):
-    @extend_schema(request=CountByRequest, summary="Count events by day, time, event name or resource")
+    @extend_schema(
+        request=CountByRequest, summary="Count events by day, time, event name or resource"
+    )
     def post(self, request, countable: str):
         if countable not in ("day", "time", "event", "resource"):
             return error_response(
@@ -164,7 +174,9 @@ class EventsCountBy(APIView):
             return json_response(queries.count_by_event(body.filter))
         if countable == "resource":
             return json_response(queries.count_by_resource(body.filter))
-        unit, interval = ("day", 1.0) if countable == "day" else (body.time_unit, body.time_interval)
+        unit, interval = (
+            ("day", 1.0) if countable == "day" else (body.time_unit, body.time_interval)
+        )
         try:
             return json_response(queries.count_by_time(body.filter, unit=unit, interval=interval))
         except queries.TooManyBuckets as exc:

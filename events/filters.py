@@ -316,7 +316,9 @@ def _label_value(key: str, json_field: str, id_field: str):
     return KeyTextTransform(key, json_field)
 
 
-def _labels_q(spec: dict[str, Patterns], *, json_field: str, id_field: str, role_field: str | None) -> Q:
+def _labels_q(
+    spec: dict[str, Patterns], *, json_field: str, id_field: str, role_field: str | None
+) -> Q:
     q = Q()
     for key, patterns in spec.items():
         patterns = _as_list(patterns)

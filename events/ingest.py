@@ -20,7 +20,17 @@ from events.schema import RESOURCE_ID, RESOURCE_ROLE, Event, Limits, Problem
 
 logger = logging.getLogger(__name__)
 
-EVENT_COLUMNS = ("id", "occurred", "received", "event", "resource_id", "resource", "related", "payload", "follows")
+EVENT_COLUMNS = (
+    "id",
+    "occurred",
+    "received",
+    "event",
+    "resource_id",
+    "resource",
+    "related",
+    "payload",
+    "follows",
+)
 RESOURCE_COLUMNS = ("event_id", "occurred", "resource_id", "role", "labels")
 # Both SQLite (32,766) and PostgreSQL (65,535) bound the parameters of one statement.
 MAX_PARAMS = 30_000
@@ -155,7 +165,9 @@ def _insert_events(events: list[Event]) -> set[uuid.UUID]:
                 f"ON CONFLICT (id) DO NOTHING RETURNING id",
                 params,
             )
-            inserted.update(r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(r[0]) for r in cursor.fetchall())
+            inserted.update(
+                r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(r[0]) for r in cursor.fetchall()
+            )
     return inserted
 
 
@@ -169,7 +181,9 @@ def _insert_resources(events: list[Event]) -> None:
         event_id, occurred = uid(e.id), dt(e.occurred)
         rows.append((event_id, occurred, e.resource[RESOURCE_ID], "", js(e.resource)))
         for related in e.related:
-            rows.append((event_id, occurred, related[RESOURCE_ID], related[RESOURCE_ROLE], js(related)))
+            rows.append(
+                (event_id, occurred, related[RESOURCE_ID], related[RESOURCE_ROLE], js(related))
+            )
     per_statement = MAX_PARAMS // len(RESOURCE_COLUMNS)
     with connection.cursor() as cursor:
         for start in range(0, len(rows), per_statement):

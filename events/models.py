@@ -96,7 +96,9 @@ class ApiTokenQuerySet(models.QuerySet):
 class ApiToken(models.Model):
     """A named API secret. Only its SHA-256 is stored; the secret is shown once."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=12, editable=False)
     digest = models.CharField(max_length=64, unique=True, editable=False)
@@ -123,14 +125,18 @@ class ApiToken(models.Model):
     def issue(cls, user, name: str = "default") -> tuple[ApiToken, str]:
         """Create a token and return it with its secret, which is not stored."""
         secret = "es_" + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, prefix=secret[:8], digest=cls.digest_of(secret))
+        token = cls.objects.create(
+            user=user, name=name, prefix=secret[:8], digest=cls.digest_of(secret)
+        )
         return token, secret
 
     @classmethod
     def authenticate(cls, secret: str) -> ApiToken | None:
         if not secret:
             return None
-        token = cls.objects.active().select_related("user").filter(digest=cls.digest_of(secret)).first()
+        token = (
+            cls.objects.active().select_related("user").filter(digest=cls.digest_of(secret)).first()
+        )
         if token is not None:
             token.touch()
         return token

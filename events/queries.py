@@ -63,7 +63,9 @@ def next_page(token: str) -> Page:
 
 
 def _page(event_filter: EventFilter, matching, *, limit: int, total: int, offset: int) -> Page:
-    ordering = [F("occurred").desc(), F("id").desc()] if event_filter.descending else ["occurred", "id"]
+    ordering = (
+        [F("occurred").desc(), F("id").desc()] if event_filter.descending else ["occurred", "id"]
+    )
     events = list(matching.order_by(*ordering)[:limit]) if limit else []
     delivered = offset + len(events)
     token = None
@@ -111,10 +113,16 @@ def count_by_event(event_filter: EventFilter) -> list[dict]:
 
 def count_by_resource(event_filter: EventFilter) -> list[dict]:
     matching = event_filter.apply(Event.objects.all())
-    latest = matching.filter(resource_id=OuterRef("resource_id")).order_by("-occurred").values("resource")[:1]
+    latest = (
+        matching.filter(resource_id=OuterRef("resource_id"))
+        .order_by("-occurred")
+        .values("resource")[:1]
+    )
     rows = (
         matching.values("resource_id")
-        .annotate(count=Count("id"), start=Min("occurred"), end=Max("occurred"), labels=Subquery(latest))
+        .annotate(
+            count=Count("id"), start=Min("occurred"), end=Max("occurred"), labels=Subquery(latest)
+        )
         .order_by("-count", "resource_id")
     )
     out = []
@@ -123,12 +131,22 @@ def count_by_resource(event_filter: EventFilter) -> list[dict]:
         if isinstance(labels, str):  # SQLite hands a JSON subquery back as text
             labels = orjson.loads(labels)
         label = resource_name(labels or {}) or r["resource_id"]
-        out.append(_count(value=r["resource_id"], label=label, count=r["count"], start=r["start"], end=r["end"]))
+        out.append(
+            _count(
+                value=r["resource_id"],
+                label=label,
+                count=r["count"],
+                start=r["start"],
+                end=r["end"],
+            )
+        )
     out.sort(key=lambda c: (-c["count"], c["label"]))
     return out
 
 
-def time_buckets(since: datetime, until: datetime, *, unit: TimeUnit, interval: float) -> tuple[datetime, timedelta, int]:
+def time_buckets(
+    since: datetime, until: datetime, *, unit: TimeUnit, interval: float
+) -> tuple[datetime, timedelta, int]:
     """The first bucket start, the bucket width and the number of buckets (aligned to PIVOT)."""
     step = timedelta(seconds=UNIT_SECONDS[unit] * interval)
     now = timezone.now()
@@ -147,8 +165,12 @@ def time_buckets(since: datetime, until: datetime, *, unit: TimeUnit, interval: 
     return first, step, count
 
 
-def count_by_time(event_filter: EventFilter, *, unit: TimeUnit = "day", interval: float = 1.0) -> list[dict]:
-    first, step, n = time_buckets(event_filter.occurred.since, event_filter.occurred.until, unit=unit, interval=interval)
+def count_by_time(
+    event_filter: EventFilter, *, unit: TimeUnit = "day", interval: float = 1.0
+) -> list[dict]:
+    first, step, n = time_buckets(
+        event_filter.occurred.since, event_filter.occurred.until, unit=unit, interval=interval
+    )
     step_us = round(step / timedelta(microseconds=1))
     counts: dict[int, int] = {}
     if n:
@@ -197,4 +219,10 @@ def _z(value: datetime) -> str:
 
 
 def _count(*, value: str, label: str, count: int, start: datetime, end: datetime) -> dict:
-    return {"value": value, "label": label, "count": count, "start_time": _z(start), "end_time": _z(end)}
+    return {
+        "value": value,
+        "label": label,
+        "count": count,
+        "start_time": _z(start),
+        "end_time": _z(end),
+    }

@@ -136,13 +136,17 @@ def parse_uuid(value: Any) -> uuid.UUID:
         raise ValueError("must be a valid UUID") from None
 
 
-def _labels(value: Any, loc: tuple, problems: list[Problem], limits: Limits, *, related: bool) -> dict:
+def _labels(
+    value: Any, loc: tuple, problems: list[Problem], limits: Limits, *, related: bool
+) -> dict:
     if not isinstance(value, dict):
         problems.append(Problem(loc, "must be an object of label → string"))
         return {}
     if len(value) > limits.labels_per_resource:
         problems.append(
-            Problem(loc, f"has {len(value)} labels; at most {limits.labels_per_resource} are allowed")
+            Problem(
+                loc, f"has {len(value)} labels; at most {limits.labels_per_resource} are allowed"
+            )
         )
     for key, label in value.items():
         if not isinstance(label, str):
@@ -168,7 +172,11 @@ def parse_event(data: Any, *, limits: Limits, size: int | None = None) -> Event:
         size = len(orjson.dumps(data))
     if size > limits.size_bytes:
         problems.append(
-            Problem((), f"is {size} bytes; at most {limits.size_bytes} bytes are allowed", too_large=True)
+            Problem(
+                (),
+                f"is {size} bytes; at most {limits.size_bytes} bytes are allowed",
+                too_large=True,
+            )
         )
 
     occurred = event_id = follows = None
@@ -184,7 +192,9 @@ def parse_event(data: Any, *, limits: Limits, size: int | None = None) -> Event:
         problems.append(Problem(("event",), "must be a string"))
     elif len(name) > limits.name_length:
         problems.append(
-            Problem(("event",), f"is {len(name)} characters; at most {limits.name_length} are allowed")
+            Problem(
+                ("event",), f"is {len(name)} characters; at most {limits.name_length} are allowed"
+            )
         )
 
     if "resource" not in data:

@@ -17,6 +17,8 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # API clients (the Prefect client, the SDK) send no Origin header and are authenticated by
         # token; browser sockets carry one and must come from an allowed host.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
     }
 )

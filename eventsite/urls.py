@@ -15,13 +15,16 @@ api_patterns = [
     path("events/count-by/<str:countable>", api.EventsCountBy.as_view(), name="events-count-by"),
     path(
         "schema/",
-        SpectacularAPIView.as_view(authentication_classes=[TokenAuthentication, SessionAuthentication]),
+        SpectacularAPIView.as_view(
+            authentication_classes=[TokenAuthentication, SessionAuthentication]
+        ),
         name="schema",
     ),
     path(
         "docs/",
         SpectacularSwaggerView.as_view(
-            url_name="api:schema", authentication_classes=[TokenAuthentication, SessionAuthentication]
+            url_name="api:schema",
+            authentication_classes=[TokenAuthentication, SessionAuthentication],
         ),
         name="docs",
     ),

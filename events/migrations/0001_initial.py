@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,50 +14,85 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(editable=False, max_length=12)),
-                ('digest', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created', models.DateTimeField(auto_now_add=True)),
-                ('last_used', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('revoked', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("prefix", models.CharField(editable=False, max_length=12)),
+                ("digest", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+                ("last_used", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("revoked", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created'],
+                "ordering": ["-created"],
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.UUIDField(primary_key=True, serialize=False)),
-                ('occurred', models.DateTimeField()),
-                ('received', models.DateTimeField()),
-                ('event', models.CharField(max_length=1024)),
-                ('resource_id', models.TextField()),
-                ('resource', models.JSONField()),
-                ('related', models.JSONField(default=list)),
-                ('payload', models.JSONField(default=dict)),
-                ('follows', models.UUIDField(blank=True, null=True)),
+                ("id", models.UUIDField(primary_key=True, serialize=False)),
+                ("occurred", models.DateTimeField()),
+                ("received", models.DateTimeField()),
+                ("event", models.CharField(max_length=1024)),
+                ("resource_id", models.TextField()),
+                ("resource", models.JSONField()),
+                ("related", models.JSONField(default=list)),
+                ("payload", models.JSONField(default=dict)),
+                ("follows", models.UUIDField(blank=True, null=True)),
             ],
             options={
-                'indexes': [models.Index(fields=['occurred', 'id'], name='event_occurred_id'), models.Index(fields=['event', 'occurred'], name='event_name_occurred'), models.Index(fields=['resource_id', 'occurred'], name='event_resource_occurred')],
+                "indexes": [
+                    models.Index(fields=["occurred", "id"], name="event_occurred_id"),
+                    models.Index(fields=["event", "occurred"], name="event_name_occurred"),
+                    models.Index(
+                        fields=["resource_id", "occurred"], name="event_resource_occurred"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='EventResource',
+            name="EventResource",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('occurred', models.DateTimeField()),
-                ('resource_id', models.TextField()),
-                ('role', models.CharField(blank=True, default='', max_length=1024)),
-                ('labels', models.JSONField()),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='resources', to='events.event')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("occurred", models.DateTimeField()),
+                ("resource_id", models.TextField()),
+                ("role", models.CharField(blank=True, default="", max_length=1024)),
+                ("labels", models.JSONField()),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="resources",
+                        to="events.event",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['resource_id', 'occurred'], name='eventresource_id_occurred'), models.Index(fields=['occurred'], name='eventresource_occurred')],
+                "indexes": [
+                    models.Index(
+                        fields=["resource_id", "occurred"], name="eventresource_id_occurred"
+                    ),
+                    models.Index(fields=["occurred"], name="eventresource_occurred"),
+                ],
             },
         ),
     ]

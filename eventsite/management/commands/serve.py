@@ -1,0 +1,73 @@
+import logging
+import secrets
+import sys
+
+from daphne.endpoints import build_endpoint_description_strings
+from daphne.server import Server
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from eventsite import services
+from events.models import ApiToken
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Serve web + websockets (Daphne) and the background services in one process."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument(
+            "--no-engine",
+            action="store_true",
+            help="Do not run the automation engine here (scale-out: run `manage.py run_engine`).",
+        )
+
+    def handle(self, *args, host: str, port: int, no_engine: bool, **options):
+        self._first_run()
+        from eventsite.asgi import application
+
+        stop, _ = services.start(engine=not no_engine)
+        self.stdout.write(
+            f"eventsite serving on http://{host}:{port}/ (engine {'off' if no_engine else 'on'})"
+        )
+        sys.stdout.flush()
+        try:
+            Server(
+                application=application,
+                endpoints=build_endpoint_description_strings(host=host, port=port),
+                signal_handlers=True,
+                verbosity=0,
+                websocket_timeout=86400 * 365,
+                websocket_handshake_timeout=10,
+                application_close_timeout=5,
+            ).run()
+        finally:
+            stop.set()
+
+    def _first_run(self) -> None:
+        """On the very first start, create an admin and an API token and print both, once."""
+        User = get_user_model()
+        with transaction.atomic():
+            if User.objects.exists():
+                return
+            password = secrets.token_urlsafe(12)
+            user = User.objects.create_superuser("admin", "", password)
+            _, token = ApiToken.issue(user, name="first-run")
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    "First run: created an admin account and an API token. They are shown only once.",
+                    "  username: admin",
+                    f"  password: {password}",
+                    f"  API token: {token}",
+                    "  Prefect clients: PREFECT_API_URL=http://127.0.0.1:8000/api "
+                    f"PREFECT_API_AUTH_STRING=eventsite:{token}",
+                    "",
+                ]
+            )
+        )

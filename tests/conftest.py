@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from events.models import ApiToken
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(
+        "alice", "alice@example.com", "correct horse battery"
+    )
+
+
+@pytest.fixture
+def token(user) -> str:
+    """A fresh API token secret for `user`."""
+    _, secret = ApiToken.issue(user, name="tests")
+    return secret
+
+
+@pytest.fixture
+def api_client(token) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def logged_in_client(client, user):
+    client.force_login(user)
+    return client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _database_url() -> str:
+    """The URL of the test database, for a server process that must see the tests' data."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    return f"postgresql://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class LiveServer:
+    """`manage.py serve` in a subprocess on a loopback port, against the test database."""
+
+    def __init__(self, env: dict[str, str], args: tuple[str, ...] = ()):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env
+        self.args = args
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(self.port), *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not answer /api/health within 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture(scope="session")
+def live_server_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    with django_db_blocker.unblock():
+        url = _database_url()
+    env = {**os.environ, "EVENTSITE_DATABASE_URL": url, "EVENTSITE_LOG_LEVEL": "WARNING"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def _session_server(live_server_env):
+    server = LiveServer(live_server_env)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(_session_server, transactional_db) -> LiveServer:
+    """A running eventsite sharing the test database (tests using it commit their data)."""
+    if _session_server.process.poll() is not None:
+        _session_server.start()
+    return _session_server

@@ -1,0 +1,35 @@
+"""Builders for test events, as the wire carries them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+
+def event_data(
+    event: str = "acme.order.created",
+    resource_id: str = "acme.order.1",
+    *,
+    labels: dict[str, str] | None = None,
+    related: list[dict[str, str]] | None = None,
+    payload: dict[str, Any] | None = None,
+    occurred: datetime | None = None,
+    ago: timedelta | None = None,
+    id: uuid.UUID | str | None = None,
+    follows: uuid.UUID | str | None = None,
+) -> dict[str, Any]:
+    occurred = occurred or datetime.now(UTC) - (ago or timedelta(seconds=1))
+    return {
+        "occurred": occurred.isoformat(),
+        "event": event,
+        "resource": {"prefect.resource.id": resource_id, **(labels or {})},
+        "related": related or [],
+        "payload": payload or {},
+        "id": str(id or uuid.uuid4()),
+        "follows": str(follows) if follows else None,
+    }
+
+
+def related(resource_id: str, role: str, **labels: str) -> dict[str, str]:
+    return {"prefect.resource.id": resource_id, "prefect.resource.role": role, **labels}
