@@ -118,10 +118,7 @@ def _as_dict(event: Event) -> dict[str, Any]:
 def _adapters():
     ops = connection.ops
     native_uuid = connection.features.has_native_uuid_field
-    if connection.vendor == "postgresql":
-        json_placeholder = "%s::jsonb"
-    else:
-        json_placeholder = "%s"
+    json_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
 
     def uid(value: uuid.UUID | None):
         if value is None:

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import orjson
-
 from django.core import signing
 from django.db import connection
 from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery

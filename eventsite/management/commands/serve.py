@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from eventsite import services
 from events.models import ApiToken
+from eventsite import services
 
 logger = logging.getLogger(__name__)
 
