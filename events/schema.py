@@ -84,6 +84,20 @@ class Event:
     def resource_id(self) -> str:
         return self.resource[RESOURCE_ID]
 
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Event:
+        """Rebuild a stored event from its `to_wire()` form (trusted: no validation)."""
+        return cls(
+            occurred=datetime.fromisoformat(data["occurred"]),
+            event=data["event"],
+            resource=data["resource"],
+            related=data["related"],
+            payload=data["payload"],
+            id=uuid.UUID(data["id"]),
+            follows=uuid.UUID(data["follows"]) if data.get("follows") else None,
+            received=datetime.fromisoformat(data["received"]) if data.get("received") else None,
+        )
+
     def to_wire(self) -> dict[str, Any]:
         """The ReceivedEvent JSON shape, keys in Prefect's order."""
         return {
