@@ -9,16 +9,22 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import path  # noqa: E402
 
-from events.routing import websocket_urlpatterns  # noqa: E402
+from events.routing import api_websocket_urlpatterns, browser_websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # API clients (the Prefect client, the SDK) send no Origin header and are authenticated by
-        # token; browser sockets carry one and must come from an allowed host.
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        "websocket": URLRouter(
+            [
+                *api_websocket_urlpatterns,
+                # The session cookie authenticates these, so the Origin check stands in for CSRF.
+                path(
+                    "ws/",
+                    AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))),
+                ),
+            ]
         ),
     }
 )
