@@ -185,7 +185,14 @@ class EventsFilterNext(APIView):
 
 class EventsCountBy(APIView):
     @extend_schema(
-        request=CountByRequest, summary="Count events by day, time, event name or resource"
+        request=CountByRequest,
+        parameters=[
+            OpenApiParameter(
+                "countable", str, OpenApiParameter.PATH, enum=["day", "time", "event", "resource"]
+            )
+        ],
+        responses={200: COUNTS},
+        summary="Count events by day, time, event name or resource",
     )
     def post(self, request, countable: str):
         if countable not in ("day", "time", "event", "resource"):
