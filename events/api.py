@@ -156,7 +156,11 @@ class Events(APIView):
 
 
 class EventsFilter(APIView):
-    @extend_schema(request=FilterRequest, responses={200: EVENT_PAGE}, summary="Query stored events (first page)")
+    @extend_schema(
+        request=FilterRequest,
+        responses={200: EVENT_PAGE},
+        summary="Query stored events (first page)",
+    )
     def post(self, request):
         data, error = _read_json(request)
         if error:

@@ -34,7 +34,13 @@ def test_basic_auth_with_any_name_and_the_token_as_password_is_accepted(token):
 
 @pytest.mark.parametrize(
     "header",
-    [None, "Bearer nope", "Basic !!!", "Basic " + base64.b64encode(b"eventsite:nope").decode(), "Token x"],
+    [
+        None,
+        "Bearer nope",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"eventsite:nope").decode(),
+        "Token x",
+    ],
 )
 def test_missing_or_wrong_credentials_are_a_401_with_a_json_detail(header):
     response = client_with(header).post(FILTER, {}, format="json")
@@ -69,7 +75,9 @@ def test_tokens_are_stored_hashed_and_record_when_they_were_used(user):
     assert api_token.last_used is not None
 
 
-@pytest.mark.parametrize("path", ["/api/events", "/api/events/filter/next?page-token=x", "/api/schema/"])
+@pytest.mark.parametrize(
+    "path", ["/api/events", "/api/events/filter/next?page-token=x", "/api/schema/"]
+)
 def test_every_api_endpoint_but_health_and_version_needs_a_token(path):
     client = APIClient()
     response = client.post(path, [], format="json") if path == "/api/events" else client.get(path)

@@ -42,7 +42,11 @@ def test_the_same_id_sent_twice_is_stored_once_and_the_first_copy_wins(api_clien
 
 
 def test_occurred_with_an_offset_is_stored_in_utc_and_a_client_received_is_ignored(api_client):
-    event = {**event_data(), "occurred": "2026-11-26T10:00:00+05:00", "received": "2000-01-01T00:00:00Z"}
+    event = {
+        **event_data(),
+        "occurred": "2026-11-26T10:00:00+05:00",
+        "received": "2000-01-01T00:00:00Z",
+    }
 
     assert post(api_client, [event]).status_code == 204
 
@@ -115,7 +119,13 @@ def test_a_payload_that_is_not_an_object_is_rejected(api_client, payload):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("id", "not-a-uuid"), ("id", 12), ("follows", "nope"), ("occurred", "yesterday"), ("occurred", 5)],
+    [
+        ("id", "not-a-uuid"),
+        ("id", 12),
+        ("follows", "nope"),
+        ("occurred", "yesterday"),
+        ("occurred", 5),
+    ],
 )
 def test_bad_uuids_and_timestamps_are_rejected(api_client, field, value):
     errors = _errors(post(api_client, [{**event_data(), field: value}]))
