@@ -53,12 +53,17 @@ def make_event(rng: random.Random, occurred: datetime) -> dict:
         }
     ]
     for tag in rng.sample(TAGS, rng.randrange(0, 3)):
-        related.append({"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"})
+        related.append(
+            {"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"}
+        )
     payload = {
         "amount": round(rng.random() * 1000, 2),
         "currency": "EUR",
         "attempt": rng.randrange(5),
-        "message": " ".join(rng.choice(["order", "paid", "late", "gold", "retry", "ok", "error", "eu"]) for _ in range(12)),
+        "message": " ".join(
+            rng.choice(["order", "paid", "late", "gold", "retry", "ok", "error", "eu"])
+            for _ in range(12)
+        ),
         "trace": secrets.token_hex(32),
     }
     return {
@@ -89,7 +94,12 @@ def free_port() -> int:
 
 def manage(*args: str, env: dict[str, str], capture: bool = False) -> str:
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return result.stdout
 
@@ -131,7 +141,9 @@ class Server:
             "or User.objects.create_user('bench', password='bench-password-1')",
             env=env,
         )
-        self.token = manage("create_api_token", "bench", "--name", "bench", env=env).strip().splitlines()[-1]
+        self.token = (
+            manage("create_api_token", "bench", "--name", "bench", env=env).strip().splitlines()[-1]
+        )
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "serve", "--port", str(self.port), "--no-first-run"],
             cwd=ROOT,

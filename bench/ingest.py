@@ -37,7 +37,9 @@ def rest(total: int, *, batch: int, clients: int, database_url: str | None) -> d
                     if response.status_code != 204:
                         errors.append(f"{response.status_code} {response.text[:200]}")
 
-        threads = [threading.Thread(target=client, args=(bodies[i::clients],)) for i in range(clients)]
+        threads = [
+            threading.Thread(target=client, args=(bodies[i::clients],)) for i in range(clients)
+        ]
         started = time.perf_counter()
         for t in threads:
             t.start()
@@ -48,7 +50,9 @@ def rest(total: int, *, batch: int, clients: int, database_url: str | None) -> d
         page = httpx.post(
             f"{server.url}/api/events/filter",
             headers=server.headers,
-            content=orjson.dumps({"filter": {"occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 1}),
+            content=orjson.dumps(
+                {"filter": {"occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": 1}
+            ),
             timeout=120,
         ).json()
         return {
@@ -90,9 +94,25 @@ def raw_executemany(total: int, *, batch: int) -> float:
                     None,
                 )
             )
-            resource_rows.append((eid, occurred, e["resource"]["prefect.resource.id"], "", orjson.dumps(e["resource"]).decode()))
+            resource_rows.append(
+                (
+                    eid,
+                    occurred,
+                    e["resource"]["prefect.resource.id"],
+                    "",
+                    orjson.dumps(e["resource"]).decode(),
+                )
+            )
             for r in e["related"]:
-                resource_rows.append((eid, occurred, r["prefect.resource.id"], r["prefect.resource.role"], orjson.dumps(r).decode()))
+                resource_rows.append(
+                    (
+                        eid,
+                        occurred,
+                        r["prefect.resource.id"],
+                        r["prefect.resource.role"],
+                        orjson.dumps(r).decode(),
+                    )
+                )
         db.execute("BEGIN")
         db.executemany(
             "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, related, payload, follows) "
@@ -112,20 +132,30 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--database-url", help="a PostgreSQL URL whose database is recreated for the run")
+    parser.add_argument(
+        "--database-url", help="a PostgreSQL URL whose database is recreated for the run"
+    )
     parser.add_argument("--skip-raw", action="store_true")
     args = parser.parse_args()
 
     where = "PostgreSQL" if args.database_url else "SQLite"
-    result = rest(args.events, batch=args.batch, clients=args.clients, database_url=args.database_url)
-    print(f"ingest (a) REST, {where}: {args.events:,} events, batches of {args.batch}, {args.clients} clients")
-    print(f"  {result['rate']:8,.0f} events/s first send → last queryable   stored {result['stored']:,} of {args.events:,}")
+    result = rest(
+        args.events, batch=args.batch, clients=args.clients, database_url=args.database_url
+    )
+    print(
+        f"ingest (a) REST, {where}: {args.events:,} events, batches of {args.batch}, {args.clients} clients"
+    )
+    print(
+        f"  {result['rate']:8,.0f} events/s first send → last queryable   stored {result['stored']:,} of {args.events:,}"
+    )
     print(f"  serve peak RSS {result['rss']:.0f} MB")
     if result["errors"]:
         print(f"  errors: {result['errors']}")
     if not args.database_url and not args.skip_raw:
         raw = raw_executemany(args.events, batch=args.batch)
-        print(f"  raw executemany into the same SQLite schema: {raw:8,.0f} events/s  → eventsite reaches {result['rate'] / raw:.0%} of it")
+        print(
+            f"  raw executemany into the same SQLite schema: {raw:8,.0f} events/s  → eventsite reaches {result['rate'] / raw:.0%} of it"
+        )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from events import schema
+from events import rollups, schema
 from events.broadcast import broadcast_stored
 from events.models import Event as EventRow
 from events.models import EventResource
@@ -95,6 +95,7 @@ def store(events: Iterable[Event], *, source: str) -> IngestResult:
         stored = [e for e in unique if e.id in inserted]
         if stored:
             _insert_resources(stored)
+            rollups.record(stored)
             transaction.on_commit(lambda: broadcast_stored(stored))
     duplicates = len(unique) - len(stored)
     if duplicates:
@@ -152,7 +153,9 @@ def _chunk_sizes(n: int, largest: int) -> list[int]:
     return sizes
 
 
-def _execute_rows(cursor, sql: str, row: str, rows: list[tuple], *, largest: int, returning: bool = False):
+def _execute_rows(
+    cursor, sql: str, row: str, rows: list[tuple], *, largest: int, returning: bool = False
+):
     """Run `sql` (with `{values}` for the VALUES list) over `rows` in power-of-two chunks."""
     returned: list[tuple] = []
     start = 0
