@@ -259,10 +259,15 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         elif operator == "+":
             if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
                 _check_size(len(left) + len(right))
-        elif operator == "**":
-            if isinstance(left, (int, float)) and isinstance(right, (int, float)):
-                if abs(left) > 1 and right > 0 and right * math.log2(abs(left)) > 4096:
-                    raise SecurityError("the power is too large")
+        elif (
+            operator == "**"
+            and isinstance(left, (int, float))
+            and isinstance(right, (int, float))
+            and abs(left) > 1
+            and right > 0
+            and right * math.log2(abs(left)) > 4096
+        ):
+            raise SecurityError("the power is too large")
         elif operator == "%" and isinstance(left, str):
             values = right if isinstance(right, (tuple, list)) else [right]
             if isinstance(right, Mapping):
