@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.parser import BytesParser
+from email.policy import default as email_policy
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -168,6 +170,8 @@ class Incoming:
                 return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=10_000))
             except ValueError:
                 return text
+        if self.content_type == "multipart/form-data":
+            return _multipart_fields(self.headers.get("content-type", ""), self.body) or text
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError:
@@ -186,6 +190,27 @@ class Incoming:
             "body": self.parsed_body(),
             "query": self.query_params(),
         }
+
+
+def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The fields of a multipart form; a file field gives its file name, not its content."""
+    message = BytesParser(policy=email_policy).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+    )
+    fields: dict[str, str] = {}
+    if not message.is_multipart():
+        return fields
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        filename = part.get_filename()
+        if filename is not None:
+            fields[name] = filename
+        else:
+            payload = part.get_payload(decode=True) or b""
+            fields[name] = payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+    return fields
 
 
 @dataclass
