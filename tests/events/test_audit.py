@@ -172,7 +172,10 @@ def test_record_refuses_a_name_outside_the_audit_list(user):
 
 
 def test_automation_changes_can_be_recorded_with_a_diff(user):
-    target = {"prefect.resource.id": f"prefect.automation.{uuid.uuid4()}", "prefect.resource.name": "a"}
+    target = {
+        "prefect.resource.id": f"prefect.automation.{uuid.uuid4()}",
+        "prefect.resource.name": "a",
+    }
 
     event = audit.record(
         audit.AUTOMATION_UPDATED,
@@ -192,9 +195,7 @@ def test_retention_keeps_audit_events_longer(settings, user):
     old_audit = audit.record(audit.USER_LOGGED_IN, target=user, user=user)
     ancient_audit = audit.record(audit.USER_LOGGED_OUT, target=user, user=user)
     Event.objects.filter(id=old_audit.id).update(occurred=timezone.now() - timedelta(days=30))
-    Event.objects.filter(id=ancient_audit.id).update(
-        occurred=timezone.now() - timedelta(days=400)
-    )
+    Event.objects.filter(id=ancient_audit.id).update(occurred=timezone.now() - timedelta(days=400))
     from events.ingest import ingest
 
     ingest([event_data(ago=timedelta(days=30)), event_data(ago=timedelta(days=1))], source="t")

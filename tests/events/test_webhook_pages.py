@@ -208,7 +208,11 @@ def test_request_log_pages_older_requests_by_keyset(logged_in_client):
     webhook = Webhook.objects.create(name="w", template=FIXED)
     rows = [
         WebhookRequest.objects.create(
-            webhook=webhook, slug=webhook.slug, method="GET", path="/p", outcome="accepted",
+            webhook=webhook,
+            slug=webhook.slug,
+            method="GET",
+            path="/p",
+            outcome="accepted",
             status=204,
         )
         for _ in range(55)
@@ -228,7 +232,11 @@ def test_request_log_pages_older_requests_by_keyset(logged_in_client):
 def test_webhook_list_shows_state_and_unknown_url_requests(logged_in_client):
     Webhook.objects.create(name="Alpha", template="{}", enabled=False)
     WebhookRequest.objects.create(
-        slug="gone", method="POST", path="/hooks/gone", body=b"lost?", outcome="unknown",
+        slug="gone",
+        method="POST",
+        path="/hooks/gone",
+        body=b"lost?",
+        outcome="unknown",
         status=404,
     )
 
