@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import re
+import threading
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.parser import BytesParser
@@ -528,10 +530,45 @@ def receive(request: HttpRequest, slug: str) -> HttpResponse:
 
 # --- the ASGI fast path ----------------------------------------------------------------------------
 
+
+class _DaemonThreadExecutor(Executor):
+    """Runs submitted calls in order on one daemon thread.
+
+    Not a ThreadPoolExecutor: the interpreter joins those at exit, and a batch can be waiting for
+    the (stopped) event loop to take its broadcast when the server shuts down. Its write has
+    committed by then, so letting the thread die with the process loses nothing.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+                self.thread.start()
+        self.queue.put((future, fn, args, kwargs))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, fn, args, kwargs = self.queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
 # Lookups and writes each have one thread (and so one database connection) of their own, so a
 # lookup never waits behind a commit; jobs from concurrent requests are run as one batch.
-_LOOKUP_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-lookup")
-_WRITE_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-write")
+_LOOKUP_EXECUTOR = _DaemonThreadExecutor("webhook-lookup")
+_WRITE_EXECUTOR = _DaemonThreadExecutor("webhook-write")
 MAX_BATCH = 500
 IDLE_CLOSE_SECONDS = 2.0
 
@@ -551,7 +588,7 @@ def _write_all(writes: list[Write]) -> list[Exception | None]:
 class _Batcher:
     """Collects jobs on the event loop and runs them in batches on one thread."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, run, executor: ThreadPoolExecutor):
+    def __init__(self, loop: asyncio.AbstractEventLoop, run, executor: Executor):
         self.loop = loop
         self.run = sync_to_async(run, thread_sensitive=False, executor=executor)
         self.executor = executor
