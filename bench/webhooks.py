@@ -149,6 +149,12 @@ async def load(port: int, slug: str, requests: int, connections: int, kind: str)
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux), to state the server's cost per request."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stored_count(url: str, token: str) -> int:
     response = httpx.post(
         f"{url}/api/events/filter",
@@ -246,7 +252,9 @@ def main() -> None:
             assert probe.status_code == 204, probe.text
             # Warm up (compile caches, connections), then measure.
             warm = asyncio.run(load(port, slug, 1000, args.connections, args.client))
+            cpu_before = cpu_seconds(server.pid)
             result = asyncio.run(load(port, slug, args.requests, args.connections, args.client))
+            cpu_per_request = (cpu_seconds(server.pid) - cpu_before) / result["sent"]
             total = stored_count(url, token)
             print(
                 f"webhook receiver, dynamic JSON template, {args.client} client, "
@@ -254,6 +262,10 @@ def main() -> None:
                 f"(p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms); "
                 f"answers {result['statuses']}; events stored {total:,} "
                 f"(of {result['sent'] + warm['sent'] + 1:,} sent)"
+            )
+            print(
+                f"server CPU per request {cpu_per_request * 1000:.2f} ms: one otherwise idle core "
+                f"would take about {1 / cpu_per_request:,.0f} requests/s"
             )
             login = login_latency(url, password)
         finally:
