@@ -3,7 +3,7 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from events.models import ApiToken, Event, EventResource
+from events.models import ApiToken, Event, EventResource, Webhook, WebhookRequest
 
 
 def _pretty(value) -> str:
@@ -87,3 +87,28 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for token in queryset:
             token.revoke()
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "enabled", "owner", "updated"]
+    list_filter = ["enabled", "kind"]
+    search_fields = ["name", "description"]
+    # The slug is the webhook's credential: rotate it from the webhook page, never type it.
+    exclude = ["slug"]
+
+
+@admin.register(WebhookRequest)
+class WebhookRequestAdmin(ReadOnlyAdmin):
+    """The request log is a record of what senders posted: looked at here, never changed."""
+
+    list_display = ["received", "webhook", "method", "status", "outcome"]
+    list_filter = ["outcome", "status"]
+    search_fields = ["=id", "slug", "error"]
+    date_hierarchy = "received"
+    exclude = ["body"]
+    readonly_fields = ["body_preview"]
+
+    @admin.display(description="body")
+    def body_preview(self, obj):
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", obj.body_text(65536))

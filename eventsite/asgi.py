@@ -11,11 +11,22 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from events import webhooks  # noqa: E402
 from events.routing import api_websocket_urlpatterns, browser_websocket_urlpatterns  # noqa: E402
+
+
+async def http_app(scope, receive, send):
+    """Django for everything but `/hooks/<slug>`, which `events.webhooks.asgi_app` answers
+    directly: Django's ASGI handler costs a thread per request, too slow for webhook traffic."""
+    if webhooks.wants(scope):
+        await webhooks.asgi_app(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": URLRouter(
             [
                 *api_websocket_urlpatterns,

@@ -197,6 +197,18 @@ EVENTSITE_AUDIT_RETENTION = envduration("EVENTSITE_AUDIT_RETENTION", "365d")
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EVENTSITE_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
 EVENTSITE_PRUNE_INTERVAL = envduration("EVENTSITE_PRUNE_INTERVAL", "1h")
 
+# --- webhooks, audit, accounts -----------------------------------------------------------------
+# A webhook body becomes (part of) one event, so it is held to the per-event limit by default.
+EVENTSITE_WEBHOOK_MAX_BODY_BYTES = envint(
+    "EVENTSITE_WEBHOOK_MAX_BODY_BYTES", EVENTSITE_MAX_EVENT_SIZE_BYTES
+)
+EVENTSITE_WEBHOOK_LOG_RETENTION = envduration("EVENTSITE_WEBHOOK_LOG_RETENTION", "30d")
+EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT = envint("EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT", 5)
+EVENTSITE_LOGIN_FAILURES_PER_IP = envint("EVENTSITE_LOGIN_FAILURES_PER_IP", 20)
+EVENTSITE_LOGIN_THROTTLE_WINDOW = envduration("EVENTSITE_LOGIN_THROTTLE_WINDOW", "15m")
+AUTHENTICATION_BACKENDS = ["events.accounts.ThrottledModelBackend"]
+MIDDLEWARE.append("events.audit.CurrentRequestMiddleware")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
