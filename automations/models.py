@@ -4,9 +4,10 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
+from events import schema
 from events.schema import isoformat
 
 
@@ -73,6 +74,37 @@ class Automation(models.Model):
             "created": isoformat(self.created),
             "updated": isoformat(self.updated),
         }
+
+    def emit_change(self, kind: str, *, payload: dict | None = None) -> schema.Event:
+        """Emit `prefect.automation.created/updated/deleted` with the automation's JSON."""
+        from events.ingest import emit
+
+        return emit(
+            schema.Event(
+                occurred=timezone.now(),
+                event=f"prefect.automation.{kind}",
+                resource={
+                    "prefect.resource.id": self.resource_id,
+                    "prefect.resource.name": self.name,
+                },
+                payload=payload if payload is not None else self.to_api(),
+                id=uuid.uuid4(),
+            ),
+            source="automations",
+        )
+
+    def set_enabled(self, enabled: bool) -> bool:
+        """Enable or disable; emits `prefect.automation.updated` when it changes anything."""
+        with transaction.atomic():
+            changed = (
+                Automation.objects.filter(pk=self.pk)
+                .exclude(enabled=enabled)
+                .update(enabled=enabled, updated=timezone.now())
+            )
+            self.refresh_from_db()
+            if changed:
+                self.emit_change("updated")
+        return bool(changed)
 
 
 class TriggerBucket(models.Model):
@@ -156,13 +188,14 @@ class ActionRun(models.Model):
     # The id is Prefect's TriggeredAction id, the `invocation` in the action events.
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     firing = models.ForeignKey(Firing, on_delete=models.CASCADE, related_name="action_runs")
-    automation = models.ForeignKey(
-        Automation, on_delete=models.CASCADE, related_name="action_runs"
-    )
+    automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="action_runs")
     action_index = models.IntegerField()
     kind = models.CharField(max_length=100)
     action = models.JSONField()  # the action as it was when the automation fired
     source = models.CharField(max_length=30, default="actions")
+    # The `event` of the templates: the firing's triggering event, or for `actions_on_trigger`
+    # the automation.triggered event (as Prefect does).
+    triggering_event = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.IntegerField(default=0)
     last_error = models.TextField(blank=True, default="")

@@ -514,10 +514,15 @@ class Evaluator:
 
     # --- reactive ------------------------------------------------------------------------------
 
-    def on_event(self, event: Event, *, clock: datetime) -> list[Firing]:
-        """Evaluate one event against every trigger that covers it (reactive evaluation)."""
+    def on_event(
+        self, event: Event, *, clock: datetime, triggers: list[EventTrigger] | None = None
+    ) -> list[Firing]:
+        """Evaluate one event against every trigger that covers it (reactive evaluation).
+
+        `triggers` is `interested(event)` when the caller has already computed it.
+        """
         fired: list[Firing] = []
-        for trigger in self.interested(event):
+        for trigger in self.interested(event) if triggers is None else triggers:
             self._reactive(trigger, event, clock, fired)
         return fired
 

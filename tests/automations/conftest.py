@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import time_machine
+
+from automations.models import Automation
+from events.ingest import ingest
+from tests.factories import event_data
+
+NOW = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock():
+    """A controlled clock: `clock.shift(seconds)` moves it; `timezone.now()` follows it."""
+    with time_machine.travel(NOW, tick=False) as traveller:
+
+        class Clock:
+            def now(self) -> datetime:
+                from django.utils import timezone
+
+                return timezone.now()
+
+            def shift(self, seconds: float) -> None:
+                traveller.shift(timedelta(seconds=seconds))
+
+        yield Clock()
+
+
+def store(*items: dict) -> None:
+    result = ingest(list(items), source="test")
+    assert result.ok, result.rejected
+
+
+def event(name: str, resource_id: str = "acme.thing.1", *, ago: float = 0, **kwargs) -> dict:
+    from django.utils import timezone
+
+    return event_data(name, resource_id, occurred=timezone.now() - timedelta(seconds=ago), **kwargs)
+
+
+def make_automation(trigger: dict, actions: list | None = None, **fields) -> Automation:
+    from automations.triggers import parse_trigger
+
+    parsed = parse_trigger(trigger).to_json()
+    return Automation.objects.create(
+        name=fields.pop("name", "test automation"),
+        trigger=parsed,
+        actions=actions if actions is not None else [{"type": "do-nothing"}],
+        **fields,
+    )
+
+
+class Sink:
+    """A real HTTP receiver on a loopback port, recording every request."""
+
+    def __init__(self, status: int = 200, body: bytes = b"ok", delay: float = 0.0):
+        self.status, self.body, self.delay = status, body, delay
+        self.requests: list[dict] = []
+        self.received = threading.Event()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self):
+                import time
+
+                length = int(self.headers.get("content-length") or 0)
+                data = self.rfile.read(length) if length else b""
+                sink.requests.append(
+                    {
+                        "method": self.command,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": data.decode(),
+                        "at": time.monotonic(),
+                    }
+                )
+                sink.received.set()
+                if sink.delay:
+                    time.sleep(sink.delay)
+                self.send_response(sink.status)
+                self.send_header("content-type", "text/plain")
+                self.send_header("x-secret-token", "hidden?")
+                self.send_header("set-cookie", "session=abc")
+                self.end_headers()
+                self.wfile.write(sink.body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+    yield s
+    s.close()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
