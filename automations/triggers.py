@@ -855,14 +855,24 @@ class Clause:
         }
 
 
-def explain(trigger: Any, event: Event, *, bucket: Bucket | None = None) -> list[Clause]:
+def explain(
+    trigger: Any,
+    event: Event,
+    *,
+    bucket: Bucket | None = None,
+    bucket_for: Any = None,
+) -> list[Clause]:
     """Each clause of each event trigger, with pass/fail and the value it compared.
 
     For a composite trigger every child event trigger is explained, prefixed by its path.
+    `bucket_for(trigger, key)` looks up the open window of a trigger (the engine's state).
     """
     clauses: list[Clause] = []
     for path, child in _event_triggers_with_paths(trigger):
-        for clause in _explain_event_trigger(child, event, bucket if path == "" else None):
+        window = bucket if path == "" else None
+        if bucket_for is not None:
+            window = bucket_for(child, child.bucketing_key(event))
+        for clause in _explain_event_trigger(child, event, window):
             if path:
                 clause.name = f"{path} {clause.name}"
             clauses.append(clause)

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authentication import SessionAuthentication
 
+from automations import api as automations_api
 from events import api
 from events.auth import TokenAuthentication
 
@@ -13,6 +14,31 @@ api_patterns = [
     path("events/filter", api.EventsFilter.as_view(), name="events-filter"),
     path("events/filter/next", api.EventsFilterNext.as_view(), name="events-filter-next"),
     path("events/count-by/<str:countable>", api.EventsCountBy.as_view(), name="events-count-by"),
+    path("automations/", automations_api.AutomationsCreate.as_view(), name="automations"),
+    path(
+        "automations/filter", automations_api.AutomationsFilter.as_view(), name="automations-filter"
+    ),
+    path("automations/count", automations_api.AutomationsCount.as_view(), name="automations-count"),
+    path(
+        "automations/related-to/<path:resource_id>",
+        automations_api.AutomationsRelatedTo.as_view(),
+        name="automations-related-to",
+    ),
+    path(
+        "automations/owned-by/<path:resource_id>",
+        automations_api.AutomationsOwnedBy.as_view(),
+        name="automations-owned-by",
+    ),
+    path(
+        "automations/<uuid:automation_id>",
+        automations_api.AutomationDetail.as_view(),
+        name="automation",
+    ),
+    path(
+        "automations/<uuid:automation_id>/explain",
+        automations_api.AutomationExplain.as_view(),
+        name="automation-explain",
+    ),
     path(
         "schema/",
         SpectacularAPIView.as_view(
