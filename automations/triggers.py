@@ -832,6 +832,58 @@ def _slot_start(occurred: datetime, width: timedelta) -> datetime:
     return epoch + (occurred - epoch) // width * width
 
 
+# --- describing, prefilling ----------------------------------------------------------------------
+
+
+def describe(trigger: Any) -> str:
+    """A one-line human summary of a trigger."""
+    if isinstance(trigger, EventTrigger):
+        names = ", ".join(trigger.expect) or "any event"
+        where = ""
+        if rid := trigger.match.get("prefect.resource.id"):
+            where = f" on {rid if isinstance(rid, str) else ' | '.join(rid)}"
+        gate = f" after {', '.join(trigger.after)}" if trigger.after else ""
+        window = f" within {trigger.within.total_seconds():g} s" if trigger.within else ""
+        each = f" for each {', '.join(sorted(trigger.for_each))}" if trigger.for_each else ""
+        if trigger.reactive:
+            return f"{names}{where}{gate} ≥ {trigger.threshold}×{window}{each}"
+        return f"fewer than {trigger.threshold}× {names}{where}{gate}{window}{each}"
+    if isinstance(trigger, CompoundTrigger):
+        need = trigger.require if isinstance(trigger.require, str) else f"{trigger.require} of"
+        return f"{need} {len(trigger.triggers)} triggers: " + "; ".join(
+            describe(t) for t in trigger.triggers
+        )
+    return "in sequence: " + " → ".join(describe(t) for t in trigger.triggers)
+
+
+def trigger_from_event(event: Event) -> dict[str, Any]:
+    """The trigger Prefect's UI builds from an event for "Automate" (reference §7.5)."""
+    parts = event.event.split(".")
+    role = parts[1] if len(parts) > 2 and parts[0] == "prefect" else ""
+    match_related: dict[str, str] = {}
+    for_each: list[str] = []
+    if role in ("flow-run", "work-queue"):
+        wanted = "flow" if role == "flow-run" else "work-queue"
+        for_each = ["prefect.resource.id"]
+        found = next((r for r in event.related if r.get("prefect.resource.role") == wanted), None)
+        if found:
+            match_related = {
+                "prefect.resource.role": wanted,
+                "prefect.resource.id": found["prefect.resource.id"],
+            }
+    return {
+        "type": "event",
+        "match": {"prefect.resource.id": event.resource_id},
+        "match_related": match_related,
+        "after": [],
+        "expect": [event.event],
+        "for_each": for_each,
+        "posture": "Reactive",
+        "threshold": 1,
+        "within": 0,
+    }
+
+
 # --- explain and preview -------------------------------------------------------------------------
 
 

@@ -58,6 +58,7 @@ api_patterns = [
 
 urlpatterns = [
     path("api/", include((api_patterns, "api"))),
+    path("automations/", include("automations.urls")),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
 ]
