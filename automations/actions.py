@@ -798,6 +798,8 @@ def _firing_events(firing: dict[str, Any]) -> list[dict]:
 
 
 def _excerpt(details: dict[str, Any]) -> str:
+    if not details:
+        return ""
     if "status_code" in details:
         return f"HTTP {details['status_code']}: {str(details.get('response_body', ''))[:200]}"
     return json.dumps(details, default=_json_default)[:300]
