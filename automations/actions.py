@@ -394,7 +394,7 @@ class CallWebhook(Action):
                 "application/json" if body.lstrip()[:1] in ("{", "[") else "text/plain"
             )
         try:
-            response = httpx.request(
+            response = _http_client().request(
                 self.method,
                 url,
                 content=body.encode() if body else None,
@@ -510,6 +510,17 @@ class EmitEvent(Action):
                 }
             ],
         )
+
+
+_HTTP: httpx.Client | None = None
+
+
+def _http_client() -> httpx.Client:
+    """One shared, thread-safe client: building one per call costs an SSL context each time."""
+    global _HTTP
+    if _HTTP is None:
+        _HTTP = httpx.Client(follow_redirects=False, trust_env=False)
+    return _HTTP
 
 
 def _build_event(data: dict[str, Any], *, follows: uuid.UUID | None) -> Event:

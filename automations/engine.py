@@ -32,8 +32,9 @@ import uuid
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+import orjson
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Count, Max, Q
@@ -49,6 +50,7 @@ from automations.models import (
     ParkedEvent,
     SeenEvent,
     TriggerBucket,
+    bucket_key_text,
 )
 from automations.models import Firing as FiringRow
 from automations.triggers import (
@@ -62,13 +64,15 @@ from automations.triggers import (
     TriggerInvalid,
     parse_trigger,
 )
-from events.ingest import emit
+from events.ingest import store
 from events.models import Event as EventRow
-from events.schema import Event
+from events.schema import Event, Limits, parse_event
 
 logger = logging.getLogger(__name__)
 
 LATE_CHECK_EVERY = timedelta(seconds=1)
+CURSOR_WRITE_EVERY = timedelta(seconds=1)
+SWEEP_EVERY = timedelta(seconds=30)
 STALE_RUNNING = timedelta(minutes=10)
 ADVISORY_LOCK_KEY = zlib.crc32(b"eventsite.automations.engine")
 
@@ -106,6 +110,7 @@ class Engine:
             (row.received, row.event_id) if row.received else None
         )
         self.state = State()
+        self.persisted: set[tuple] = set()  # bucket idents that have a row
         self.snapshot = None
         self._refresh_automations(force=True, load_state=True)
         self.ordering = Ordering()
@@ -125,6 +130,8 @@ class Engine:
             for p in parked:
                 self.seen[p.event_id] = p.received
         self.next_late_check = self.clock()
+        self.cursor_written = self.clock()
+        self.next_sweep = self.clock()
         self.loaded = True
 
     def _cursor_row(self) -> EngineCursor:
@@ -180,6 +187,7 @@ class Engine:
                 Event.from_wire(row.last_event) if row.last_event else None,
             )
             state.buckets[bucket.ident] = bucket
+            self.persisted.add(bucket.ident)
         for row in HeldEvents.objects.filter(trigger_id__in=trigger_ids):
             ident = (row.trigger_id, tuple(json.loads(row.bucketing_key)))
             state.held[ident] = {
@@ -228,7 +236,7 @@ class Engine:
         if self.cursor is not None:
             received, event_id = self.cursor
             qs = qs.filter(Q(received__gt=received) | Q(received=received, id__gt=event_id))
-        return [r.as_schema() for r in qs.order_by("received", "id")[: self.batch_size]]
+        return _events(qs.order_by("received", "id")[: self.batch_size])
 
     def _late_events(self, now: datetime) -> list[Event]:
         """Events committed behind the cursor since it passed them (see the module docstring)."""
@@ -250,8 +258,7 @@ class Engine:
         if not missing:
             return []
         logger.info("engine: %d events committed behind the cursor", len(missing))
-        rows = EventRow.objects.filter(id__in=missing).order_by("received", "id")
-        return [r.as_schema() for r in rows]
+        return _events(EventRow.objects.filter(id__in=missing).order_by("received", "id"))
 
     def _admit(self, event: Event, now: datetime, work: _Work) -> None:
         released = self.ordering.admit(event, now, self._leader_seen)
@@ -296,7 +303,10 @@ class Engine:
             work.unparked.append(event.id)
             self._evaluate(event, now, work)
         work.fired += self.evaluator.on_tick(now)
-        self.evaluator.sweep(now)
+        if now >= self.next_sweep:
+            # O(buckets): often enough to bound memory, rarely enough to stay off the hot path.
+            self.evaluator.sweep(now)
+            self.next_sweep = now + SWEEP_EVERY
         work.housekeeping = True
         if not self._commit(work, self.cursor, now):
             return 0
@@ -311,9 +321,16 @@ class Engine:
         """Write the batch; False if another engine wrote first (the state is then reloaded)."""
         state = self.state
         dirty = state.dirty_buckets or state.dirty_held or state.dirty_children
-        moved = cursor != self.cursor
-        if not (dirty or moved or work.fired or work.parked or work.unparked or work.housekeeping):
-            return True
+        changed = dirty or work.fired or work.parked or work.unparked or work.covered
+        if not (changed or work.housekeeping):
+            # Events that matched nothing changed nothing: move the cursor in memory only and
+            # write it with the next change or once a second. After a crash they are read again,
+            # which is harmless, and writers are not made to wait for this engine on every poll.
+            if cursor == self.cursor:
+                return True
+            if now - self.cursor_written < CURSOR_WRITE_EVERY:
+                self.cursor = cursor
+                return True
         new_runs: list[uuid.UUID] = []
         try:
             with transaction.atomic():
@@ -322,10 +339,14 @@ class Engine:
                     raise _Stale
                 self._write_state()
                 if work.covered:
-                    SeenEvent.objects.bulk_create(
-                        [SeenEvent(event_id=e.id, received=e.received) for e in work.covered],
-                        ignore_conflicts=True,
-                    )
+                    uid, dt, _, _ = _adapters()
+                    table = connection.ops.quote_name(SeenEvent._meta.db_table)
+                    with connection.cursor() as db:
+                        db.executemany(
+                            f"INSERT INTO {table} (event_id, received) VALUES (%s, %s) "
+                            "ON CONFLICT DO NOTHING",
+                            [(uid(e.id), dt(e.received)) for e in work.covered],
+                        )
                 if work.parked:
                     ParkedEvent.objects.bulk_create(
                         [
@@ -338,8 +359,12 @@ class Engine:
                     ParkedEvent.objects.filter(event_id__in=work.unparked).delete()
                 if work.housekeeping and self.cursor:
                     SeenEvent.objects.filter(received__lt=self.cursor[0] - self.overlap).delete()
-                for firing in work.fired:
-                    new_runs += self._record_firing(firing, now)
+                new_runs += record_firings(
+                    [
+                        (self.automations[self.evaluator.owner[f.trigger.id].id], f)
+                        for f in work.fired
+                    ]
+                )
                 row.version += 1
                 if cursor is not None:
                     row.received, row.event_id = cursor
@@ -354,45 +379,62 @@ class Engine:
             raise
         self.version = row.version
         self.cursor = cursor
+        self.cursor_written = now
         state.clean()
         self.new_runs += new_runs
         return True
 
     def _write_state(self) -> None:
         state, owner = self.state, self.evaluator.owner
-        upserts, deletes = [], []
+        owner_trigger = self.evaluator.triggers.__getitem__
+        uid, dt, js, jp = _adapters()
+        upserts, deletes, written, removed = [], [], [], []
         for ident in state.dirty_buckets:
             bucket = state.buckets.get(ident)
-            key = json.dumps(list(ident[1]))
+            key = bucket_key_text(ident[1])
             if bucket is None or ident[0] not in owner:
-                deletes.append(Q(trigger_id=ident[0], bucketing_key=key))
+                # A window opened and closed within this batch never had a row.
+                if ident in self.persisted:
+                    deletes.append((uid(ident[0]), key))
+                    removed.append(ident)
                 continue
             upserts.append(
-                TriggerBucket(
-                    automation_id=owner[ident[0]].id,
-                    trigger_id=ident[0],
-                    bucketing_key=key,
-                    start=bucket.start,
-                    end=bucket.end,
-                    count=bucket.count,
-                    last_event=bucket.last_event.to_wire() if bucket.last_event else None,
+                (
+                    uid(owner[ident[0]].id),
+                    uid(ident[0]),
+                    key,
+                    dt(bucket.start),
+                    dt(bucket.end),
+                    bucket.count,
+                    # Only proactive firings read a window's last event; reactive ones fire
+                    # on the event in hand, so their windows need not store it.
+                    js(bucket.last_event.to_wire())
+                    if bucket.last_event and not owner_trigger(ident[0]).reactive
+                    else None,
+                    dt(self.clock()),
                 )
             )
-        for chunk in _chunks(deletes, 300):
-            q = Q()
-            for part in chunk:
-                q |= part
-            TriggerBucket.objects.filter(q).delete()
-        if upserts:
-            TriggerBucket.objects.bulk_create(
-                upserts,
-                update_conflicts=True,
-                unique_fields=["trigger_id", "bucketing_key"],
-                update_fields=["start", "end", "count", "last_event", "updated"],
-                batch_size=500,
-            )
+            written.append(ident)
+        table = connection.ops.quote_name(TriggerBucket._meta.db_table)
+        with connection.cursor() as cursor:
+            if deletes:
+                cursor.executemany(
+                    f"DELETE FROM {table} WHERE trigger_id = %s AND bucketing_key = %s", deletes
+                )
+            if upserts:
+                # Plain SQL: the ORM's bulk upsert costs more in Python than SQLite does per row.
+                cursor.executemany(
+                    f"INSERT INTO {table} (automation_id, trigger_id, bucketing_key, start, "
+                    f'"end", count, last_event, updated) VALUES (%s, %s, %s, %s, %s, %s, {jp}, %s) '
+                    "ON CONFLICT (trigger_id, bucketing_key) DO UPDATE SET start = excluded.start, "
+                    '"end" = excluded."end", count = excluded.count, '
+                    "last_event = excluded.last_event, updated = excluded.updated",
+                    upserts,
+                )
+        self.persisted.difference_update(removed)
+        self.persisted.update(written)
         for ident in state.dirty_held:
-            key = json.dumps(list(ident[1]))
+            key = bucket_key_text(ident[1])
             held = state.held.get(ident)
             HeldEvents.objects.filter(trigger_id=ident[0], bucketing_key=key).delete()
             if held and ident[0] in owner:
@@ -412,11 +454,6 @@ class Engine:
                     parent_trigger_id=parent,
                     firings=[f.to_json() for f in firings.values()],
                 )
-
-    def _record_firing(self, firing: Firing, now: datetime) -> list[uuid.UUID]:
-        """Store a top-level firing, its automation.triggered event and its action runs."""
-        automation = self.automations[self.evaluator.owner[firing.trigger.id].id]
-        return record_firing(automation, firing)
 
     # --- actions -------------------------------------------------------------------------------
 
@@ -456,6 +493,66 @@ class Engine:
         return got
 
 
+def _adapters():
+    """Python values → SQL parameters for the plain-SQL writes (both databases)."""
+    native_uuid = connection.features.has_native_uuid_field
+    adapt = connection.ops.adapt_datetimefield_value
+    if connection.vendor == "sqlite":
+        # What Django's SQLite adapter produces (naive UTC text), without its per-call checks.
+        def adapt(value: datetime) -> str:
+            return str(value.astimezone(UTC).replace(tzinfo=None))
+
+    def uid(value: uuid.UUID):
+        return value if native_uuid else value.hex
+
+    def js(value) -> str:
+        return orjson.dumps(value).decode()
+
+    return uid, adapt, js, "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+
+
+_EVENT_FIELDS = ("occurred", "event", "resource", "related", "payload", "id", "follows", "received")
+
+
+def _events(queryset) -> list[Event]:
+    """Stored events as `schema.Event`s, without building model instances.
+
+    The hot read of the engine: the rows are fetched with the queryset's SQL and decoded here
+    (orjson, fromisoformat), which costs a fraction of the ORM's per-field converters.
+    """
+    sql, params = queryset.values_list(*_EVENT_FIELDS).query.sql_with_params()
+    with connection.cursor() as db:
+        db.execute(sql, params)
+        rows = db.fetchall()
+    return [
+        Event(
+            _datetime(occurred),
+            name,
+            _json(resource),
+            _json(related),
+            _json(payload),
+            _uuid(event_id),
+            _uuid(follows) if follows else None,
+            _datetime(received),
+        )
+        for occurred, name, resource, related, payload, event_id, follows, received in rows
+    ]
+
+
+def _json(value):
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def _datetime(value) -> datetime:
+    if isinstance(value, str):  # SQLite stores naive UTC text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 class _Work:
     """What one batch did, to be written in one transaction."""
 
@@ -472,14 +569,32 @@ def _chunks(items: list, size: int):
         yield items[start : start + size]
 
 
-def record_firing(
-    automation: Automation, firing: Firing, *, is_test: bool = False
-) -> list[uuid.UUID]:
-    """Store a firing, emit `prefect.automation.triggered` and create its pending action runs.
+def record_firings(items: list[tuple[Automation, Firing]]) -> list[uuid.UUID]:
+    """Store firings, their `prefect.automation.triggered` events and pending action runs.
 
-    Runs inside the caller's transaction. Returns the new action run ids.
+    Runs inside the caller's transaction; one write of each kind for the whole batch (a
+    proactive tick can fire hundreds at once). Returns the new action run ids.
     """
+    if not items:
+        return []
     now = timezone.now()
+    limits = Limits.from_settings()
+    events, firing_rows, runs = [], [], []
+    for automation, firing in items:
+        triggered_event = _triggered_event(automation, firing)
+        # Built here, but held to the same contract as every other event.
+        parse_event(triggered_event.to_wire(), limits=limits)
+        events.append(triggered_event)
+        row, row_runs = _firing_rows(automation, firing, triggered_event, now)
+        firing_rows.append(row)
+        runs += row_runs
+    store(events, source="automations")
+    FiringRow.objects.bulk_create(firing_rows)
+    ActionRun.objects.bulk_create(runs)
+    return [r.id for r in runs]
+
+
+def _triggered_event(automation: Automation, firing: Firing) -> Event:
     trigger = firing.trigger
     resource = {
         "prefect.resource.id": automation.resource_id,
@@ -488,34 +603,37 @@ def record_firing(
     if isinstance(trigger, EventTrigger):
         resource["prefect.posture"] = trigger.posture
     triggering = firing.triggering_event
-    triggered_event = emit(
-        Event(
-            occurred=firing.triggered,
-            event="prefect.automation.triggered",
-            resource=resource,
-            related=(
-                [
-                    {
-                        "prefect.resource.id": f"prefect.event.{triggering.id}",
-                        "prefect.resource.role": "triggering-event",
-                    }
-                ]
-                if triggering
-                else []
-            ),
-            payload={
-                "triggering_labels": firing.triggering_labels,
-                "triggering_event": triggering.to_wire() if triggering else None,
-            },
-            id=uuid.uuid4(),
+    return Event(
+        occurred=firing.triggered,
+        event="prefect.automation.triggered",
+        resource=resource,
+        related=(
+            [
+                {
+                    "prefect.resource.id": f"prefect.event.{triggering.id}",
+                    "prefect.resource.role": "triggering-event",
+                }
+            ]
+            if triggering
+            else []
         ),
-        source="automations",
+        payload={
+            "triggering_labels": firing.triggering_labels,
+            "triggering_event": triggering.to_wire() if triggering else None,
+        },
+        id=uuid.uuid4(),
     )
-    row = FiringRow.objects.create(
+
+
+def _firing_rows(
+    automation: Automation, firing: Firing, triggered_event: Event, now: datetime
+) -> tuple[FiringRow, list[ActionRun]]:
+    triggering = firing.triggering_event
+    row = FiringRow(
         id=firing.id,
         automation=automation,
         triggered=firing.triggered,
-        trigger_id=trigger.id,
+        trigger_id=firing.trigger.id,
         bucket_key=list(firing.bucket_key),
         triggering_labels=firing.triggering_labels,
         triggering_event_id=triggering.id if triggering else None,
@@ -523,7 +641,6 @@ def record_firing(
         event_ids=list(dict.fromkeys(str(e.id) for e in firing.all_events())),
         firing=firing.to_json(),
         triggered_event_id=triggered_event.id,
-        is_test=is_test,
     )
     runs = [
         ActionRun(
@@ -542,8 +659,7 @@ def record_firing(
         )
         for source, index, action in automation.all_actions()
     ]
-    ActionRun.objects.bulk_create(runs)
-    return [r.id for r in runs]
+    return row, runs
 
 
 # --- the service ---------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ run over what is stored."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
-from automations.models import Automation, EngineCursor, Firing, TriggerBucket
+from automations.models import Automation, EngineCursor, Firing, TriggerBucket, bucket_key_text
 from automations.triggers import (
     NEVER_EVALUATED,
     Bucket,
@@ -35,7 +34,7 @@ def explain_stored(automation: Automation, row: EventRow) -> dict[str, Any]:
 
     def bucket_for(child: EventTrigger, key: tuple[str, ...]) -> Bucket | None:
         stored = TriggerBucket.objects.filter(
-            trigger_id=child.id, bucketing_key=json.dumps(list(key))
+            trigger_id=child.id, bucketing_key=bucket_key_text(key)
         ).first()
         if stored is None:
             return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
@@ -105,6 +106,11 @@ class Automation(models.Model):
             if changed:
                 self.emit_change("updated")
         return bool(changed)
+
+
+def bucket_key_text(values: tuple[str, ...]) -> str:
+    """The stored form of a for_each bucketing key: compact JSON of its values."""
+    return orjson.dumps(list(values)).decode()
 
 
 class TriggerBucket(models.Model):

@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PrivateAttr,
     Tag,
     ValidationError,
     ValidationInfo,
@@ -90,6 +91,8 @@ class EventTrigger(_Trigger):
     posture: Literal["Reactive", "Proactive"]
     threshold: int = Field(default=1, ge=1)
     within: timedelta = Field(default=timedelta(0), validate_default=True)
+    # (expect|after, event name) → matches: event names repeat, globbing them again is waste
+    _names: dict = PrivateAttr(default_factory=dict)
 
     @field_validator("after", "expect", "for_each")
     @classmethod
@@ -159,12 +162,18 @@ class EventTrigger(_Trigger):
         return True
 
     def starts_after(self, name: str) -> bool:
-        return any(glob_matches(p, name) for p in self.after)
+        found = self._names.get(("after", name))
+        if found is None:
+            found = self._names[("after", name)] = any(glob_matches(p, name) for p in self.after)
+        return found
 
     def expects(self, name: str) -> bool:
         if not self.expect:
             return True
-        return any(glob_matches(p, name) for p in self.expect)
+        found = self._names.get(("expect", name))
+        if found is None:
+            found = self._names[("expect", name)] = any(glob_matches(p, name) for p in self.expect)
+        return found
 
     def bucketing_key(self, event: Event) -> tuple[str, ...]:
         return tuple(find_resource_label(event, label) or "" for label in sorted(self.for_each))
@@ -477,9 +486,11 @@ class Evaluator:
         self.parents: dict[uuid.UUID, Any] = {}  # trigger id → parent composite (None: top)
         self.owner: dict[uuid.UUID, AutomationSpec] = {}  # trigger id → automation
         self.event_triggers: list[EventTrigger] = []
-        # Triggers indexed by the exact event names they care about, plus those with globs.
+        # Triggers indexed by the exact event names they care about, and by the literal prefix
+        # of their glob patterns; the triggers a name selects are cached per name.
         self._by_name: dict[str, list[EventTrigger]] = {}
-        self._by_glob: list[EventTrigger] = []
+        self._by_prefix: dict[str, list[EventTrigger]] = {}
+        self._for_name: dict[str, list[EventTrigger]] = {}
         for automation in automations:
             self._load(automation)
         self.state.forget_triggers(set(self.triggers))
@@ -493,12 +504,17 @@ class Evaluator:
             self.owner[trigger.id] = automation
             if isinstance(trigger, EventTrigger):
                 self.event_triggers.append(trigger)
-                names = [*trigger.expect, *trigger.after]
-                if not trigger.expect or any(_is_glob(n) for n in names):
-                    self._by_glob.append(trigger)
-                else:
-                    for name in _unique(names):
-                        self._by_name.setdefault(name, []).append(trigger)
+                names = [*trigger.expect, *trigger.after] if trigger.expect else ["*"]
+                for name in _unique(names):
+                    if _is_glob(name):
+                        prefix = _literal_prefix(name)
+                        bucket = self._by_prefix.setdefault(prefix, [])
+                        if trigger not in bucket:
+                            bucket.append(trigger)
+                    else:
+                        bucket = self._by_name.setdefault(name, [])
+                        if trigger not in bucket:
+                            bucket.append(trigger)
             else:
                 for child in trigger.triggers:
                     visit(child, trigger)
@@ -509,8 +525,22 @@ class Evaluator:
         """The event triggers that cover this event (name and resources)."""
         if event.event in NEVER_EVALUATED:
             return []
-        candidates = self._by_name.get(event.event, []) + self._by_glob
-        return [t for t in candidates if t.covers(event)]
+        index = self._for_name.get(event.event)
+        if index is None:
+            index = self._candidates(event.event)
+        return [t for t in index.candidates(event.resource) if t.covers_resources(event)]
+
+    def _candidates(self, name: str) -> _LabelIndex:
+        """The triggers whose `expect`/`after` names cover this event name, indexed by label."""
+        by_id = {t.id: t for t in self._by_name.get(name, [])}
+        for prefix, triggers in self._by_prefix.items():
+            if name.startswith(prefix):
+                by_id.update((t.id, t) for t in triggers)
+        found = [t for t in by_id.values() if t.event_name_covered(name)]
+        if len(self._for_name) > 10_000:  # bound the cache; names are few in practice
+            self._for_name.clear()
+        index = self._for_name[name] = _LabelIndex(found)
+        return index
 
     # --- reactive ------------------------------------------------------------------------------
 
@@ -821,8 +851,66 @@ class Evaluator:
             )
 
 
+class _LabelIndex:
+    """Triggers indexed by the literal prefix of one positive `match` label pattern.
+
+    With a thousand automations most of them name the resources they care about
+    (`"prefect.resource.id": "acme.order.1234*"`, `"acme.region": "eu-west"`); looking those up
+    by the event's label values skips the rest instead of testing every trigger. Triggers with
+    no such label (no `match`, or only negated or leading-glob patterns) are always candidates.
+    The full `covers_resources` check still runs on every candidate.
+    """
+
+    def __init__(self, triggers: list[EventTrigger]):
+        self.always: list[EventTrigger] = []
+        self.by_label: dict[str, dict[str, list[EventTrigger]]] = {}
+        self.lengths: dict[str, list[int]] = {}
+        for trigger in triggers:
+            best = None
+            for label, patterns in trigger.match.items():
+                values = [patterns] if isinstance(patterns, str) else patterns
+                if not values or any(v.startswith("!") for v in values):
+                    continue
+                prefixes = [_literal_prefix(v) for v in values]
+                shortest = min(len(p) for p in prefixes)
+                if shortest and (best is None or shortest > best[0]):
+                    best = (shortest, label, prefixes)
+            if best is None:
+                self.always.append(trigger)
+                continue
+            _, label, prefixes = best
+            table = self.by_label.setdefault(label, {})
+            for prefix in set(prefixes):
+                table.setdefault(prefix, []).append(trigger)
+        for label, table in self.by_label.items():
+            self.lengths[label] = sorted({len(p) for p in table})
+
+    def candidates(self, labels: dict[str, str]) -> list[EventTrigger]:
+        if not self.by_label:
+            return self.always
+        found = list(self.always)
+        for label, table in self.by_label.items():
+            value = labels.get(label)
+            if value is None:
+                continue
+            for length in self.lengths[label]:
+                if length > len(value):
+                    break
+                found += table.get(value[:length], ())
+        if len(found) > 1:
+            found = list({t.id: t for t in found}.values())
+        return found
+
+
 def _is_glob(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
+
+
+def _literal_prefix(pattern: str) -> str:
+    for i, c in enumerate(pattern):
+        if c in "*?[":
+            return pattern[:i]
+    return pattern
 
 
 def _slot_start(occurred: datetime, width: timedelta) -> datetime:

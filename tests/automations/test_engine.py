@@ -171,20 +171,18 @@ def test_a_batch_that_fails_to_commit_is_recorded_by_the_next_attempt_exactly_on
     engine = Engine()
     engine.load()
     store(*[event("x", f"r{i}") for i in range(5)])
-    real = engine_module.record_firing
-    calls = []
+    real = engine_module.record_firings
 
-    def crash_on_third(automation, firing, **kwargs):
-        calls.append(firing)
-        if len(calls) == 3:
-            raise RuntimeError("disk full")
-        return real(automation, firing, **kwargs)
+    def crash(items):
+        real(items)  # written, then the transaction fails before the cursor moves
+        raise RuntimeError("disk full")
 
-    monkeypatch.setattr(engine_module, "record_firing", crash_on_third)
+    monkeypatch.setattr(engine_module, "record_firings", crash)
     with pytest.raises(RuntimeError):
         engine.step()
     assert Firing.objects.count() == 0  # the whole batch rolled back
-    monkeypatch.setattr(engine_module, "record_firing", real)
+    assert EventRow.objects.filter(event="prefect.automation.triggered").count() == 0
+    monkeypatch.setattr(engine_module, "record_firings", real)
     drain(engine)
     assert Firing.objects.count() == 5
 

@@ -629,3 +629,33 @@ def test_simulate_counts_reactive_and_proactive_firings_over_stored_events():
     # events at 0..4 fill the first window, dropped at the 5 s tick; the next window opens at
     # the next run (15 s) and every window after it is empty
     assert [f.triggered for f in fired] == [at(t) for t in (25, 35, 45, 55)]
+
+
+def test_the_trigger_index_selects_exactly_the_triggers_that_cover_an_event():
+    import random
+
+    rng = random.Random(5)
+    names = ["acme.order.created", "acme.order.paid", "acme.invoice.sent", "x"]
+    pattern_pool = ["acme.order.*", "acme.*", "acme.order.created", "*.paid", "x", "a?me.*"]
+    label_pool = ["acme.order.1*", "acme.order.12", "acme.*", "!acme.order.1*", "*1", "[ab]*", ""]
+    triggers = []
+    for _ in range(200):
+        match = {}
+        if rng.random() < 0.7:
+            match["prefect.resource.id"] = rng.choice(
+                [rng.choice(label_pool), [rng.choice(label_pool), rng.choice(label_pool)]]
+            )
+        if rng.random() < 0.3:
+            match["zone"] = rng.choice(["eu", "eu*", "!us", "us"])
+        triggers.append(
+            event_trigger(expect=rng.sample(pattern_pool, rng.randrange(0, 3)), match=match)
+        )
+    e = evaluator(*triggers)
+    for _ in range(300):
+        event = ev(
+            rng.choice(names),
+            rng.choice(["acme.order.1", "acme.order.12", "acme.order.2", "b.1", "a1"]),
+            labels={"zone": rng.choice(["eu", "us", "eu-west"])} if rng.random() < 0.7 else {},
+        )
+        expected = {t.id for t in e.event_triggers if t.covers(event)}
+        assert {t.id for t in e.interested(event)} == expected
