@@ -74,7 +74,11 @@ LATE_CHECK_EVERY = timedelta(seconds=1)
 CURSOR_WRITE_EVERY = timedelta(seconds=1)
 SWEEP_EVERY = timedelta(seconds=30)
 STALE_RUNNING = timedelta(minutes=10)
-ADVISORY_LOCK_KEY = zlib.crc32(b"eventsite.automations.engine")
+
+
+def advisory_lock_key(name: str) -> int:
+    """One PostgreSQL advisory lock per engine cursor name."""
+    return zlib.crc32(f"eventsite.automations.engine:{name}".encode())
 
 
 class _Stale(Exception):
@@ -485,7 +489,7 @@ class Engine:
         if self._locked_connection is connection.connection:
             return True
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [advisory_lock_key(self.name)])
             got = cursor.fetchone()[0]
         if got:
             self._locked_connection = connection.connection

@@ -115,3 +115,33 @@ def sink():
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def settle(timeout: float = 15.0) -> None:
+    """Wait until a live server's engine has finished reacting (nothing new for a moment).
+
+    A test database is flushed after each live test; an engine still writing firings then can
+    deadlock the flush on PostgreSQL.
+    """
+    import time
+
+    from automations.models import ActionRun
+    from events.models import Event
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        busy = ActionRun.objects.filter(
+            status__in=[ActionRun.Status.PENDING, ActionRun.Status.RUNNING], attempts=0
+        ).exists()
+        now = (Event.objects.count(), busy)
+        if now == last and not busy:
+            return
+        last = now
+        time.sleep(1.2)  # longer than the engine's lazy cursor write interval
+
+
+@pytest.fixture
+def server(server):
+    yield server
+    settle()

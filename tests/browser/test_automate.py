@@ -18,6 +18,14 @@ SCREENSHOTS = Path(settings.DATA_DIR) / "screenshots"
 
 
 @pytest.fixture
+def server(server):
+    from tests.automations.conftest import settle
+
+    yield server
+    settle()
+
+
+@pytest.fixture
 def browser_page(server, user):
     from playwright.sync_api import sync_playwright
 
