@@ -220,3 +220,18 @@ LOGGING = {
 SPECTACULAR_SETTINGS.update(
     {"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR"}
 )
+
+# --- automations -------------------------------------------------------------------------------
+# How often proactive triggers are evaluated, and how often an idle engine looks for new events.
+EVENTSITE_ENGINE_TICK = envduration("EVENTSITE_ENGINE_TICK", "5s")
+EVENTSITE_ENGINE_POLL = envduration("EVENTSITE_ENGINE_POLL", "0.02s")
+# Events committed out of `received` order are caught up to this long after the cursor passed.
+EVENTSITE_ENGINE_OVERLAP = envduration("EVENTSITE_ENGINE_OVERLAP", "30s")
+EVENTSITE_ENGINE_BATCH = envint("EVENTSITE_ENGINE_BATCH", 2000)
+EVENTSITE_ACTION_WORKERS = envint("EVENTSITE_ACTION_WORKERS", 4)
+EVENTSITE_ACTION_MAX_ATTEMPTS = envint("EVENTSITE_ACTION_MAX_ATTEMPTS", 5)
+EVENTSITE_ACTION_RETRY_BASE = envduration("EVENTSITE_ACTION_RETRY_BASE", "2s")
+DEFAULT_FROM_EMAIL = envstr("EVENTSITE_FROM_EMAIL", "eventsite@localhost")
+EMAIL_BACKEND = envstr("EVENTSITE_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = envstr("EVENTSITE_EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EVENTSITE_EMAIL_PORT", 25)

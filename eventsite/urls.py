@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authentication import SessionAuthentication
 
+from automations import api as automations_api
 from events import accounts, api, webhook_api, webhooks
 from events.account_urls import audit_patterns
 from events.auth import TokenAuthentication
@@ -18,6 +19,31 @@ api_patterns = [
     path("webhooks/filter", webhook_api.WebhooksFilter.as_view(), name="webhooks-filter"),
     path("webhooks/<uuid:pk>", webhook_api.WebhookDetail.as_view(), name="webhook"),
     path("webhooks/<uuid:pk>/rotate", webhook_api.WebhookRotate.as_view(), name="webhook-rotate"),
+    path("automations/", automations_api.AutomationsCreate.as_view(), name="automations"),
+    path(
+        "automations/filter", automations_api.AutomationsFilter.as_view(), name="automations-filter"
+    ),
+    path("automations/count", automations_api.AutomationsCount.as_view(), name="automations-count"),
+    path(
+        "automations/related-to/<path:resource_id>",
+        automations_api.AutomationsRelatedTo.as_view(),
+        name="automations-related-to",
+    ),
+    path(
+        "automations/owned-by/<path:resource_id>",
+        automations_api.AutomationsOwnedBy.as_view(),
+        name="automations-owned-by",
+    ),
+    path(
+        "automations/<uuid:automation_id>",
+        automations_api.AutomationDetail.as_view(),
+        name="automation",
+    ),
+    path(
+        "automations/<uuid:automation_id>/explain",
+        automations_api.AutomationExplain.as_view(),
+        name="automation-explain",
+    ),
     path(
         "schema/",
         SpectacularAPIView.as_view(
@@ -37,6 +63,7 @@ api_patterns = [
 
 urlpatterns = [
     path("api/", include((api_patterns, "api"))),
+    path("automations/", include("automations.urls")),
     path("admin/", admin.site.urls),
     # Django's login view with throttling; before auth.urls so that this one answers.
     path("accounts/login/", accounts.login, name="login"),
