@@ -116,7 +116,7 @@ def badges(related: list[dict], limit: int = 4) -> dict:
         {
             "role": r.get(schema.RESOURCE_ROLE, ""),
             "id": r.get(schema.RESOURCE_ID, ""),
-            "name": schema.resource_name(r),
+            "name": _badge_name(r),
         }
         for r in related or []
     ]
@@ -133,3 +133,16 @@ def thousands(value: int) -> str:
 def input_value(value: datetime | None) -> str:
     """A UTC datetime as a `datetime-local` input value."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if value else ""
+
+
+def _badge_name(labels: dict) -> str:
+    name = schema.resource_name(labels)
+    # Prefect's tags are resources named `prefect.tag.<tag>`; the tag itself is what people read.
+    if labels.get(schema.RESOURCE_ROLE) == "tag" and name.startswith("prefect.tag."):
+        return name[len("prefect.tag.") :]
+    return name
+
+
+@register.filter
+def axis_time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%b %d %H:%M") if value else ""
