@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_htmx.middleware import HtmxDetails
 from pydantic import ValidationError
 
-from events import queries
+from events import queries, schema, volume
 from events.filters import EventFilter
 from events.forms import RANGE_LABELS, FeedFilterSet
 from events.models import Event
@@ -60,8 +60,14 @@ def feed(request: HtmxHttpRequest) -> HttpResponse:
             page = queries.next_page(token)
         except queries.InvalidPageToken:
             page_error = "That “load more” link has expired or was altered; showing the newest."
+    histogram = None
+    partial = request.htmx and not request.htmx.history_restore_request
+    if not (partial and request.htmx.target != "feed-main"):
+        histogram = _histogram(request, event_filter)
     if page is None:
-        page = queries.first_page(event_filter, limit=PAGE_SIZE)
+        # The histogram covers exactly the window, so its buckets add up to the total.
+        total = sum(b["count"] for b in histogram["bars"]) if histogram else None
+        page = queries.first_page(event_filter, limit=PAGE_SIZE, total=total)
 
     context = {
         "filterset": filterset,
@@ -70,13 +76,12 @@ def feed(request: HtmxHttpRequest) -> HttpResponse:
         "more_url": _more_url(request, page),
         "now": now,
     }
-    if request.htmx and not request.htmx.history_restore_request:
-        if request.htmx.target != "feed-main":
-            return render(request, "events/feed.html#rows", context)
+    if partial and request.htmx.target != "feed-main":
+        return render(request, "events/feed.html#rows", context)
     context.update(
         {
             "errors": errors + ([("after", page_error)] if page_error else []),
-            "histogram": _histogram(request, event_filter),
+            "histogram": histogram,
             "name_options": _name_options(filterset),
             "chips": _chips(request.GET),
             "ranges": RANGE_LABELS.items(),
@@ -181,7 +186,7 @@ def _histogram(request: HttpRequest, event_filter: EventFilter) -> dict | None:
     since, until = event_filter.occurred.since, event_filter.occurred.until
     unit, interval = _time_unit(since, until)
     try:
-        buckets = queries.count_by_time(event_filter, unit=unit, interval=interval)
+        buckets = volume.count_by_time(event_filter, unit=unit, interval=interval)
     except queries.TooManyBuckets:
         return None
     if not buckets:
@@ -191,16 +196,15 @@ def _histogram(request: HttpRequest, event_filter: EventFilter) -> dict | None:
     bars = []
     for i, b in enumerate(buckets):
         params = base.copy()
-        params["since"], params["until"] = b["start_time"], b["end_time"]
-        height = 0.0 if not peak else max(0.6, 38.0 * b["count"] / peak) if b["count"] else 0.0
+        params["since"], params["until"] = schema.isoformat(b["start"]), schema.isoformat(b["end"])
+        height = 0.0 if not b["count"] else max(0.6, 38.0 * b["count"] / peak)
         bars.append(
             {
                 "x": i,
                 "y": 40.0 - height,
                 "height": height,
                 "count": b["count"],
-                "start": b["start_time"],
-                "end": b["end_time"],
+                "start": schema.isoformat(b["start"]),
                 "url": _feed_url(params),
             }
         )
@@ -209,8 +213,6 @@ def _histogram(request: HttpRequest, event_filter: EventFilter) -> dict | None:
         "n": len(bars),
         "peak": peak,
         "unit": unit if interval == 1 else f"{interval:g} {unit}s",
-        "first": buckets[0]["start_time"],
-        "last": buckets[-1]["end_time"],
     }
 
 
@@ -218,7 +220,12 @@ def _name_options(filterset: FeedFilterSet) -> list[dict]:
     """Every dotted prefix of the names seen in the window, with counts (reference §7.2)."""
     counts: dict[str, int] = {}
     exact: set[str] = set()
-    for row in queries.count_by_event(filterset.range_filter()):
+    since, until = filterset.bounds()
+    preset = None if filterset.is_custom else filterset.form.cleaned_data.get("range") or "24h"
+    rows = volume.count_by_event(
+        filterset.range_filter(), window_key=volume.window_key(since, until, preset)
+    )
+    for row in rows:
         name, count = row["value"], row["count"]
         exact.add(name)
         counts[name] = counts.get(name, 0) + count

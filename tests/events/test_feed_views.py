@@ -7,8 +7,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.cache import cache
 from django.urls import reverse
 
+from events import queries, volume
+from events.filters import EventFilter
 from events.forms import FeedFilterSet
 from events.ingest import ingest
 from events.models import Event
@@ -17,6 +20,12 @@ from tests.factories import event_data, related
 pytestmark = pytest.mark.django_db
 
 FEED = "/events/"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # The feed caches settled histogram buckets; each test starts from an empty cache.
+    cache.clear()
 
 
 def store(*items):
@@ -421,3 +430,30 @@ def test_filterset_builds_the_one_event_filter():
     assert f.occurred.until - f.occurred.since == timedelta(hours=1)
     assert filterset.event_filter(live=True).occurred.until.year == 2200
     assert Event.objects.matching(f).count() == 0
+
+
+def test_cached_histogram_matches_a_fresh_count_and_sees_new_events():
+    now = datetime.now(UTC)
+    store(*[event_data(occurred=now - timedelta(hours=h, minutes=5)) for h in range(0, 30, 3)])
+    f = EventFilter.model_validate({"occurred": {"since": now - timedelta(hours=24), "until": now}})
+
+    cold = volume.count_by_time(f, unit="hour", interval=1)
+    warm = volume.count_by_time(f, unit="hour", interval=1)
+    fresh = [b["count"] for b in queries.count_by_time(f, unit="hour", interval=1)]
+
+    assert [b["count"] for b in cold] == [b["count"] for b in warm] == fresh
+    assert sum(fresh) == 8
+    store(event_data(occurred=now - timedelta(seconds=2)))
+    later = EventFilter.model_validate(
+        {"occurred": {"since": now - timedelta(hours=24), "until": datetime.now(UTC)}}
+    )
+    assert sum(b["count"] for b in volume.count_by_time(later, unit="hour", interval=1)) == 9
+
+
+def test_total_comes_from_the_histogram_and_matches_the_rows(logged_in_client):
+    store(*[event_data(ago=timedelta(hours=h)) for h in range(5)])
+
+    first = logged_in_client.get(FEED).content.decode()
+    second = logged_in_client.get(FEED).content.decode()
+
+    assert "<b>5</b> events" in first and "<b>5</b> events" in second
