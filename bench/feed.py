@@ -91,7 +91,10 @@ def generate(count: int, now: datetime, rng: random.Random) -> list[Event]:
                 "prefect.resource.role": "flow",
                 "prefect.resource.name": f"flow-{flow}",
             },
-            {"prefect.resource.id": f"prefect.tag.{rng.choice(WORDS)}", "prefect.resource.role": "tag"},
+            {
+                "prefect.resource.id": f"prefect.tag.{rng.choice(WORDS)}",
+                "prefect.resource.role": "tag",
+            },
         ]
         if rng.random() < 0.5:
             related.append(
@@ -143,24 +146,24 @@ def fill() -> None:
 def measure(client: Client, url: str, *, htmx_target: str | None = None) -> list[float]:
     headers = {"HX-Request": "true", "HX-Target": htmx_target} if htmx_target else {}
     times = []
-    for i in range(REPEAT + 1):
+    for _ in range(REPEAT + 1):
         started = time.perf_counter()
         response = client.get(url, headers=headers)
-        elapsed = (time.perf_counter() - started) * 1000
+        times.append((time.perf_counter() - started) * 1000)
         assert response.status_code == 200, (url, response.status_code)
         assert b'class="errors"' not in response.content, url
-        if i:  # the first request warms caches
-            times.append(elapsed)
+    # The first request fills the histogram cache (settled buckets); the rest are what a person
+    # reloading or paging sees. Both are reported.
     return times
 
 
 def report(label: str, times: list[float], results: list) -> None:
-    times = sorted(times)
+    cold, times = times[0], sorted(times[1:])
     median = statistics.median(times)
     p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
     ok = "ok" if median <= 100 else "SLOW"
     results.append((label, median, ok))
-    print(f"  {label:<44} median {median:7.1f} ms   p95 {p95:7.1f} ms   {ok}")
+    print(f"  {label:<44} median {median:7.1f} ms   p95 {p95:7.1f} ms   cold {cold:7.1f} ms   {ok}")
 
 
 def token_at_depth(depth: int) -> str:
@@ -221,7 +224,10 @@ def main() -> None:
     deep = measure(client, f"/events/?range=7d&after={token}", htmx_target="load-more")
     report(f"rows partial at depth {DEPTH:,}", deep, results)
     slow = [label for label, _, ok in results if ok != "ok"]
-    print(f"\n{len(results) - len(slow)}/{len(results)} within 100 ms" + (f"; slow: {slow}" if slow else ""))
+    print(
+        f"\n{len(results) - len(slow)}/{len(results)} within 100 ms"
+        + (f"; slow: {slow}" if slow else "")
+    )
 
 
 if __name__ == "__main__":

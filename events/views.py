@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html_join
 from django_htmx.middleware import HtmxDetails
 from pydantic import ValidationError
 
@@ -66,7 +68,7 @@ def feed(request: HtmxHttpRequest) -> HttpResponse:
         histogram = _histogram(request, event_filter)
     if page is None:
         # The histogram covers exactly the window, so its buckets add up to the total.
-        total = sum(b["count"] for b in histogram["bars"]) if histogram else None
+        total = sum(histogram["counts"]) if histogram else None
         page = queries.first_page(event_filter, limit=PAGE_SIZE, total=total)
 
     context = {
@@ -192,24 +194,35 @@ def _histogram(request: HttpRequest, event_filter: EventFilter) -> dict | None:
     if not buckets:
         return None
     peak = max(b["count"] for b in buckets)
-    base = _without(request.GET, "after", "range", "since", "until")
+    base = _without(request.GET, "after", "range", "since", "until").urlencode()
+    prefix = reverse("events:feed") + "?" + (base + "&" if base else "")
     bars = []
     for i, b in enumerate(buckets):
-        params = base.copy()
-        params["since"], params["until"] = schema.isoformat(b["start"]), schema.isoformat(b["end"])
+        start, end = schema.isoformat(b["start"]), schema.isoformat(b["end"])
         height = 0.0 if not b["count"] else max(0.6, 38.0 * b["count"] / peak)
         bars.append(
-            {
-                "x": i,
-                "y": 40.0 - height,
-                "height": height,
-                "count": b["count"],
-                "start": schema.isoformat(b["start"]),
-                "url": _feed_url(params),
-            }
+            (
+                prefix + urlencode({"since": start, "until": end}),
+                start,
+                f"{b['count']:,}",
+                "" if b["count"] == 1 else "s",
+                i,
+                i,
+                f"{40.0 - height:.2f}",
+                f"{height:.2f}",
+            )
         )
+    # Up to a thousand bars: one format_html_join is ~30x quicker than a template loop, and
+    # it escapes every value just the same.
+    svg = format_html_join(
+        "",
+        '<a href="{}"><title>{} · {} event{}</title><rect class="hit" x="{}" y="0" width="1" '
+        'height="40"/><rect class="bar" x="{}" y="{}" width="0.82" height="{}"/></a>',
+        bars,
+    )
     return {
-        "bars": bars,
+        "svg": svg,
+        "counts": [b["count"] for b in buckets],
         "n": len(bars),
         "peak": peak,
         "unit": unit if interval == 1 else f"{interval:g} {unit}s",

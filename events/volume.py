@@ -10,6 +10,7 @@ after at most `BUCKET_TTL`; the rows themselves are always read fresh.
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import datetime, timedelta
 
 import orjson
@@ -47,14 +48,21 @@ def count_by_time(
     first, step, n = queries.time_buckets(since, until, unit=unit, interval=interval)
     if n == 0:
         return []
-    criteria = _criteria(event_filter)
     settled = timezone.now() - SETTLE
     starts = [first + step * i for i in range(n)]
-    # Only buckets inside the window and settled can be shared between requests.
-    cacheable = [i for i, s in enumerate(starts) if s >= since and s + step <= min(until, settled)]
-    keys = {i: _key(criteria, unit, interval, starts[i].isoformat()) for i in cacheable}
-    found = cache.get_many(list(keys.values()))
-    counts: dict[int, int] = {i: found[keys[i]] for i in cacheable if keys[i] in found}
+    # One cache entry per filter and bucket size, mapping bucket start → count. Only buckets
+    # wholly inside the window and settled are kept: they are the same for every request.
+    key = _key(_criteria(event_filter), unit, interval)
+    now = time.time()
+    # start → (count, when counted); a count older than BUCKET_TTL is counted again.
+    known: dict[str, tuple[int, float]] = {
+        k: v for k, v in (cache.get(key) or {}).items() if now - v[1] < BUCKET_TTL
+    }
+    cacheable = {i for i, s in enumerate(starts) if s >= since and s + step <= min(until, settled)}
+    counts: dict[int, int] = {}
+    for i in cacheable:
+        if (hit := known.get(starts[i].isoformat())) is not None:
+            counts[i] = hit[0]
 
     missing = [i for i in range(n) if i not in counts]
     for lo, hi in _runs(missing):
@@ -69,7 +77,11 @@ def count_by_time(
             i = lo + j
             if i <= hi:
                 counts[i] = bucket["count"]
-    cache.set_many({keys[i]: counts[i] for i in cacheable if keys[i] not in found}, BUCKET_TTL)
+    if added := {starts[i].isoformat(): (counts[i], now) for i in cacheable if i in missing}:
+        # Keep the entry bounded: drop buckets older than the oldest this request looked at.
+        oldest = starts[0].isoformat()
+        known = {k: v for k, v in known.items() if k >= oldest}
+        cache.set(key, {**known, **added}, BUCKET_TTL)
 
     out = []
     for i, start in enumerate(starts):
@@ -101,8 +113,7 @@ def count_by_event(event_filter: EventFilter, *, window_key: str) -> list[dict]:
     rows = cache.get(key)
     if rows is None:
         rows = [
-            {"value": r["value"], "count": r["count"]}
-            for r in queries.count_by_event(event_filter)
+            {"value": r["value"], "count": r["count"]} for r in queries.count_by_event(event_filter)
         ]
         cache.set(key, rows, NAMES_TTL)
     return rows

@@ -24,7 +24,9 @@ application = ProtocolTypeRouter(
                 # its callback is itself a URLRouter, and here the middleware wraps it.
                 re_path(
                     r"^ws/",
-                    AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))),
+                    AllowedHostsOriginValidator(
+                        AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))
+                    ),
                 ),
             ]
         ),

@@ -87,9 +87,7 @@ def test_detail_shows_the_follows_chain_both_ways(logged_in_client):
     (middle,) = store(
         event_data("a.middle", occurred=now - timedelta(seconds=25), follows=first.id)
     )
-    (after,) = store(
-        event_data("a.after", occurred=now - timedelta(seconds=5), follows=middle.id)
-    )
+    (after,) = store(event_data("a.after", occurred=now - timedelta(seconds=5), follows=middle.id))
 
     page = logged_in_client.get(f"/events/{middle.id}/").content.decode()
 
@@ -105,7 +103,7 @@ def test_detail_of_an_event_following_a_missing_one_says_so(logged_in_client):
 
     page = logged_in_client.get(f"/events/{event.id}/").content.decode()
 
-    assert f"It follows <code class=\"mono\">{missing}</code>, which is not stored" in page
+    assert f'It follows <code class="mono">{missing}</code>, which is not stored' in page
 
 
 def test_detail_lists_other_events_for_the_same_resource(logged_in_client):

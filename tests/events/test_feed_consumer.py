@@ -10,8 +10,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from eventsite.asgi import application
 from events.ingest import ingest
+from eventsite.asgi import application
 from tests.factories import event_data, related
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,7 +48,10 @@ async def test_socket_from_another_origin_is_rejected(session_cookie):
     ws = WebsocketCommunicator(
         application,
         "/ws/feed/",
-        headers=[(b"origin", b"http://evil.example"), (b"cookie", f"sessionid={session_cookie}".encode())],
+        headers=[
+            (b"origin", b"http://evil.example"),
+            (b"cookie", f"sessionid={session_cookie}".encode()),
+        ],
     )
 
     connected, _ = await ws.connect()
@@ -135,7 +138,10 @@ async def test_log_writes_stay_hidden_live_unless_picked(session_cookie):
 async def test_a_past_window_gets_no_live_rows(session_cookie):
     now = datetime.now(UTC)
     ws = communicator(
-        {"since": (now - timedelta(hours=2)).isoformat(), "until": (now - timedelta(hours=1)).isoformat()},
+        {
+            "since": (now - timedelta(hours=2)).isoformat(),
+            "until": (now - timedelta(hours=1)).isoformat(),
+        },
         session_cookie,
     )
     assert (await ws.connect())[0]
