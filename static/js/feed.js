@@ -99,6 +99,11 @@
     });
     var empty = document.getElementById("empty");
     if (empty) empty.hidden = true;
+    var total = document.querySelector(".summary .total b");
+    if (total && rows.length) {
+      var n = parseInt(total.textContent.replace(/,/g, ""), 10) || 0;
+      total.textContent = (n + rows.length).toLocaleString("en-US");
+    }
   }
 
   function flush() {

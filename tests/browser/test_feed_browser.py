@@ -114,6 +114,7 @@ def test_log_in_filter_by_prefix_watch_live_open_detail_and_automate(
     expect(row).to_be_visible(timeout=5000)
     expect(page.locator("article.ev").first).to_have_id(f"ev-{fresh['id']}")
     expect(page.locator("article.ev")).to_have_count(9)
+    expect(page.locator(".summary .total b")).to_have_text("9")
     assert page.evaluate("window.__marker") == "same page"
     page.screenshot(path=str(screenshots / "feed.png"), full_page=True)
 
