@@ -88,6 +88,29 @@ class EventResource(models.Model):
         return f"{self.role or 'primary'}: {self.resource_id}"
 
 
+class EventCount(models.Model):
+    """How many events of one name occurred in one minute or one hour (a rollup of the log).
+
+    Kept by the write path in the same transaction as the events, so it is exact; counts,
+    histograms and totals over long ranges sum these instead of scanning millions of rows.
+    """
+
+    width = models.PositiveIntegerField()  # seconds: 60 or 3600
+    bucket = models.DateTimeField()
+    event = models.CharField(max_length=1024)
+    count = models.BigIntegerField()
+    first = models.DateTimeField()
+    last = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["width", "bucket", "event"], name="eventcount_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} @ {self.bucket} (+{self.width}s): {self.count}"
+
+
 class ApiTokenQuerySet(models.QuerySet):
     def active(self) -> ApiTokenQuerySet:
         return self.filter(revoked__isnull=True, user__is_active=True)

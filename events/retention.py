@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from events import rollups
 from events.models import Event, EventResource
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,10 @@ def prune(
 
     Each batch is its own short transaction, so writers wait at most one batch for the lock.
     """
-    before = before or timezone.now() - settings.EVENTSITE_EVENT_RETENTION
+    # Whole hours only, so the per-minute and per-hour rollups drop whole rows and stay exact.
+    before = rollups.floor(
+        before or timezone.now() - settings.EVENTSITE_EVENT_RETENTION, rollups.HOUR
+    )
     deleted = 0
     while True:
         with transaction.atomic():
@@ -45,6 +49,7 @@ def prune(
         deleted += len(ids)
         if progress:
             progress(deleted)
+    rollups.forget_before(before)
     return deleted
 
 

@@ -105,7 +105,15 @@ TEMPLATES = [
 
 # --- storage -----------------------------------------------------------------------------------
 DATABASE_URL = envstr("EVENTSITE_DATABASE_URL", f"sqlite:///{DATA_DIR / 'eventsite.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+# No persistent connections: under ASGI every request runs in its own context and would open (and
+# keep) a connection of its own. PostgreSQL gets a real pool instead; SQLite opens in microseconds.
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": 20,
+        "timeout": 30,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Writers take the lock when the transaction starts, so concurrent writers queue on the
@@ -116,8 +124,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA journal_mode=WAL;"
             "PRAGMA synchronous=NORMAL;"
             "PRAGMA temp_store=MEMORY;"
-            "PRAGMA cache_size=-65536;"
-            "PRAGMA mmap_size=268435456;"
+            "PRAGMA cache_size=-16384;"
         ),
     }
     # A file, not :memory:, so a server started by a test (a separate process) sees the same data.
@@ -176,6 +183,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Events API, wire-compatible with Prefect 3's /api/events endpoints.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # --- events ------------------------------------------------------------------------------------
