@@ -40,12 +40,14 @@ def _keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
     return Q(occurred__gt=occurred) | Q(occurred=occurred, id__gt=event_id)
 
 
-def first_page(event_filter: EventFilter, *, limit: int) -> Page:
+def first_page(event_filter: EventFilter, *, limit: int, total: int | None = None) -> Page:
+    """The first page; pass `total` when the caller already knows it (the feed's histogram)."""
     matching = event_filter.apply(Event.objects.all())
-    if rollups.answerable(event_filter) and not event_filter.distinct:
-        total = rollups.total(event_filter)
-    else:
-        total = matching.count()
+    if total is None:
+        if rollups.answerable(event_filter) and not event_filter.distinct:
+            total = rollups.total(event_filter)
+        else:
+            total = matching.count()
     return _page(event_filter, matching, limit=limit, total=total, offset=0)
 
 

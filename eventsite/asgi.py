@@ -9,7 +9,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from events import webhooks  # noqa: E402
 from events.routing import api_websocket_urlpatterns, browser_websocket_urlpatterns  # noqa: E402
@@ -31,8 +31,10 @@ application = ProtocolTypeRouter(
             [
                 *api_websocket_urlpatterns,
                 # The session cookie authenticates these, so the Origin check stands in for CSRF.
-                path(
-                    "ws/",
+                # A prefix regex, not path("ws/"): URLRouter only treats a route as a prefix when
+                # its callback is itself a URLRouter, and here the middleware wraps it.
+                re_path(
+                    r"^ws/",
                     AllowedHostsOriginValidator(
                         AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))
                     ),

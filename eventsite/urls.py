@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authentication import SessionAuthentication
 
@@ -73,4 +74,6 @@ urlpatterns = [
     path("audit/", include((audit_patterns, "audit"))),
     # Under `manage.py serve` eventsite/asgi.py answers /hooks/ before Django; same code path.
     re_path(r"^hooks/(?P<slug>[A-Za-z0-9_-]{1,200})/?$", webhooks.receive, name="webhook-receive"),
+    path("events/", include("events.urls")),
+    path("", RedirectView.as_view(url="/events/", permanent=False)),
 ]
