@@ -16,6 +16,7 @@ import django_filters
 from django import forms
 from django.utils import timezone
 
+from events.audit import AUDIT_EVENTS
 from events.filters import MAX_TEXT_QUERY, EventFilter
 from events.models import Event
 from events.schema import RESOURCE_ID
@@ -36,7 +37,9 @@ RANGE_LABELS = {
 }
 DEFAULT_RANGE = "24h"
 # Prefect's UI hides this high-volume event unless it is picked (reference §7.2).
-HIDDEN_BY_DEFAULT = "prefect.log.write"
+# High-volume log lines (as in Prefect's UI) and the audit trail (it has its own page, /audit/)
+# stay out of the feed unless a picked name covers them.
+HIDDEN_BY_DEFAULT = ("prefect.log.write", *sorted(AUDIT_EVENTS))
 MAX_VALUES = 50  # per repeatable parameter: enough for any real view, bounded for the SQL
 MAX_VALUE_LENGTH = 1024
 ROLE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}$")
@@ -224,8 +227,9 @@ class FeedFilterSet(django_filters.FilterSet):
         if prefixes:
             event["prefix"] = prefixes
         ex_names, ex_prefixes = _split_patterns(data.get("exclude") or [])
-        if not any(_covers(p, HIDDEN_BY_DEFAULT) for p in picked):
-            ex_names.append(HIDDEN_BY_DEFAULT)
+        ex_names += [
+            hidden for hidden in HIDDEN_BY_DEFAULT if not any(_covers(p, hidden) for p in picked)
+        ]
         if ex_names:
             event["exclude_name"] = ex_names
         if ex_prefixes:

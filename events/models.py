@@ -40,6 +40,8 @@ class Event(models.Model):
             models.Index(fields=["occurred", "id"], name="event_occurred_id"),
             models.Index(fields=["event", "occurred"], name="event_name_occurred"),
             models.Index(fields=["resource_id", "occurred"], name="event_resource_occurred"),
+            # The automation engine reads the log after its durable cursor in (received, id) order.
+            models.Index(fields=["received", "id"], name="event_received_id"),
         ]
 
     def __str__(self) -> str:
@@ -83,6 +85,7 @@ class EventResource(models.Model):
         indexes = [
             models.Index(fields=["resource_id", "occurred"], name="eventresource_id_occurred"),
             models.Index(fields=["occurred"], name="eventresource_occurred"),
+            models.Index(fields=["role", "occurred"], name="eventresource_role_occurred"),
         ]
 
     def __str__(self) -> str:

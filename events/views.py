@@ -17,8 +17,9 @@ from django_htmx.middleware import HtmxDetails
 from pydantic import ValidationError
 
 from events import queries, schema, volume
+from events.audit import AUDIT_EVENTS
 from events.filters import EventFilter
-from events.forms import RANGE_LABELS, FeedFilterSet
+from events.forms import HIDDEN_BY_DEFAULT, RANGE_LABELS, FeedFilterSet
 from events.models import Event
 
 PAGE_SIZE = 50
@@ -90,7 +91,8 @@ def feed(request: HtmxHttpRequest) -> HttpResponse:
             "api_url": request.build_absolute_uri("/api"),
             "ws_query": _without(request.GET, "after").urlencode(),
             "window": (event_filter.occurred.since, event_filter.occurred.until),
-            "has_any": bool(page.events) or Event.objects.exists(),
+            "has_any": bool(page.events)
+            or Event.objects.exclude(event__in=HIDDEN_BY_DEFAULT).exists(),
             "example_id": uuid.uuid4(),
         }
     )
@@ -240,6 +242,8 @@ def _name_options(filterset: FeedFilterSet) -> list[dict]:
     )
     for row in rows:
         name, count = row["value"], row["count"]
+        if name in AUDIT_EVENTS:
+            continue  # the audit trail has its own page
         exact.add(name)
         counts[name] = counts.get(name, 0) + count
         parts = name.split(".")

@@ -12,6 +12,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import re_path  # noqa: E402
 
 from events import webhooks  # noqa: E402
+from events.broadcast import remember_loop_middleware  # noqa: E402
 from events.routing import api_websocket_urlpatterns, browser_websocket_urlpatterns  # noqa: E402
 
 
@@ -24,22 +25,24 @@ async def http_app(scope, receive, send):
         await django_asgi_app(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        "websocket": URLRouter(
-            [
-                *api_websocket_urlpatterns,
-                # The session cookie authenticates these, so the Origin check stands in for CSRF.
-                # A prefix regex, not path("ws/"): URLRouter only treats a route as a prefix when
-                # its callback is itself a URLRouter, and here the middleware wraps it.
-                re_path(
-                    r"^ws/",
-                    AllowedHostsOriginValidator(
-                        AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))
+application = remember_loop_middleware(
+    ProtocolTypeRouter(
+        {
+            "http": http_app,
+            "websocket": URLRouter(
+                [
+                    *api_websocket_urlpatterns,
+                    # The session cookie authenticates these, so the Origin check stands in for CSRF.
+                    # A prefix regex, not path("ws/"): URLRouter only treats a route as a prefix when
+                    # its callback is itself a URLRouter, and here the middleware wraps it.
+                    re_path(
+                        r"^ws/",
+                        AllowedHostsOriginValidator(
+                            AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))
+                        ),
                     ),
-                ),
-            ]
-        ),
-    }
+                ]
+            ),
+        }
+    )
 )

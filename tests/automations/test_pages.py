@@ -56,7 +56,7 @@ def test_pages_require_login(client):
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
-def test_list_shows_name_trigger_summary_and_last_fired(logged_in_client, clock):
+def test_list_shows_name_trigger_summary_and_last_fired(clock, logged_in_client):
     automation = make_automation(TRIGGER, name="Order watcher")
     engine = Engine()
     engine.load()
@@ -246,7 +246,7 @@ def test_edit_keeps_trigger_ids_when_the_trigger_is_unchanged(logged_in_client):
     assert automation.trigger["id"] != trigger_id
 
 
-def test_detail_shows_firings_action_runs_and_errors(logged_in_client, clock):
+def test_detail_shows_firings_action_runs_and_errors(clock, logged_in_client):
     automation = make_automation(
         TRIGGER, [{"type": "call-webhook", "url": "http://127.0.0.1:9/down", "timeout": 1}]
     )

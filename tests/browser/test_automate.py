@@ -26,23 +26,16 @@ def server(server):
 
 
 @pytest.fixture
-def browser_page(server, user):
-    from playwright.sync_api import sync_playwright
-
+def browser_page(browser, server, user):
     client = Client()
     client.force_login(user)
     session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"]
-        )
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.add_cookies(
-            [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": server.url}]
-        )
-        page = context.new_page()
-        yield page
-        browser.close()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": server.url}]
+    )
+    yield context.new_page()
+    context.close()
 
 
 def _post_event(server, token, data) -> None:

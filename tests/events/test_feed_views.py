@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from events import queries, volume
 from events.filters import EventFilter
-from events.forms import FeedFilterSet
+from events.forms import HIDDEN_BY_DEFAULT, FeedFilterSet
 from events.ingest import ingest
 from events.models import Event
 from tests.factories import event_data, related
@@ -428,7 +428,7 @@ def test_filterset_builds_the_one_event_filter():
     f = filterset.event_filter()
     assert f.event.prefix == ["acme."]
     assert f.event.exclude_prefix == ["acme.debug."]
-    assert f.event.exclude_name == ["acme.noise", "prefect.log.write"]
+    assert f.event.exclude_name == ["acme.noise", *HIDDEN_BY_DEFAULT]
     assert f.resource.id == ["acme.order.1"]
     assert f.resource.labels == {"env": ["prod", "stage"]}
     assert f.related.id == ["acme.customer.3"] and f.related.role == ["customer"]
