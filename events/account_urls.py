@@ -1,6 +1,6 @@
 from django.urls import path
 
-from events import accounts, audit_views
+from events import accounts, views
 
 app_name = "account"
 
@@ -9,4 +9,5 @@ urlpatterns = [
     path("tokens/<int:pk>/revoke/", accounts.revoke_token, name="revoke-token"),
 ]
 
-audit_patterns = [path("", audit_views.audit_log, name="log")]
+# The audit log is the feed, scoped to the audit trail: same filters, same live rows.
+audit_patterns = [path("", views.feed, {"scope": "audit"}, name="log")]

@@ -48,7 +48,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
             await self.close(code=4401)
             return
         params = QueryDict(self.scope.get("query_string", b"").decode("latin-1"))
-        filterset = FeedFilterSet(params)
+        filterset = FeedFilterSet(params, scope=params.get("scope"))
         # Like the page: invalid parameters are left out and the valid ones still apply.
         filterset.is_valid()
         try:

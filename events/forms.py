@@ -176,9 +176,13 @@ class FeedFilterSet(django_filters.FilterSet):
         fields: list[str] = []
         form = FeedForm
 
-    def __init__(self, data=None, *args, now: datetime | None = None, **kwargs):
+    def __init__(
+        self, data=None, *args, now: datetime | None = None, scope: str | None = None, **kwargs
+    ):
         super().__init__(data if data is not None else {}, *args, **kwargs)
         self.now = now or timezone.now()
+        # "audit": the same feed, scoped to the audit trail (the /audit/ page).
+        self.scope = "audit" if scope == "audit" else None
 
     # --- the one filter model -----------------------------------------------------------------
 
@@ -222,14 +226,20 @@ class FeedFilterSet(django_filters.FilterSet):
             names = [n for n in names if not any(n.startswith(p) for p in prefixes)]
             prefixes, names = prefixes + names, []
         event: dict[str, list[str]] = {}
+        if self.scope == "audit":
+            # Picks narrow the audit names (as prefixes, since `name` holds the audit list).
+            prefixes, names = prefixes + names, sorted(AUDIT_EVENTS)
         if names:
             event["name"] = names
         if prefixes:
             event["prefix"] = prefixes
         ex_names, ex_prefixes = _split_patterns(data.get("exclude") or [])
-        ex_names += [
-            hidden for hidden in HIDDEN_BY_DEFAULT if not any(_covers(p, hidden) for p in picked)
-        ]
+        if self.scope != "audit":
+            ex_names += [
+                hidden
+                for hidden in HIDDEN_BY_DEFAULT
+                if not any(_covers(p, hidden) for p in picked)
+            ]
         if ex_names:
             event["exclude_name"] = ex_names
         if ex_prefixes:

@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, render
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
 from django_htmx.middleware import HtmxDetails
@@ -43,10 +42,13 @@ class HtmxHttpRequest(HttpRequest):
 
 
 @login_required
-def feed(request: HtmxHttpRequest) -> HttpResponse:
-    """The filterable, live event feed; htmx gets the `rows` or `main` partial."""
+def feed(request: HtmxHttpRequest, scope: str | None = None) -> HttpResponse:
+    """The filterable, live event feed; htmx gets the `rows` or `main` partial.
+
+    `scope="audit"` is the same page for the audit trail (`/audit/`).
+    """
     now = timezone.now()
-    filterset = FeedFilterSet(request.GET, now=now)
+    filterset = FeedFilterSet(request.GET, now=now, scope=scope)
     filterset.is_valid()  # errors are shown; the valid parameters still narrow the feed
     errors = _errors(filterset)
     try:
@@ -86,13 +88,14 @@ def feed(request: HtmxHttpRequest) -> HttpResponse:
             "errors": errors + ([("after", page_error)] if page_error else []),
             "histogram": histogram,
             "name_options": _name_options(filterset),
-            "chips": _chips(request.GET),
+            "chips": _chips(request.path, request.GET),
             "ranges": RANGE_LABELS.items(),
             "api_url": request.build_absolute_uri("/api"),
-            "ws_query": _without(request.GET, "after").urlencode(),
+            "ws_query": _ws_query(request.GET, scope),
+            "scope": scope,
+            "feed_url": request.path,
             "window": (event_filter.occurred.since, event_filter.occurred.until),
-            "has_any": bool(page.events)
-            or Event.objects.exclude(event__in=HIDDEN_BY_DEFAULT).exists(),
+            "has_any": bool(page.events) or _any_stored(scope),
             "example_id": uuid.uuid4(),
         }
     )
@@ -100,6 +103,19 @@ def feed(request: HtmxHttpRequest) -> HttpResponse:
     if request.htmx and request.htmx.target == "feed-main":
         template += "#main"
     return render(request, template, context)
+
+
+def _ws_query(params: QueryDict, scope: str | None) -> str:
+    query = _without(params, "after")
+    if scope:
+        query["scope"] = scope
+    return query.urlencode()
+
+
+def _any_stored(scope: str | None) -> bool:
+    if scope == "audit":
+        return Event.objects.filter(event__in=AUDIT_EVENTS).exists()
+    return Event.objects.exclude(event__in=HIDDEN_BY_DEFAULT).exists()
 
 
 @login_required
@@ -149,9 +165,10 @@ def _without(params: QueryDict, *names: str) -> QueryDict:
     return out
 
 
-def _feed_url(params: QueryDict) -> str:
+def _feed_url(path: str, params: QueryDict) -> str:
+    """This page (the feed, or the audit log) with other parameters."""
     query = params.urlencode()
-    return reverse("events:feed") + (f"?{query}" if query else "")
+    return path + (f"?{query}" if query else "")
 
 
 def _more_url(request: HttpRequest, page: queries.Page) -> str | None:
@@ -159,10 +176,10 @@ def _more_url(request: HttpRequest, page: queries.Page) -> str | None:
         return None
     params = _without(request.GET, "after")
     params["after"] = page.next_token
-    return _feed_url(params)
+    return _feed_url(request.path, params)
 
 
-def _chips(params: QueryDict) -> list[dict]:
+def _chips(path: str, params: QueryDict) -> list[dict]:
     """Each active filter value with the URL that drops it."""
     chips = []
     for name, word in CHIP_PARAMS.items():
@@ -171,7 +188,9 @@ def _chips(params: QueryDict) -> list[dict]:
                 continue
             rest = _without(params, "after")
             rest.setlist(name, [v for v in params.getlist(name) if v != value])
-            chips.append({"name": name, "word": word, "value": value, "remove": _feed_url(rest)})
+            chips.append(
+                {"name": name, "word": word, "value": value, "remove": _feed_url(path, rest)}
+            )
     return chips
 
 
@@ -197,7 +216,7 @@ def _histogram(request: HttpRequest, event_filter: EventFilter) -> dict | None:
         return None
     peak = max(b["count"] for b in buckets)
     base = _without(request.GET, "after", "range", "since", "until").urlencode()
-    prefix = reverse("events:feed") + "?" + (base + "&" if base else "")
+    prefix = request.path + "?" + (base + "&" if base else "")
     bars = []
     for i, b in enumerate(buckets):
         start, end = schema.isoformat(b["start"]), schema.isoformat(b["end"])
@@ -242,8 +261,8 @@ def _name_options(filterset: FeedFilterSet) -> list[dict]:
     )
     for row in rows:
         name, count = row["value"], row["count"]
-        if name in AUDIT_EVENTS:
-            continue  # the audit trail has its own page
+        if (name in AUDIT_EVENTS) != (filterset.scope == "audit"):
+            continue  # the audit trail has its own page, and only it
         exact.add(name)
         counts[name] = counts.get(name, 0) + count
         parts = name.split(".")

@@ -207,3 +207,22 @@ async def test_ping_is_answered(session_cookie):
 
     assert json.loads(await ws.receive_from(timeout=2)) == {"type": "pong"}
     await ws.disconnect()
+
+
+async def test_the_audit_scope_pushes_audit_events_and_the_feed_does_not(session_cookie):
+    audit_ws = communicator({"scope": "audit"}, session_cookie)
+    feed_ws = communicator(None, session_cookie)
+    assert (await audit_ws.connect())[0]
+    assert (await feed_ws.connect())[0]
+
+    await store(event_data("prefect-cloud.api-token.created", "eventsite.api-token.9"))
+    await store(event_data("acme.order.created", "acme.order.9"))
+
+    audit_row = await audit_ws.receive_json_from(timeout=2)
+    feed_row = await feed_ws.receive_json_from(timeout=2)
+    assert "eventsite.api-token.9" in audit_row["html"]
+    assert "acme.order.9" in feed_row["html"]
+    assert await audit_ws.receive_nothing(timeout=0.3)
+    assert await feed_ws.receive_nothing(timeout=0.3)
+    await audit_ws.disconnect()
+    await feed_ws.disconnect()
