@@ -22,7 +22,9 @@ application = ProtocolTypeRouter(
                 # The session cookie authenticates these, so the Origin check stands in for CSRF.
                 path(
                     "ws/",
-                    AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))),
+                    AllowedHostsOriginValidator(
+                        AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))
+                    ),
                 ),
             ]
         ),
