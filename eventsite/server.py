@@ -80,12 +80,16 @@ class EventsiteServer(Server):
         return input_queue
 
     async def handle_reply(self, protocol, message):
-        if isinstance(protocol, WebSocketProtocol) and message.get("type") == "websocket.close":
+        if (
+            isinstance(protocol, WebSocketProtocol)
+            and message.get("type") == "websocket.close"
+            and protocol.state != protocol.STATE_CONNECTING  # before accept: Daphne's 403
+        ):
             if protocol.state == protocol.STATE_OPEN and not self._gone(protocol):
                 reason = (message.get("reason") or "").encode()[:MAX_CLOSE_REASON_BYTES]
                 # sendCloseFrame, not sendClose: autobahn's public API refuses codes like 1008.
                 protocol.sendCloseFrame(code=message.get("code") or 1000, reasonUtf8=reason)
-                return
+            return
         await super().handle_reply(protocol, message)
         if isinstance(protocol, WebSocketProtocol) and message.get("type") == "websocket.send":
             transport = getattr(protocol, "transport", None)
