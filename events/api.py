@@ -8,6 +8,7 @@ import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 from django.urls import reverse
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rest_framework.permissions import AllowAny
@@ -66,6 +67,25 @@ class CountByRequest(BaseModel):
     time_interval: float = Field(default=1.0, ge=0.01)
 
 
+_EVENT_SCHEMA = {"type": "object", "description": "ReceivedEvent (reference §1.4)"}
+EVENT_PAGE = {
+    "type": "object",
+    "properties": {
+        "events": {"type": "array", "items": _EVENT_SCHEMA},
+        "total": {"type": "integer"},
+        "next_page": {"type": "string", "format": "uri", "nullable": True},
+    },
+}
+COUNTS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "properties": {k: {"type": "string"} for k in ("value", "label", "start_time", "end_time")}
+        | {"count": {"type": "integer"}},
+    },
+}
+
+
 def _page_response(request, page: queries.Page) -> HttpResponse:
     next_url = None
     if page.next_token:
@@ -77,6 +97,14 @@ def _page_response(request, page: queries.Page) -> HttpResponse:
     return json_response(
         {"events": [e.to_wire() for e in page.events], "total": page.total, "next_page": next_url}
     )
+
+
+class TokenScheme(OpenApiAuthenticationExtension):
+    target_class = "events.auth.TokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An eventsite API token"}
 
 
 class Health(APIView):
@@ -143,7 +171,11 @@ class Events(APIView):
 
 
 class EventsFilter(APIView):
-    @extend_schema(request=FilterRequest, summary="Query stored events (first page)")
+    @extend_schema(
+        request=FilterRequest,
+        responses={200: EVENT_PAGE},
+        summary="Query stored events (first page)",
+    )
     def post(self, request):
         data, error = _read_json(request)
         if error:
@@ -159,6 +191,7 @@ class EventsFilter(APIView):
 class EventsFilterNext(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("page-token", str, required=True)],
+        responses={200: EVENT_PAGE, 403: OpenApiResponse(description="Invalid page token")},
         summary="The next page of a query, from its `next_page` URL",
     )
     def get(self, request):
@@ -171,7 +204,14 @@ class EventsFilterNext(APIView):
 
 class EventsCountBy(APIView):
     @extend_schema(
-        request=CountByRequest, summary="Count events by day, time, event name or resource"
+        request=CountByRequest,
+        parameters=[
+            OpenApiParameter(
+                "countable", str, OpenApiParameter.PATH, enum=["day", "time", "event", "resource"]
+            )
+        ],
+        responses={200: COUNTS},
+        summary="Count events by day, time, event name or resource",
     )
     def post(self, request, countable: str):
         if countable not in ("day", "time", "event", "resource"):

@@ -90,6 +90,11 @@ class RelatedFilter(_Filter):
     resources_in_roles: list[tuple[str, str]] | None = None
     labels: dict[str, Patterns] | None = None
 
+    @property
+    def constrains(self) -> bool:
+        """A related filter without criteria constrains nothing (not even "has a related")."""
+        return bool(self.id or self.role or self.resources_in_roles or self.labels)
+
 
 class AnyResourceFilter(_Filter):
     id: list[str] | None = None
@@ -154,6 +159,8 @@ class EventFilter(_Filter):
         if self.resource and not _resource_matches(self.resource, event.resource):
             return False
         for related in self._related_list():
+            if not related.constrains:
+                continue
             candidates = _related_candidates(related, event)
             if not any(_related_resource_matches(related, r) for r in candidates):
                 return False
@@ -416,14 +423,13 @@ def _resource_matches(f: ResourceFilter, resource: dict[str, str]) -> bool:
 
 def _related_row_q(f: RelatedFilter) -> Q | None:
     """Criteria on one resource row; all must hold on the same row. None: no constraint."""
+    if not f.constrains:
+        return None
     q = Q()
-    constrained = False
     if f.id:
         q &= Q(resource_id__in=f.id)
-        constrained = True
     if f.role:
         q &= Q(role__in=f.role)
-        constrained = True
     else:
         q &= ~Q(role="")
     if f.resources_in_roles:
@@ -431,11 +437,9 @@ def _related_row_q(f: RelatedFilter) -> Q | None:
         for rid, role in f.resources_in_roles:
             either |= Q(resource_id=rid, role=role)
         q &= either
-        constrained = True
     if f.labels:
         q &= _labels_q(f.labels, json_field="labels", id_field="resource_id", role_field="role")
-        constrained = True
-    return q if constrained else None
+    return q
 
 
 def _related_candidates(f: RelatedFilter, event: Event) -> list[dict[str, str]]:

@@ -201,10 +201,11 @@ def count_by_time(
 def _bucket_index_sql(first: datetime, step_us: int) -> RawSQL:
     """Integer bucket number of `occurred`, exact to the microsecond on both databases."""
     if connection.vendor == "sqlite":
-        # Stored as 'YYYY-MM-DD HH:MM:SS[.ffffff]': whole seconds from strftime, micros from the text.
+        # Stored as 'YYYY-MM-DD HH:MM:SS[.ffffff]': whole seconds from strftime (on the text cut at the
+        # seconds, because strftime rounds fractions up), microseconds from the text itself.
         base_us = (first - EPOCH) // timedelta(microseconds=1)
         sql = (
-            "(CAST(strftime('%%s', occurred) AS INTEGER) * 1000000"
+            "(CAST(strftime('%%s', substr(occurred, 1, 19)) AS INTEGER) * 1000000"
             " + CAST(substr(occurred || '.000000', 21, 6) AS INTEGER) - %s) / %s"
         )
         return RawSQL(sql, (base_us, step_us))

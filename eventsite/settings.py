@@ -176,6 +176,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Events API, wire-compatible with Prefect 3's /api/events endpoints.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # --- events ------------------------------------------------------------------------------------

@@ -70,7 +70,15 @@ class LiveServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve", "--port", str(self.port), *self.args],
+            [
+                sys.executable,
+                "manage.py",
+                "serve",
+                "--port",
+                str(self.port),
+                "--no-first-run",
+                *self.args,
+            ],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,

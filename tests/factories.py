@@ -19,7 +19,7 @@ def event_data(
     id: uuid.UUID | str | None = None,
     follows: uuid.UUID | str | None = None,
 ) -> dict[str, Any]:
-    occurred = occurred or datetime.now(UTC) - (ago or timedelta(seconds=1))
+    occurred = occurred or datetime.now(UTC) - (timedelta(seconds=1) if ago is None else ago)
     return {
         "occurred": occurred.isoformat(),
         "event": event,

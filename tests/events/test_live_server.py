@@ -35,3 +35,54 @@ def test_serve_rejects_requests_without_a_token(server):
 def test_health_and_version_answer_without_a_token(server):
     assert httpx.get(f"{server.url}/api/health").json() is True
     assert httpx.get(f"{server.url}/api/admin/version").json() == "3.9.1"
+
+
+def test_the_first_start_creates_an_admin_and_a_token_printed_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, free_port
+
+    env = {**os.environ, "EVENTSITE_DATA_DIR": str(tmp_path)}
+    env.pop("EVENTSITE_DATABASE_URL", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    port = free_port()
+
+    def first_lines() -> str:
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "serving on" in line:
+                break
+        process.terminate()
+        process.wait(10)
+        return "".join(lines)
+
+    first = first_lines()
+    token = first.split("API token: ")[1].split()[0]
+    assert "username: admin" in first
+    assert "password: " in first
+    assert "First run" not in first_lines()
+    # The printed token works against that server's database.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            f"from events.models import ApiToken; print(ApiToken.authenticate({token!r}).user)",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == "admin"

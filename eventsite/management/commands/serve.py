@@ -25,9 +25,15 @@ class Command(BaseCommand):
             action="store_true",
             help="Do not run the automation engine here (scale-out: run `manage.py run_engine`).",
         )
+        parser.add_argument(
+            "--no-first-run",
+            action="store_true",
+            help="Do not create the first admin and token on an empty database.",
+        )
 
-    def handle(self, *args, host: str, port: int, no_engine: bool, **options):
-        self._first_run()
+    def handle(self, *args, host: str, port: int, no_engine: bool, no_first_run: bool, **options):
+        if not no_first_run:
+            self._first_run()
         from eventsite.asgi import application
 
         stop, _ = services.start(engine=not no_engine)

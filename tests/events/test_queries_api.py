@@ -1,0 +1,186 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from events.ingest import ingest
+from tests.factories import event_data
+
+pytestmark = pytest.mark.django_db
+
+
+def store(*events):
+    assert ingest(list(events), source="test").ok
+    return [e["id"] for e in events]
+
+
+def test_pages_follow_next_page_urls_until_null_without_repeats(api_client):
+    ids = store(*[event_data(resource_id=f"r{i}", ago=timedelta(seconds=i)) for i in range(120)])
+
+    first = api_client.post("/api/events/filter", {"limit": 50}, format="json").json()
+    assert first["total"] == 120
+    assert first["next_page"].startswith("http://testserver/api/events/filter/next?page-token=")
+    seen = [e["id"] for e in first["events"]]
+    page = first
+    while page["next_page"]:
+        response = api_client.get(page["next_page"])
+        assert response.status_code == 200
+        page = response.json()
+        assert page["total"] == 120
+        seen += [e["id"] for e in page["events"]]
+
+    assert seen == ids  # newest first, each exactly once
+
+
+def test_events_with_the_same_occurred_time_page_without_loss(api_client):
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    ids = store(*[event_data(occurred=at) for _ in range(7)])
+
+    page = api_client.post("/api/events/filter", {"limit": 3}, format="json").json()
+    seen = [e["id"] for e in page["events"]]
+    while page["next_page"]:
+        page = api_client.get(page["next_page"]).json()
+        seen += [e["id"] for e in page["events"]]
+
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == 7
+
+
+def test_the_prefect_client_default_limit_of_100_is_accepted(api_client):
+    store(*[event_data() for _ in range(3)])
+
+    response = api_client.post("/api/events/filter", {"limit": 100}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["next_page"] is None
+
+
+@pytest.mark.parametrize("page_token", ["", "garbage", "eyJmaWx0ZXIiOnt9fQ"])
+def test_an_invalid_page_token_is_a_403(api_client, page_token):
+    response = api_client.get(f"/api/events/filter/next?page-token={page_token}")
+
+    assert response.status_code == 403
+    assert response.json()["detail"] == "Invalid page token."
+
+
+def test_the_wire_shape_has_every_key_in_prefects_order(api_client):
+    store(event_data())
+
+    event = api_client.post("/api/events/filter", {}, format="json").json()["events"][0]
+
+    assert list(event) == [
+        "occurred",
+        "event",
+        "resource",
+        "related",
+        "payload",
+        "id",
+        "follows",
+        "received",
+    ]
+    assert event["occurred"].endswith("Z")
+
+
+def test_count_by_event_orders_by_count_then_label(api_client):
+    store(event_data("b"), event_data("b"), event_data("a"), event_data("c"))
+
+    rows = api_client.post("/api/events/count-by/event", {"filter": {}}, format="json").json()
+
+    assert [(r["value"], r["count"]) for r in rows] == [("b", 2), ("a", 1), ("c", 1)]
+
+
+def test_count_by_resource_labels_with_the_latest_resource_name(api_client):
+    store(
+        event_data(
+            resource_id="r1", labels={"prefect.resource.name": "Old"}, ago=timedelta(minutes=5)
+        ),
+        event_data(
+            resource_id="r1", labels={"prefect.resource.name": "New"}, ago=timedelta(minutes=1)
+        ),
+        event_data(resource_id="r2"),
+    )
+
+    rows = api_client.post("/api/events/count-by/resource", {"filter": {}}, format="json").json()
+
+    assert [(r["value"], r["label"], r["count"]) for r in rows] == [
+        ("r1", "New", 2),
+        ("r2", "r2", 1),
+    ]
+
+
+def test_count_by_time_zero_fills_buckets_aligned_to_the_pivot(api_client):
+    since = datetime(2026, 11, 20, 5, 30, tzinfo=UTC)
+    store(
+        event_data(occurred=since + timedelta(minutes=6)),
+        event_data(occurred=since + timedelta(minutes=9, seconds=59, microseconds=999999)),
+        event_data(occurred=since + timedelta(minutes=10)),
+    )
+    body = {
+        "filter": {"occurred": {"since": "2026-11-20T05:32:00Z", "until": "2026-11-20T05:45:00Z"}},
+        "time_unit": "minute",
+        "time_interval": 5,
+    }
+
+    rows = api_client.post("/api/events/count-by/time", body, format="json").json()
+
+    assert rows == [
+        {
+            "value": "0",
+            "label": "2026-11-20T05:30:00+00:00",
+            "count": 0,
+            "start_time": "2026-11-20T05:30:00Z",
+            "end_time": "2026-11-20T05:34:59.999999Z",
+        },
+        {
+            "value": "1",
+            "label": "2026-11-20T05:35:00+00:00",
+            "count": 2,
+            "start_time": "2026-11-20T05:35:00Z",
+            "end_time": "2026-11-20T05:39:59.999999Z",
+        },
+        {
+            "value": "2",
+            "label": "2026-11-20T05:40:00+00:00",
+            "count": 1,
+            "start_time": "2026-11-20T05:40:00Z",
+            "end_time": "2026-11-20T05:44:59.999999Z",
+        },
+    ]
+
+
+def test_count_by_day_uses_one_day_buckets(api_client):
+    store(event_data(ago=timedelta(days=1)), event_data())
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    body = {
+        "filter": {"occurred": {"since": (today - timedelta(days=2)).isoformat()}},
+        "time_unit": "hour",
+    }
+
+    rows = api_client.post("/api/events/count-by/day", body, format="json").json()
+
+    assert len(rows) == 3
+    assert sum(r["count"] for r in rows) == 2
+
+
+def test_more_than_1000_buckets_is_a_422(api_client):
+    body = {
+        "filter": {"occurred": {"since": "2026-11-01T00:00:00Z", "until": "2026-11-08T00:00:00Z"}},
+        "time_unit": "second",
+    }
+
+    response = api_client.post("/api/events/count-by/time", body, format="json")
+
+    assert response.status_code == 422
+    assert "too many" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/events/count-by/flavour", {"filter": {}}),
+        ("/api/events/count-by/event", {}),
+        ("/api/events/count-by/time", {"filter": {}, "time_unit": "fortnight"}),
+        ("/api/events/count-by/time", {"filter": {}, "time_interval": 0}),
+    ],
+)
+def test_bad_count_requests_are_a_422(api_client, path, body):
+    assert api_client.post(path, body, format="json").status_code == 422
