@@ -274,7 +274,9 @@ class Client:
                 status, data = self._post(body)
             except (OSError, http.client.HTTPException) as exc:
                 self._close()
-                logger.info("eventsite SDK: %s unreachable (%s); retrying", self.config.api_url, exc)
+                logger.info(
+                    "eventsite SDK: %s unreachable (%s); retrying", self.config.api_url, exc
+                )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
@@ -326,7 +328,9 @@ class Client:
         if self._connection is None:
             parts = urlsplit(self.config.api_url)
             factory = (
-                http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+                http.client.HTTPSConnection
+                if parts.scheme == "https"
+                else http.client.HTTPConnection
             )
             self._connection = factory(parts.netloc, timeout=self.timeout)
             self._path = parts.path.rstrip("/") + "/events"
