@@ -37,11 +37,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+def _default(value: Any) -> Any:
+    """JSON for what payloads commonly hold beyond JSON: datetimes as ISO 8601, the rest as str."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
 try:  # faster when present; the SDK does not need it
     import orjson
 
     def _dumps(value: Any) -> bytes:
-        return orjson.dumps(value, default=str)
+        return orjson.dumps(value, default=_default)
 
     def _loads(data: bytes) -> Any:
         return orjson.loads(data)
@@ -49,7 +56,7 @@ try:  # faster when present; the SDK does not need it
 except ImportError:  # pragma: no cover - exercised where orjson is absent
 
     def _dumps(value: Any) -> bytes:
-        return json.dumps(value, default=str, separators=(",", ":")).encode()
+        return json.dumps(value, default=_default, separators=(",", ":")).encode()
 
     def _loads(data: bytes) -> Any:
         return json.loads(data)
