@@ -37,6 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+
 def _default(value: Any) -> Any:
     """JSON for what payloads commonly hold beyond JSON: datetimes as ISO 8601, the rest as str."""
     if isinstance(value, datetime):

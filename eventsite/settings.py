@@ -105,7 +105,10 @@ TEMPLATES = [
 
 # --- storage -----------------------------------------------------------------------------------
 DATABASE_URL = envstr("EVENTSITE_DATABASE_URL", f"sqlite:///{DATA_DIR / 'eventsite.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+# No persistent connections: under ASGI every request runs in its own thread, so a connection kept
+# for reuse is never reused and stays open (with its SQLite page cache and file mapping) until the
+# garbage collector finds it (Django's docs say the same for ASGI).
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Writers take the lock when the transaction starts, so concurrent writers queue on the

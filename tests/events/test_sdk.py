@@ -88,7 +88,9 @@ def test_sdk_loses_nothing_while_the_server_restarts_mid_stream(server, secret):
     def stream():
         i = 0
         while not stop.is_set():
-            sent.append(client.emit(build_event("acme.tick", {"prefect.resource.id": f"t.{i}"}))["id"])
+            sent.append(
+                client.emit(build_event("acme.tick", {"prefect.resource.id": f"t.{i}"}))["id"]
+            )
             i += 1
             time.sleep(0.005)
 
