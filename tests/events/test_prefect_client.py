@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -274,40 +273,6 @@ def test_prefect_client_resends_across_a_server_restart_and_each_event_is_stored
     assert len(rows) == 600
     assert {str(r) for r in rows} == set(sent)
     assert "Unable to connect" not in err
-
-
-def test_events_in_stays_open_after_a_bad_frame_from_a_raw_client(server, secret):
-    from websockets.sync.client import connect
-
-    url = server.url.replace("http", "ws") + "/api/events/in"
-    good = [event_data(resource_id=f"acme.raw.{i}") for i in range(2)]
-    with connect(url, subprotocols=["prefect"]) as ws:
-        ws.send(json.dumps({"type": "auth", "token": f"eventsite:{secret}"}))
-        assert json.loads(ws.recv(timeout=10)) == {"type": "auth_success"}
-        ws.send(json.dumps(good[0]))
-        ws.send("not json at all")
-        ws.send(json.dumps(good[1]))
-        ws.ping().wait(10)
-    deadline = time.monotonic() + 10
-    while Event.objects.filter(event="acme.order.created").count() < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-    assert Event.objects.filter(event="eventsite.ingest.rejected").count() == 1
-
-
-def test_events_in_close_reason_reaches_a_raw_client(server):
-    from websockets.exceptions import ConnectionClosedError
-    from websockets.sync.client import connect
-
-    url = server.url.replace("http", "ws") + "/api/events/in"
-    with connect(url, subprotocols=["prefect"]) as ws:
-        ws.send(json.dumps({"type": "auth", "token": "eventsite:wrong"}))
-        with pytest.raises(ConnectionClosedError) as closed:
-            ws.recv(timeout=10)
-
-    assert closed.value.rcvd.code == 1008
-    assert closed.value.rcvd.reason == "Invalid token"
 
 
 def test_csrf_token_answers_that_csrf_is_disabled(server, secret):
