@@ -11,7 +11,6 @@ at commit, before the response is written. Also prints the serve process's peak 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import statistics
@@ -118,7 +117,9 @@ def main() -> None:
         after_start = [(at - sent[i][0]) * 1000 for i, at in arrivals]
         post_ms = [(r - s) * 1000 for s, r in sent.values()]
         expected = count * subscribers
-        print(f"live: {subscribers} subscribers, {count} events posted one per request, 20 ms apart")
+        print(
+            f"live: {subscribers} subscribers, {count} events posted one per request, 20 ms apart"
+        )
         print(f"  delivered {len(arrivals):,} of {expected:,} (event, subscriber) pairs")
         print(
             f"  POST returned -> arrival: median {statistics.median(after_return):.1f} ms, "

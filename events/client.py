@@ -194,6 +194,8 @@ class Client:
         self._thread: threading.Thread | None = None
         self._connection: http.client.HTTPConnection | None = None
         self._warned_unconfigured = False
+        self._closed = False
+        self._stop = threading.Event()  # wakes a retry backoff when the client is closed
         self._last_full_warning = 0.0
 
     # --- caller side ----------------------------------------------------------------------------
@@ -210,6 +212,8 @@ class Client:
             return event
         body = _dumps(event)  # here, so an unserialisable payload fails in the caller
         with self._lock:
+            if self._closed:
+                raise RuntimeError("this eventsite SDK client is closed")
             if len(self._queue) >= self.max_queue:
                 self.dropped += 1
                 now = time.monotonic()
@@ -239,6 +243,21 @@ class Client:
                 self._lock.wait(remaining)
         return True
 
+    def close(self, timeout: float | None = 0) -> None:
+        """Wait up to `timeout` seconds for the queue to drain, then stop and drop what is left."""
+        self.flush(timeout)
+        with self._lock:
+            self._closed = True
+            left = len(self._queue) + self._in_flight
+            self._queue.clear()
+            self._lock.notify_all()
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+        if left:
+            logger.warning("eventsite SDK closed with %d events not sent", left)
+        self._close()
+
     @property
     def pending(self) -> int:
         with self._lock:
@@ -254,8 +273,10 @@ class Client:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._queue:
+                while not self._queue and not self._closed:
                     self._lock.wait()
+                if self._closed:
+                    return
                 batch: list[tuple[str, bytes]] = []
                 size = 2
                 while self._queue and len(batch) < MAX_BATCH_EVENTS:
@@ -276,7 +297,7 @@ class Client:
 
     def _send(self, batch: list[tuple[str, bytes]]) -> None:
         backoff = 0.1
-        while batch:
+        while batch and not self._closed:
             body = b"[" + b",".join(item for _, item in batch) + b"]"
             try:
                 status, data = self._post(body)
@@ -285,7 +306,7 @@ class Client:
                 logger.info(
                     "eventsite SDK: %s unreachable (%s); retrying", self.config.api_url, exc
                 )
-                time.sleep(backoff)
+                self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
             if status < 300:
@@ -293,7 +314,7 @@ class Client:
                 return
             if status in RETRY_STATUSES:
                 logger.info("eventsite SDK: server answered %d; retrying", status)
-                time.sleep(backoff)
+                self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
             batch = self._without_rejected(batch, status, data)

@@ -189,6 +189,8 @@ class EventsInConsumer(_TokenSocket):
     async def connect(self) -> None:
         self.frames: asyncio.Queue = asyncio.Queue(maxsize=self.batch_size)
         self.writer: asyncio.Task | None = None
+        self._end_queued = False
+        self._unqueued = None  # a frame whose queueing was cut short by a cancellation
         self.stored = self.duplicates = self.rejected = 0
         await super().connect()
 
@@ -204,9 +206,16 @@ class EventsInConsumer(_TokenSocket):
         except StopConsumer:
             pass
         except asyncio.CancelledError:
-            # The server is shutting down (it stopped reading the socket first): write what was
-            # received, including frames still queued in the server, before going away.
-            await self._drain_on_shutdown(receive)
+            # The server is shutting down (it stopped reading the socket first) or gave up
+            # waiting for us: write what was received, including frames still queued in the
+            # server, before going away. Daphne repeats its cancel every second; the drain is a
+            # task of its own so those repeats cannot cut it short.
+            drain = asyncio.ensure_future(self._drain_on_shutdown(receive))
+            while not drain.done():
+                try:
+                    await asyncio.shield(drain)
+                except asyncio.CancelledError:
+                    continue
             raise
 
     async def authenticated(self) -> None:
@@ -231,16 +240,18 @@ class EventsInConsumer(_TokenSocket):
         )
 
     async def _finish_writing(self) -> None:
+        """Let the writer store everything queued, then stop it."""
         if self.writer is None:
             return
-        if not self.writer.done():
+        if not self.writer.done() and not self._end_queued:
             await self.frames.put(_END)
+            self._end_queued = True
         await asyncio.shield(self.writer)
 
     async def _drain_on_shutdown(self, receive) -> None:
         if self.writer is None:
             return
-        leftover = [self._unqueued] if getattr(self, "_unqueued", None) is not None else []
+        leftover = [self._unqueued] if self._unqueued is not None else []
         while True:
             try:
                 message = await asyncio.wait_for(receive(), timeout=0.05)
@@ -249,9 +260,10 @@ class EventsInConsumer(_TokenSocket):
             if message.get("type") != "websocket.receive":
                 break
             leftover.append(message.get("text") or message.get("bytes"))
-        for frame in leftover:
-            await self.frames.put(frame)
         await self._finish_writing()
+        if leftover and not self.closing:
+            for start in range(0, len(leftover), self.batch_size):
+                await self._write(leftover[start : start + self.batch_size])
 
     async def _write_loop(self) -> None:
         while True:

@@ -118,6 +118,8 @@ def test_sdk_queue_bound_drops_new_events_with_a_warning(caplog):
     assert client.dropped >= 6
     assert "queue is full" in caplog.text
     assert not client.flush(0.1)
+    client.close()
+    assert client.pending == 0
 
 
 SCRIPT = """
