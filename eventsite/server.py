@@ -16,6 +16,7 @@ from functools import partial
 
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import defer
 
 logger = logging.getLogger(__name__)
 
@@ -42,18 +43,27 @@ class _FlowControlledQueue(asyncio.Queue):
         super().__init__()
         self._protocol = protocol
         self._paused = False
+        self._held = False
+
+    def hold(self) -> None:
+        """Stop reading the socket for good (shutdown): draining the queue must not resume it."""
+        self._held = True
+        self._pause()
+
+    def _pause(self) -> None:
+        transport = getattr(self._protocol, "transport", None)
+        if transport is not None and not self._paused:
+            transport.pauseProducing()
+            self._paused = True
 
     def put_nowait(self, item) -> None:
         super().put_nowait(item)
-        if not self._paused and self.qsize() >= INPUT_HIGH_WATER:
-            transport = getattr(self._protocol, "transport", None)
-            if transport is not None:
-                transport.pauseProducing()
-                self._paused = True
+        if self.qsize() >= INPUT_HIGH_WATER:
+            self._pause()
 
     def get_nowait(self):
         item = super().get_nowait()
-        if self._paused and self.qsize() <= INPUT_LOW_WATER:
+        if self._paused and not self._held and self.qsize() <= INPUT_LOW_WATER:
             self._paused = False
             transport = getattr(self._protocol, "transport", None)
             if transport is not None:
@@ -77,6 +87,7 @@ class EventsiteServer(Server):
         self.connections[protocol]["application_instance"] = asyncio.ensure_future(
             application_instance, loop=asyncio.get_event_loop()
         )
+        self.connections[protocol]["input_queue"] = input_queue
         return input_queue
 
     async def handle_reply(self, protocol, message):
@@ -106,10 +117,23 @@ class EventsiteServer(Server):
         )
 
     def kill_all_applications(self):
-        # Stop reading every socket first: nothing new arrives (and no ping is answered) while
-        # the applications write what they already received, then they are cancelled.
-        for protocol in list(self.connections):
-            transport = getattr(protocol, "transport", None)
-            if isinstance(protocol, WebSocketProtocol) and transport is not None:
-                transport.pauseProducing()
-        return super().kill_all_applications()
+        """Cancel every application and wait for all of them before the reactor stops.
+
+        Daphne's own version waits with a plain `gather`, which finishes as soon as the first
+        application ends cancelled, so an ingest socket still writing what it received (its
+        commit hooks need this event loop) would be cut off. Sockets stop being read first:
+        nothing new arrives, and no ping is answered, while the applications finish.
+        """
+        for details in self.connections.values():
+            if isinstance(details.get("input_queue"), _FlowControlledQueue):
+                details["input_queue"].hold()
+        wait_for = []
+        for details in self.connections.values():
+            instance = details.get("application_instance")
+            if instance is not None and not instance.done():
+                instance.cancel()
+                wait_for.append(instance)
+        logger.info("Stopping %d application instances", len(wait_for))
+        waiting = defer.Deferred.fromFuture(asyncio.gather(*wait_for, return_exceptions=True))
+        waiting.addErrback(lambda _: None)
+        return waiting

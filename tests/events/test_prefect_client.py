@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -242,7 +243,7 @@ async def main():
             ids.append(str(event.id))
             if i == 100:
                 print("STREAMING", flush=True)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(float(sys.argv[2]))
     print(json.dumps(ids), flush=True)
 
 asyncio.run(main())
@@ -253,7 +254,7 @@ def test_prefect_client_resends_across_a_server_restart_and_each_event_is_stored
     server, secret, prefect_env
 ):
     process = subprocess.Popen(
-        [sys.executable, "-c", STREAM, "600"],
+        [sys.executable, "-c", STREAM, "600", "0.01"],
         env=prefect_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -273,6 +274,37 @@ def test_prefect_client_resends_across_a_server_restart_and_each_event_is_stored
     assert len(rows) == 600
     assert {str(r) for r in rows} == set(sent)
     assert "Unable to connect" not in err
+
+
+def test_a_full_speed_burst_across_a_server_restart_is_stored_exactly_once(
+    server, secret, prefect_env
+):
+    total = 20_000
+    process = subprocess.Popen(
+        [sys.executable, "-c", STREAM, str(total), "0"],
+        env=prefect_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "STREAMING"
+        deadline = time.monotonic() + 60
+        while Event.objects.filter(event="acme.stream").count() < 3_000:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # Stopped while frames are arriving: what it received (and the client saw ponged) is
+        # written before it exits, and the client resends what it had not seen confirmed.
+        server.restart()
+        out, err = process.communicate(timeout=180)
+    finally:
+        process.kill()
+
+    assert process.returncode == 0, err[-3000:]
+    sent = json.loads(out.strip().splitlines()[-1])
+    stored = set(map(str, Event.objects.filter(event="acme.stream").values_list("id", flat=True)))
+    assert len(sent) == total
+    assert stored == set(sent)
 
 
 def test_csrf_token_answers_that_csrf_is_disabled(server, secret):
