@@ -27,7 +27,8 @@ INPUT_LOW_WATER = 500
 # so a consumer's own bounded queue fills up and it can tell a slow reader apart.
 OUTPUT_HIGH_WATER = 1024 * 1024
 OUTPUT_POLL_SECONDS = 0.005
-MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a control frame payload is at most 125 bytes
+MAX_CLOSE_REASON_BYTES = 123
+CLOSE_HANDSHAKE_TIMEOUT = 10.0  # RFC 6455: a control frame payload is at most 125 bytes
 
 
 def _buffered_bytes(transport) -> int:
@@ -98,6 +99,12 @@ class EventsiteServer(Server):
         ):
             if protocol.state == protocol.STATE_OPEN and not self._gone(protocol):
                 reason = (message.get("reason") or "").encode()[:MAX_CLOSE_REASON_BYTES]
+                # The close frame queues behind what is still unsent (up to a few MB for a
+                # subscriber closed for reading too slowly); autobahn's default 1 s wait for the
+                # reply would drop the connection, and the close frame with it, before it is read.
+                protocol.closeHandshakeTimeout = max(
+                    protocol.closeHandshakeTimeout or 0, CLOSE_HANDSHAKE_TIMEOUT
+                )
                 # sendCloseFrame, not sendClose: autobahn's public API refuses codes like 1008.
                 protocol.sendCloseFrame(code=message.get("code") or 1000, reasonUtf8=reason)
             return

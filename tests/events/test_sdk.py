@@ -115,7 +115,9 @@ def test_sdk_queue_bound_drops_new_events_with_a_warning(caplog):
         for i in range(10):
             client.emit(build_event("a", {"prefect.resource.id": f"r.{i}"}))
 
-    assert client.dropped >= 6
+    # Up to 3 wait in the queue (and one batch may be in the sender's hands); the rest dropped.
+    assert client.dropped > 0
+    assert client.pending + client.dropped == 10
     assert "queue is full" in caplog.text
     assert not client.flush(0.1)
     client.close()

@@ -57,8 +57,9 @@ def test_events_in_close_reason_reaches_a_raw_client(server):
 
 def test_a_subscriber_that_stops_reading_is_closed_with_a_reason(server, secret):
     headers = {"Authorization": f"Bearer {secret}"}
-    padding = "x" * 1000
-    # More events than the subscriber's queue holds, and more bytes than the socket buffers.
+    # More events than the subscriber's queue holds, plus more bytes than the socket buffers
+    # (a few MB on loopback while the reader does not read) and Daphne's write buffer hold.
+    padding = "x" * 3000
     total = EventsOutConsumer.max_pending + 5_000
     with connect(ws_url(server, "/api/events/out"), subprotocols=["prefect"], max_queue=4) as ws:
         ws.send(json.dumps({"type": "auth", "token": f"eventsite:{secret}"}))
