@@ -1,15 +1,55 @@
 import json
 
 from django.contrib import admin
+from django.db.models import Q
+from django.urls import reverse
 from django.utils.html import format_html
 
-from events.models import ApiToken, Event, EventResource
+from events.filters import _startswith_q
+from events.models import ApiToken, Event, EventResource, Webhook, WebhookRequest
 
 
 def _pretty(value) -> str:
+    # format_html escapes the JSON text: payloads are untrusted.
     return format_html(
-        "<pre style='white-space:pre-wrap'>{}</pre>", json.dumps(value, indent=2, sort_keys=True)
+        "<pre style='white-space:pre-wrap;overflow-wrap:anywhere;max-height:40em;overflow:auto;"
+        "font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px'>{}</pre>",
+        json.dumps(value, indent=2, ensure_ascii=False),
     )
+
+
+class EventFamilyFilter(admin.SimpleListFilter):
+    """Broad families by name prefix: index range scans, never a DISTINCT over the whole log."""
+
+    title = "family"
+    parameter_name = "family"
+    FAMILIES = {
+        "runs": ("Flow and task runs", ["prefect.flow-run.", "prefect.task-run."]),
+        "deployments": ("Deployments and work pools", ["prefect.deployment.", "prefect.work-"]),
+        "automations": ("Automations", ["prefect.automation."]),
+        "logs": ("Logs", ["prefect.log."]),
+        "cloud": ("Audit, webhooks (prefect-cloud.*)", ["prefect-cloud."]),
+        "eventsite": ("eventsite", ["eventsite."]),
+    }
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _) in self.FAMILIES.items()] + [
+            ("other", "Everything else")
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value in self.FAMILIES:
+            q = Q()
+            for prefix in self.FAMILIES[value][1]:
+                q |= _startswith_q("event", prefix)
+            return queryset.filter(q)
+        if value == "other":
+            for _, prefixes in self.FAMILIES.values():
+                for prefix in prefixes:
+                    queryset = queryset.exclude(_startswith_q("event", prefix))
+            return queryset
+        return queryset
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -38,9 +78,11 @@ class EventResourceInline(admin.TabularInline):
 
 @admin.register(Event)
 class EventAdmin(ReadOnlyAdmin):
-    list_display = ["occurred", "event", "resource_id", "received"]
-    list_filter = [("occurred", admin.DateFieldListFilter)]
-    search_fields = ["=id", "event", "resource_id"]
+    list_display = ["occurred", "event", "resource_name", "resource_id", "received"]
+    list_filter = [EventFamilyFilter, ("occurred", admin.DateFieldListFilter)]
+    # Exact id, or name / resource-id prefixes: what people paste, and cheap on a large log.
+    search_fields = ["=id", "^event", "^resource_id"]
+    search_help_text = "An event id, or the start of an event name or resource id."
     date_hierarchy = "occurred"
     ordering = ["-occurred", "-id"]
     show_full_result_count = False
@@ -57,6 +99,13 @@ class EventAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = fields
     inlines = [EventResourceInline]
+
+    def view_on_site(self, obj):
+        return reverse("events:detail", args=[obj.id])
+
+    @admin.display(description="resource name")
+    def resource_name(self, obj):
+        return obj.resource_name
 
     @admin.display(description="resource")
     def resource_json(self, obj):
@@ -87,3 +136,28 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for token in queryset:
             token.revoke()
+
+
+@admin.register(Webhook)
+class WebhookAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "enabled", "owner", "updated"]
+    list_filter = ["enabled", "kind"]
+    search_fields = ["name", "description"]
+    # The slug is the webhook's credential: rotate it from the webhook page, never type it.
+    exclude = ["slug"]
+
+
+@admin.register(WebhookRequest)
+class WebhookRequestAdmin(ReadOnlyAdmin):
+    """The request log is a record of what senders posted: looked at here, never changed."""
+
+    list_display = ["received", "webhook", "method", "status", "outcome"]
+    list_filter = ["outcome", "status"]
+    search_fields = ["=id", "slug", "error"]
+    date_hierarchy = "received"
+    exclude = ["body"]
+    readonly_fields = ["body_preview"]
+
+    @admin.display(description="body")
+    def body_preview(self, obj):
+        return format_html("<pre style='white-space:pre-wrap'>{}</pre>", obj.body_text(65536))

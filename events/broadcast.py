@@ -1,4 +1,4 @@
-"""Tell live consumers (feed sockets, /api/events/out subscribers, the engine) about stored events.
+"""Tell live consumers (feed sockets, /api/events/out subscribers) about stored events.
 
 Messages on the channel layer are notifications only: the stored log stays the source of truth,
 so a lost message loses no data.
@@ -6,6 +6,7 @@ so a lost message loses no data.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -19,12 +20,27 @@ MESSAGE_TYPE = "events.stored"
 # Keep each channel-layer message small enough for Redis and for one consumer's queue slot.
 CHUNK_BYTES = 256 * 1024
 
+# The server's event loop, remembered by the ASGI app (`remember_loop`). Writes from any thread of
+# that process (request threads, the engine, retention) hand their notification to it, so the
+# in-memory layer is only ever touched from its own loop and no write waits for the send.
+_server_loop: asyncio.AbstractEventLoop | None = None
 
-def broadcast_stored(events: Sequence) -> None:
-    """Send stored events (`schema.Event`) to the `events` group, in order, in bounded chunks."""
-    layer = get_channel_layer()
-    if layer is None or not events:
-        return
+
+def remember_loop() -> None:
+    """Record the running loop as the server's (called from the ASGI app, in async code)."""
+    global _server_loop
+    _server_loop = asyncio.get_running_loop()
+
+
+def remember_loop_middleware(app):
+    async def middleware(scope, receive, send):
+        remember_loop()
+        return await app(scope, receive, send)
+
+    return middleware
+
+
+def _chunks(events: Sequence) -> list[list[dict]]:
     chunks: list[list[dict]] = [[]]
     size = 0
     for event in events:
@@ -35,9 +51,32 @@ def broadcast_stored(events: Sequence) -> None:
             size = 0
         chunks[-1].append(wire)
         size += estimate
+    return chunks
+
+
+async def _send(layer, chunks: list[list[dict]]) -> None:
     try:
-        send = async_to_sync(layer.group_send)
         for chunk in chunks:
-            send(GROUP, {"type": MESSAGE_TYPE, "events": chunk})
+            await layer.group_send(GROUP, {"type": MESSAGE_TYPE, "events": chunk})
     except Exception:  # a notification failing must never fail the write that already committed
-        logger.exception("broadcast of %d stored events failed", len(events))
+        logger.exception("broadcast of %d stored events failed", sum(map(len, chunks)))
+
+
+def broadcast_stored(events: Sequence) -> None:
+    """Send stored events (`schema.Event`) to the `events` group, in order, in bounded chunks."""
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
+    chunks = _chunks(events)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None:
+        # Sync code called from inside a running loop: schedule on it, never block it.
+        running.create_task(_send(layer, chunks))
+    elif _server_loop is not None and _server_loop.is_running():
+        asyncio.run_coroutine_threadsafe(_send(layer, chunks), _server_loop)
+    else:
+        # No server loop in this process (tests, management commands, `run_engine`).
+        async_to_sync(_send)(layer, chunks)

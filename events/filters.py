@@ -192,7 +192,7 @@ class EventFilter(_Filter):
         if self.id.id:
             qs = qs.filter(id__in=self.id.id)
         if self.event:
-            qs = qs.filter(_name_q(self.event))
+            qs = qs.filter(name_q(self.event))
         if self.resource:
             qs = qs.filter(_resource_q(self.resource))
         # Related and any-resource criteria are answered from the resource rows, restricted to
@@ -375,16 +375,17 @@ def _any_prefix_q(field: str, prefixes: list[str]) -> Q:
     return q
 
 
-def _name_q(f: EventNameFilter) -> Q:
+def name_q(f: EventNameFilter, field: str = "event") -> Q:
+    """The event-name criteria on `field` (a column, or an alias of one)."""
     q = Q()
     if f.prefix:
-        q &= _any_prefix_q("event", f.prefix)
+        q &= _any_prefix_q(field, f.prefix)
     if f.exclude_prefix:
-        q &= ~_any_prefix_q("event", f.exclude_prefix)
+        q &= ~_any_prefix_q(field, f.exclude_prefix)
     if f.name:
-        q &= Q(event__in=f.name)
+        q &= Q(**{f"{field}__in": f.name})
     if f.exclude_name:
-        q &= ~Q(event__in=f.exclude_name)
+        q &= ~Q(**{f"{field}__in": f.exclude_name})
     return q
 
 

@@ -12,7 +12,7 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from events import schema
+from events import rollups, schema
 from events.broadcast import broadcast_stored
 from events.models import Event as EventRow
 from events.models import EventResource
@@ -32,8 +32,9 @@ EVENT_COLUMNS = (
     "follows",
 )
 RESOURCE_COLUMNS = ("event_id", "occurred", "resource_id", "role", "labels")
-# Both SQLite (32,766) and PostgreSQL (65,535) bound the parameters of one statement.
-MAX_PARAMS = 30_000
+# Rows per multi-row INSERT: well inside SQLite's (32,766) and PostgreSQL's (65,535) parameter caps.
+EVENTS_PER_STATEMENT = 256
+RESOURCES_PER_STATEMENT = 512
 
 
 @dataclass
@@ -94,6 +95,7 @@ def store(events: Iterable[Event], *, source: str) -> IngestResult:
         stored = [e for e in unique if e.id in inserted]
         if stored:
             _insert_resources(stored)
+            rollups.record(stored)
             transaction.on_commit(lambda: broadcast_stored(stored))
     duplicates = len(unique) - len(stored)
     if duplicates:
@@ -134,45 +136,72 @@ def _adapters():
     return uid, dt, js, json_placeholder
 
 
+def _chunk_sizes(n: int, largest: int) -> list[int]:
+    """Split n rows into statement sizes that are powers of two (at most `largest`).
+
+    The database driver caches prepared statements by SQL text; with arbitrary sizes every batch
+    would be a new multi-row statement (each large) and the cache would grow by hundreds of MB.
+    Powers of two keep it to a handful of statements.
+    """
+    sizes = []
+    size = largest
+    while n:
+        while size > n:
+            size //= 2
+        sizes.append(size)
+        n -= size
+    return sizes
+
+
+def _execute_rows(
+    cursor, sql: str, row: str, rows: list[tuple], *, largest: int, returning: bool = False
+):
+    """Run `sql` (with `{values}` for the VALUES list) over `rows` in power-of-two chunks."""
+    returned: list[tuple] = []
+    start = 0
+    for size in _chunk_sizes(len(rows), largest):
+        chunk = rows[start : start + size]
+        start += size
+        cursor.execute(sql.format(values=", ".join([row] * size)), [v for r in chunk for v in r])
+        if returning:
+            returned += cursor.fetchall()
+    return returned
+
+
 def _insert_events(events: list[Event]) -> set[uuid.UUID]:
     uid, dt, js, jp = _adapters()
     table = connection.ops.quote_name(EventRow._meta.db_table)
-    row = f"(%s, %s, %s, %s, %s, {jp}, {jp}, {jp}, %s)"
     columns = ", ".join(connection.ops.quote_name(c) for c in EVENT_COLUMNS)
-    inserted: set[uuid.UUID] = set()
-    per_statement = MAX_PARAMS // len(EVENT_COLUMNS)
+    rows = [
+        (
+            uid(e.id),
+            dt(e.occurred),
+            dt(e.received),
+            e.event,
+            e.resource[RESOURCE_ID],
+            js(e.resource),
+            js(e.related),
+            js(e.payload),
+            uid(e.follows),
+        )
+        for e in events
+    ]
     with connection.cursor() as cursor:
-        for start in range(0, len(events), per_statement):
-            chunk = events[start : start + per_statement]
-            params: list[Any] = []
-            for e in chunk:
-                params += (
-                    uid(e.id),
-                    dt(e.occurred),
-                    dt(e.received),
-                    e.event,
-                    e.resource[RESOURCE_ID],
-                    js(e.resource),
-                    js(e.related),
-                    js(e.payload),
-                    uid(e.follows),
-                )
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(chunk))} "
-                f"ON CONFLICT (id) DO NOTHING RETURNING id",
-                params,
-            )
-            inserted.update(
-                r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(r[0]) for r in cursor.fetchall()
-            )
-    return inserted
+        returned = _execute_rows(
+            cursor,
+            f"INSERT INTO {table} ({columns}) VALUES {{values}} ON CONFLICT (id) DO NOTHING RETURNING id",
+            f"(%s, %s, %s, %s, %s, {jp}, {jp}, {jp}, %s)",
+            rows,
+            largest=EVENTS_PER_STATEMENT,
+            returning=True,
+        )
+    return {r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(r[0]) for r in returned}
 
 
 def _insert_resources(events: list[Event]) -> None:
     uid, dt, js, jp = _adapters()
     table = connection.ops.quote_name(EventResource._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(c) for c in RESOURCE_COLUMNS)
-    row = f"(%s, %s, %s, %s, {jp})"
     rows: list[tuple] = []
     for e in events:
         event_id, occurred = uid(e.id), dt(e.occurred)
@@ -181,11 +210,11 @@ def _insert_resources(events: list[Event]) -> None:
             rows.append(
                 (event_id, occurred, related[RESOURCE_ID], related[RESOURCE_ROLE], js(related))
             )
-    per_statement = MAX_PARAMS // len(RESOURCE_COLUMNS)
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(chunk))}",
-                [value for r in chunk for value in r],
-            )
+        _execute_rows(
+            cursor,
+            f"INSERT INTO {table} ({columns}) VALUES {{values}}",
+            f"(%s, %s, %s, %s, {jp})",
+            rows,
+            largest=RESOURCES_PER_STATEMENT,
+        )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
@@ -39,6 +40,8 @@ class Event(models.Model):
             models.Index(fields=["occurred", "id"], name="event_occurred_id"),
             models.Index(fields=["event", "occurred"], name="event_name_occurred"),
             models.Index(fields=["resource_id", "occurred"], name="event_resource_occurred"),
+            # The automation engine reads the log after its durable cursor in (received, id) order.
+            models.Index(fields=["received", "id"], name="event_received_id"),
         ]
 
     def __str__(self) -> str:
@@ -82,10 +85,34 @@ class EventResource(models.Model):
         indexes = [
             models.Index(fields=["resource_id", "occurred"], name="eventresource_id_occurred"),
             models.Index(fields=["occurred"], name="eventresource_occurred"),
+            models.Index(fields=["role", "occurred"], name="eventresource_role_occurred"),
         ]
 
     def __str__(self) -> str:
         return f"{self.role or 'primary'}: {self.resource_id}"
+
+
+class EventCount(models.Model):
+    """How many events of one name occurred in one minute or one hour (a rollup of the log).
+
+    Kept by the write path in the same transaction as the events, so it is exact; counts,
+    histograms and totals over long ranges sum these instead of scanning millions of rows.
+    """
+
+    width = models.PositiveIntegerField()  # seconds: 60 or 3600
+    bucket = models.DateTimeField()
+    event = models.CharField(max_length=1024)
+    count = models.BigIntegerField()
+    first = models.DateTimeField()
+    last = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["width", "bucket", "event"], name="eventcount_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} @ {self.bucket} (+{self.width}s): {self.count}"
 
 
 class ApiTokenQuerySet(models.QuerySet):
@@ -156,3 +183,140 @@ class ApiToken(models.Model):
         if self.revoked is None:
             self.revoked = timezone.now()
             self.save(update_fields=["revoked"])
+
+
+# --- webhooks --------------------------------------------------------------------------------------
+
+
+def new_webhook_slug() -> str:
+    """A random, URL-safe slug of 128 bits: the receive URL is the webhook's only credential."""
+    return secrets.token_urlsafe(16)
+
+
+class Webhook(models.Model):
+    """An HTTP endpoint (`/hooks/<slug>`) whose Jinja template turns each request into an event."""
+
+    class Kind(models.TextChoices):
+        STATIC = "static", "Static"
+        DYNAMIC = "dynamic", "Dynamic (Jinja)"
+        PASS_THROUGH = "pass-through", "Pass-through"
+        CLOUDEVENTS = "cloudevents", "CloudEvents"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.DYNAMIC)
+    template = models.TextField()
+    enabled = models.BooleanField(default=True)
+    slug = models.CharField(max_length=64, unique=True, default=new_webhook_slug, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="webhooks",
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    # Fields an audit event shows; the slug is a credential, so it is reported changed, not shown.
+    AUDITED_FIELDS = ("name", "description", "kind", "template", "enabled", "slug")
+    SECRET_FIELDS = frozenset({"slug"})
+
+    class Meta:
+        ordering = ["name", "created"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def resource_id(self) -> str:
+        return f"prefect-cloud.webhook.{self.id}"
+
+    def audit_resource(self) -> dict[str, str]:
+        return {schema.RESOURCE_ID: self.resource_id, "prefect.resource.name": self.name}
+
+    def rotate(self) -> None:
+        self.slug = new_webhook_slug()
+        self.save(update_fields=["slug", "updated"])
+
+
+class WebhookRequest(models.Model):
+    """One request a webhook URL received, accepted or not: nothing a sender posted is lost."""
+
+    class Outcome(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        FAILED = "failed", "Failed"
+        DISABLED = "disabled", "Webhook disabled"
+        TOO_LARGE = "too-large", "Too large"
+        UNKNOWN = "unknown", "Unknown URL"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Null for requests to a slug that matches no webhook (an old, rotated URL, say).
+    webhook = models.ForeignKey(
+        Webhook, on_delete=models.CASCADE, null=True, blank=True, related_name="requests"
+    )
+    slug = models.CharField(max_length=200)
+    received = models.DateTimeField(default=timezone.now)
+    method = models.CharField(max_length=16)
+    path = models.TextField()
+    query = models.TextField(blank=True, default="")
+    headers = models.JSONField(default=dict)  # secrets removed before storing
+    body = models.BinaryField(default=b"")
+    body_truncated = models.BooleanField(default=False)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    status = models.PositiveSmallIntegerField()
+    rendered = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    event_id = models.UUIDField(null=True, blank=True)
+    replay_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replays"
+    )
+
+    class Meta:
+        ordering = ["-received"]
+        # The log page reads one webhook's requests newest first; retention walks `received`.
+        indexes = [
+            models.Index(fields=["webhook", "-received"], name="webhookrequest_hook_received"),
+            models.Index(fields=["received"], name="webhookrequest_received"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} → {self.status}"
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome == self.Outcome.ACCEPTED
+
+    @property
+    def replayable(self) -> bool:
+        return self.webhook_id is not None and not self.body_truncated
+
+    def body_text(self, limit: int | None = None) -> str:
+        data = bytes(self.body)
+        if limit is not None:
+            data = data[:limit]
+        return data.decode("utf-8", errors="replace")
+
+
+# --- login throttling --------------------------------------------------------------------------------
+
+
+class LoginFailure(models.Model):
+    """One failed login, counted per account and per address to throttle guessing.
+
+    Rows live in the database, not the cache, so every web process sees the same counts.
+    """
+
+    username = models.CharField(max_length=150, blank=True, default="")
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["username", "created"], name="loginfailure_user_created"),
+            models.Index(fields=["ip", "created"], name="loginfailure_ip_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.username or '?'} from {self.ip or '?'} at {self.created:%Y-%m-%d %H:%M:%S}"

@@ -15,6 +15,7 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from events import rollups
 from events.filters import EventFilter
 from events.models import Event
 from events.schema import resource_name
@@ -39,9 +40,14 @@ def _keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
     return Q(occurred__gt=occurred) | Q(occurred=occurred, id__gt=event_id)
 
 
-def first_page(event_filter: EventFilter, *, limit: int) -> Page:
+def first_page(event_filter: EventFilter, *, limit: int, total: int | None = None) -> Page:
+    """The first page; pass `total` when the caller already knows it (the feed's histogram)."""
     matching = event_filter.apply(Event.objects.all())
-    total = matching.count()
+    if total is None:
+        if rollups.answerable(event_filter) and not event_filter.distinct:
+            total = rollups.total(event_filter)
+        else:
+            total = matching.count()
     return _page(event_filter, matching, limit=limit, total=total, offset=0)
 
 
@@ -97,7 +103,15 @@ class TooManyBuckets(ValueError):
     pass
 
 
-def count_by_event(event_filter: EventFilter) -> list[dict]:
+def count_by_event(event_filter: EventFilter, *, use_rollups: bool = True) -> list[dict]:
+    if use_rollups and rollups.answerable(event_filter):
+        end = event_filter.occurred.until + timedelta(microseconds=1)
+        tallies = rollups.tally_by_event(event_filter, event_filter.occurred.since, end)
+        rows = sorted(tallies.items(), key=lambda item: (-item[1].count, item[0]))
+        return [
+            _count(value=name, label=name, count=t.count, start=t.first, end=t.last)
+            for name, t in rows
+        ]
     rows = (
         event_filter.apply(Event.objects.all())
         .values("event")
@@ -165,14 +179,25 @@ def time_buckets(
 
 
 def count_by_time(
-    event_filter: EventFilter, *, unit: TimeUnit = "day", interval: float = 1.0
+    event_filter: EventFilter,
+    *,
+    unit: TimeUnit = "day",
+    interval: float = 1.0,
+    use_rollups: bool = True,
 ) -> list[dict]:
     first, step, n = time_buckets(
         event_filter.occurred.since, event_filter.occurred.until, unit=unit, interval=interval
     )
     step_us = round(step / timedelta(microseconds=1))
     counts: dict[int, int] = {}
-    if n:
+    from_rollups = (
+        rollups.counts_by_bucket(event_filter, first, step, n)
+        if rollups.answerable(event_filter)
+        else None
+    )
+    if from_rollups is not None:
+        counts = dict(enumerate(from_rollups))
+    elif n:
         bucket = _bucket_index_sql(first, step_us)
         rows = (
             event_filter.apply(Event.objects.all())

@@ -9,9 +9,12 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from events.models import Event, EventResource
+from events import rollups
+from events.audit import AUDIT_EVENTS
+from events.models import Event, EventResource, WebhookRequest
 
 logger = logging.getLogger(__name__)
 
@@ -21,31 +24,62 @@ BATCH_SIZE = 5000
 def prune(
     *,
     before: datetime | None = None,
+    audit_before: datetime | None = None,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Delete events (and their resource rows) that occurred before `before`; return how many.
 
-    Each batch is its own short transaction, so writers wait at most one batch for the lock.
+    Audit events (`events.audit.AUDIT_EVENTS`) are kept apart, until `audit_before`
+    (default: `EVENTSITE_AUDIT_RETENTION` ago). Each batch is its own short transaction, so
+    writers wait at most one batch for the lock.
     """
-    before = before or timezone.now() - settings.EVENTSITE_EVENT_RETENTION
+    now = timezone.now()
+    # Whole hours only, so the per-minute and per-hour rollups drop whole rows and stay exact.
+    before = rollups.floor(before or now - settings.EVENTSITE_EVENT_RETENTION, rollups.HOUR)
+    audit_before = rollups.floor(
+        audit_before or now - settings.EVENTSITE_AUDIT_RETENTION, rollups.HOUR
+    )
+    audit = Q(event__in=AUDIT_EVENTS)
+    deleted = 0
+    for expired in (Q(occurred__lt=before) & ~audit, Q(occurred__lt=audit_before) & audit):
+        while True:
+            with transaction.atomic():
+                ids = list(
+                    Event.objects.filter(expired)
+                    .order_by("occurred")
+                    .values_list("id", flat=True)[:batch_size]
+                )
+                if not ids:
+                    break
+                # Resource rows first, by their own occurred index, then the events by primary key.
+                EventResource.objects.filter(event_id__in=ids)._raw_delete(connection.alias)
+                Event.objects.filter(id__in=ids)._raw_delete(connection.alias)
+            deleted += len(ids)
+            if progress:
+                progress(deleted)
+    rollups.forget_before(before, names_q=~audit)
+    rollups.forget_before(audit_before, names_q=audit)
+    return deleted
+
+
+def prune_webhook_requests(*, before: datetime | None = None, batch_size: int = BATCH_SIZE) -> int:
+    """Delete webhook request-log rows older than `EVENTSITE_WEBHOOK_LOG_RETENTION`."""
+    before = before or timezone.now() - settings.EVENTSITE_WEBHOOK_LOG_RETENTION
     deleted = 0
     while True:
         with transaction.atomic():
             ids = list(
-                Event.objects.filter(occurred__lt=before)
-                .order_by("occurred")
+                WebhookRequest.objects.filter(received__lt=before)
+                .order_by("received")
                 .values_list("id", flat=True)[:batch_size]
             )
             if not ids:
-                break
-            # Resource rows first, by their own occurred index, then the events by primary key.
-            EventResource.objects.filter(event_id__in=ids)._raw_delete(connection.alias)
-            Event.objects.filter(id__in=ids)._raw_delete(connection.alias)
+                return deleted
+            # Replays point at the rows they repeat; unlink them before those rows go.
+            WebhookRequest.objects.filter(replay_of_id__in=ids).update(replay_of=None)
+            WebhookRequest.objects.filter(id__in=ids)._raw_delete(connection.alias)
         deleted += len(ids)
-        if progress:
-            progress(deleted)
-    return deleted
 
 
 def run_forever(stop: threading.Event) -> None:
@@ -54,6 +88,7 @@ def run_forever(stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             count = prune()
+            prune_webhook_requests()
             if count:
                 logger.info(
                     "retention: deleted %d events older than %s",

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from events import consumers
+from events.feed import FeedConsumer
 
 # Sockets for API clients (Prefect client, SDK): authenticated by token inside the consumer.
 # They send no Origin header, so they are not behind the origin check.
@@ -10,4 +11,6 @@ api_websocket_urlpatterns: list = [
 ]
 
 # Sockets for the pages, mounted under /ws/: session-authenticated, Origin must be an allowed host.
-browser_websocket_urlpatterns: list = []
+browser_websocket_urlpatterns: list = [
+    path("feed/", FeedConsumer.as_asgi()),
+]

@@ -9,24 +9,40 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
+from events import webhooks  # noqa: E402
+from events.broadcast import remember_loop_middleware  # noqa: E402
 from events.routing import api_websocket_urlpatterns, browser_websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": URLRouter(
-            [
-                *api_websocket_urlpatterns,
-                # The session cookie authenticates these, so the Origin check stands in for CSRF.
-                path(
-                    "ws/",
-                    AllowedHostsOriginValidator(
-                        AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))
+
+async def http_app(scope, receive, send):
+    """Django for everything but `/hooks/<slug>`, which `events.webhooks.asgi_app` answers
+    directly: Django's ASGI handler costs a thread per request, too slow for webhook traffic."""
+    if webhooks.wants(scope):
+        await webhooks.asgi_app(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)
+
+
+application = remember_loop_middleware(
+    ProtocolTypeRouter(
+        {
+            "http": http_app,
+            "websocket": URLRouter(
+                [
+                    *api_websocket_urlpatterns,
+                    # The session cookie authenticates these, so the Origin check stands in for CSRF.
+                    # A prefix regex, not path("ws/"): URLRouter only treats a route as a prefix when
+                    # its callback is itself a URLRouter, and here the middleware wraps it.
+                    re_path(
+                        r"^ws/",
+                        AllowedHostsOriginValidator(
+                            AuthMiddlewareStack(URLRouter(browser_websocket_urlpatterns))
+                        ),
                     ),
-                ),
-            ]
-        ),
-    }
+                ]
+            ),
+        }
+    )
 )

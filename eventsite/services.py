@@ -24,6 +24,7 @@ class Service:
 
 SERVICES = [
     Service("retention", "events.retention:run_forever"),
+    Service("automation-engine", "automations.engine:run_forever", engine=True),
 ]
 
 

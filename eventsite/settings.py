@@ -105,10 +105,15 @@ TEMPLATES = [
 
 # --- storage -----------------------------------------------------------------------------------
 DATABASE_URL = envstr("EVENTSITE_DATABASE_URL", f"sqlite:///{DATA_DIR / 'eventsite.sqlite3'}")
-# No persistent connections: under ASGI every request runs in its own thread, so a connection kept
-# for reuse is never reused and stays open (with its SQLite page cache and file mapping) until the
-# garbage collector finds it (Django's docs say the same for ASGI).
+# No persistent connections: under ASGI every request runs in its own context and would open (and
+# keep) a connection of its own. PostgreSQL gets a real pool instead; SQLite opens in microseconds.
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": 20,
+        "timeout": 30,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Writers take the lock when the transaction starts, so concurrent writers queue on the
@@ -119,8 +124,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA journal_mode=WAL;"
             "PRAGMA synchronous=NORMAL;"
             "PRAGMA temp_store=MEMORY;"
-            "PRAGMA cache_size=-65536;"
-            "PRAGMA mmap_size=268435456;"
+            "PRAGMA cache_size=-16384;"
         ),
     }
     # A file, not :memory:, so a server started by a test (a separate process) sees the same data.
@@ -193,6 +197,18 @@ EVENTSITE_AUDIT_RETENTION = envduration("EVENTSITE_AUDIT_RETENTION", "365d")
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EVENTSITE_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
 EVENTSITE_PRUNE_INTERVAL = envduration("EVENTSITE_PRUNE_INTERVAL", "1h")
 
+# --- webhooks, audit, accounts -----------------------------------------------------------------
+# A webhook body becomes (part of) one event, so it is held to the per-event limit by default.
+EVENTSITE_WEBHOOK_MAX_BODY_BYTES = envint(
+    "EVENTSITE_WEBHOOK_MAX_BODY_BYTES", EVENTSITE_MAX_EVENT_SIZE_BYTES
+)
+EVENTSITE_WEBHOOK_LOG_RETENTION = envduration("EVENTSITE_WEBHOOK_LOG_RETENTION", "30d")
+EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT = envint("EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT", 5)
+EVENTSITE_LOGIN_FAILURES_PER_IP = envint("EVENTSITE_LOGIN_FAILURES_PER_IP", 20)
+EVENTSITE_LOGIN_THROTTLE_WINDOW = envduration("EVENTSITE_LOGIN_THROTTLE_WINDOW", "15m")
+AUTHENTICATION_BACKENDS = ["events.accounts.ThrottledModelBackend"]
+MIDDLEWARE.append("events.audit.CurrentRequestMiddleware")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -204,3 +220,18 @@ LOGGING = {
 SPECTACULAR_SETTINGS.update(
     {"SWAGGER_UI_DIST": "SIDECAR", "SWAGGER_UI_FAVICON_HREF": "SIDECAR", "REDOC_DIST": "SIDECAR"}
 )
+
+# --- automations -------------------------------------------------------------------------------
+# How often proactive triggers are evaluated, and how often an idle engine looks for new events.
+EVENTSITE_ENGINE_TICK = envduration("EVENTSITE_ENGINE_TICK", "5s")
+EVENTSITE_ENGINE_POLL = envduration("EVENTSITE_ENGINE_POLL", "0.02s")
+# Events committed out of `received` order are caught up to this long after the cursor passed.
+EVENTSITE_ENGINE_OVERLAP = envduration("EVENTSITE_ENGINE_OVERLAP", "30s")
+EVENTSITE_ENGINE_BATCH = envint("EVENTSITE_ENGINE_BATCH", 2000)
+EVENTSITE_ACTION_WORKERS = envint("EVENTSITE_ACTION_WORKERS", 4)
+EVENTSITE_ACTION_MAX_ATTEMPTS = envint("EVENTSITE_ACTION_MAX_ATTEMPTS", 5)
+EVENTSITE_ACTION_RETRY_BASE = envduration("EVENTSITE_ACTION_RETRY_BASE", "2s")
+DEFAULT_FROM_EMAIL = envstr("EVENTSITE_FROM_EMAIL", "eventsite@localhost")
+EMAIL_BACKEND = envstr("EVENTSITE_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = envstr("EVENTSITE_EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EVENTSITE_EMAIL_PORT", 25)

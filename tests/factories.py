@@ -33,3 +33,22 @@ def event_data(
 
 def related(resource_id: str, role: str, **labels: str) -> dict[str, str]:
     return {"prefect.resource.id": resource_id, "prefect.resource.role": role, **labels}
+
+
+def domain_events():
+    """Stored events other than the audit trail (creating the test's API token is audited)."""
+    from events.audit import AUDIT_EVENTS
+    from events.models import Event
+
+    return Event.objects.exclude(event__in=AUDIT_EVENTS)
+
+
+def domain_resources():
+    from events.audit import AUDIT_EVENTS
+    from events.models import EventResource
+
+    return EventResource.objects.exclude(event__event__in=AUDIT_EVENTS)
+
+
+# A filter that leaves the audit trail out, for API tests that count what they posted.
+NOT_AUDIT = {"event": {"exclude_prefix": ["prefect-cloud."]}}

@@ -2,8 +2,7 @@ import uuid
 
 import pytest
 
-from events.models import Event, EventResource
-from tests.factories import event_data, related
+from tests.factories import domain_events, domain_resources, event_data, related
 
 pytestmark = pytest.mark.django_db
 
@@ -21,9 +20,9 @@ def test_post_events_stores_each_event_and_one_resource_row_per_resource(api_cli
     response = post(api_client, events)
 
     assert response.status_code == 204
-    assert Event.objects.count() == 2
-    assert EventResource.objects.count() == 4
-    stored = Event.objects.get(id=events[0]["id"])
+    assert domain_events().count() == 2
+    assert domain_resources().count() == 4
+    stored = domain_events().get(id=events[0]["id"])
     assert stored.related == events[0]["related"]
     assert stored.received >= stored.occurred
     assert set(stored.resources.values_list("role", flat=True)) == {"", "customer", "tag"}
@@ -36,9 +35,9 @@ def test_the_same_id_sent_twice_is_stored_once_and_the_first_copy_wins(api_clien
     assert post(api_client, [first]).status_code == 204
     assert post(api_client, [second, second]).status_code == 204
 
-    assert Event.objects.count() == 1
-    assert Event.objects.get().payload == {"copy": 1}
-    assert EventResource.objects.count() == 1
+    assert domain_events().count() == 1
+    assert domain_events().get().payload == {"copy": 1}
+    assert domain_resources().count() == 1
 
 
 def test_occurred_with_an_offset_is_stored_in_utc_and_a_client_received_is_ignored(api_client):
@@ -50,14 +49,14 @@ def test_occurred_with_an_offset_is_stored_in_utc_and_a_client_received_is_ignor
 
     assert post(api_client, [event]).status_code == 204
 
-    wire = Event.objects.get().to_wire()
+    wire = domain_events().get().to_wire()
     assert wire["occurred"] == "2026-11-26T05:00:00.000000Z"
     assert not wire["received"].startswith("2000")
 
 
 def test_unknown_top_level_keys_are_ignored(api_client):
     assert post(api_client, [{**event_data(), "extra": {"x": 1}}]).status_code == 204
-    assert Event.objects.count() == 1
+    assert domain_events().count() == 1
 
 
 def test_malformed_json_is_a_400_with_a_message(api_client):
@@ -88,7 +87,7 @@ def test_a_missing_required_field_is_named_with_its_index(api_client, missing):
     errors = _errors(post(api_client, [event_data(), bad]))
 
     assert (1, missing) in errors
-    assert Event.objects.count() == 0
+    assert domain_events().count() == 0
 
 
 def test_a_resource_without_an_id_is_rejected(api_client):
@@ -161,12 +160,12 @@ def test_an_event_over_the_size_limit_is_a_413_and_nothing_is_stored(api_client,
 
     assert response.status_code == 413
     assert response.json()["errors"][0]["index"] == 1
-    assert Event.objects.count() == 0
+    assert domain_events().count() == 0
 
 
 def test_the_default_size_limit_admits_a_one_megabyte_event(api_client):
     assert post(api_client, [event_data(payload={"blob": "x" * 1_000_000})]).status_code == 204
-    assert Event.objects.count() == 1
+    assert domain_events().count() == 1
 
 
 def test_one_bad_event_rejects_the_whole_batch(api_client):
@@ -177,7 +176,7 @@ def test_one_bad_event_rejects_the_whole_batch(api_client):
 
     assert response.status_code == 422
     assert response.json()["detail"] == "1 of 5 events are invalid; nothing was stored."
-    assert Event.objects.count() == 0
+    assert domain_events().count() == 0
 
 
 def test_an_empty_array_is_accepted(api_client):
@@ -192,4 +191,4 @@ def test_ids_are_normalised_so_two_spellings_are_one_event(api_client):
     event_id = uuid.uuid4()
     assert post(api_client, [event_data(id=str(event_id).upper())]).status_code == 204
     assert post(api_client, [event_data(id=event_id.hex)]).status_code == 204
-    assert Event.objects.count() == 1
+    assert domain_events().count() == 1

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events.ingest import ingest
-from tests.factories import event_data
+from tests.factories import NOT_AUDIT, event_data
 
 pytestmark = pytest.mark.django_db
 
@@ -16,7 +16,9 @@ def store(*events):
 def test_pages_follow_next_page_urls_until_null_without_repeats(api_client):
     ids = store(*[event_data(resource_id=f"r{i}", ago=timedelta(seconds=i)) for i in range(120)])
 
-    first = api_client.post("/api/events/filter", {"limit": 50}, format="json").json()
+    first = api_client.post(
+        "/api/events/filter", {"filter": NOT_AUDIT, "limit": 50}, format="json"
+    ).json()
     assert first["total"] == 120
     assert first["next_page"].startswith("http://testserver/api/events/filter/next?page-token=")
     seen = [e["id"] for e in first["events"]]
@@ -35,7 +37,9 @@ def test_events_with_the_same_occurred_time_page_without_loss(api_client):
     at = datetime.now(UTC) - timedelta(minutes=1)
     ids = store(*[event_data(occurred=at) for _ in range(7)])
 
-    page = api_client.post("/api/events/filter", {"limit": 3}, format="json").json()
+    page = api_client.post(
+        "/api/events/filter", {"filter": NOT_AUDIT, "limit": 3}, format="json"
+    ).json()
     seen = [e["id"] for e in page["events"]]
     while page["next_page"]:
         page = api_client.get(page["next_page"]).json()
@@ -83,7 +87,9 @@ def test_the_wire_shape_has_every_key_in_prefects_order(api_client):
 def test_count_by_event_orders_by_count_then_label(api_client):
     store(event_data("b"), event_data("b"), event_data("a"), event_data("c"))
 
-    rows = api_client.post("/api/events/count-by/event", {"filter": {}}, format="json").json()
+    rows = api_client.post(
+        "/api/events/count-by/event", {"filter": NOT_AUDIT}, format="json"
+    ).json()
 
     assert [(r["value"], r["count"]) for r in rows] == [("b", 2), ("a", 1), ("c", 1)]
 
@@ -99,7 +105,9 @@ def test_count_by_resource_labels_with_the_latest_resource_name(api_client):
         event_data(resource_id="r2"),
     )
 
-    rows = api_client.post("/api/events/count-by/resource", {"filter": {}}, format="json").json()
+    rows = api_client.post(
+        "/api/events/count-by/resource", {"filter": NOT_AUDIT}, format="json"
+    ).json()
 
     assert [(r["value"], r["label"], r["count"]) for r in rows] == [
         ("r1", "New", 2),
@@ -151,7 +159,7 @@ def test_count_by_day_uses_one_day_buckets(api_client):
     store(event_data(ago=timedelta(days=1)), event_data())
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     body = {
-        "filter": {"occurred": {"since": (today - timedelta(days=2)).isoformat()}},
+        "filter": {"occurred": {"since": (today - timedelta(days=2)).isoformat()}, **NOT_AUDIT},
         "time_unit": "hour",
     }
 

@@ -1,0 +1,296 @@
+"""The automations REST API under /api/automations, compatible with Prefect's (reference §3.5)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from django.db import transaction
+from django.http import HttpResponse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rest_framework.views import APIView
+
+from automations import insight
+from automations.models import Automation
+from automations.validation import AutomationInvalid, validate_definition
+from events.api import error_response, json_response, pydantic_errors
+from events.models import Event as EventRow
+
+MAX_LIMIT = 200
+
+
+def _body(request) -> tuple[Any, HttpResponse | None]:
+    raw = request.body
+    if not raw.strip():
+        return None, None
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        return None, error_response(400, f"Malformed JSON: {exc}")
+
+
+def _invalid(exc: AutomationInvalid) -> HttpResponse:
+    return error_response(422, "Invalid automation.", exc.errors)
+
+
+def _not_found() -> HttpResponse:
+    return error_response(404, "Automation not found.")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _IdFilter(_Strict):
+    any_: list[uuid.UUID] | None = None
+
+
+class _NameFilter(_Strict):
+    any_: list[str] | None = None
+
+
+class _CreatedFilter(_Strict):
+    before_: datetime | None = None
+
+
+class _TagsFilter(_Strict):
+    operator: Literal["and_", "or_"] = "and_"
+    all_: list[str] | None = None
+    any_: list[str] | None = None
+    is_null_: bool | None = None
+
+
+class AutomationFilter(_Strict):
+    operator: Literal["and_", "or_"] = "and_"
+    id: _IdFilter | None = None
+    name: _NameFilter | None = None
+    created: _CreatedFilter | None = None
+    tags: _TagsFilter | None = None
+
+    def matches(self, automation: Automation) -> bool:
+        checks = []
+        if self.id and self.id.any_ is not None:
+            checks.append(automation.id in self.id.any_)
+        if self.name and self.name.any_ is not None:
+            checks.append(automation.name in self.name.any_)
+        if self.created and self.created.before_ is not None:
+            checks.append(automation.created <= self.created.before_)
+        if self.tags:
+            tags = set(automation.tags)
+            parts = []
+            if self.tags.all_ is not None:
+                parts.append(set(self.tags.all_) <= tags)
+            if self.tags.any_ is not None:
+                parts.append(bool(set(self.tags.any_) & tags))
+            if self.tags.is_null_ is not None:
+                parts.append(not tags if self.tags.is_null_ else bool(tags))
+            if parts:
+                checks.append(all(parts) if self.tags.operator == "and_" else any(parts))
+        if not checks:
+            return True
+        return all(checks) if self.operator == "and_" else any(checks)
+
+
+class FilterRequest(_Strict):
+    sort: Literal["CREATED_DESC", "UPDATED_DESC", "NAME_ASC", "NAME_DESC"] | None = "NAME_ASC"
+    limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
+    offset: int = Field(default=0, ge=0)
+    automations: AutomationFilter | None = None
+
+
+class CountRequest(_Strict):
+    automations: AutomationFilter | None = None
+
+
+class PatchRequest(_Strict):
+    enabled: bool = True
+
+
+SORTS = {
+    "CREATED_DESC": lambda a: (-a.created.timestamp(), a.name),
+    "UPDATED_DESC": lambda a: (-a.updated.timestamp(), a.name),
+    "NAME_ASC": lambda a: (a.name, a.created),
+}
+
+
+def _filtered(flt: AutomationFilter | None) -> list[Automation]:
+    automations = list(Automation.objects.all())
+    return [a for a in automations if flt is None or flt.matches(a)]
+
+
+class AutomationsCreate(APIView):
+    @extend_schema(
+        request={"application/json": {"type": "object"}},
+        responses={201: OpenApiResponse(description="The automation, with new trigger ids")},
+        summary="Create an automation",
+    )
+    def post(self, request):
+        data, error = _body(request)
+        if error:
+            return error
+        automation_id = uuid.uuid4()
+        try:
+            definition = validate_definition(data, automation_id=automation_id)
+        except AutomationInvalid as exc:
+            return _invalid(exc)
+        with transaction.atomic():
+            automation = Automation.objects.create(
+                id=automation_id,
+                owner=request.user,
+                owner_resource=definition.owner_resource,
+                **definition.fields(),
+            )
+            automation.emit_change("created")
+        return json_response(automation.to_api(), status=201)
+
+
+class AutomationDetail(APIView):
+    @extend_schema(summary="Read an automation")
+    def get(self, request, automation_id: uuid.UUID):
+        automation = Automation.objects.filter(pk=automation_id).first()
+        if automation is None:
+            return _not_found()
+        return json_response(automation.to_api())
+
+    @extend_schema(
+        request={"application/json": {"type": "object"}},
+        responses={204: None},
+        summary="Replace an automation",
+    )
+    def put(self, request, automation_id: uuid.UUID):
+        data, error = _body(request)
+        if error:
+            return error
+        automation = Automation.objects.filter(pk=automation_id).first()
+        if automation is None:
+            return _not_found()
+        try:
+            definition = validate_definition(data, automation_id=automation.id, allow_owner=False)
+        except AutomationInvalid as exc:
+            return _invalid(exc)
+        with transaction.atomic():
+            for name, value in definition.fields().items():
+                setattr(automation, name, value)
+            automation.updated = timezone.now()
+            automation.save()
+            automation.emit_change("updated")
+        return HttpResponse(status=204)
+
+    @extend_schema(request=PatchRequest, responses={204: None}, summary="Enable or disable")
+    def patch(self, request, automation_id: uuid.UUID):
+        data, error = _body(request)
+        if error:
+            return error
+        try:
+            body = PatchRequest.model_validate(data or {})
+        except ValidationError as exc:
+            return error_response(422, "Invalid request.", pydantic_errors(exc))
+        automation = Automation.objects.filter(pk=automation_id).first()
+        if automation is None:
+            return _not_found()
+        automation.set_enabled(body.enabled)
+        return HttpResponse(status=204)
+
+    @extend_schema(responses={204: None}, summary="Delete an automation")
+    def delete(self, request, automation_id: uuid.UUID):
+        automation = Automation.objects.filter(pk=automation_id).first()
+        if automation is None:
+            return _not_found()
+        _delete(automation)
+        return HttpResponse(status=204)
+
+
+def _delete(automation: Automation) -> None:
+    with transaction.atomic():
+        payload = automation.to_api()
+        automation.delete()
+        automation.emit_change("deleted", payload=payload)
+
+
+class AutomationsFilter(APIView):
+    @extend_schema(request=FilterRequest, summary="List automations")
+    def post(self, request):
+        data, error = _body(request)
+        if error:
+            return error
+        try:
+            body = FilterRequest.model_validate(data or {})
+        except ValidationError as exc:
+            return error_response(422, "Invalid filter.", pydantic_errors(exc))
+        found = _filtered(body.automations)
+        sort = body.sort or "NAME_ASC"
+        if sort == "NAME_DESC":
+            found.sort(key=lambda a: (a.name, a.created), reverse=True)
+        else:
+            found.sort(key=SORTS[sort])
+        limit = MAX_LIMIT if body.limit is None else body.limit
+        page = found[body.offset : body.offset + limit]
+        return json_response([a.to_api() for a in page])
+
+
+class AutomationsCount(APIView):
+    @extend_schema(request=CountRequest, responses={200: int}, summary="Count automations")
+    def post(self, request):
+        data, error = _body(request)
+        if error:
+            return error
+        try:
+            body = CountRequest.model_validate(data or {})
+        except ValidationError as exc:
+            return error_response(422, "Invalid filter.", pydantic_errors(exc))
+        return json_response(len(_filtered(body.automations)))
+
+
+def _related_to(resource_id: str, *, owned_only: bool = False) -> list[Automation]:
+    """Automations owned by the resource, or (unless owned_only) whose actions target it."""
+    found = []
+    for automation in Automation.objects.all():
+        if automation.owner_resource == resource_id:
+            found.append(automation)
+            continue
+        if owned_only:
+            continue
+        targets = {
+            f"prefect.automation.{a.get('automation_id')}"
+            for _, _, a in automation.all_actions()
+            if a.get("automation_id")
+        }
+        if resource_id in targets:
+            found.append(automation)
+    return found
+
+
+class AutomationsRelatedTo(APIView):
+    @extend_schema(summary="Automations related to a resource")
+    def get(self, request, resource_id: str):
+        return json_response([a.to_api() for a in _related_to(resource_id)])
+
+
+class AutomationsOwnedBy(APIView):
+    @extend_schema(responses={202: None}, summary="Delete the automations a resource owns")
+    def delete(self, request, resource_id: str):
+        now = timezone.now()
+        for automation in _related_to(resource_id, owned_only=True):
+            if automation.created <= now:
+                _delete(automation)
+        return HttpResponse(status=202)
+
+
+class AutomationExplain(APIView):
+    @extend_schema(summary="Why an automation did or did not fire for a stored event")
+    def get(self, request, automation_id: uuid.UUID):
+        automation = Automation.objects.filter(pk=automation_id).first()
+        if automation is None:
+            return _not_found()
+        try:
+            event_id = uuid.UUID(request.GET.get("event", ""))
+        except ValueError:
+            return error_response(422, "Give the event's id as ?event=<uuid>.")
+        row = EventRow.objects.filter(pk=event_id).first()
+        if row is None:
+            return error_response(404, "Event not found.")
+        return json_response(insight.explain_stored(automation, row))

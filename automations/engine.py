@@ -1,0 +1,731 @@
+"""The automation engine: a consumer of the stored event log.
+
+It reads stored events after a durable cursor, evaluates them with `automations.triggers`
+(pure), and in ONE transaction per batch writes the new trigger state, the firings, their
+`prefect.automation.triggered` events, the pending action runs and the advanced cursor. So a
+crash or restart loses and repeats nothing: either the whole batch is recorded, or none of it
+is and the batch is read again. Actions run afterwards, in worker threads, each attempt a row
+update plus events (see `automations.actions.perform`); ingestion never waits for them.
+
+Reading the log in order. The write path stamps `received` before its transaction commits, so
+two concurrent writers can commit out of `received` order: a reader that already moved past
+`received = t` could miss an event stamped t − ε that commits later. The cursor therefore reads
+by keyset on (received, id), and a catch-up pass compares, over the last `OVERLAP` of the log
+behind the cursor, the number of stored events with the number the engine has seen; only when
+they differ does it list the ids and evaluate the ones it has not seen. Seen ids of events that
+changed trigger state are durable (`SeenEvent`, written in the batch transaction), so after a
+restart an event is never counted twice; events that matched no trigger changed nothing, so
+evaluating them again is harmless and they need no record.
+
+Two engines. Every batch transaction locks the cursor row and checks its `version`: if another
+engine wrote since this one last did, its in-memory state is stale, the transaction is dropped
+and the state reloaded — so two engines can never both record the same firing. On PostgreSQL a
+session advisory lock additionally makes one engine the active one and the others standbys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from automations import actions
+from automations.models import (
+    ActionRun,
+    Automation,
+    ChildFirings,
+    EngineCursor,
+    HeldEvents,
+    ParkedEvent,
+    SeenEvent,
+    TriggerBucket,
+    bucket_key_text,
+)
+from automations.models import Firing as FiringRow
+from automations.triggers import (
+    AutomationSpec,
+    Bucket,
+    Evaluator,
+    EventTrigger,
+    Firing,
+    Ordering,
+    State,
+    TriggerInvalid,
+    parse_trigger,
+)
+from events.ingest import store
+from events.models import Event as EventRow
+from events.schema import Event, Limits, parse_event
+
+logger = logging.getLogger(__name__)
+
+LATE_CHECK_EVERY = timedelta(seconds=1)
+CURSOR_WRITE_EVERY = timedelta(seconds=1)
+SWEEP_EVERY = timedelta(seconds=30)
+STALE_RUNNING = timedelta(minutes=10)
+
+
+def advisory_lock_key(name: str) -> int:
+    """One PostgreSQL advisory lock per engine cursor name."""
+    return zlib.crc32(f"eventsite.automations.engine:{name}".encode())
+
+
+class _Stale(Exception):
+    """Another engine wrote since this one loaded its state."""
+
+
+class Engine:
+    """One engine instance. Call `step()` and `tick()` (or `run_forever`)."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "default",
+        clock: Callable[[], datetime] = timezone.now,
+        batch_size: int | None = None,
+        overlap: timedelta | None = None,
+    ):
+        self.name = name
+        self.clock = clock
+        self.batch_size = batch_size or settings.EVENTSITE_ENGINE_BATCH
+        self.overlap = overlap or settings.EVENTSITE_ENGINE_OVERLAP
+        self.loaded = False
+        self.new_runs: list[uuid.UUID] = []
+        self._locked_connection = None
+
+    # --- loading -------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """(Re)load everything from the database: cursor, automations, trigger state."""
+        row = self._cursor_row()
+        self.version = row.version
+        self.cursor: tuple[datetime, uuid.UUID] | None = (
+            (row.received, row.event_id) if row.received else None
+        )
+        self.state = State()
+        self.persisted: set[tuple] = set()  # bucket idents that have a row
+        self.snapshot = None
+        self._refresh_automations(force=True, load_state=True)
+        self.ordering = Ordering()
+        self.parked_ids: set[uuid.UUID] = set()
+        parked = list(ParkedEvent.objects.all())
+        rows = {e.id: e for e in EventRow.objects.filter(id__in=[p.event_id for p in parked])}
+        for p in parked:
+            if p.event_id in rows:
+                self.ordering.park(rows[p.event_id].as_schema())
+                self.parked_ids.add(p.event_id)
+        self.seen: dict[uuid.UUID, datetime] = {}
+        if self.cursor:
+            since = self.cursor[0] - self.overlap
+            self.seen = dict(
+                SeenEvent.objects.filter(received__gte=since).values_list("event_id", "received")
+            )
+            for p in parked:
+                self.seen[p.event_id] = p.received
+        self.next_late_check = self.clock()
+        self.cursor_written = self.clock()
+        self.next_sweep = self.clock()
+        self.loaded = True
+
+    def _cursor_row(self) -> EngineCursor:
+        row = EngineCursor.objects.filter(name=self.name).first()
+        if row is not None:
+            return row
+        # A new engine starts at the end of the log: it reacts to what happens from now on.
+        last = EventRow.objects.order_by("-received", "-id").values_list("received", "id").first()
+        try:
+            return EngineCursor.objects.create(
+                name=self.name,
+                received=last[0] if last else None,
+                event_id=last[1] if last else None,
+            )
+        except IntegrityError:  # another engine created it first
+            return EngineCursor.objects.get(name=self.name)
+
+    def _refresh_automations(self, *, force: bool = False, load_state: bool = False) -> None:
+        snapshot = tuple(
+            Automation.objects.aggregate(
+                n=Count("id"), u=Max("updated"), e=Count("id", filter=Q(enabled=True))
+            ).values()
+        )
+        if not force and snapshot == self.snapshot:
+            return
+        self.snapshot = snapshot
+        self.automations: dict[uuid.UUID, Automation] = {}
+        specs = []
+        for automation in Automation.objects.filter(enabled=True):
+            try:
+                trigger = parse_trigger(automation.trigger)
+            except TriggerInvalid as exc:  # saved through every validator; only a bug gets here
+                logger.error("automation %s has an invalid trigger: %s", automation.id, exc)
+                continue
+            self.automations[automation.id] = automation
+            specs.append(AutomationSpec(id=automation.id, trigger=trigger, name=automation.name))
+        if load_state:
+            self._load_state([t.id for s in specs for t in s.trigger.all_triggers()])
+        self.evaluator = Evaluator(specs, self.state)
+        if load_state:
+            self._load_child_firings()
+            self.state.clean()
+
+    def _load_state(self, trigger_ids: list[uuid.UUID]) -> None:
+        state = self.state
+        for row in TriggerBucket.objects.filter(trigger_id__in=trigger_ids):
+            bucket = Bucket(
+                row.trigger_id,
+                tuple(json.loads(row.bucketing_key)),
+                row.start,
+                row.end,
+                row.count,
+                Event.from_wire(row.last_event) if row.last_event else None,
+            )
+            state.buckets[bucket.ident] = bucket
+            self.persisted.add(bucket.ident)
+        for row in HeldEvents.objects.filter(trigger_id__in=trigger_ids):
+            ident = (row.trigger_id, tuple(json.loads(row.bucketing_key)))
+            state.held[ident] = {
+                uuid.UUID(k): datetime.fromisoformat(v) for k, v in row.events.items()
+            }
+            state.held_at[ident] = row.held_at
+        self._child_rows = list(ChildFirings.objects.filter(parent_trigger_id__in=trigger_ids))
+
+    def _load_child_firings(self) -> None:
+        for row in self._child_rows:
+            try:
+                self.state.child_firings[row.parent_trigger_id] = {
+                    uuid.UUID(f["trigger_id"]): Firing.from_json(f, self.evaluator.triggers)
+                    for f in row.firings
+                }
+            except KeyError:  # a child trigger that no longer exists
+                continue
+        self._child_rows = []
+
+    def _ensure_loaded(self) -> None:
+        if not self.loaded:
+            self.load()
+
+    # --- evaluating the log --------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Read and evaluate the next batch of stored events; return how many were read."""
+        self._ensure_loaded()
+        now = self.clock()
+        self._refresh_automations()
+        late = self._late_events(now)
+        rows = self._read_batch()
+        if not rows and not late:
+            return 0
+        work = _Work()
+        for event in late + rows:
+            self.seen[event.id] = event.received
+            self._admit(event, now, work)
+        cursor = (rows[-1].received, rows[-1].id) if rows else self.cursor
+        if not self._commit(work, cursor, now):
+            return 0
+        return len(rows) + len(late)
+
+    def _read_batch(self) -> list[Event]:
+        qs = EventRow.objects.all()
+        if self.cursor is not None:
+            received, event_id = self.cursor
+            qs = qs.filter(Q(received__gt=received) | Q(received=received, id__gt=event_id))
+        return _events(qs.order_by("received", "id")[: self.batch_size])
+
+    def _late_events(self, now: datetime) -> list[Event]:
+        """Events committed behind the cursor since it passed them (see the module docstring)."""
+        if self.cursor is None or now < self.next_late_check:
+            return []
+        self.next_late_check = now + LATE_CHECK_EVERY
+        received, event_id = self.cursor
+        since = received - self.overlap
+        self.seen = {k: v for k, v in self.seen.items() if v >= since}
+        behind = EventRow.objects.filter(received__gte=since).filter(
+            Q(received__lt=received) | Q(received=received, id__lte=event_id)
+        )
+        if behind.count() == len(self.seen):
+            return []
+        stored = dict(behind.values_list("id", "received"))
+        missing = [i for i in stored if i not in self.seen]
+        # Ids seen but no longer stored (retention) are dropped, so the counts agree again.
+        self.seen = {i: r for i, r in self.seen.items() if i in stored}
+        if not missing:
+            return []
+        logger.info("engine: %d events committed behind the cursor", len(missing))
+        return _events(EventRow.objects.filter(id__in=missing).order_by("received", "id"))
+
+    def _admit(self, event: Event, now: datetime, work: _Work) -> None:
+        released = self.ordering.admit(event, now, self._leader_seen)
+        if not released:
+            self.parked_ids.add(event.id)
+            work.parked.append(event)
+            return
+        for e in released:
+            if e.id in self.parked_ids:
+                self.parked_ids.discard(e.id)
+                work.unparked.append(e.id)
+            self._evaluate(e, now, work)
+
+    def _leader_seen(self, leader: uuid.UUID) -> bool:
+        if leader in self.parked_ids:
+            return False
+        if leader in self.seen:
+            return True
+        # Older than the window the engine remembers: it was evaluated long ago, if stored.
+        received = EventRow.objects.filter(id=leader).values_list("received", flat=True).first()
+        return (
+            received is not None
+            and self.cursor is not None
+            and (received < self.cursor[0] - self.overlap)
+        )
+
+    def _evaluate(self, event: Event, now: datetime, work: _Work) -> None:
+        triggers = self.evaluator.interested(event)
+        if not triggers:
+            return
+        work.covered.append(event)
+        work.fired += self.evaluator.on_event(event, clock=now, triggers=triggers)
+
+    def tick(self) -> int:
+        """Proactive evaluation, lost followers and housekeeping; return the firings made."""
+        self._ensure_loaded()
+        now = self.clock()
+        self._refresh_automations()
+        work = _Work()
+        for event in self.ordering.lost(now):
+            self.parked_ids.discard(event.id)
+            work.unparked.append(event.id)
+            self._evaluate(event, now, work)
+        work.fired += self.evaluator.on_tick(now)
+        if now >= self.next_sweep:
+            # O(buckets): often enough to bound memory, rarely enough to stay off the hot path.
+            self.evaluator.sweep(now)
+            self.next_sweep = now + SWEEP_EVERY
+        work.housekeeping = True
+        if not self._commit(work, self.cursor, now):
+            return 0
+        ActionRun.objects.filter(
+            status=ActionRun.Status.RUNNING, updated__lt=now - STALE_RUNNING
+        ).update(status=ActionRun.Status.PENDING, next_attempt=now)
+        return len(work.fired)
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def _commit(self, work: _Work, cursor, now: datetime) -> bool:
+        """Write the batch; False if another engine wrote first (the state is then reloaded)."""
+        state = self.state
+        dirty = state.dirty_buckets or state.dirty_held or state.dirty_children
+        changed = dirty or work.fired or work.parked or work.unparked or work.covered
+        if not (changed or work.housekeeping):
+            # Events that matched nothing changed nothing: move the cursor in memory only and
+            # write it with the next change or once a second. After a crash they are read again,
+            # which is harmless, and writers are not made to wait for this engine on every poll.
+            if cursor == self.cursor:
+                return True
+            if now - self.cursor_written < CURSOR_WRITE_EVERY:
+                self.cursor = cursor
+                return True
+        new_runs: list[uuid.UUID] = []
+        try:
+            with transaction.atomic():
+                row = EngineCursor.objects.select_for_update().filter(name=self.name).first()
+                if row is None or row.version != self.version:
+                    raise _Stale
+                self._write_state()
+                if work.covered:
+                    uid, dt, _, _ = _adapters()
+                    table = connection.ops.quote_name(SeenEvent._meta.db_table)
+                    with connection.cursor() as db:
+                        db.executemany(
+                            f"INSERT INTO {table} (event_id, received) VALUES (%s, %s) "
+                            "ON CONFLICT DO NOTHING",
+                            [(uid(e.id), dt(e.received)) for e in work.covered],
+                        )
+                if work.parked:
+                    ParkedEvent.objects.bulk_create(
+                        [
+                            ParkedEvent(event_id=e.id, leader_id=e.follows, received=e.received)
+                            for e in work.parked
+                        ],
+                        ignore_conflicts=True,
+                    )
+                if work.unparked:
+                    ParkedEvent.objects.filter(event_id__in=work.unparked).delete()
+                if work.housekeeping and self.cursor:
+                    SeenEvent.objects.filter(received__lt=self.cursor[0] - self.overlap).delete()
+                new_runs += record_firings(
+                    [
+                        (self.automations[self.evaluator.owner[f.trigger.id].id], f)
+                        for f in work.fired
+                    ]
+                )
+                row.version += 1
+                if cursor is not None:
+                    row.received, row.event_id = cursor
+                row.save()
+        except _Stale:
+            logger.info("engine %s: another engine wrote first; reloading", self.name)
+            self.loaded = False
+            return False
+        except Exception:
+            # Nothing of this batch was recorded: start again from what the database holds.
+            self.loaded = False
+            raise
+        self.version = row.version
+        self.cursor = cursor
+        self.cursor_written = now
+        state.clean()
+        self.new_runs += new_runs
+        return True
+
+    def _write_state(self) -> None:
+        state, owner = self.state, self.evaluator.owner
+        owner_trigger = self.evaluator.triggers.__getitem__
+        uid, dt, js, jp = _adapters()
+        upserts, deletes, written, removed = [], [], [], []
+        for ident in state.dirty_buckets:
+            bucket = state.buckets.get(ident)
+            key = bucket_key_text(ident[1])
+            if bucket is None or ident[0] not in owner:
+                # A window opened and closed within this batch never had a row.
+                if ident in self.persisted:
+                    deletes.append((uid(ident[0]), key))
+                    removed.append(ident)
+                continue
+            upserts.append(
+                (
+                    uid(owner[ident[0]].id),
+                    uid(ident[0]),
+                    key,
+                    dt(bucket.start),
+                    dt(bucket.end),
+                    bucket.count,
+                    # Only proactive firings read a window's last event; reactive ones fire
+                    # on the event in hand, so their windows need not store it.
+                    js(bucket.last_event.to_wire())
+                    if bucket.last_event and not owner_trigger(ident[0]).reactive
+                    else None,
+                    dt(self.clock()),
+                )
+            )
+            written.append(ident)
+        table = connection.ops.quote_name(TriggerBucket._meta.db_table)
+        with connection.cursor() as cursor:
+            if deletes:
+                cursor.executemany(
+                    f"DELETE FROM {table} WHERE trigger_id = %s AND bucketing_key = %s", deletes
+                )
+            if upserts:
+                # Plain SQL: the ORM's bulk upsert costs more in Python than SQLite does per row.
+                cursor.executemany(
+                    f"INSERT INTO {table} (automation_id, trigger_id, bucketing_key, start, "
+                    f'"end", count, last_event, updated) VALUES (%s, %s, %s, %s, %s, %s, {jp}, %s) '
+                    "ON CONFLICT (trigger_id, bucketing_key) DO UPDATE SET start = excluded.start, "
+                    '"end" = excluded."end", count = excluded.count, '
+                    "last_event = excluded.last_event, updated = excluded.updated",
+                    upserts,
+                )
+        self.persisted.difference_update(removed)
+        self.persisted.update(written)
+        for ident in state.dirty_held:
+            key = bucket_key_text(ident[1])
+            held = state.held.get(ident)
+            HeldEvents.objects.filter(trigger_id=ident[0], bucketing_key=key).delete()
+            if held and ident[0] in owner:
+                HeldEvents.objects.create(
+                    automation_id=owner[ident[0]].id,
+                    trigger_id=ident[0],
+                    bucketing_key=key,
+                    events={str(k): v.isoformat() for k, v in held.items()},
+                    held_at=state.held_at.get(ident, self.clock()),
+                )
+        for parent in state.dirty_children:
+            firings = state.child_firings.get(parent)
+            ChildFirings.objects.filter(parent_trigger_id=parent).delete()
+            if firings and parent in owner:
+                ChildFirings.objects.create(
+                    automation_id=owner[parent].id,
+                    parent_trigger_id=parent,
+                    firings=[f.to_json() for f in firings.values()],
+                )
+
+    # --- actions -------------------------------------------------------------------------------
+
+    def due_runs(self, limit: int = 100) -> list[uuid.UUID]:
+        return list(
+            ActionRun.objects.filter(
+                status=ActionRun.Status.PENDING, next_attempt__lte=self.clock()
+            )
+            .order_by("next_attempt")
+            .values_list("id", flat=True)[:limit]
+        )
+
+    def run_actions(self) -> int:
+        """Perform every due action run here and now (tests and `run_engine --once`)."""
+        done = 0
+        for run_id in [*self.new_runs, *self.due_runs()]:
+            if actions.perform(run_id, now=self.clock) is not None:
+                done += 1
+        self.new_runs = []
+        return done
+
+    # --- leadership (PostgreSQL) ---------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        """On PostgreSQL, whether this engine holds the advisory lock (taking it if free)."""
+        if connection.vendor != "postgresql":
+            return True
+        connection.ensure_connection()
+        if self._locked_connection is connection.connection:
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [advisory_lock_key(self.name)])
+            got = cursor.fetchone()[0]
+        if got:
+            self._locked_connection = connection.connection
+            self.loaded = False  # whoever held it before may have moved on: reload
+        return got
+
+
+def _adapters():
+    """Python values → SQL parameters for the plain-SQL writes (both databases)."""
+    native_uuid = connection.features.has_native_uuid_field
+    adapt = connection.ops.adapt_datetimefield_value
+    if connection.vendor == "sqlite":
+        # What Django's SQLite adapter produces (naive UTC text), without its per-call checks.
+        def adapt(value: datetime) -> str:
+            return str(value.astimezone(UTC).replace(tzinfo=None))
+
+    def uid(value: uuid.UUID):
+        return value if native_uuid else value.hex
+
+    def js(value) -> str:
+        return orjson.dumps(value).decode()
+
+    return uid, adapt, js, "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+
+
+_EVENT_FIELDS = ("occurred", "event", "resource", "related", "payload", "id", "follows", "received")
+
+
+def _events(queryset) -> list[Event]:
+    """Stored events as `schema.Event`s, without building model instances.
+
+    The hot read of the engine: the rows are fetched with the queryset's SQL and decoded here
+    (orjson, fromisoformat), which costs a fraction of the ORM's per-field converters.
+    """
+    sql, params = queryset.values_list(*_EVENT_FIELDS).query.sql_with_params()
+    with connection.cursor() as db:
+        db.execute(sql, params)
+        rows = db.fetchall()
+    return [
+        Event(
+            _datetime(occurred),
+            name,
+            _json(resource),
+            _json(related),
+            _json(payload),
+            _uuid(event_id),
+            _uuid(follows) if follows else None,
+            _datetime(received),
+        )
+        for occurred, name, resource, related, payload, event_id, follows, received in rows
+    ]
+
+
+def _json(value):
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def _datetime(value) -> datetime:
+    if isinstance(value, str):  # SQLite stores naive UTC text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class _Work:
+    """What one batch did, to be written in one transaction."""
+
+    def __init__(self) -> None:
+        self.fired: list[Firing] = []
+        self.covered: list[Event] = []
+        self.parked: list[Event] = []
+        self.unparked: list[uuid.UUID] = []
+        self.housekeeping = False
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def record_firings(items: list[tuple[Automation, Firing]]) -> list[uuid.UUID]:
+    """Store firings, their `prefect.automation.triggered` events and pending action runs.
+
+    Runs inside the caller's transaction; one write of each kind for the whole batch (a
+    proactive tick can fire hundreds at once). Returns the new action run ids.
+    """
+    if not items:
+        return []
+    now = timezone.now()
+    limits = Limits.from_settings()
+    events, firing_rows, runs = [], [], []
+    for automation, firing in items:
+        triggered_event = _triggered_event(automation, firing)
+        # Built here, but held to the same contract as every other event.
+        parse_event(triggered_event.to_wire(), limits=limits)
+        events.append(triggered_event)
+        row, row_runs = _firing_rows(automation, firing, triggered_event, now)
+        firing_rows.append(row)
+        runs += row_runs
+    store(events, source="automations")
+    FiringRow.objects.bulk_create(firing_rows)
+    ActionRun.objects.bulk_create(runs)
+    return [r.id for r in runs]
+
+
+def _triggered_event(automation: Automation, firing: Firing) -> Event:
+    trigger = firing.trigger
+    resource = {
+        "prefect.resource.id": automation.resource_id,
+        "prefect.resource.name": automation.name,
+    }
+    if isinstance(trigger, EventTrigger):
+        resource["prefect.posture"] = trigger.posture
+    triggering = firing.triggering_event
+    return Event(
+        occurred=firing.triggered,
+        event="prefect.automation.triggered",
+        resource=resource,
+        related=(
+            [
+                {
+                    "prefect.resource.id": f"prefect.event.{triggering.id}",
+                    "prefect.resource.role": "triggering-event",
+                }
+            ]
+            if triggering
+            else []
+        ),
+        payload={
+            "triggering_labels": firing.triggering_labels,
+            "triggering_event": triggering.to_wire() if triggering else None,
+        },
+        id=uuid.uuid4(),
+    )
+
+
+def _firing_rows(
+    automation: Automation, firing: Firing, triggered_event: Event, now: datetime
+) -> tuple[FiringRow, list[ActionRun]]:
+    triggering = firing.triggering_event
+    row = FiringRow(
+        id=firing.id,
+        automation=automation,
+        triggered=firing.triggered,
+        trigger_id=firing.trigger.id,
+        bucket_key=list(firing.bucket_key),
+        triggering_labels=firing.triggering_labels,
+        triggering_event_id=triggering.id if triggering else None,
+        triggering_event=triggering.to_wire() if triggering else None,
+        event_ids=list(dict.fromkeys(str(e.id) for e in firing.all_events())),
+        firing=firing.to_json(),
+        triggered_event_id=triggered_event.id,
+    )
+    runs = [
+        ActionRun(
+            firing=row,
+            automation=automation,
+            action_index=index,
+            kind=action.get("type", ""),
+            action=action,
+            source=source,
+            triggering_event=(
+                (triggering.to_wire() if triggering else None)
+                if source == "actions"
+                else triggered_event.to_wire()
+            ),
+            next_attempt=now,
+        )
+        for source, index, action in automation.all_actions()
+    ]
+    return row, runs
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+
+def run_forever(stop: threading.Event, *, engine: Engine | None = None) -> None:
+    """The engine service of `manage.py serve` and `manage.py run_engine`.
+
+    Polls the log every `EVENTSITE_ENGINE_POLL` when idle (an index-only probe), runs the
+    proactive tick every `EVENTSITE_ENGINE_TICK`, and hands action runs to worker threads.
+    """
+    engine = engine or Engine()
+    poll = settings.EVENTSITE_ENGINE_POLL.total_seconds()
+    tick_every = settings.EVENTSITE_ENGINE_TICK
+    workers = ThreadPoolExecutor(
+        max_workers=settings.EVENTSITE_ACTION_WORKERS, thread_name_prefix="automation-action"
+    )
+    in_flight: set[uuid.UUID] = set()
+    lock = threading.Lock()
+
+    def perform(run_id: uuid.UUID) -> None:
+        try:
+            actions.perform(run_id)
+        except Exception:
+            logger.exception("action run %s failed to record", run_id)
+        finally:
+            with lock:
+                in_flight.discard(run_id)
+            close_old_connections()
+
+    def submit(run_ids: list[uuid.UUID]) -> None:
+        for run_id in run_ids:
+            with lock:
+                if run_id in in_flight:
+                    continue
+                in_flight.add(run_id)
+            workers.submit(perform, run_id)
+
+    next_tick = timezone.now()
+    next_due_check = timezone.now()
+    try:
+        while not stop.is_set():
+            try:
+                if not engine.is_leader():
+                    stop.wait(1.0)
+                    continue
+                read = engine.step()
+                now = timezone.now()
+                if now >= next_tick:
+                    engine.tick()
+                    next_tick = now + tick_every
+                submit(engine.new_runs)
+                engine.new_runs = []
+                if now >= next_due_check:
+                    submit(engine.due_runs())
+                    next_due_check = now + timedelta(seconds=1)
+                if not read:
+                    stop.wait(poll)
+            except Exception:
+                logger.exception("engine step failed; retrying")
+                close_old_connections()
+                stop.wait(1.0)
+    finally:
+        workers.shutdown(wait=True, cancel_futures=False)
+        close_old_connections()

@@ -1,0 +1,248 @@
+"""Automation pages: list, detail, the form (new, edit, from an event), explain and preview."""
+
+from __future__ import annotations
+
+import uuid
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Max
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from automations import actions as action_kinds
+from automations import insight
+from automations.forms import ActionForm, ActionFormSet, AutomationForm
+from automations.models import ActionRun, Automation, Firing
+from automations.triggers import TriggerInvalid, describe, parse_trigger, trigger_from_event
+from events.models import Event as EventRow
+
+
+def _summary(trigger: dict) -> str:
+    try:
+        return describe(parse_trigger(trigger))
+    except TriggerInvalid:
+        return "(invalid trigger)"
+
+
+@login_required
+def automation_list(request: HttpRequest) -> HttpResponse:
+    automations = Automation.objects.annotate(last_fired=Max("firings__triggered")).order_by(
+        "name", "created"
+    )
+    rows = [{"automation": a, "summary": _summary(a.trigger)} for a in automations]
+    return render(request, "automations/list.html", {"rows": rows})
+
+
+@login_required
+@require_POST
+def automation_toggle(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
+    automation = get_object_or_404(Automation, pk=automation_id)
+    automation.set_enabled(not automation.enabled)
+    if request.htmx:
+        automation.last_fired = automation.firings.aggregate(m=Max("triggered"))["m"]
+        row = {"automation": automation, "summary": _summary(automation.trigger)}
+        return render(request, "automations/list.html#row", {"row": row})
+    return redirect("automations:list")
+
+
+@login_required
+def automation_detail(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
+    automation = get_object_or_404(Automation, pk=automation_id)
+    firings = list(automation.firings.prefetch_related("action_runs")[:50])
+    actions = [
+        {"index": index, "source": source, "action": action, "summary": _action_summary(action)}
+        for source, index, action in automation.all_actions()
+    ]
+    return render(
+        request,
+        "automations/detail.html",
+        {
+            "automation": automation,
+            "summary": _summary(automation.trigger),
+            "firings": firings,
+            "actions": actions,
+            "failed_runs": automation.action_runs.filter(status=ActionRun.Status.FAILED).count(),
+        },
+    )
+
+
+def _action_summary(action: dict) -> str:
+    try:
+        return action_kinds.parse_action(action).summary()
+    except action_kinds.ActionsInvalid:
+        return action.get("type", "?")
+
+
+def _form_page(request, *, automation: Automation | None, initial: dict, action_initial: list):
+    if request.method == "POST":
+        form = AutomationForm(request.POST, automation=automation)
+        formset = ActionFormSet(request.POST, prefix="actions")
+        definition = form.validate_with(formset)
+        if definition is not None:
+            with transaction.atomic():
+                if automation is None:
+                    automation = Automation.objects.create(
+                        id=form.new_id, owner=request.user, **definition.fields()
+                    )
+                    automation.emit_change("created")
+                else:
+                    for name, value in definition.fields().items():
+                        setattr(automation, name, value)
+                    automation.updated = timezone.now()
+                    automation.save()
+                    automation.emit_change("updated")
+            messages.success(request, f"Saved “{automation.name}”.")
+            return redirect("automations:detail", automation_id=automation.id)
+        status = 422
+    else:
+        form = AutomationForm(initial=initial, automation=automation)
+        formset = ActionFormSet(initial=action_initial, prefix="actions")
+        status = 200
+    return render(
+        request,
+        "automations/form.html",
+        {"form": form, "formset": formset, "automation": automation},
+        status=status,
+    )
+
+
+@login_required
+def automation_new(request: HttpRequest) -> HttpResponse:
+    trigger = {"type": "event", "posture": "Reactive", "expect": [], "match": {}}
+    name = ""
+    if event_id := request.GET.get("event"):
+        try:
+            row = EventRow.objects.filter(pk=uuid.UUID(event_id)).first()
+        except ValueError:
+            row = None
+        if row is None:
+            raise Http404("No such event.")
+        trigger = trigger_from_event(row.as_schema())
+        name = f"When {row.event} happens to {row.resource_name}"[:500]
+    initial = AutomationForm.initial_for(trigger, name=name, enabled=True)
+    return _form_page(request, automation=None, initial=initial, action_initial=[])
+
+
+@login_required
+def automation_edit(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
+    automation = get_object_or_404(Automation, pk=automation_id)
+    initial = AutomationForm.initial_for(
+        automation.trigger,
+        name=automation.name,
+        description=automation.description,
+        tags=", ".join(automation.tags),
+        enabled=automation.enabled,
+        allow_self_trigger=automation.allow_self_trigger,
+    )
+    action_initial = [ActionForm.initial_for(a) for a in automation.actions]
+    return _form_page(
+        request, automation=automation, initial=initial, action_initial=action_initial
+    )
+
+
+@login_required
+@require_POST
+def automation_delete(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
+    from automations.api import _delete
+
+    automation = get_object_or_404(Automation, pk=automation_id)
+    _delete(automation)
+    messages.success(request, f"Deleted “{automation.name}”.")
+    return redirect("automations:list")
+
+
+@login_required
+@require_POST
+def automation_test_action(
+    request: HttpRequest, automation_id: uuid.UUID, index: int
+) -> HttpResponse:
+    """Run one action now, as if the automation had fired on its latest triggering event."""
+    automation = get_object_or_404(Automation, pk=automation_id)
+    entry = next(((s, i, a) for s, i, a in automation.all_actions() if i == index), None)
+    if entry is None:
+        raise Http404("No such action.")
+    source, _, action = entry
+    last = automation.firings.exclude(triggering_event=None).first()
+    now = timezone.now()
+    trigger = parse_trigger(automation.trigger)
+    with transaction.atomic():
+        firing = Firing.objects.create(
+            automation=automation,
+            triggered=now,
+            trigger_id=trigger.id,
+            triggering_labels=last.triggering_labels if last else {},
+            triggering_event_id=last.triggering_event_id if last else None,
+            triggering_event=last.triggering_event if last else None,
+            event_ids=[str(last.triggering_event_id)] if last else [],
+            firing={
+                "id": str(uuid.uuid4()),
+                "trigger_id": str(trigger.id),
+                "trigger_type": trigger.type,
+                "triggered": now.isoformat(),
+                "triggering_labels": last.triggering_labels if last else {},
+                "triggering_event": last.triggering_event if last else None,
+                "triggering_firings": [],
+                "bucket_key": [],
+            },
+            is_test=True,
+        )
+        run = ActionRun.objects.create(
+            firing=firing,
+            automation=automation,
+            action_index=index,
+            kind=action.get("type", ""),
+            action=action,
+            source=source,
+            triggering_event=last.triggering_event if last else None,
+            next_attempt=now,
+        )
+    status = action_kinds.perform(run.id)
+    run.refresh_from_db()
+    if status == ActionRun.Status.SUCCEEDED:
+        messages.success(request, f"Test of action #{index} succeeded: {run.result_excerpt}")
+    else:
+        messages.error(request, f"Test of action #{index}: {run.status}: {run.last_error}")
+    return redirect("automations:detail", automation_id=automation.id)
+
+
+@login_required
+def automation_explain(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
+    automation = get_object_or_404(Automation, pk=automation_id)
+    result = error = None
+    if raw := request.GET.get("event", "").strip():
+        try:
+            row = EventRow.objects.filter(pk=uuid.UUID(raw)).first()
+        except ValueError:
+            row = None
+        if row is None:
+            error = "No stored event has that id."
+        else:
+            result = insight.explain_stored(automation, row)
+            result["row"] = row
+    return render(
+        request,
+        "automations/explain.html",
+        {"automation": automation, "result": result, "error": error, "event_id": raw},
+    )
+
+
+@login_required
+@require_POST
+def automation_preview(request: HttpRequest) -> HttpResponse:
+    """The form's preview: how often this trigger would have fired over stored events."""
+    form = AutomationForm(request.POST)
+    form.is_valid()
+    previews, error = [], None
+    try:
+        trigger = form.trigger_data()
+        previews = [insight.preview(trigger, window=w) for w in insight.PREVIEW_WINDOWS]
+    except TriggerInvalid as exc:
+        error = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
+    except forms.ValidationError as exc:  # unreadable input (JSON, label lines)
+        error = "; ".join(m for messages_ in exc.message_dict.values() for m in messages_)
+    return render(request, "automations/_preview.html", {"previews": previews, "error": error})

@@ -1,0 +1,234 @@
+"""Server time of the feed page with many events stored.
+
+    .venv/bin/python bench/feed.py                     # 1,000,000 events in a fresh data dir
+    BENCH_EVENTS=200000 .venv/bin/python bench/feed.py # fewer
+    BENCH_DATA_DIR=/tmp/feedbench .venv/bin/python bench/feed.py  # reuse (tops it up to N)
+
+Events are spread over the last 7 days (the default retention) and written with the one write
+path (`events.ingest.store`) in large batches. Each page is requested in-process through Django's
+test `Client` (logged in), so the figures are server time: the view, its queries, the templates.
+Target: median ≤ 100 ms for the first page with its histogram and for each filter type, and
+"load more" at depth 10,000 as fast as the first page.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+N = int(os.environ.get("BENCH_EVENTS", "1000000"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "15"))
+BATCH = int(os.environ.get("BENCH_BATCH", "20000"))
+DEPTH = int(os.environ.get("BENCH_DEPTH", "10000"))
+SPAN = timedelta(days=7)
+
+data_dir = os.environ.get("BENCH_DATA_DIR") or tempfile.mkdtemp(prefix="eventsite-bench-feed-")
+os.environ["EVENTSITE_DATA_DIR"] = data_dir
+os.environ.pop("EVENTSITE_DATABASE_URL", None)
+os.environ.pop("EVENTSITE_REDIS_URL", None)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eventsite.settings")
+os.environ.setdefault("EVENTSITE_LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from events import queries  # noqa: E402
+from events.filters import EventFilter  # noqa: E402
+from events.ingest import store  # noqa: E402
+from events.models import Event as EventRow  # noqa: E402
+from events.schema import Event  # noqa: E402
+
+# (name, weight): a Prefect-shaped mix with a heavy log stream and some custom events.
+NAMES = [
+    ("prefect.log.write", 30),
+    ("prefect.flow-run.Pending", 6),
+    ("prefect.flow-run.Running", 6),
+    ("prefect.flow-run.Completed", 5),
+    ("prefect.flow-run.Failed", 1),
+    ("prefect.task-run.Running", 10),
+    ("prefect.task-run.Completed", 10),
+    ("prefect.task-run.Failed", 1),
+    ("prefect.deployment.updated", 1),
+    ("prefect.work-pool.ready", 1),
+    ("prefect.flow-run.heartbeat", 8),
+    ("acme.order.created", 8),
+    ("acme.order.shipped", 4),
+    ("acme.payment.captured", 5),
+    ("acme.payment.refunded", 1),
+    ("prefect-cloud.user.logged-in", 1),
+    ("prefect.automation.triggered", 1),
+]
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+
+
+def generate(count: int, now: datetime, rng: random.Random) -> list[Event]:
+    names = [n for n, _ in NAMES]
+    weights = [w for _, w in NAMES]
+    out = []
+    for name in rng.choices(names, weights, k=count):
+        occurred = now - timedelta(seconds=rng.random() * SPAN.total_seconds())
+        kind = name.split(".")[1] if name.startswith("prefect") else name.split(".")[1]
+        rid = f"{name.rsplit('.', 1)[0]}.{rng.randrange(20000)}"
+        flow = rng.randrange(200)
+        related = [
+            {
+                "prefect.resource.id": f"prefect.flow.{flow}",
+                "prefect.resource.role": "flow",
+                "prefect.resource.name": f"flow-{flow}",
+            },
+            {
+                "prefect.resource.id": f"prefect.tag.{rng.choice(WORDS)}",
+                "prefect.resource.role": "tag",
+            },
+        ]
+        if rng.random() < 0.5:
+            related.append(
+                {
+                    "prefect.resource.id": f"prefect.deployment.{flow % 50}",
+                    "prefect.resource.role": "deployment",
+                }
+            )
+        out.append(
+            Event(
+                occurred=occurred,
+                event=name,
+                resource={
+                    "prefect.resource.id": rid,
+                    "prefect.resource.name": f"{kind}-{rng.choice(WORDS)}-{rng.randrange(1000)}",
+                    "env": rng.choice(["prod", "prod", "staging", "dev"]),
+                },
+                related=related,
+                payload={"message": " ".join(rng.choices(WORDS, k=6)), "n": rng.randrange(10**6)},
+                id=uuid.uuid4(),
+            )
+        )
+    return out
+
+
+def fill() -> None:
+    call_command("migrate", verbosity=0)
+    have = EventRow.objects.count()
+    if have >= N:
+        print(f"reusing {have:,} events in {data_dir}")
+        return
+    rng = random.Random(have)
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    done = have
+    while done < N:
+        n = min(BATCH, N - done)
+        store(generate(n, now, rng), source="bench")
+        done += n
+        rate = (done - have) / (time.perf_counter() - started)
+        print(f"\r  stored {done:,}/{N:,} ({rate:,.0f}/s)", end="", flush=True)
+    print(f"\nstored {N - have:,} events in {time.perf_counter() - started:.0f} s into {data_dir}")
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+
+
+def measure(client: Client, url: str, *, htmx_target: str | None = None) -> list[float]:
+    headers = {"HX-Request": "true", "HX-Target": htmx_target} if htmx_target else {}
+    times = []
+    for _ in range(REPEAT + 1):
+        started = time.perf_counter()
+        response = client.get(url, headers=headers)
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+        assert b'class="errors"' not in response.content, url
+    # The first request fills the histogram cache (settled buckets); the rest are what a person
+    # reloading or paging sees. Both are reported.
+    return times
+
+
+def report(label: str, times: list[float], results: list) -> None:
+    cold, times = times[0], sorted(times[1:])
+    median = statistics.median(times)
+    p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+    ok = "ok" if median <= 100 else "SLOW"
+    results.append((label, median, ok))
+    print(f"  {label:<44} median {median:7.1f} ms   p95 {p95:7.1f} ms   cold {cold:7.1f} ms   {ok}")
+
+
+def token_at_depth(depth: int) -> str:
+    page = queries.first_page(EventFilter.model_validate(_default_filter()), limit=50)
+    for _ in range(depth // 50 - 1):
+        page = queries.next_page(page.next_token)
+    return page.next_token
+
+
+def _default_filter() -> dict:
+    # What the feed builds for `?range=7d`: log writes hidden.
+    now = datetime.now(UTC)
+    return {
+        "occurred": {"since": now - timedelta(days=7), "until": now},
+        "event": {"exclude_name": ["prefect.log.write"]},
+    }
+
+
+def main() -> None:
+    fill()
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    client = Client()
+    client.force_login(user)
+    total = EventRow.objects.count()
+    print(f"\nfeed page server time, {total:,} events over 7 days, {REPEAT} requests each:")
+    results: list = []
+    cases = [
+        ("first page (24h, histogram, name picker)", "/events/"),
+        ("range=15m", "/events/?range=15m"),
+        ("range=1h", "/events/?range=1h"),
+        ("range=7d", "/events/?range=7d"),
+        ("range=30d", "/events/?range=30d"),
+        ("since/until (a 6 h window)", None),
+        ("event=prefect.flow-run.* (prefix)", "/events/?event=prefect.flow-run.*"),
+        ("event=acme.payment.refunded (exact, rare)", "/events/?event=acme.payment.refunded"),
+        ("event=prefect.log.write (picked)", "/events/?event=prefect.log.write"),
+        ("exclude=prefect.task-run.*", "/events/?exclude=prefect.task-run.*"),
+        ("resource=acme.order.123 (exact)", "/events/?resource=acme.order.123"),
+        ("resource=acme.order.* (prefix)", "/events/?resource=acme.order.*"),
+        ("label=env=staging", "/events/?label=env%3Dstaging"),
+        ("related=prefect.flow.7", "/events/?related=prefect.flow.7"),
+        ("role=deployment", "/events/?role=deployment"),
+        ("related + role", "/events/?related=prefect.deployment.7&role=deployment"),
+        ("q=foxtrot (text)", "/events/?q=foxtrot"),
+    ]
+    now = datetime.now(UTC)
+    for label, url in cases:
+        if url is None:
+            since = (now - timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            until = (now - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            url = f"/events/?since={since}&until={until}"
+        report(label, measure(client, url), results)
+
+    print("\nload more (htmx rows partial, range=7d):")
+    first = measure(client, "/events/?range=7d", htmx_target="load-more")
+    report("rows partial, first page", first, results)
+    token = token_at_depth(DEPTH)
+    deep = measure(client, f"/events/?range=7d&after={token}", htmx_target="load-more")
+    report(f"rows partial at depth {DEPTH:,}", deep, results)
+    slow = [label for label, _, ok in results if ok != "ok"]
+    print(
+        f"\n{len(results) - len(slow)}/{len(results)} within 100 ms"
+        + (f"; slow: {slow}" if slow else "")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Account pages (API tokens) and login throttling.
+
+Throttling counts failed logins per account and per client address in the database (`LoginFailure`
+rows, so every web process agrees). Past `EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT` failures for an
+account, or `EVENTSITE_LOGIN_FAILURES_PER_IP` from one address, within
+`EVENTSITE_LOGIN_THROTTLE_WINDOW`, logins are refused until the window has passed:
+
+- the login page's form (`ThrottledAuthenticationForm`) says so plainly, before checking the
+  password;
+- the authentication backend refuses as well, so the admin's login and any other caller of
+  `authenticate()` are throttled too.
+
+A successful login clears the account's count; the address count only ages out.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from events.models import ApiToken, LoginFailure
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _window_start() -> datetime:
+    return timezone.now() - settings.EVENTSITE_LOGIN_THROTTLE_WINDOW
+
+
+def count_failure(username: str, request: HttpRequest | None) -> None:
+    LoginFailure.objects.create(username=username[:150], ip=client_ip(request))
+    # Rows older than the window no longer count; dropping them here keeps the table small.
+    LoginFailure.objects.filter(created__lt=_window_start()).delete()
+
+
+def forget_failures(username: str) -> None:
+    LoginFailure.objects.filter(username=username).delete()
+
+
+def throttled(username: str | None, request: HttpRequest | None) -> str | None:
+    """Why logins for `username` from this request are refused right now, or None."""
+    since = _window_start()
+    ip = client_ip(request)
+    condition = Q(username=username) if username else Q(pk__in=[])
+    if ip:
+        condition |= Q(ip=ip)
+    recent = list(
+        LoginFailure.objects.filter(condition, created__gte=since).values_list(
+            "username", "ip", "created"
+        )
+    )
+    by_account = [created for name, _, created in recent if username and name == username]
+    by_ip = [created for _, addr, created in recent if ip and addr == ip]
+    window = settings.EVENTSITE_LOGIN_THROTTLE_WINDOW
+
+    def wait(times: list[datetime]) -> str:
+        seconds = (min(times) + window - timezone.now()).total_seconds()
+        minutes = max(1, math.ceil(seconds / 60))
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+    if len(by_account) >= settings.EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT:
+        return (
+            f"Too many failed logins for this account. Try again in {wait(by_account)}, "
+            "or ask an administrator to reset your password."
+        )
+    if len(by_ip) >= settings.EVENTSITE_LOGIN_FAILURES_PER_IP:
+        return f"Too many failed logins from your network address. Try again in {wait(by_ip)}."
+    return None
+
+
+class ThrottledModelBackend(ModelBackend):
+    """Django's backend, refusing every attempt while the account or address is throttled."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if username is None:
+            username = kwargs.get(self._username_field())
+        if throttled(username, request):
+            # PermissionDenied stops `authenticate()` from trying other backends.
+            raise PermissionDenied("login throttled")
+        return super().authenticate(request, username=username, password=password, **kwargs)
+
+    @staticmethod
+    def _username_field() -> str:
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().USERNAME_FIELD
+
+
+class ThrottledAuthenticationForm(AuthenticationForm):
+    """The login form, with a clear message when logins are throttled."""
+
+    def clean(self):
+        username = self.cleaned_data.get("username")
+        if username and (reason := throttled(username, self.request)):
+            from events.audit_signals import record_login_failure
+
+            # Refused before the password is checked, so it is not counted again; still audited.
+            record_login_failure(username, self.request, reason="throttled")
+            raise forms.ValidationError(reason, code="throttled")
+        return super().clean()
+
+
+login = auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm)
+
+
+# --- API tokens ----------------------------------------------------------------------------------
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="What uses this token, e.g. “ci-pipeline” or “laptop”.",
+    )
+
+
+@login_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    """List the person's API tokens; create one (its secret is shown on this response only)."""
+    secret = None
+    created = None
+    if request.method == "POST":
+        form = TokenForm(request.POST)
+        if form.is_valid():
+            created, secret = ApiToken.issue(request.user, name=form.cleaned_data["name"])
+            form = TokenForm()
+    else:
+        form = TokenForm()
+    response = render(
+        request,
+        "accounts/tokens.html",
+        {
+            "form": form,
+            "tokens": ApiToken.objects.filter(user=request.user),
+            "secret": secret,
+            "created": created,
+        },
+    )
+    if secret:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    if token.revoked is None:
+        token.revoke()
+        messages.success(request, f"Token “{token.name}” revoked; it no longer works.")
+    return redirect("account:tokens")

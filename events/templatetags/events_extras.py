@@ -1,0 +1,148 @@
+"""Presentation helpers for events: labels, previews, times. Everything returned here is plain
+text that the template autoescapes; nothing marks user data safe."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+import orjson
+from django import template
+from django.utils import timezone
+
+from events import schema
+
+register = template.Library()
+
+PREVIEW_CHARS = 200
+_SEPARATORS = re.compile(r"[.\-_]+")
+
+
+@register.filter
+def event_label(name: str) -> str:
+    """`prefect.flow-run.Completed` → "Flow Run Completed" (Prefect's timeline label)."""
+    for prefix in ("prefect.", "prefect-cloud."):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    words = _SEPARATORS.sub(" ", name).split()
+    return " ".join(w[:1].upper() + w[1:] for w in words) or name
+
+
+@register.filter
+def resource_name(labels: dict) -> str:
+    return schema.resource_name(labels or {})
+
+
+@register.filter
+def payload_preview(payload) -> str:
+    """One line of compact JSON, cut short: enough to recognise the event at a glance."""
+    if not payload:
+        return ""
+    # Serialising a 1 MB payload costs about a millisecond; cutting first would need a walk.
+    text = orjson.dumps(payload).decode()
+    if len(text) > PREVIEW_CHARS:
+        return text[: PREVIEW_CHARS - 1] + "…"
+    return text
+
+
+@register.filter
+def pretty_json(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+@register.filter
+def related_by_role(related: list[dict]) -> list[dict]:
+    """Related resources grouped by role, in first-seen order: [{role, resources: [...]}]."""
+    groups: dict[str, list[dict]] = {}
+    for r in related or []:
+        groups.setdefault(r.get(schema.RESOURCE_ROLE, ""), []).append(
+            {"id": r.get(schema.RESOURCE_ID, ""), "name": schema.resource_name(r), "labels": r}
+        )
+    return [{"role": role, "resources": items} for role, items in groups.items()]
+
+
+@register.filter
+def iso(value: datetime | None) -> str:
+    return schema.isoformat(value) if value else ""
+
+
+@register.filter
+def absolute(value: datetime | None) -> str:
+    if not value:
+        return ""
+    text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return f"{text} UTC"
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """A short relative time ("12s ago", "3 min ago", "in 5 min"); feed.js keeps it fresh."""
+    if not value:
+        return ""
+    seconds = (timezone.now() - value).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 5:
+        return "just now"
+    if seconds < 60:
+        text = f"{int(seconds)}s"
+    elif seconds < 3600:
+        text = f"{int(seconds // 60)} min"
+    elif seconds < 86400:
+        text = f"{int(seconds // 3600)} h"
+    else:
+        text = f"{int(seconds // 86400)} d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+@register.filter
+def clock(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%H:%M:%S") if value else ""
+
+
+@register.filter
+def labels_without_id(labels: dict) -> list[tuple[str, str]]:
+    """Labels other than the id and role (shown separately), sorted by key."""
+    skip = (schema.RESOURCE_ID, schema.RESOURCE_ROLE)
+    return sorted((k, str(v)) for k, v in (labels or {}).items() if k not in skip)
+
+
+@register.filter
+def badges(related: list[dict], limit: int = 4) -> dict:
+    """The first related resources as role badges (tags first, as Prefect shows them)."""
+    items = [
+        {
+            "role": r.get(schema.RESOURCE_ROLE, ""),
+            "id": r.get(schema.RESOURCE_ID, ""),
+            "name": _badge_name(r),
+        }
+        for r in related or []
+    ]
+    items.sort(key=lambda b: b["role"] != "tag")
+    return {"shown": items[:limit], "more": max(0, len(items) - limit)}
+
+
+@register.filter
+def thousands(value: int) -> str:
+    return f"{value:,}"
+
+
+@register.filter
+def input_value(value: datetime | None) -> str:
+    """A UTC datetime as a `datetime-local` input value."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if value else ""
+
+
+def _badge_name(labels: dict) -> str:
+    name = schema.resource_name(labels)
+    # Prefect's tags are resources named `prefect.tag.<tag>`; the tag itself is what people read.
+    if labels.get(schema.RESOURCE_ROLE) == "tag" and name.startswith("prefect.tag."):
+        return name[len("prefect.tag.") :]
+    return name
+
+
+@register.filter
+def axis_time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%b %d %H:%M") if value else ""

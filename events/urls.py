@@ -1,0 +1,10 @@
+from django.urls import path
+
+from events import views
+
+app_name = "events"
+
+urlpatterns = [
+    path("", views.feed, name="feed"),
+    path("<uuid:event_id>/", views.detail, name="detail"),
+]

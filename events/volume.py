@@ -1,0 +1,123 @@
+"""Event volume for the feed page: the histogram and the event-name counts, cached.
+
+Counting a week of a busy log costs a scan of every row in it, on every page view. Buckets that
+lie wholly in the past hardly change, so each complete bucket's count is cached under its own
+start time and only the edges (the partial first bucket, the still-open last ones) are counted
+per request. A late event (one that arrives with an old `occurred`) shows in a cached bucket
+after at most `BUCKET_TTL`; the rows themselves are always read fresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timedelta
+
+import orjson
+from django.core.cache import cache
+from django.utils import timezone
+
+from events import queries
+from events.filters import EventFilter
+
+BUCKET_TTL = 300
+NAMES_TTL = 60  # Prefect's UI refreshes its counts every 60 s
+# A bucket counts as complete once it ended this long ago: stragglers from clients that batch
+# (Prefect's own client sends within a few seconds) have landed by then.
+SETTLE = timedelta(seconds=30)
+
+
+def _key(*parts: object) -> str:
+    digest = hashlib.sha256(orjson.dumps(parts, default=str)).hexdigest()[:32]
+    return f"events.volume:{digest}"
+
+
+def _criteria(event_filter: EventFilter) -> dict:
+    """The filter without its time window: what a bucket's count depends on besides time."""
+    data = event_filter.to_json()
+    data.pop("occurred", None)
+    data.pop("order", None)
+    return data
+
+
+def count_by_time(
+    event_filter: EventFilter, *, unit: queries.TimeUnit, interval: float
+) -> list[dict]:
+    """`queries.count_by_time`, with complete buckets served from the cache."""
+    since, until = event_filter.occurred.since, event_filter.occurred.until
+    first, step, n = queries.time_buckets(since, until, unit=unit, interval=interval)
+    if n == 0:
+        return []
+    settled = timezone.now() - SETTLE
+    starts = [first + step * i for i in range(n)]
+    # One cache entry per filter and bucket size, mapping bucket start → count. Only buckets
+    # wholly inside the window and settled are kept: they are the same for every request.
+    key = _key(_criteria(event_filter), unit, interval)
+    now = time.time()
+    # start → (count, when counted); a count older than BUCKET_TTL is counted again.
+    known: dict[str, tuple[int, float]] = {
+        k: v for k, v in (cache.get(key) or {}).items() if now - v[1] < BUCKET_TTL
+    }
+    cacheable = {i for i, s in enumerate(starts) if s >= since and s + step <= min(until, settled)}
+    counts: dict[int, int] = {}
+    for i in cacheable:
+        if (hit := known.get(starts[i].isoformat())) is not None:
+            counts[i] = hit[0]
+
+    missing = [i for i in range(n) if i not in counts]
+    for lo, hi in _runs(missing):
+        window = event_filter.model_copy(
+            update={
+                "occurred": event_filter.occurred.model_copy(
+                    update={"since": max(since, starts[lo]), "until": min(until, starts[hi] + step)}
+                )
+            }
+        )
+        for j, bucket in enumerate(queries.count_by_time(window, unit=unit, interval=interval)):
+            i = lo + j
+            if i <= hi:
+                counts[i] = bucket["count"]
+    if added := {starts[i].isoformat(): (counts[i], now) for i in cacheable if i in missing}:
+        # Keep the entry bounded: drop buckets older than the oldest this request looked at.
+        oldest = starts[0].isoformat()
+        known = {k: v for k, v in known.items() if k >= oldest}
+        cache.set(key, {**known, **added}, BUCKET_TTL)
+
+    out = []
+    for i, start in enumerate(starts):
+        out.append(
+            {
+                "value": str(i),
+                "count": counts.get(i, 0),
+                "start": start,
+                "end": start + step - timedelta(microseconds=1),
+            }
+        )
+    return out
+
+
+def _runs(indexes: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs [(lo, hi), …] of sorted indexes, so each run is one query."""
+    runs: list[tuple[int, int]] = []
+    for i in indexes:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
+
+
+def count_by_event(event_filter: EventFilter, *, window_key: str) -> list[dict]:
+    """`queries.count_by_event`, cached briefly per window (`window_key`: "24h", or the bounds)."""
+    key = _key("names", _criteria(event_filter), window_key)
+    rows = cache.get(key)
+    if rows is None:
+        rows = [
+            {"value": r["value"], "count": r["count"]} for r in queries.count_by_event(event_filter)
+        ]
+        cache.set(key, rows, NAMES_TTL)
+    return rows
+
+
+def window_key(since: datetime, until: datetime, preset: str | None) -> str:
+    return preset or f"{since.isoformat()}/{until.isoformat()}"

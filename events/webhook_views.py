@@ -1,0 +1,208 @@
+"""Pages to manage webhooks: list, create, edit with a live test panel, and the request log."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Max, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from events import webhook_changes, webhooks
+from events.models import Webhook, WebhookRequest
+from events.webhook_changes import STARTERS
+from events.webhook_forms import SAMPLES, SampleRequestForm, WebhookForm
+
+LOG_PAGE = 50
+
+
+def _receive_url(request: HttpRequest, webhook: Webhook) -> str:
+    return request.build_absolute_uri(reverse("webhook-receive", args=[webhook.slug]))
+
+
+def _curl(url: str, webhook: Webhook) -> str:
+    sample = SAMPLES.get(webhook.kind) or SAMPLES[Webhook.Kind.DYNAMIC]
+    if not sample["body"]:
+        return f"curl -i -X POST '{url}'"
+    headers = " ".join(f"-H '{line}'" for line in sample["headers"].splitlines())
+    body = json.dumps(json.loads(sample["body"])).replace("'", "'\\''")
+    return f"curl -i -X POST '{url}' {headers} -d '{body}'"
+
+
+def _form_context() -> dict:
+    # Rendered with `json_script` for the small script that fills in a kind's starter template.
+    return {
+        "starters": {str(k): v for k, v in STARTERS.items()},
+        "samples": {str(k): v for k, v in SAMPLES.items()},
+    }
+
+
+@login_required
+def webhook_list(request: HttpRequest) -> HttpResponse:
+    since = timezone.now() - timedelta(hours=24)
+    hooks = Webhook.objects.annotate(
+        last_request=Max("requests__received"),
+        recent_failures=Count(
+            "requests",
+            filter=Q(requests__received__gte=since)
+            & ~Q(requests__outcome=WebhookRequest.Outcome.ACCEPTED),
+        ),
+    )
+    unknown = WebhookRequest.objects.filter(webhook__isnull=True)[:20]
+    return render(request, "webhooks/list.html", {"webhooks": hooks, "unknown": unknown})
+
+
+@login_required
+def webhook_new(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = WebhookForm(request.POST)
+        if form.is_valid():
+            webhook = webhook_changes.create(
+                user=request.user,
+                request=request,
+                **{f: form.cleaned_data[f] for f in ("name", "description", "kind", "template")},
+            )
+            messages.success(request, f"Webhook “{webhook.name}” created. Send it a request.")
+            return redirect("webhooks:detail", pk=webhook.pk)
+    else:
+        kind = Webhook.Kind.DYNAMIC
+        form = WebhookForm(initial={"kind": kind, "template": STARTERS[kind]})
+    return render(
+        request,
+        "webhooks/new.html",
+        {"form": form, "sample_form": SampleRequestForm(), **_form_context()},
+    )
+
+
+def _log_page(request: HttpRequest, webhook: Webhook):
+    rows = WebhookRequest.objects.filter(webhook=webhook).select_related("replay_of")
+    failures_only = request.GET.get("failures") == "1"
+    if failures_only:
+        rows = rows.exclude(outcome=WebhookRequest.Outcome.ACCEPTED)
+    before = request.GET.get("before")
+    if before:
+        try:
+            anchor = WebhookRequest.objects.filter(webhook=webhook, pk=uuid.UUID(before)).first()
+        except ValueError:
+            anchor = None
+        if anchor is not None:
+            rows = rows.filter(
+                Q(received__lt=anchor.received) | Q(received=anchor.received, id__lt=anchor.id)
+            )
+    page = list(rows.order_by("-received", "-id")[: LOG_PAGE + 1])
+    more = page[LOG_PAGE - 1].pk if len(page) > LOG_PAGE else None
+    return page[:LOG_PAGE], more, failures_only
+
+
+@login_required
+def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    webhook = get_object_or_404(Webhook, pk=pk)
+    if request.method == "POST":
+        form = WebhookForm(request.POST, instance=Webhook.objects.get(pk=pk))
+        if form.is_valid():
+            webhook_changes.update(
+                webhook,
+                request=request,
+                **{f: form.cleaned_data[f] for f in ("name", "description", "kind", "template")},
+            )
+            messages.success(request, "Webhook saved.")
+            return redirect("webhooks:detail", pk=webhook.pk)
+    else:
+        form = WebhookForm(instance=webhook)
+    log, more, failures_only = _log_page(request, webhook)
+    url = _receive_url(request, webhook)
+    sample = SAMPLES.get(webhook.kind, SAMPLES[Webhook.Kind.DYNAMIC])
+    sample_form = SampleRequestForm(
+        initial={"sample_headers": sample["headers"], "sample_body": sample["body"]}
+    )
+    context = {
+        "webhook": webhook,
+        "form": form,
+        "sample_form": sample_form,
+        "receive_url": url,
+        "curl": _curl(url, webhook),
+        "log": log,
+        "more": more,
+        "failures_only": failures_only,
+        **_form_context(),
+    }
+    if request.htmx and request.GET.get("before"):
+        return render(request, "webhooks/detail.html#log-rows", context)
+    return render(request, "webhooks/detail.html", context)
+
+
+@login_required
+@require_POST
+def webhook_toggle(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    webhook = get_object_or_404(Webhook, pk=pk)
+    webhook_changes.set_enabled(webhook, not webhook.enabled, request=request)
+    state = "enabled" if webhook.enabled else "disabled: its URL now answers 410"
+    messages.success(request, f"Webhook {state}.")
+    return redirect("webhooks:detail", pk=webhook.pk)
+
+
+@login_required
+@require_POST
+def webhook_rotate(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    webhook = get_object_or_404(Webhook, pk=pk)
+    webhook_changes.rotate(webhook, request=request)
+    messages.success(request, "New URL issued. The old one no longer works: update your senders.")
+    return redirect("webhooks:detail", pk=webhook.pk)
+
+
+@login_required
+@require_POST
+def webhook_delete(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
+    webhook = get_object_or_404(Webhook, pk=pk)
+    name = webhook.name
+    webhook_changes.delete(webhook, request=request)
+    messages.success(request, f"Webhook “{name}” deleted.")
+    return redirect("webhooks:list")
+
+
+@login_required
+@require_POST
+def webhook_replay(request: HttpRequest, pk: uuid.UUID, request_id: uuid.UUID) -> HttpResponse:
+    original = get_object_or_404(WebhookRequest, pk=request_id, webhook_id=pk)
+    if not original.replayable:
+        messages.error(request, "This request cannot be replayed: its body was cut at the limit.")
+    else:
+        row = webhooks.replay(original)
+        if row.accepted:
+            messages.success(request, "Replayed: the event was stored.")
+        else:
+            messages.error(request, f"Replayed, and it failed again ({row.status}): {row.error}")
+    return redirect(reverse("webhooks:detail", args=[pk]) + "#log")
+
+
+@login_required
+@require_POST
+def webhook_test(request: HttpRequest) -> HttpResponse:
+    """The test panel: render a template against a sample request, store nothing."""
+    form = SampleRequestForm(request.POST)
+    context: dict = {"form": form}
+    if form.is_valid():
+        existing = None
+        webhook_id = request.POST.get("webhook")
+        if webhook_id:
+            try:
+                existing = Webhook.objects.filter(pk=uuid.UUID(webhook_id)).first()
+            except ValueError:
+                existing = None
+        probe = Webhook(
+            id=existing.id if existing else uuid.uuid4(),
+            name=request.POST.get("name") or (existing.name if existing else "new webhook"),
+            template=form.cleaned_data["template"],
+        )
+        result = webhooks.evaluate(probe, form.incoming(path="/hooks/sample"))
+        context["result"] = result
+        if result.event is not None:
+            context["event_json"] = json.dumps(result.event.to_wire(), indent=2)
+    return render(request, "webhooks/_test_result.html", context)

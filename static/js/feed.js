@@ -1,0 +1,298 @@
+/* eventsite pages: the live feed socket, keyboard shortcuts, copy buttons, relative times.
+   Pages work without this file; it makes the feed live and a little quicker to use. */
+(function () {
+  "use strict";
+
+  // --- live feed --------------------------------------------------------------------------------
+  var socket = null;
+  var socketQuery = null;
+  var retryDelay = 500;
+  var retryTimer = null;
+  var paused = false;
+  var buffered = []; // {html, count} frames held while paused or scrolled away from the top
+  var bufferedCount = 0;
+  var lastHeard = null; // server time (ISO) of the newest thing this page knows about
+
+  function main() { return document.getElementById("feed-main"); }
+
+  function setState(state, text) {
+    var live = document.getElementById("live");
+    if (!live) return;
+    live.dataset.state = state;
+    live.querySelector(".live-text").textContent = text;
+  }
+
+  function connect() {
+    var el = main();
+    if (!el) return;
+    clearTimeout(retryTimer);
+    var query = el.dataset.wsQuery || "";
+    socketQuery = query;
+    if (!lastHeard) lastHeard = el.dataset.liveAfter;
+    var params = query ? query + "&" : "";
+    params += "live_after=" + encodeURIComponent(lastHeard || "");
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var ws = new WebSocket(scheme + location.host + "/ws/feed/?" + params);
+    socket = ws;
+    setState("off", "connecting…");
+    ws.onopen = function () {
+      retryDelay = 500;
+      setState(paused ? "paused" : "live", paused ? "paused" : "live");
+    };
+    ws.onmessage = function (message) {
+      var data;
+      try { data = JSON.parse(message.data); } catch (e) { return; }
+      if (data.type === "rows" && data.html) receive(data.html);
+    };
+    ws.onclose = function () {
+      if (socket !== ws) return; // replaced by a newer connection on purpose
+      socket = null;
+      setState("off", "offline · reconnecting");
+      // Back off so a restarting server is not hammered; jitter spreads many open tabs.
+      retryTimer = setTimeout(connect, retryDelay + Math.random() * 250);
+      retryDelay = Math.min(retryDelay * 2, 15000);
+    };
+  }
+
+  function disconnect() {
+    clearTimeout(retryTimer);
+    if (socket) {
+      var ws = socket;
+      socket = null;
+      ws.close();
+    }
+  }
+
+  function atTop() {
+    var rows = document.getElementById("rows");
+    if (!rows) return true;
+    return rows.getBoundingClientRect().top >= 0 || window.scrollY < 40;
+  }
+
+  function receive(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    var fresh = [];
+    template.content.querySelectorAll("article.ev").forEach(function (row) {
+      if (row.dataset.received && (!lastHeard || row.dataset.received > lastHeard)) {
+        lastHeard = row.dataset.received;
+      }
+      if (!document.getElementById(row.id)) fresh.push(row);
+    });
+    if (!fresh.length) return;
+    if (paused || !atTop()) {
+      buffered.push(fresh);
+      bufferedCount += fresh.length;
+      showNewBar();
+    } else {
+      insert(fresh);
+    }
+  }
+
+  function insert(rows) {
+    var container = document.getElementById("rows");
+    if (!container) return;
+    var first = container.firstElementChild;
+    rows.forEach(function (row) {
+      row.classList.add("fresh");
+      container.insertBefore(row, first);
+    });
+    var empty = document.getElementById("empty");
+    if (empty) empty.hidden = true;
+    var total = document.querySelector(".summary .total b");
+    if (total && rows.length) {
+      var n = parseInt(total.textContent.replace(/,/g, ""), 10) || 0;
+      total.textContent = (n + rows.length).toLocaleString("en-US");
+    }
+  }
+
+  function flush() {
+    // Frames arrived oldest first; each frame is newest first.
+    var rows = [];
+    for (var i = buffered.length - 1; i >= 0; i--) rows = rows.concat(buffered[i]);
+    rows = rows.filter(function (r) { return !document.getElementById(r.id); });
+    buffered = [];
+    bufferedCount = 0;
+    showNewBar();
+    insert(rows);
+  }
+
+  function showNewBar() {
+    var bar = document.getElementById("new-bar");
+    if (!bar) return;
+    bar.hidden = bufferedCount === 0;
+    bar.textContent = bufferedCount + " new event" + (bufferedCount === 1 ? "" : "s") +
+      (paused ? " · paused, click to show" : " · click to show");
+  }
+
+  function setPaused(value) {
+    paused = value;
+    var button = document.getElementById("pause");
+    if (button) {
+      button.textContent = paused ? "Resume" : "Pause";
+      button.setAttribute("aria-pressed", paused ? "true" : "false");
+    }
+    if (socket && socket.readyState === 1) setState(paused ? "paused" : "live", paused ? "paused" : "live");
+    if (!paused && atTop()) flush();
+  }
+
+  // A filter change swaps #feed-main: follow the new query with a fresh socket.
+  function syncSocket() {
+    var el = main();
+    if (!el) { disconnect(); return; }
+    setPaused(paused);
+    if (el.dataset.wsQuery !== socketQuery || !socket) {
+      buffered = [];
+      bufferedCount = 0;
+      lastHeard = el.dataset.liveAfter;
+      disconnect();
+      connect();
+    }
+    showNewBar();
+  }
+
+  window.addEventListener("scroll", function () {
+    if (!paused && bufferedCount && atTop()) flush();
+  }, { passive: true });
+
+  // --- clicks and keys (delegated, so swapped content needs no re-binding) ----------------------
+  document.addEventListener("click", function (e) {
+    var target = e.target;
+    if (target.closest("#pause")) { setPaused(!paused); return; }
+    if (target.closest("#new-bar")) {
+      if (paused) setPaused(false);
+      window.scrollTo({ top: 0 });
+      flush();
+      return;
+    }
+    var copy = target.closest("[data-copy], [data-copy-target]");
+    if (copy) {
+      var text = copy.dataset.copy;
+      if (text === undefined) {
+        var source = document.getElementById(copy.dataset.copyTarget);
+        text = source ? source.textContent : "";
+      }
+      copyText(text, copy);
+    }
+  });
+
+  document.addEventListener("change", function (e) {
+    var form = e.target.form;
+    if (!form || form.id !== "filters") return;
+    if (e.target.id === "range") {
+      if (e.target.value) {
+        // A preset replaces a custom window.
+        form.querySelectorAll("input[name=since], input[name=until]").forEach(function (i) { i.value = ""; });
+        form.requestSubmit();
+      } else {
+        var custom = document.getElementById("custom-range");
+        if (custom) custom.open = true;
+      }
+    }
+  });
+
+  document.addEventListener("input", function (e) {
+    if (!e.target.classList.contains("picker-search")) return;
+    var needle = e.target.value.trim().toLowerCase();
+    var list = e.target.closest(".picker").querySelectorAll(".picker-list li[data-value]");
+    list.forEach(function (li) {
+      li.hidden = needle !== "" && li.dataset.value.toLowerCase().indexOf(needle) === -1;
+    });
+  });
+
+  document.addEventListener("keydown", function (e) {
+    var search = document.getElementById("q");
+    var typing = /^(INPUT|TEXTAREA|SELECT)$/.test(e.target.tagName) || e.target.isContentEditable;
+    if (e.key === "/" && !typing && search && !e.ctrlKey && !e.metaKey && !e.altKey) {
+      e.preventDefault();
+      search.focus();
+      search.select();
+    } else if (e.key === "Escape" && e.target === search) {
+      var applied = new URLSearchParams(location.search).get("q");
+      search.value = "";
+      search.blur();
+      if (applied) search.form.requestSubmit();
+    } else if (e.key === "Escape") {
+      document.querySelectorAll("details.menu[open]").forEach(function (d) { d.open = false; });
+    }
+  });
+
+  // Close an open dropdown when clicking elsewhere.
+  document.addEventListener("click", function (e) {
+    document.querySelectorAll("details.menu[open]").forEach(function (d) {
+      if (!d.contains(e.target)) d.open = false;
+    });
+  });
+
+  function copyText(text, button) {
+    function done() { toast("Copied", "copied"); }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(text) && done(); });
+    } else if (fallbackCopy(text)) {
+      done();
+    }
+  }
+
+  function fallbackCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "fixed";
+    area.style.opacity = "0";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+    area.remove();
+    return ok;
+  }
+
+  function toast(text, kind) {
+    var box = document.querySelector(".toasts");
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "toasts";
+      box.setAttribute("role", "status");
+      document.body.appendChild(box);
+    }
+    var item = document.createElement("div");
+    item.className = "toast " + (kind || "");
+    item.textContent = text;
+    box.appendChild(item);
+    setTimeout(function () { item.remove(); }, 1800);
+  }
+
+  // --- relative times ---------------------------------------------------------------------------
+  function ago(iso) {
+    var seconds = (Date.now() - Date.parse(iso)) / 1000;
+    var future = seconds < 0;
+    seconds = Math.abs(seconds);
+    if (seconds < 5) return "just now";
+    var text;
+    if (seconds < 60) text = Math.floor(seconds) + "s";
+    else if (seconds < 3600) text = Math.floor(seconds / 60) + " min";
+    else if (seconds < 86400) text = Math.floor(seconds / 3600) + " h";
+    else text = Math.floor(seconds / 86400) + " d";
+    return future ? "in " + text : text + " ago";
+  }
+
+  function refreshTimes() {
+    document.querySelectorAll("time.ev-time[datetime], [data-relative][datetime]").forEach(function (t) {
+      t.textContent = ago(t.getAttribute("datetime"));
+    });
+  }
+  setInterval(refreshTimes, 15000);
+
+  // --- start --------------------------------------------------------------------------------------
+  // Cheap when nothing changed (a "load more" swap): it only reconnects for a new query.
+  document.addEventListener("htmx:afterSettle", syncSocket);
+  document.addEventListener("htmx:historyRestore", syncSocket);
+  window.addEventListener("pageshow", function (e) { if (e.persisted) syncSocket(); });
+
+  function start() {
+    refreshTimes();
+    if (main()) connect();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();

@@ -1,0 +1,108 @@
+"""The per-minute/per-hour rollups answer exactly what a scan of the events would."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from events import queries, rollups
+from events.filters import EventFilter
+from events.ingest import store
+from events.models import Event, EventCount
+from events.retention import prune
+from events.schema import Event as WireEvent
+from tests.factories import event_data
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime.now(UTC)
+NAMES = ["a.x", "a.y", "b.x", "prefect.log.write"]
+
+stored_events = st.lists(
+    st.builds(
+        lambda s, name, n: WireEvent(
+            occurred=NOW - timedelta(microseconds=s),
+            event=name,
+            resource={"prefect.resource.id": "r"},
+            id=uuid.UUID(int=n),
+        ),
+        st.integers(0, 3 * 86400 * 10**6),
+        st.sampled_from(NAMES),
+        st.integers(0, 2**128 - 1),
+    ),
+    max_size=25,
+    unique_by=lambda e: e.id,
+)
+windows = st.tuples(st.integers(0, 3 * 86400 * 10**6), st.integers(0, 3 * 86400 * 10**6)).map(
+    sorted
+)
+name_filters = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "prefix": st.lists(st.sampled_from(["a.", "b", "prefect."]), max_size=2),
+            "exclude_name": st.lists(st.sampled_from(NAMES), max_size=2),
+            "name": st.lists(st.sampled_from(NAMES), max_size=2),
+        },
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=stored_events,
+    window=windows,
+    names=name_filters,
+    unit=st.sampled_from(["minute", "hour", "day"]),
+    interval=st.sampled_from([1, 5, 1.5]),
+)
+def test_rollup_counts_equal_a_scan_of_the_events(events, window, names, unit, interval):
+    since, until = NOW - timedelta(microseconds=window[1]), NOW - timedelta(microseconds=window[0])
+    event_filter = EventFilter.model_validate(
+        {"occurred": {"since": since.isoformat(), "until": until.isoformat()}, "event": names}
+    )
+    with transaction.atomic():
+        store(events, source="test")
+        assert rollups.total(event_filter) == event_filter.apply(Event.objects.all()).count()
+        assert queries.count_by_event(event_filter) == queries.count_by_event(
+            event_filter, use_rollups=False
+        )
+        try:
+            by_time = queries.count_by_time(event_filter, unit=unit, interval=interval)
+        except queries.TooManyBuckets:
+            by_time = None
+        if by_time is not None:
+            assert by_time == queries.count_by_time(
+                event_filter, unit=unit, interval=interval, use_rollups=False
+            )
+        transaction.set_rollback(True)
+
+
+def test_a_duplicate_id_is_not_counted_twice():
+    event = event_data("a.x")
+    from events.ingest import ingest
+
+    ingest([event], source="test")
+    ingest([event], source="test")
+
+    assert EventCount.objects.filter(width=rollups.MINUTE).get().count == 1
+    assert rollups.total(EventFilter()) == 1
+
+
+def test_pruning_removes_the_rollup_rows_of_what_it_deleted(settings):
+    from events.ingest import ingest
+
+    settings.EVENTSITE_EVENT_RETENTION = timedelta(days=1)
+    ingest(
+        [event_data("a.x", ago=timedelta(days=3)), event_data("a.x", ago=timedelta(hours=1))],
+        source="test",
+    )
+
+    prune()
+
+    assert rollups.total(EventFilter()) == Event.objects.count() == 1
+    assert EventCount.objects.filter(width=rollups.HOUR).get().count == 1
