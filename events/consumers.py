@@ -396,6 +396,7 @@ class EventsOutConsumer(_TokenSocket):
     max_pending = 10_000
     backfill_page_size = 250
     max_backfill = timedelta(minutes=15)
+    dedup_window = 60.0  # seconds after the backfill during which its ids are still skipped live
 
     async def connect(self) -> None:
         self.filter: EventFilter | None = None
@@ -464,11 +465,16 @@ class EventsOutConsumer(_TokenSocket):
                 if len(page) < self.backfill_page_size:
                     break
                 after = page[-1]
+        # Notifications of events the backfill already read arrive within moments of it (they
+        # were stored before its query); past this window the set only costs memory.
+        forget_at = asyncio.get_running_loop().time() + self.dedup_window
         while True:
             wire = await self.pending.get()
-            if sent and wire["id"] in sent:
-                sent.discard(wire["id"])
-                continue
+            if sent:
+                if wire["id"] in sent:
+                    continue
+                if asyncio.get_running_loop().time() > forget_at:
+                    sent = set()
             await self._send_event(wire)
 
     async def _send_event(self, wire: dict) -> None:

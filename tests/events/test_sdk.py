@@ -15,6 +15,7 @@ import pytest
 from events.client import Client, build_event
 from events.models import ApiToken, Event
 from tests.conftest import ROOT
+from tests.factories import domain_events
 
 pytestmark = pytest.mark.live
 
@@ -74,7 +75,7 @@ def test_sdk_logs_the_servers_reason_for_an_invalid_event_and_sends_the_rest(
             client.emit(event)
         assert client.flush(30)
 
-    assert set(map(str, Event.objects.values_list("id", flat=True))) == {e["id"] for e in good}
+    assert set(map(str, domain_events().values_list("id", flat=True))) == {e["id"] for e in good}
     assert client.rejected == 1
     assert f"event {bad['id']} refused by the server (422)" in caplog.text
     assert "at most 1024" in caplog.text

@@ -16,7 +16,7 @@ from events import consumers
 from events.ingest import ingest
 from events.models import Event
 from eventsite.asgi import application
-from tests.factories import event_data, related
+from tests.factories import domain_events, event_data, related
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,7 +53,7 @@ async def closed_with(ws: WebsocketCommunicator) -> tuple[int, str]:
 
 
 async def stored(**filters) -> list[Event]:
-    return await sync_to_async(lambda: list(Event.objects.filter(**filters)))()
+    return await sync_to_async(lambda: list(domain_events().filter(**filters)))()
 
 
 async def wait_stored(count: int, timeout: float = 5.0, **filters) -> list[Event]:
@@ -267,7 +267,7 @@ async def test_events_in_writes_a_fast_burst_in_batches_and_loses_nothing(token)
         await ws.send_to(text_data=orjson.dumps(event).decode())
     await ws.disconnect(timeout=30)
 
-    assert await sync_to_async(Event.objects.count)() == 2_500
+    assert await sync_to_async(lambda: domain_events().count())() == 2_500
 
 
 async def test_events_in_writes_everything_received_when_the_server_cancels_it(token):
@@ -281,7 +281,7 @@ async def test_events_in_writes_everything_received_when_the_server_cancels_it(t
     with pytest.raises(asyncio.CancelledError):
         await ws.future
 
-    assert await sync_to_async(Event.objects.count)() == 300
+    assert await sync_to_async(lambda: domain_events().count())() == 300
 
 
 # --- /api/events/out --------------------------------------------------------------------------
