@@ -11,12 +11,20 @@ first emit until the last event is visible to a query, plus how many of N were s
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
-from benchserver import PYTHON, ROOT, BenchServer, size_from_args
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import Server, bench_env  # noqa: E402
+
+PYTHON = sys.executable
 
 PREFECT_CLIENT = """
 import sys, time
@@ -45,7 +53,26 @@ print(f"DRAINED {time.time()}", flush=True)
 """
 
 
-def run_client(server: BenchServer, label: str, script: str, env: dict, prefix: str, n: int):
+def size_from_args(default: int, env: str) -> int:
+    """The benchmark size: the first command-line argument, else the env variable, else default."""
+    if len(sys.argv) > 1 and sys.argv[1].isdigit():
+        return int(sys.argv[1])
+    return int(os.environ.get(env, default))
+
+
+def count(server: Server, prefix: str, http: httpx.Client) -> int:
+    """How many stored events have a name starting with `prefix` (what a query sees)."""
+    response = http.post(
+        f"{server.url}/api/events/filter",
+        json={"filter": {"event": {"prefix": [prefix]}}, "limit": 0},
+        headers=server.headers,
+        timeout=60,
+    )
+    response.raise_for_status()
+    return response.json()["total"]
+
+
+def run_client(server: Server, label: str, script: str, env: dict, prefix: str, n: int):
     process = subprocess.Popen(
         [PYTHON, "-c", script, str(n)],
         cwd=ROOT,
@@ -63,7 +90,7 @@ def run_client(server: BenchServer, label: str, script: str, env: dict, prefix: 
     with httpx.Client() as http:
         while True:
             time.sleep(0.25)
-            now_stored = server.count(prefix, http)
+            now_stored = count(server, prefix, http)
             now = time.time()
             if now_stored != stored:
                 stored, last_change = now_stored, now
@@ -94,12 +121,15 @@ def run_client(server: BenchServer, label: str, script: str, env: dict, prefix: 
 def main() -> None:
     n = size_from_args(100_000, "BENCH_EVENTS")
     print(f"ingest through clients, {n:,} events each, on {os.cpu_count()} cores")
-    with BenchServer() as server:
-        print(f"serve: {server.url} ({os.environ.get('EVENTSITE_DATABASE_URL', 'SQLite')})")
+    env = bench_env(os.environ.get("EVENTSITE_DATABASE_URL"))
+    server = Server(env)
+    data_dir = env["EVENTSITE_DATA_DIR"]
+    try:
+        print(f"serve: {server.url} ({env.get('EVENTSITE_DATABASE_URL', 'SQLite')})")
         prefect_env = {
             "PREFECT_API_URL": f"{server.url}/api",
             "PREFECT_API_AUTH_STRING": f"eventsite:{server.token}",
-            "PREFECT_HOME": os.path.join(server.data_dir, "prefect-home"),
+            "PREFECT_HOME": os.path.join(data_dir, "prefect-home"),
         }
         run_client(
             server, "(b) Prefect 3.9.1 emit_event", PREFECT_CLIENT, prefect_env, "bench.prefect", n
@@ -111,6 +141,9 @@ def main() -> None:
         }
         run_client(server, "(c) eventsite SDK emit_event", SDK_CLIENT, sdk_env, "bench.sdk", n)
         print(f"serve peak RSS (VmHWM): {server.peak_rss_mb():.0f} MB")
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

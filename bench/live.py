@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
-from benchserver import PYTHON, ROOT, BenchServer, size_from_args
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import Server, bench_env, percentile  # noqa: E402
+
+PYTHON = sys.executable
 
 SUBSCRIBERS = """
 import asyncio, json, sys, time
@@ -71,15 +79,19 @@ def event(name: str) -> dict:
     }
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+def size_from_args(default: int, env: str) -> int:
+    """The benchmark size: the first command-line argument, else the env variable, else default."""
+    if len(sys.argv) > 1 and sys.argv[1].isdigit():
+        return int(sys.argv[1])
+    return int(os.environ.get(env, default))
 
 
 def main() -> None:
     subscribers = size_from_args(50, "BENCH_SUBSCRIBERS")
     count = int(os.environ.get("BENCH_LIVE_EVENTS", 300))
-    with BenchServer() as server:
+    env = bench_env(os.environ.get("EVENTSITE_DATABASE_URL"))
+    server = Server(env)
+    try:
         ws_url = server.url.replace("http", "ws") + "/api/events/out"
         child = subprocess.Popen(
             [PYTHON, "-c", SUBSCRIBERS, ws_url, server.token, str(subscribers), str(count)],
@@ -131,6 +143,9 @@ def main() -> None:
             f"{statistics.median(post_ms):.1f} ms)"
         )
         print(f"serve peak RSS (VmHWM): {server.peak_rss_mb():.0f} MB")
+    finally:
+        server.stop()
+        shutil.rmtree(env["EVENTSITE_DATA_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":
