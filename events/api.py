@@ -125,6 +125,21 @@ class Version(APIView):
         return json_response(PREFECT_VERSION)
 
 
+class CsrfToken(APIView):
+    """The Prefect client asks for a CSRF token before its first write; we have no CSRF on the API.
+
+    Token auth (no cookies) makes CSRF moot here. Prefect's own server answers exactly this when
+    its CSRF protection is off, and its client then stops asking (reference §2.3).
+    """
+
+    @extend_schema(
+        responses={422: OpenApiResponse(description="CSRF protection is disabled.")},
+        summary="CSRF token for Prefect clients (always disabled: the API uses tokens)",
+    )
+    def get(self, request):
+        return error_response(422, "CSRF protection is disabled.")
+
+
 class Events(APIView):
     @extend_schema(
         request={"application/json": {"type": "array", "items": {"type": "object"}}},

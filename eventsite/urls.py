@@ -12,6 +12,7 @@ from events.auth import TokenAuthentication
 api_patterns = [
     path("health", api.Health.as_view(), name="health"),
     path("admin/version", api.Version.as_view(), name="version"),
+    path("csrf-token", api.CsrfToken.as_view(), name="csrf-token"),
     path("events", api.Events.as_view(), name="events"),
     path("events/filter", api.EventsFilter.as_view(), name="events-filter"),
     path("events/filter/next", api.EventsFilterNext.as_view(), name="events-filter-next"),

@@ -3,13 +3,13 @@ import secrets
 import sys
 
 from daphne.endpoints import build_endpoint_description_strings
-from daphne.server import Server
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from events.models import ApiToken
 from eventsite import services
+from eventsite.server import EventsiteServer
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Command(BaseCommand):
         )
         sys.stdout.flush()
         try:
-            Server(
+            EventsiteServer(
                 application=application,
                 endpoints=build_endpoint_description_strings(host=host, port=port),
                 signal_handlers=True,

@@ -1,0 +1,146 @@
+"""Daphne, adjusted for event streams: close reasons, flow control both ways, graceful drain.
+
+Stock Daphne 4.2 (through autobahn) drops the `reason` of an ASGI `websocket.close` and refuses
+protocol close codes such as 1008, which the Prefect protocol needs ("Invalid token"). Its
+per-connection input queue is unbounded, so a fast sender could fill memory faster than events
+are written; its `send` never waits, so a subscriber that stops reading would grow the write
+buffer forever. And at shutdown it cancels applications while sockets are still being read, so
+frames whose ping a client already saw answered could be lost. This subclass fixes the four.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import defer
+
+logger = logging.getLogger(__name__)
+
+# Stop reading a websocket when this many frames wait for the application; resume below LOW.
+INPUT_HIGH_WATER = 2_000
+INPUT_LOW_WATER = 500
+# `send` on a websocket waits while the socket's write buffer holds more than this many bytes,
+# so a consumer's own bounded queue fills up and it can tell a slow reader apart.
+OUTPUT_HIGH_WATER = 1024 * 1024
+OUTPUT_POLL_SECONDS = 0.005
+MAX_CLOSE_REASON_BYTES = 123
+CLOSE_HANDSHAKE_TIMEOUT = 10.0  # RFC 6455: a control frame payload is at most 125 bytes
+
+
+def _buffered_bytes(transport) -> int:
+    """Bytes queued in a Twisted transport's write buffer (0 when it keeps none we can read)."""
+    data = getattr(transport, "dataBuffer", b"")
+    return len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+
+
+class _FlowControlledQueue(asyncio.Queue):
+    """A websocket's input queue that pauses reading the socket while it is too full."""
+
+    def __init__(self, protocol: WebSocketProtocol):
+        super().__init__()
+        self._protocol = protocol
+        self._paused = False
+        self._held = False
+
+    def hold(self) -> None:
+        """Stop reading the socket for good (shutdown): draining the queue must not resume it."""
+        self._held = True
+        self._pause()
+
+    def _pause(self) -> None:
+        transport = getattr(self._protocol, "transport", None)
+        if transport is not None and not self._paused:
+            transport.pauseProducing()
+            self._paused = True
+
+    def put_nowait(self, item) -> None:
+        super().put_nowait(item)
+        if self.qsize() >= INPUT_HIGH_WATER:
+            self._pause()
+
+    def get_nowait(self):
+        item = super().get_nowait()
+        if self._paused and not self._held and self.qsize() <= INPUT_LOW_WATER:
+            self._paused = False
+            transport = getattr(self._protocol, "transport", None)
+            if transport is not None:
+                transport.resumeProducing()
+        return item
+
+
+class EventsiteServer(Server):
+    def create_application(self, protocol, scope):
+        if not isinstance(protocol, WebSocketProtocol):
+            return super().create_application(protocol, scope)
+        # Daphne's own body, with the bounded queue in place of a plain asyncio.Queue.
+        assert "application_instance" not in self.connections[protocol]
+        input_queue = _FlowControlledQueue(protocol)
+        scope.setdefault("asgi", {"version": "3.0"})
+        application_instance = self.application(
+            scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol)
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+            application_instance, loop=asyncio.get_event_loop()
+        )
+        self.connections[protocol]["input_queue"] = input_queue
+        return input_queue
+
+    async def handle_reply(self, protocol, message):
+        if (
+            isinstance(protocol, WebSocketProtocol)
+            and message.get("type") == "websocket.close"
+            and protocol.state != protocol.STATE_CONNECTING  # before accept: Daphne's 403
+        ):
+            if protocol.state == protocol.STATE_OPEN and not self._gone(protocol):
+                reason = (message.get("reason") or "").encode()[:MAX_CLOSE_REASON_BYTES]
+                # The close frame queues behind what is still unsent (up to a few MB for a
+                # subscriber closed for reading too slowly); autobahn's default 1 s wait for the
+                # reply would drop the connection, and the close frame with it, before it is read.
+                protocol.closeHandshakeTimeout = max(
+                    protocol.closeHandshakeTimeout or 0, CLOSE_HANDSHAKE_TIMEOUT
+                )
+                # sendCloseFrame, not sendClose: autobahn's public API refuses codes like 1008.
+                protocol.sendCloseFrame(code=message.get("code") or 1000, reasonUtf8=reason)
+            return
+        await super().handle_reply(protocol, message)
+        if isinstance(protocol, WebSocketProtocol) and message.get("type") == "websocket.send":
+            transport = getattr(protocol, "transport", None)
+            while (
+                transport is not None
+                and _buffered_bytes(transport) > OUTPUT_HIGH_WATER
+                and not self._gone(protocol)
+            ):
+                await asyncio.sleep(OUTPUT_POLL_SECONDS)
+
+    def _gone(self, protocol) -> bool:
+        return protocol not in self.connections or bool(
+            self.connections[protocol].get("disconnected")
+        )
+
+    def kill_all_applications(self):
+        """Cancel every application and wait for all of them before the reactor stops.
+
+        Daphne's own version waits with a plain `gather`, which finishes as soon as the first
+        application ends cancelled, so an ingest socket still writing what it received (its
+        commit hooks need this event loop) would be cut off. Sockets stop being read first:
+        nothing new arrives, and no ping is answered, while the applications finish.
+        """
+        for details in self.connections.values():
+            if isinstance(details.get("input_queue"), _FlowControlledQueue):
+                details["input_queue"].hold()
+        wait_for = []
+        for details in self.connections.values():
+            instance = details.get("application_instance")
+            if instance is not None and not instance.done():
+                instance.cancel()
+                wait_for.append(instance)
+        logger.info("Stopping %d application instances", len(wait_for))
+        waiting = defer.Deferred.fromFuture(asyncio.gather(*wait_for, return_exceptions=True))
+        waiting.addErrback(lambda _: None)
+        return waiting
