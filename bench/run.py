@@ -21,6 +21,7 @@ BENCHES = [
         ["bench/ingest_clients.py", "5000" if QUICK else "100000"],
     ),
     ("live: /api/events/out latency, 50 subscribers", ["bench/live.py"]),
+    ("live: feed sockets latency, 50 sockets", ["bench/feed_live.py"]),
     (
         "query",
         ["-m", "bench.query", "--events", "50000" if QUICK else "1000000"]
