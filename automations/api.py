@@ -172,12 +172,7 @@ class AutomationDetail(APIView):
             definition = validate_definition(data, automation_id=automation.id, allow_owner=False)
         except AutomationInvalid as exc:
             return _invalid(exc)
-        with transaction.atomic():
-            for name, value in definition.fields().items():
-                setattr(automation, name, value)
-            automation.updated = timezone.now()
-            automation.save()
-            automation.emit_change("updated")
+        automation.update_definition(definition.fields())
         return HttpResponse(status=204)
 
     @extend_schema(request=PatchRequest, responses={204: None}, summary="Enable or disable")
@@ -205,10 +200,7 @@ class AutomationDetail(APIView):
 
 
 def _delete(automation: Automation) -> None:
-    with transaction.atomic():
-        payload = automation.to_api()
-        automation.delete()
-        automation.emit_change("deleted", payload=payload)
+    automation.delete_recorded()
 
 
 class AutomationsFilter(APIView):

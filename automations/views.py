@@ -91,11 +91,7 @@ def _form_page(request, *, automation: Automation | None, initial: dict, action_
                     )
                     automation.emit_change("created")
                 else:
-                    for name, value in definition.fields().items():
-                        setattr(automation, name, value)
-                    automation.updated = timezone.now()
-                    automation.save()
-                    automation.emit_change("updated")
+                    automation.update_definition(definition.fields())
             messages.success(request, f"Saved “{automation.name}”.")
             return redirect("automations:detail", automation_id=automation.id)
         status = 422
