@@ -9,7 +9,13 @@ pytestmark = pytest.mark.django_db
 
 DEFINITION = {
     "name": "watch orders",
-    "trigger": {"type": "event", "expect": ["acme.order.created"], "posture": "Reactive", "threshold": 1, "within": 0},
+    "trigger": {
+        "type": "event",
+        "expect": ["acme.order.created"],
+        "posture": "Reactive",
+        "threshold": 1,
+        "within": 0,
+    },
     "actions": [{"type": "do-nothing"}],
 }
 
@@ -23,10 +29,20 @@ def test_creating_updating_disabling_and_deleting_through_the_api_is_audited(api
     assert created.status_code == 201, created.content
     automation_id = created.json()["id"]
 
-    assert api_client.put(
-        f"/api/automations/{automation_id}", {**DEFINITION, "name": "watch all orders"}, format="json"
-    ).status_code == 204
-    assert api_client.patch(f"/api/automations/{automation_id}", {"enabled": False}, format="json").status_code == 204
+    assert (
+        api_client.put(
+            f"/api/automations/{automation_id}",
+            {**DEFINITION, "name": "watch all orders"},
+            format="json",
+        ).status_code
+        == 204
+    )
+    assert (
+        api_client.patch(
+            f"/api/automations/{automation_id}", {"enabled": False}, format="json"
+        ).status_code
+        == 204
+    )
     assert api_client.delete(f"/api/automations/{automation_id}").status_code == 204
 
     (made,) = audit_events(audit.AUTOMATION_CREATED)
@@ -36,6 +52,9 @@ def test_creating_updating_disabling_and_deleting_through_the_api_is_audited(api
     assert made.resource_id == f"prefect.automation.{automation_id}"
     assert made.payload["actor"]["user"] == user.username
     assert made.payload["actor"]["via"] == "api"
-    assert changed.payload["changes"]["name"] == {"before": "watch orders", "after": "watch all orders"}
+    assert changed.payload["changes"]["name"] == {
+        "before": "watch orders",
+        "after": "watch all orders",
+    }
     assert disabled.payload["changes"]["enabled"] == {"before": True, "after": False}
     assert deleted.payload["actor"]["token"] == "tests"

@@ -73,6 +73,10 @@ def test_the_first_start_creates_an_admin_and_a_token_printed_once(tmp_path):
     first = first_lines()
     token = first.split("API token: ")[1].split()[0]
     assert "username: admin" in first
+    assert (
+        f"PREFECT_API_URL=http://127.0.0.1:{port}/api PREFECT_API_AUTH_STRING=eventsite:{token}"
+        in first
+    )
     assert "password: " in first
     assert "First run" not in first_lines()
     # The printed token works against that server's database.

@@ -33,7 +33,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host: str, port: int, no_engine: bool, no_first_run: bool, **options):
         if not no_first_run:
-            self._first_run()
+            self._first_run(f"http://{host}:{port}")
         from eventsite.asgi import application
 
         stop, _ = services.start(engine=not no_engine)
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         finally:
             stop.set()
 
-    def _first_run(self) -> None:
+    def _first_run(self, url: str) -> None:
         """On the very first start, create an admin and an API token and print both, once."""
         User = get_user_model()
         with transaction.atomic():
@@ -71,7 +71,7 @@ class Command(BaseCommand):
                     "  username: admin",
                     f"  password: {password}",
                     f"  API token: {token}",
-                    "  Prefect clients: PREFECT_API_URL=http://127.0.0.1:8000/api "
+                    f"  Prefect clients: PREFECT_API_URL={url}/api "
                     f"PREFECT_API_AUTH_STRING=eventsite:{token}",
                     "",
                 ]
