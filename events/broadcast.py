@@ -80,3 +80,33 @@ def broadcast_stored(events: Sequence) -> None:
     else:
         # No server loop in this process (tests, management commands, `run_engine`).
         async_to_sync(_send)(layer, chunks)
+
+
+class Membership:
+    """A consumer's place in the `events` group, renewed before the channel layer expires it.
+
+    Channel layers drop a group member after `group_expiry` (a day by default) so that crashed
+    consumers do not collect messages forever; a feed left open over a weekend must not go quiet.
+    """
+
+    def __init__(self, layer, channel_name: str):
+        self.layer = layer
+        self.channel_name = channel_name
+        self._renewal: asyncio.Task | None = None
+
+    async def join(self) -> None:
+        await self.layer.group_add(GROUP, self.channel_name)
+        self._renewal = asyncio.create_task(
+            self._renew(getattr(self.layer, "group_expiry", 86400) / 2)
+        )
+
+    async def leave(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+            self._renewal = None
+        await self.layer.group_discard(GROUP, self.channel_name)
+
+    async def _renew(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.layer.group_add(GROUP, self.channel_name)

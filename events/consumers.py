@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from events import schema
 from events.auth import authenticate_secret, secret_from_auth_string, secret_from_authorization
-from events.broadcast import GROUP
+from events.broadcast import Membership
 from events.filters import EventFilter
 from events.ingest import ingest, store
 from events.models import ApiToken
@@ -428,7 +428,8 @@ class EventsOutConsumer(_TokenSocket):
             return
         # Live first, then the backfill: an event stored in between arrives both ways and the
         # duplicate is skipped, rather than arriving neither way.
-        await self.channel_layer.group_add(GROUP, self.channel_name)
+        self.membership = Membership(self.channel_layer, self.channel_name)
+        await self.membership.join()
         self.joined = True
         self.filter = event_filter
         self.streamer = asyncio.create_task(self._stream(backfill=message.get("backfill", True)))
@@ -483,7 +484,7 @@ class EventsOutConsumer(_TokenSocket):
     async def _stop_streaming(self) -> None:
         if self.joined:
             self.joined = False
-            await self.channel_layer.group_discard(GROUP, self.channel_name)
+            await self.membership.leave()
         if self.streamer is not None and self.streamer is not asyncio.current_task():
             self.streamer.cancel()
             try:

@@ -18,7 +18,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from events import schema
-from events.broadcast import GROUP
+from events.broadcast import Membership
 from events.filters import EventFilter
 from events.forms import FeedFilterSet
 from events.models import Event as EventRow
@@ -56,7 +56,8 @@ class FeedConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self.close(code=4400)
             return
-        await self.channel_layer.group_add(GROUP, self.channel_name)
+        self.membership = Membership(self.channel_layer, self.channel_name)
+        await self.membership.join()
         await self.accept()
         if after := _parse_time(params.get("live_after")):
             events = await self._backfill(after)
@@ -65,7 +66,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         if self.event_filter is not None:
-            await self.channel_layer.group_discard(GROUP, self.channel_name)
+            await self.membership.leave()
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if text_data == "ping":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -226,3 +227,24 @@ async def test_the_audit_scope_pushes_audit_events_and_the_feed_does_not(session
     assert await feed_ws.receive_nothing(timeout=0.3)
     await audit_ws.disconnect()
     await feed_ws.disconnect()
+
+
+async def test_a_socket_open_longer_than_the_group_expiry_keeps_getting_rows(
+    session_cookie, settings
+):
+    # The layer forgets group members after `group_expiry`; the consumer renews its place.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"group_expiry": 2},
+        }
+    }
+    ws = communicator({"event": "acme.order.*"}, session_cookie)
+    assert (await ws.connect())[0]
+
+    await asyncio.sleep(3.5)
+    await store(event_data("acme.order.created", "acme.order.late"))
+
+    message = await ws.receive_json_from(timeout=2)
+    assert "acme.order.late" in message["html"]
+    await ws.disconnect()
