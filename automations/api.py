@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-import orjson
 from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
@@ -17,20 +16,10 @@ from rest_framework.views import APIView
 from automations import insight
 from automations.models import Automation
 from automations.validation import AutomationInvalid, validate_definition
-from events.api import error_response, json_response, pydantic_errors
+from events.api import error_response, json_response, pydantic_errors, read_json
 from events.models import Event as EventRow
 
 MAX_LIMIT = 200
-
-
-def _body(request) -> tuple[Any, HttpResponse | None]:
-    raw = request.body
-    if not raw.strip():
-        return None, None
-    try:
-        return orjson.loads(raw), None
-    except orjson.JSONDecodeError as exc:
-        return None, error_response(400, f"Malformed JSON: {exc}")
 
 
 def _invalid(exc: AutomationInvalid) -> HttpResponse:
@@ -129,7 +118,7 @@ class AutomationsCreate(APIView):
         summary="Create an automation",
     )
     def post(self, request):
-        data, error = _body(request)
+        data, error = read_json(request)
         if error:
             return error
         automation_id = uuid.uuid4()
@@ -162,7 +151,7 @@ class AutomationDetail(APIView):
         summary="Replace an automation",
     )
     def put(self, request, automation_id: uuid.UUID):
-        data, error = _body(request)
+        data, error = read_json(request)
         if error:
             return error
         automation = Automation.objects.filter(pk=automation_id).first()
@@ -177,7 +166,7 @@ class AutomationDetail(APIView):
 
     @extend_schema(request=PatchRequest, responses={204: None}, summary="Enable or disable")
     def patch(self, request, automation_id: uuid.UUID):
-        data, error = _body(request)
+        data, error = read_json(request)
         if error:
             return error
         try:
@@ -206,7 +195,7 @@ def _delete(automation: Automation) -> None:
 class AutomationsFilter(APIView):
     @extend_schema(request=FilterRequest, summary="List automations")
     def post(self, request):
-        data, error = _body(request)
+        data, error = read_json(request)
         if error:
             return error
         try:
@@ -227,7 +216,7 @@ class AutomationsFilter(APIView):
 class AutomationsCount(APIView):
     @extend_schema(request=CountRequest, responses={200: int}, summary="Count automations")
     def post(self, request):
-        data, error = _body(request)
+        data, error = read_json(request)
         if error:
             return error
         try:

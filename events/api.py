@@ -41,7 +41,8 @@ def pydantic_errors(exc: ValidationError) -> list[dict]:
     ]
 
 
-def _read_json(request) -> tuple[Any, HttpResponse | None]:
+def read_json(request) -> tuple[Any, HttpResponse | None]:
+    """The JSON body (None when empty), or the 400/413 response that explains why not."""
     try:
         body = request.body
     except RequestDataTooBig:
@@ -153,7 +154,7 @@ class Events(APIView):
         summary="Store a batch of events",
     )
     def post(self, request):
-        data, error = _read_json(request)
+        data, error = read_json(request)
         if error:
             return error
         if not isinstance(data, list):
@@ -177,7 +178,7 @@ class EventsFilter(APIView):
         summary="Query stored events (first page)",
     )
     def post(self, request):
-        data, error = _read_json(request)
+        data, error = read_json(request)
         if error:
             return error
         try:
@@ -218,7 +219,7 @@ class EventsCountBy(APIView):
             return error_response(
                 422, f"Unknown countable {countable!r}; use one of day, time, event, resource."
             )
-        data, error = _read_json(request)
+        data, error = read_json(request)
         if error:
             return error
         try:

@@ -58,3 +58,14 @@ def test_creating_updating_disabling_and_deleting_through_the_api_is_audited(api
     }
     assert disabled.payload["changes"]["enabled"] == {"before": True, "after": False}
     assert deleted.payload["actor"]["token"] == "tests"
+
+
+def test_malformed_or_oversized_automation_bodies_get_clear_4xx_answers(api_client, settings):
+    malformed = api_client.post("/api/automations/", "{not json", content_type="application/json")
+    assert malformed.status_code == 400
+    assert "Malformed JSON" in malformed.json()["detail"]
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    oversized = api_client.post("/api/automations/", {**DEFINITION, "description": "x" * 500}, format="json")
+    assert oversized.status_code == 413
+    assert oversized.json()["detail"]
