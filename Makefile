@@ -41,6 +41,7 @@ format: install-test
 
 test: install-test browser-deps
 	$(PY) -m ruff check .
+	$(PY) -m deptry .
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
