@@ -6,18 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from rest_framework.views import APIView
 
-from automations import insight
+from automations import changes, explain
 from automations.models import Automation
 from automations.validation import AutomationInvalid, validate_definition
-from events.api import error_response, json_response, pydantic_errors, read_json
-from events.models import Event as EventRow
+from events import queries
+from events.api.bodies import error_response, json_response, parse_body, read_json
 
 MAX_LIMIT = 200
 
@@ -126,14 +125,12 @@ class AutomationsCreate(APIView):
             definition = validate_definition(data, automation_id=automation_id)
         except AutomationInvalid as exc:
             return _invalid(exc)
-        with transaction.atomic():
-            automation = Automation.objects.create(
-                id=automation_id,
-                owner=request.user,
-                owner_resource=definition.owner_resource,
-                **definition.fields(),
-            )
-            automation.emit_change("created")
+        automation = changes.create(
+            id=automation_id,
+            owner=request.user,
+            owner_resource=definition.owner_resource,
+            **definition.fields(),
+        )
         return json_response(automation.to_api(), status=201)
 
 
@@ -161,22 +158,18 @@ class AutomationDetail(APIView):
             definition = validate_definition(data, automation_id=automation.id, allow_owner=False)
         except AutomationInvalid as exc:
             return _invalid(exc)
-        automation.update_definition(definition.fields())
+        changes.update(automation, definition.fields())
         return HttpResponse(status=204)
 
     @extend_schema(request=PatchRequest, responses={204: None}, summary="Enable or disable")
     def patch(self, request, automation_id: uuid.UUID):
-        data, error = read_json(request)
+        body, error = parse_body(request, PatchRequest)
         if error:
             return error
-        try:
-            body = PatchRequest.model_validate(data or {})
-        except ValidationError as exc:
-            return error_response(422, "Invalid request.", pydantic_errors(exc))
         automation = Automation.objects.filter(pk=automation_id).first()
         if automation is None:
             return _not_found()
-        automation.set_enabled(body.enabled)
+        changes.set_enabled(automation, body.enabled)
         return HttpResponse(status=204)
 
     @extend_schema(responses={204: None}, summary="Delete an automation")
@@ -184,24 +177,16 @@ class AutomationDetail(APIView):
         automation = Automation.objects.filter(pk=automation_id).first()
         if automation is None:
             return _not_found()
-        _delete(automation)
+        changes.delete(automation)
         return HttpResponse(status=204)
-
-
-def _delete(automation: Automation) -> None:
-    automation.delete_recorded()
 
 
 class AutomationsFilter(APIView):
     @extend_schema(request=FilterRequest, summary="List automations")
     def post(self, request):
-        data, error = read_json(request)
+        body, error = parse_body(request, FilterRequest, detail="Invalid filter.")
         if error:
             return error
-        try:
-            body = FilterRequest.model_validate(data or {})
-        except ValidationError as exc:
-            return error_response(422, "Invalid filter.", pydantic_errors(exc))
         found = _filtered(body.automations)
         sort = body.sort or "NAME_ASC"
         if sort == "NAME_DESC":
@@ -216,13 +201,9 @@ class AutomationsFilter(APIView):
 class AutomationsCount(APIView):
     @extend_schema(request=CountRequest, responses={200: int}, summary="Count automations")
     def post(self, request):
-        data, error = read_json(request)
+        body, error = parse_body(request, CountRequest, detail="Invalid filter.")
         if error:
             return error
-        try:
-            body = CountRequest.model_validate(data or {})
-        except ValidationError as exc:
-            return error_response(422, "Invalid filter.", pydantic_errors(exc))
         return json_response(len(_filtered(body.automations)))
 
 
@@ -257,7 +238,7 @@ class AutomationsOwnedBy(APIView):
         now = timezone.now()
         for automation in _related_to(resource_id, owned_only=True):
             if automation.created <= now:
-                _delete(automation)
+                changes.delete(automation)
         return HttpResponse(status=202)
 
 
@@ -271,7 +252,7 @@ class AutomationExplain(APIView):
             event_id = uuid.UUID(request.GET.get("event", ""))
         except ValueError:
             return error_response(422, "Give the event's id as ?event=<uuid>.")
-        row = EventRow.objects.filter(pk=event_id).first()
+        row = queries.event(event_id)
         if row is None:
             return error_response(404, "Event not found.")
-        return json_response(insight.explain_stored(automation, row))
+        return json_response(explain.explain_stored(automation, row))

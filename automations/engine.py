@@ -41,6 +41,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from automations import actions
+from automations.firings import record_firings
 from automations.models import (
     ActionRun,
     Automation,
@@ -52,21 +53,18 @@ from automations.models import (
     TriggerBucket,
     bucket_key_text,
 )
-from automations.models import Firing as FiringRow
 from automations.triggers import (
     AutomationSpec,
     Bucket,
     Evaluator,
-    EventTrigger,
     Firing,
     Ordering,
     State,
     TriggerInvalid,
     parse_trigger,
 )
-from events.ingest import store
-from events.models import Event as EventRow
-from events.schema import Event, Limits, parse_event
+from events import queries
+from events.schema import Event
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +118,10 @@ class Engine:
         self.ordering = Ordering()
         self.parked_ids: set[uuid.UUID] = set()
         parked = list(ParkedEvent.objects.all())
-        rows = {e.id: e for e in EventRow.objects.filter(id__in=[p.event_id for p in parked])}
+        stored = {e.id: e for e in queries.events_by_ids(p.event_id for p in parked)}
         for p in parked:
-            if p.event_id in rows:
-                self.ordering.park(rows[p.event_id].as_schema())
+            if p.event_id in stored:
+                self.ordering.park(stored[p.event_id])
                 self.parked_ids.add(p.event_id)
         self.seen: dict[uuid.UUID, datetime] = {}
         if self.cursor:
@@ -143,7 +141,7 @@ class Engine:
         if row is not None:
             return row
         # A new engine starts at the end of the log: it reacts to what happens from now on.
-        last = EventRow.objects.order_by("-received", "-id").values_list("received", "id").first()
+        last = queries.last_received()
         try:
             return EngineCursor.objects.create(
                 name=self.name,
@@ -236,33 +234,25 @@ class Engine:
         return len(rows) + len(late)
 
     def _read_batch(self) -> list[Event]:
-        qs = EventRow.objects.all()
-        if self.cursor is not None:
-            received, event_id = self.cursor
-            qs = qs.filter(Q(received__gt=received) | Q(received=received, id__gt=event_id))
-        return _events(qs.order_by("received", "id")[: self.batch_size])
+        return queries.read_after(self.cursor, limit=self.batch_size)
 
     def _late_events(self, now: datetime) -> list[Event]:
         """Events committed behind the cursor since it passed them (see the module docstring)."""
         if self.cursor is None or now < self.next_late_check:
             return []
         self.next_late_check = now + LATE_CHECK_EVERY
-        received, event_id = self.cursor
-        since = received - self.overlap
+        since = self.cursor[0] - self.overlap
         self.seen = {k: v for k, v in self.seen.items() if v >= since}
-        behind = EventRow.objects.filter(received__gte=since).filter(
-            Q(received__lt=received) | Q(received=received, id__lte=event_id)
-        )
-        if behind.count() == len(self.seen):
+        if queries.count_behind(self.cursor, since=since) == len(self.seen):
             return []
-        stored = dict(behind.values_list("id", "received"))
+        stored = queries.received_behind(self.cursor, since=since)
         missing = [i for i in stored if i not in self.seen]
         # Ids seen but no longer stored (retention) are dropped, so the counts agree again.
         self.seen = {i: r for i, r in self.seen.items() if i in stored}
         if not missing:
             return []
         logger.info("engine: %d events committed behind the cursor", len(missing))
-        return _events(EventRow.objects.filter(id__in=missing).order_by("received", "id"))
+        return queries.events_by_ids(missing)
 
     def _admit(self, event: Event, now: datetime, work: _Work) -> None:
         released = self.ordering.admit(event, now, self._leader_seen)
@@ -282,7 +272,7 @@ class Engine:
         if leader in self.seen:
             return True
         # Older than the window the engine remembers: it was evaluated long ago, if stored.
-        received = EventRow.objects.filter(id=leader).values_list("received", flat=True).first()
+        received = queries.received_of(leader)
         return (
             received is not None
             and self.cursor is not None
@@ -515,48 +505,6 @@ def _adapters():
     return uid, adapt, js, "%s::jsonb" if connection.vendor == "postgresql" else "%s"
 
 
-_EVENT_FIELDS = ("occurred", "event", "resource", "related", "payload", "id", "follows", "received")
-
-
-def _events(queryset) -> list[Event]:
-    """Stored events as `schema.Event`s, without building model instances.
-
-    The hot read of the engine: the rows are fetched with the queryset's SQL and decoded here
-    (orjson, fromisoformat), which costs a fraction of the ORM's per-field converters.
-    """
-    sql, params = queryset.values_list(*_EVENT_FIELDS).query.sql_with_params()
-    with connection.cursor() as db:
-        db.execute(sql, params)
-        rows = db.fetchall()
-    return [
-        Event(
-            _datetime(occurred),
-            name,
-            _json(resource),
-            _json(related),
-            _json(payload),
-            _uuid(event_id),
-            _uuid(follows) if follows else None,
-            _datetime(received),
-        )
-        for occurred, name, resource, related, payload, event_id, follows, received in rows
-    ]
-
-
-def _json(value):
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
-
-
-def _uuid(value) -> uuid.UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
-
-
-def _datetime(value) -> datetime:
-    if isinstance(value, str):  # SQLite stores naive UTC text
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class _Work:
     """What one batch did, to be written in one transaction."""
 
@@ -571,99 +519,6 @@ class _Work:
 def _chunks(items: list, size: int):
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def record_firings(items: list[tuple[Automation, Firing]]) -> list[uuid.UUID]:
-    """Store firings, their `prefect.automation.triggered` events and pending action runs.
-
-    Runs inside the caller's transaction; one write of each kind for the whole batch (a
-    proactive tick can fire hundreds at once). Returns the new action run ids.
-    """
-    if not items:
-        return []
-    now = timezone.now()
-    limits = Limits.from_settings()
-    events, firing_rows, runs = [], [], []
-    for automation, firing in items:
-        triggered_event = _triggered_event(automation, firing)
-        # Built here, but held to the same contract as every other event.
-        parse_event(triggered_event.to_wire(), limits=limits)
-        events.append(triggered_event)
-        row, row_runs = _firing_rows(automation, firing, triggered_event, now)
-        firing_rows.append(row)
-        runs += row_runs
-    store(events, source="automations")
-    FiringRow.objects.bulk_create(firing_rows)
-    ActionRun.objects.bulk_create(runs)
-    return [r.id for r in runs]
-
-
-def _triggered_event(automation: Automation, firing: Firing) -> Event:
-    trigger = firing.trigger
-    resource = {
-        "prefect.resource.id": automation.resource_id,
-        "prefect.resource.name": automation.name,
-    }
-    if isinstance(trigger, EventTrigger):
-        resource["prefect.posture"] = trigger.posture
-    triggering = firing.triggering_event
-    return Event(
-        occurred=firing.triggered,
-        event="prefect.automation.triggered",
-        resource=resource,
-        related=(
-            [
-                {
-                    "prefect.resource.id": f"prefect.event.{triggering.id}",
-                    "prefect.resource.role": "triggering-event",
-                }
-            ]
-            if triggering
-            else []
-        ),
-        payload={
-            "triggering_labels": firing.triggering_labels,
-            "triggering_event": triggering.to_wire() if triggering else None,
-        },
-        id=uuid.uuid4(),
-    )
-
-
-def _firing_rows(
-    automation: Automation, firing: Firing, triggered_event: Event, now: datetime
-) -> tuple[FiringRow, list[ActionRun]]:
-    triggering = firing.triggering_event
-    row = FiringRow(
-        id=firing.id,
-        automation=automation,
-        triggered=firing.triggered,
-        trigger_id=firing.trigger.id,
-        bucket_key=list(firing.bucket_key),
-        triggering_labels=firing.triggering_labels,
-        triggering_event_id=triggering.id if triggering else None,
-        triggering_event=triggering.to_wire() if triggering else None,
-        event_ids=list(dict.fromkeys(str(e.id) for e in firing.all_events())),
-        firing=firing.to_json(),
-        triggered_event_id=triggered_event.id,
-    )
-    runs = [
-        ActionRun(
-            firing=row,
-            automation=automation,
-            action_index=index,
-            kind=action.get("type", ""),
-            action=action,
-            source=source,
-            triggering_event=(
-                (triggering.to_wire() if triggering else None)
-                if source == "actions"
-                else triggered_event.to_wire()
-            ),
-            next_attempt=now,
-        )
-        for source, index, action in automation.all_actions()
-    ]
-    return row, runs
 
 
 # --- the service ---------------------------------------------------------------------------------

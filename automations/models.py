@@ -5,11 +5,10 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
-from events import schema
-from events.schema import isoformat
+from events.schema import RESOURCE_ID, isoformat
 
 
 class Automation(models.Model):
@@ -89,86 +88,7 @@ class Automation(models.Model):
     )
 
     def audit_resource(self) -> dict[str, str]:
-        return {"prefect.resource.id": self.resource_id, "prefect.resource.name": self.name}
-
-    def emit_change(
-        self,
-        kind: str,
-        *,
-        payload: dict | None = None,
-        before: dict | None = None,
-        audited: bool = True,
-    ) -> schema.Event:
-        """Emit `prefect.automation.created/updated/deleted` with the automation's JSON, and the
-        audit event of the change (actor from the request being served, if any)."""
-        from events import audit
-        from events.ingest import emit
-
-        event = emit(
-            schema.Event(
-                occurred=timezone.now(),
-                event=f"prefect.automation.{kind}",
-                resource={
-                    "prefect.resource.id": self.resource_id,
-                    "prefect.resource.name": self.name,
-                },
-                payload=payload if payload is not None else self.to_api(),
-                id=uuid.uuid4(),
-            ),
-            source="automations",
-        )
-        if not audited:
-            return event
-        after = None if kind == "deleted" else audit.snapshot(self)
-        audit_event = {
-            "created": audit.AUTOMATION_CREATED,
-            "updated": audit.AUTOMATION_UPDATED,
-            "deleted": audit.AUTOMATION_DELETED,
-        }[kind]
-        audit.record(audit_event, target=self, before=before, after=after)
-        return event
-
-    def update_definition(self, fields: dict[str, Any]) -> None:
-        """Save new definition fields and record the change (with its before/after diff)."""
-        from events import audit
-
-        with transaction.atomic():
-            before = audit.snapshot(self)
-            for name, value in fields.items():
-                setattr(self, name, value)
-            self.updated = timezone.now()
-            self.save()
-            self.emit_change("updated", before=before)
-
-    def delete_recorded(self) -> None:
-        """Delete, emitting `prefect.automation.deleted` and the audit event."""
-        from events import audit
-
-        with transaction.atomic():
-            payload, before = self.to_api(), audit.snapshot(self)
-            self.delete()
-            self.emit_change("deleted", payload=payload, before=before)
-
-    def set_enabled(self, enabled: bool) -> bool:
-        """Enable or disable; emits `prefect.automation.updated` when it changes anything."""
-        from events import audit
-
-        with transaction.atomic():
-            changed = (
-                Automation.objects.filter(pk=self.pk)
-                .exclude(enabled=enabled)
-                .update(enabled=enabled, updated=timezone.now())
-            )
-            self.refresh_from_db()
-            if changed:
-                self.emit_change("updated", audited=False)
-                audit.record(
-                    audit.AUTOMATION_ENABLED if enabled else audit.AUTOMATION_DISABLED,
-                    target=self,
-                    before={"enabled": not enabled},
-                    after={"enabled": enabled},
-                )
-        return bool(changed)
+        return {RESOURCE_ID: self.resource_id, "prefect.resource.name": self.name}
 
 
 def bucket_key_text(values: tuple[str, ...]) -> str:

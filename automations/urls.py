@@ -1,6 +1,6 @@
 from django.urls import path
 
-from automations import views
+from automations import api, views
 
 app_name = "automations"
 
@@ -17,5 +17,28 @@ urlpatterns = [
         "<uuid:automation_id>/actions/<int:index>/test",
         views.automation_test_action,
         name="test-action",
+    ),
+]
+
+# Under /api/ (namespace `api`).
+api_urlpatterns = [
+    path("automations/", api.AutomationsCreate.as_view(), name="automations"),
+    path("automations/filter", api.AutomationsFilter.as_view(), name="automations-filter"),
+    path("automations/count", api.AutomationsCount.as_view(), name="automations-count"),
+    path(
+        "automations/related-to/<path:resource_id>",
+        api.AutomationsRelatedTo.as_view(),
+        name="automations-related-to",
+    ),
+    path(
+        "automations/owned-by/<path:resource_id>",
+        api.AutomationsOwnedBy.as_view(),
+        name="automations-owned-by",
+    ),
+    path("automations/<uuid:automation_id>", api.AutomationDetail.as_view(), name="automation"),
+    path(
+        "automations/<uuid:automation_id>/explain",
+        api.AutomationExplain.as_view(),
+        name="automation-explain",
     ),
 ]

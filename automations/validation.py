@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from automations.actions import ActionsInvalid, EmitEvent, _AutomationCommand, parse_actions
+from automations.actions import ActionsInvalid, AutomationCommand, EmitEvent, parse_actions
 from automations.triggers import EventTrigger, TriggerInvalid, parse_trigger
-from events.schema import Event
+from events.ingest import internal_event
 
 AUTOMATION_EVENTS = (
     "prefect.automation.triggered",
@@ -133,7 +133,7 @@ def validate_definition(
     all_actions = [a for name in ("actions", "actions_on_trigger") for a in parsed_actions[name]]
     for name, actions in parsed_actions.items():
         for i, action in enumerate(actions):
-            if isinstance(action, _AutomationCommand) and action.automation_id == automation_id:
+            if isinstance(action, AutomationCommand) and action.automation_id == automation_id:
                 errors.append(
                     {
                         "field": f"{name}.{i}.automation_id",
@@ -199,16 +199,16 @@ def self_loop(automation_id: uuid.UUID, name: str, trigger, actions: list) -> st
         for role in ("automation-triggered-event", "triggering-event")
     ]
     own = [
-        Event(occurred=now, event=event_name, resource=resource, related=related)
-        for event_name in AUTOMATION_EVENTS
+        internal_event(name, occurred=now, resource=resource, related=related)
+        for name in AUTOMATION_EVENTS
     ]
     for action in actions:
         if isinstance(action, EmitEvent) and not action.templates():
             data = action.event
             own.append(
-                Event(
+                internal_event(
+                    data["event"],
                     occurred=now,
-                    event=data["event"],
                     resource=data["resource"],
                     related=data.get("related") or [],
                 )

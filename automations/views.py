@@ -7,19 +7,17 @@ import uuid
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from automations import actions as action_kinds
-from automations import insight
+from automations import changes, explain
 from automations.forms import ActionForm, ActionFormSet, AutomationForm
-from automations.models import ActionRun, Automation, Firing
+from automations.models import ActionRun, Automation
 from automations.triggers import TriggerInvalid, describe, parse_trigger, trigger_from_event
-from events.models import Event as EventRow
+from events import queries
 
 
 def _summary(trigger: dict) -> str:
@@ -42,7 +40,7 @@ def automation_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 def automation_toggle(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
-    automation.set_enabled(not automation.enabled)
+    changes.set_enabled(automation, not automation.enabled)
     if request.htmx:
         automation.last_fired = automation.firings.aggregate(m=Max("triggered"))["m"]
         row = {"automation": automation, "summary": _summary(automation.trigger)}
@@ -84,14 +82,12 @@ def _form_page(request, *, automation: Automation | None, initial: dict, action_
         formset = ActionFormSet(request.POST, prefix="actions")
         definition = form.validate_with(formset)
         if definition is not None:
-            with transaction.atomic():
-                if automation is None:
-                    automation = Automation.objects.create(
-                        id=form.new_id, owner=request.user, **definition.fields()
-                    )
-                    automation.emit_change("created")
-                else:
-                    automation.update_definition(definition.fields())
+            if automation is None:
+                automation = changes.create(
+                    id=form.new_id, owner=request.user, **definition.fields()
+                )
+            else:
+                changes.update(automation, definition.fields())
             messages.success(request, f"Saved “{automation.name}”.")
             return redirect("automations:detail", automation_id=automation.id)
         status = 422
@@ -113,7 +109,7 @@ def automation_new(request: HttpRequest) -> HttpResponse:
     name = ""
     if event_id := request.GET.get("event"):
         try:
-            row = EventRow.objects.filter(pk=uuid.UUID(event_id)).first()
+            row = queries.event(uuid.UUID(event_id))
         except ValueError:
             row = None
         if row is None:
@@ -144,10 +140,8 @@ def automation_edit(request: HttpRequest, automation_id: uuid.UUID) -> HttpRespo
 @login_required
 @require_POST
 def automation_delete(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
-    from automations.api import _delete
-
     automation = get_object_or_404(Automation, pk=automation_id)
-    _delete(automation)
+    changes.delete(automation)
     messages.success(request, f"Deleted “{automation.name}”.")
     return redirect("automations:list")
 
@@ -162,44 +156,8 @@ def automation_test_action(
     entry = next(((s, i, a) for s, i, a in automation.all_actions() if i == index), None)
     if entry is None:
         raise Http404("No such action.")
-    source, _, action = entry
-    last = automation.firings.exclude(triggering_event=None).first()
-    now = timezone.now()
-    trigger = parse_trigger(automation.trigger)
-    with transaction.atomic():
-        firing = Firing.objects.create(
-            automation=automation,
-            triggered=now,
-            trigger_id=trigger.id,
-            triggering_labels=last.triggering_labels if last else {},
-            triggering_event_id=last.triggering_event_id if last else None,
-            triggering_event=last.triggering_event if last else None,
-            event_ids=[str(last.triggering_event_id)] if last else [],
-            firing={
-                "id": str(uuid.uuid4()),
-                "trigger_id": str(trigger.id),
-                "trigger_type": trigger.type,
-                "triggered": now.isoformat(),
-                "triggering_labels": last.triggering_labels if last else {},
-                "triggering_event": last.triggering_event if last else None,
-                "triggering_firings": [],
-                "bucket_key": [],
-            },
-            is_test=True,
-        )
-        run = ActionRun.objects.create(
-            firing=firing,
-            automation=automation,
-            action_index=index,
-            kind=action.get("type", ""),
-            action=action,
-            source=source,
-            triggering_event=last.triggering_event if last else None,
-            next_attempt=now,
-        )
-    status = action_kinds.perform(run.id)
-    run.refresh_from_db()
-    if status == ActionRun.Status.SUCCEEDED:
+    run = action_kinds.send_test(automation, entry)
+    if run.status == ActionRun.Status.SUCCEEDED:
         messages.success(request, f"Test of action #{index} succeeded: {run.result_excerpt}")
     else:
         messages.error(request, f"Test of action #{index}: {run.status}: {run.last_error}")
@@ -212,13 +170,13 @@ def automation_explain(request: HttpRequest, automation_id: uuid.UUID) -> HttpRe
     result = error = None
     if raw := request.GET.get("event", "").strip():
         try:
-            row = EventRow.objects.filter(pk=uuid.UUID(raw)).first()
+            row = queries.event(uuid.UUID(raw))
         except ValueError:
             row = None
         if row is None:
             error = "No stored event has that id."
         else:
-            result = insight.explain_stored(automation, row)
+            result = explain.explain_stored(automation, row)
             result["row"] = row
     return render(
         request,
@@ -236,7 +194,7 @@ def automation_preview(request: HttpRequest) -> HttpResponse:
     previews, error = [], None
     try:
         trigger = form.trigger_data()
-        previews = [insight.preview(trigger, window=w) for w in insight.PREVIEW_WINDOWS]
+        previews = [explain.preview(trigger, window=w) for w in explain.PREVIEW_WINDOWS]
     except TriggerInvalid as exc:
         error = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
     except forms.ValidationError as exc:  # unreadable input (JSON, label lines)

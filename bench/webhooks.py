@@ -176,7 +176,8 @@ def audit_cost(data_dir: str, repeat: int = 200) -> dict:
     from django.contrib.auth import get_user_model
     from django.db.models.signals import post_save
 
-    from events import audit, audit_signals
+    from events import audit
+    from events.audit import signals as audit_signals
     from events.models import ApiToken
 
     user = get_user_model().objects.get(username="admin")

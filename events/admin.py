@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html
 
-from events.filters import _startswith_q
+from events.filters import startswith_q
 from events.models import ApiToken, Event, EventResource, Webhook, WebhookRequest
 
 
@@ -42,12 +42,12 @@ class EventFamilyFilter(admin.SimpleListFilter):
         if value in self.FAMILIES:
             q = Q()
             for prefix in self.FAMILIES[value][1]:
-                q |= _startswith_q("event", prefix)
+                q |= startswith_q("event", prefix)
             return queryset.filter(q)
         if value == "other":
             for _, prefixes in self.FAMILIES.values():
                 for prefix in prefixes:
-                    queryset = queryset.exclude(_startswith_q("event", prefix))
+                    queryset = queryset.exclude(startswith_q("event", prefix))
             return queryset
         return queryset
 

@@ -6,4 +6,6 @@ class EventsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from events import audit_signals  # noqa: F401  (connects the audit log's signal handlers)
+        # Imported here, not at the top: signal handlers touch models, which the app registry
+        # loads only after every app config exists.
+        from events.audit import signals  # noqa: F401  (connects the audit log's handlers)

@@ -355,7 +355,7 @@ class _IsNotNull(Func):
 # --- prefixes ------------------------------------------------------------------------------------
 
 
-def _startswith_q(field: str, prefix: str) -> Q:
+def startswith_q(field: str, prefix: str) -> Q:
     """Case-sensitive prefix match that can use a b-tree index on both databases."""
     if not prefix:
         return Q(**{f"{field}__isnull": False})
@@ -371,7 +371,7 @@ def _startswith_q(field: str, prefix: str) -> Q:
 def _any_prefix_q(field: str, prefixes: list[str]) -> Q:
     q = Q()
     for prefix in prefixes:
-        q |= _startswith_q(field, prefix)
+        q |= startswith_q(field, prefix)
     return q
 
 

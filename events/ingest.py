@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -103,15 +104,39 @@ def store(events: Iterable[Event], *, source: str) -> IngestResult:
     return IngestResult(stored=stored, duplicates=duplicates)
 
 
-def emit(event: Event, *, source: str = "internal") -> Event:
-    """Store one event built inside eventsite (audit, automations) through the same path."""
-    schema.parse_event(_as_dict(event), limits=Limits.from_settings())
+def internal_event(
+    name: str,
+    *,
+    resource: dict[str, str],
+    related: Iterable[dict[str, str]] = (),
+    payload: dict[str, Any] | None = None,
+    occurred: datetime | None = None,
+    id: uuid.UUID | None = None,
+    follows: uuid.UUID | None = None,
+) -> Event:
+    """Build an event that eventsite itself makes, held to the same contract as any client's.
+
+    The one builder of internal events (audit, automation and action events, rejected frames,
+    webhook notices, the emit-event action): a problem raises `schema.EventInvalid`. Store the
+    result with `emit`, or with `store` together with other events in one transaction.
+    """
+    data = {
+        "occurred": occurred or timezone.now(),
+        "event": name,
+        "resource": resource,
+        "related": list(related),
+        "payload": {} if payload is None else payload,
+        "id": id or uuid.uuid4(),
+        "follows": follows,
+    }
+    return schema.parse_event(data, limits=Limits.from_settings())
+
+
+def emit(name: str, *, source: str = "internal", **fields: Any) -> Event:
+    """Build (`internal_event`) and store one internal event now; return it."""
+    event = internal_event(name, **fields)
     store([event], source=source)
     return event
-
-
-def _as_dict(event: Event) -> dict[str, Any]:
-    return {**event.to_wire(), "occurred": event.occurred, "id": event.id, "follows": event.follows}
 
 
 # --- SQL -----------------------------------------------------------------------------------------

@@ -1,22 +1,31 @@
-"""Reading the event log: keyset pages and count-by aggregations over an `EventFilter`."""
+"""Reading the event log: every reader (pages, API, sockets, engine, explain) goes through here.
+
+- `matching`, `first_page` / `next_page`: the events an `EventFilter` selects, in keyset pages;
+- `count_by_*`: aggregations, from the rollups when the filter allows;
+- `backfill_page`, `received_since`: what live sockets catch up on;
+- `read_after`, `ids_behind`, …: the automation engine's reads in (received, id) order;
+- `event`, `followers`, `same_resource`: one event and its neighbours, for the detail page.
+"""
 
 from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import orjson
 from django.core import signing
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
+from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from events import rollups
-from events.filters import EventFilter
+from events import rollups, schema
+from events.filters import EventFilter, startswith_q
 from events.models import Event
 from events.schema import resource_name
 
@@ -34,10 +43,20 @@ class Page:
     next_token: str | None
 
 
-def _keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
+def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
+    """Rows strictly after (occurred, id) in the given order.
+
+    Written as `occurred <= x AND (occurred < x OR id < y)` (not a bare OR of two ranges) so
+    that both databases bound the index scan on `occurred` instead of walking every row.
+    """
     if descending:
-        return Q(occurred__lt=occurred) | Q(occurred=occurred, id__lt=event_id)
-    return Q(occurred__gt=occurred) | Q(occurred=occurred, id__gt=event_id)
+        return Q(occurred__lte=occurred) & (Q(occurred__lt=occurred) | Q(id__lt=event_id))
+    return Q(occurred__gte=occurred) & (Q(occurred__gt=occurred) | Q(id__gt=event_id))
+
+
+def matching(event_filter: EventFilter) -> QuerySet[Event]:
+    """The stored events `event_filter` selects (unordered)."""
+    return event_filter.apply(Event.objects.all())
 
 
 def first_page(event_filter: EventFilter, *, limit: int, total: int | None = None) -> Page:
@@ -62,7 +81,7 @@ def next_page(token: str) -> Page:
     except (signing.BadSignature, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InvalidPageToken("Invalid page token") from exc
     matching = event_filter.apply(Event.objects.all()).filter(
-        _keyset_q(occurred, after_id, event_filter.descending)
+        keyset_q(occurred, after_id, event_filter.descending)
     )
     return _page(event_filter, matching, limit=limit, total=total, offset=offset)
 
@@ -251,3 +270,180 @@ def _count(*, value: str, label: str, count: int, start: datetime, end: datetime
         "start_time": _z(start),
         "end_time": _z(end),
     }
+
+
+# --- one event and its neighbours (the detail page) ----------------------------------------------
+
+# An event that follows another is emitted soon after it; Prefect orders causally within 15 min.
+FOLLOWERS_BEFORE = timedelta(minutes=15)
+FOLLOWERS_AFTER = timedelta(hours=1)
+
+
+def event(event_id: uuid.UUID) -> Event | None:
+    return Event.objects.filter(id=event_id).first()
+
+
+def followers(leader: Event, *, limit: int = 20) -> list[Event]:
+    """Events that name `leader` in `follows`, oldest first."""
+    # No index on `follows`: bound the search by time so the occurred index does the work.
+    return list(
+        Event.objects.filter(
+            occurred__gte=leader.occurred - FOLLOWERS_BEFORE,
+            occurred__lte=leader.occurred + FOLLOWERS_AFTER,
+            follows=leader.id,
+        ).order_by("occurred", "id")[:limit]
+    )
+
+
+def same_resource(of: Event, *, limit: int = 10) -> list[Event]:
+    """The newest other events of `of`'s primary resource."""
+    return list(
+        Event.objects.filter(resource_id=of.resource_id)
+        .exclude(id=of.id)
+        .order_by("-occurred", "-id")[:limit]
+    )
+
+
+def any_named(names: list[str] | tuple[str, ...], *, exclude: bool = False) -> bool:
+    """Whether any stored event has one of `names` (or, with `exclude`, any other name)."""
+    rows = Event.objects.exclude(event__in=names) if exclude else Event.objects.filter(event__in=names)
+    return rows.exists()
+
+
+# --- live sockets --------------------------------------------------------------------------------
+
+
+def backfill_page(
+    event_filter: EventFilter, after: tuple[datetime, uuid.UUID] | None, size: int
+) -> list[dict]:
+    """The next `size` matching events after `after` in the filter's order, as wire dicts."""
+    rows = event_filter.ordered(Event.objects.all())
+    if after is not None:
+        rows = rows.filter(keyset_q(after[0], after[1], event_filter.descending))
+    return [row.to_wire() for row in rows[:size]]
+
+
+def received_since(
+    event_filter: EventFilter, after: datetime, *, occurred_since: datetime, limit: int
+) -> list[Event]:
+    """Matching events received after `after` (and occurred since `occurred_since`), newest first."""
+    return list(
+        event_filter.apply(Event.objects.all())
+        .filter(received__gt=after, occurred__gte=occurred_since)
+        .order_by("-occurred", "-id")[:limit]
+    )
+
+
+# --- the automation engine: the log in (received, id) order --------------------------------------
+
+Cursor = tuple[datetime, uuid.UUID]
+
+
+def _after_cursor_q(cursor: Cursor) -> Q:
+    # `received >= r AND (received > r OR id > i)`: a bound on the (received, id) index that
+    # both databases use. The plain OR of two ranges made SQLite walk every row on each poll.
+    received, event_id = cursor
+    return Q(received__gte=received) & (Q(received__gt=received) | Q(id__gt=event_id))
+
+
+def last_received() -> Cursor | None:
+    """The (received, id) of the newest stored event, or None for an empty log."""
+    return Event.objects.order_by("-received", "-id").values_list("received", "id").first()
+
+
+def read_after(cursor: Cursor | None, *, limit: int) -> list[schema.Event]:
+    """The next `limit` stored events after `cursor`, in (received, id) order."""
+    rows = Event.objects.all()
+    if cursor is not None:
+        rows = rows.filter(_after_cursor_q(cursor))
+    return as_schema_events(rows.order_by("received", "id")[:limit])
+
+
+def _behind(cursor: Cursor, since: datetime) -> QuerySet[Event]:
+    received, event_id = cursor
+    return Event.objects.filter(received__gte=since, received__lte=received).exclude(
+        received=received, id__gt=event_id
+    )
+
+
+def count_behind(cursor: Cursor, *, since: datetime) -> int:
+    """How many stored events were received in [since, cursor]."""
+    return _behind(cursor, since).count()
+
+
+def received_behind(cursor: Cursor, *, since: datetime) -> dict[uuid.UUID, datetime]:
+    """id → received of the stored events received in [since, cursor]."""
+    return dict(_behind(cursor, since).values_list("id", "received"))
+
+
+def events_by_ids(ids) -> list[schema.Event]:
+    """Stored events with these ids, in (received, id) order."""
+    return as_schema_events(Event.objects.filter(id__in=list(ids)).order_by("received", "id"))
+
+
+def received_of(event_id: uuid.UUID) -> datetime | None:
+    return Event.objects.filter(id=event_id).values_list("received", flat=True).first()
+
+
+def in_window(
+    since: datetime,
+    until: datetime,
+    *,
+    names: Iterable[str] | None = None,
+    prefixes: Iterable[str] = (),
+    limit: int,
+) -> list[schema.Event]:
+    """Events that occurred in [since, until], oldest first; with `names`, only those names or
+    names starting with one of `prefixes`."""
+    rows = Event.objects.filter(occurred__gte=since, occurred__lte=until)
+    if names is not None:
+        either = Q(event__in=list(names))
+        for prefix in prefixes:
+            either |= startswith_q("event", prefix)
+        rows = rows.filter(either)
+    return as_schema_events(rows.order_by("occurred", "id")[:limit])
+
+
+_EVENT_FIELDS = ("occurred", "event", "resource", "related", "payload", "id", "follows", "received")
+
+
+def as_schema_events(rows: QuerySet[Event]) -> list[schema.Event]:
+    """Stored events as `schema.Event`s, without building model instances.
+
+    The engine's hot read: the rows are fetched with the queryset's SQL and decoded here
+    (orjson, fromisoformat), which costs a fraction of the ORM's per-field converters.
+    """
+    try:
+        sql, params = rows.values_list(*_EVENT_FIELDS).query.sql_with_params()
+    except EmptyResultSet:  # e.g. `id__in=[]`: nothing to read
+        return []
+    with connection.cursor() as db:
+        db.execute(sql, params)
+        fetched = db.fetchall()
+    return [
+        schema.Event(
+            _datetime(occurred),
+            name,
+            _json(resource),
+            _json(related),
+            _json(payload),
+            _uuid(event_id),
+            _uuid(follows) if follows else None,
+            _datetime(received),
+        )
+        for occurred, name, resource, related, payload, event_id, follows, received in fetched
+    ]
+
+
+def _json(value):
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def _datetime(value) -> datetime:
+    if isinstance(value, str):  # SQLite stores naive UTC text
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -15,11 +15,14 @@ loop iterations and the size of everything it produces:
 from __future__ import annotations
 
 import contextvars
+import json
 import math
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +31,9 @@ from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes, pass_context
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
+
+from events.schema import isoformat
+from events.webhooks.cloud_events import event_from_cloud_event
 
 MAX_RANGE = 100
 MAX_LOOPS = 10
@@ -136,7 +142,8 @@ def _safe_range(*args: int) -> range:
     _check_int_arguments(args)
     result = range(*args)
     if len(result) > MAX_RANGE:
-        raise SecurityError(f"range() is limited to {MAX_RANGE} items")
+        # Prefect's words, so templates written for Prefect fail the same way here.
+        raise SecurityError(f"Range too big. The sandbox blocks ranges larger than {MAX_RANGE}.")
     return result
 
 
@@ -333,35 +340,56 @@ class _Guard(NodeTransformer):
         return nodes.Const(node.data, lineno=node.lineno)
 
 
-def _environment() -> _Sandbox:
-    env = _Sandbox(undefined=ChainableUndefined, autoescape=False, finalize=_finalize)
-    env.policies["json.dumps_function"] = _dumps
+def _environment(*, dumps: Callable[..., str]) -> _Sandbox:
+    env = _Sandbox(
+        undefined=ChainableUndefined,
+        autoescape=False,
+        finalize=_finalize,
+        extensions=["jinja2_humanize_extension.HumanizeExtension"],
+    )
+    env.policies["json.dumps_function"] = dumps
     env.policies["json.dumps_kwargs"] = {}
     env.globals.pop("lipsum", None)  # can be asked for any amount of text
     env.globals["range"] = _safe_range
     env.globals[_ITER] = _guarded_iter
     env.globals[_CONCAT] = _guarded_concat
-    env.filters["from_cloud_event"] = _from_cloud_event_filter
+    env.filters["from_cloud_event"] = event_from_cloud_event
     env.filters = {name: _guard_filter(name, f) for name, f in env.filters.items()}
     return env
 
 
-def _dumps(value: Any, **kwargs: Any) -> str:
-    indent = kwargs.get("indent")
-    if indent:
-        import json
-
-        return json.dumps(value, indent=indent, default=str)
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-
-
-def _from_cloud_event_filter(body: Any, headers: Any) -> str:
-    from events.cloud_events import event_from_cloud_event
-
-    return event_from_cloud_event(body, headers)
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return isoformat(value)
+    if isinstance(value, date | uuid.UUID):
+        return str(value)
+    if hasattr(value, "__json__"):  # template helpers that stand for a plain structure
+        return value.__json__()
+    return str(value)
 
 
-ENVIRONMENT = _environment()
+def _compact_dumps(value: Any, **kwargs: Any) -> str:
+    """`tojson` for webhook templates: compact, fast (the receiver's hot path)."""
+    if kwargs.get("indent"):
+        return json.dumps(value, indent=kwargs["indent"], default=_json_default)
+    return orjson.dumps(
+        value,
+        default=_json_default,
+        option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME,
+    ).decode()
+
+
+def prefect_dumps(value: Any, **kwargs: Any) -> str:
+    """`tojson` for action templates: `json.dumps`, as Prefect renders them."""
+    return json.dumps(value, default=_json_default, indent=kwargs.get("indent"))
+
+
+# One sandbox, two flavours that differ only in how `tojson` writes JSON. Webhook templates build
+# an event from a request; action templates (call-webhook, notifications, emit-event) render
+# Prefect's automation context. Both get every limit above.
+WEBHOOKS = _environment(dumps=_compact_dumps)
+ACTIONS = _environment(dumps=prefect_dumps)
+ENVIRONMENT = WEBHOOKS
 
 
 def _check_loops(tree: nodes.Template) -> None:
@@ -381,38 +409,39 @@ def _check_loops(tree: nodes.Template) -> None:
     depth(tree, 0)
 
 
-@lru_cache(maxsize=512)
-def compile_template(source: str):
+@lru_cache(maxsize=1024)
+def compile_template(source: str, environment: _Sandbox = WEBHOOKS):
     """The compiled, guarded template for `source` (cached); raises `TemplateInvalid`."""
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateInvalid(f"the template is longer than {MAX_TEMPLATE_CHARS} characters")
     try:
-        tree = ENVIRONMENT.parse(source)
+        tree = environment.parse(source)
     except TemplateSyntaxError as exc:
         raise TemplateInvalid(f"line {exc.lineno}: {exc.message}") from None
     _check_loops(tree)
     tree = _Guard().visit(tree)
-    tree.set_environment(ENVIRONMENT)
+    tree.set_environment(environment)
     try:
-        return ENVIRONMENT.from_string(tree)
+        return environment.from_string(tree)
     except TemplateSyntaxError as exc:
         raise TemplateInvalid(f"line {exc.lineno}: {exc.message}") from None
 
 
-def check_template(source: str) -> None:
+def check_template(source: str, environment: _Sandbox = WEBHOOKS) -> None:
     """Raise `TemplateInvalid` when `source` does not compile or breaks a static limit."""
-    compile_template(source)
+    compile_template(source, environment)
 
 
 def render(
     source: str,
     context: Mapping[str, Any],
     *,
+    environment: _Sandbox = WEBHOOKS,
     max_output: int = DEFAULT_MAX_OUTPUT,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> str:
     """Render `source` with `context` inside the limits; raise `TemplateInvalid` / `RenderFailed`."""
-    template = compile_template(source)
+    template = compile_template(source, environment)
     budget = _Budget(deadline=time.monotonic() + timeout, max_output=max_output)
     token = _budget.set(budget)
     try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, QueryDict
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
 from django.utils import timezone
 from django.utils.html import format_html_join
 from django_htmx.middleware import HtmxDetails
@@ -19,7 +19,6 @@ from events import queries, schema, volume
 from events.audit import AUDIT_EVENTS
 from events.filters import EventFilter
 from events.forms import HIDDEN_BY_DEFAULT, RANGE_LABELS, FeedFilterSet
-from events.models import Event
 
 PAGE_SIZE = 50
 MAX_NAME_OPTIONS = 400
@@ -32,9 +31,6 @@ CHIP_PARAMS = {
     "related": "related",
     "role": "role",
 }
-# An event that follows another is emitted soon after it; Prefect orders causally within 15 min.
-FOLLOWERS_BEFORE = timedelta(minutes=15)
-FOLLOWERS_AFTER = timedelta(hours=1)
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -114,34 +110,24 @@ def _ws_query(params: QueryDict, scope: str | None) -> str:
 
 def _any_stored(scope: str | None) -> bool:
     if scope == "audit":
-        return Event.objects.filter(event__in=AUDIT_EVENTS).exists()
-    return Event.objects.exclude(event__in=HIDDEN_BY_DEFAULT).exists()
+        return queries.any_named(sorted(AUDIT_EVENTS))
+    return queries.any_named(HIDDEN_BY_DEFAULT, exclude=True)
 
 
 @login_required
 def detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
-    event = get_object_or_404(Event, id=event_id)
-    previous = Event.objects.filter(id=event.follows).first() if event.follows else None
-    # No index on `follows`: bound the search by time so the occurred index does the work.
-    followers = Event.objects.filter(
-        occurred__gte=event.occurred - FOLLOWERS_BEFORE,
-        occurred__lte=event.occurred + FOLLOWERS_AFTER,
-        follows=event.id,
-    ).order_by("occurred", "id")[:20]
-    same_resource = (
-        Event.objects.filter(resource_id=event.resource_id)
-        .exclude(id=event.id)
-        .order_by("-occurred", "-id")[:10]
-    )
+    event = queries.event(event_id)
+    if event is None:
+        raise Http404("No event with this id is stored.")
     return render(
         request,
         "events/detail.html",
         {
             "event": event,
             "tab": "raw" if request.GET.get("tab") == "raw" else "details",
-            "previous": previous,
-            "followers": list(followers),
-            "same_resource": list(same_resource),
+            "previous": queries.event(event.follows) if event.follows else None,
+            "followers": queries.followers(event),
+            "same_resource": queries.same_resource(event),
             "wire": event.to_wire(),
         },
     )

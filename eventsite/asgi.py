@@ -11,13 +11,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
-from events import webhooks  # noqa: E402
 from events.broadcast import remember_loop_middleware  # noqa: E402
 from events.routing import api_websocket_urlpatterns, browser_websocket_urlpatterns  # noqa: E402
+from events.webhooks import asgi as webhooks  # noqa: E402
 
 
 async def http_app(scope, receive, send):
-    """Django for everything but `/hooks/<slug>`, which `events.webhooks.asgi_app` answers
+    """Django for everything but `/hooks/<slug>`, which `events.webhooks.asgi.asgi_app` answers
     directly: Django's ASGI handler costs a thread per request, too slow for webhook traffic."""
     if webhooks.wants(scope):
         await webhooks.asgi_app(scope, receive, send)

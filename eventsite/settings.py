@@ -171,7 +171,7 @@ WHITENOISE_USE_FINDERS = True
 
 # --- API ---------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["events.auth.TokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["events.api.auth.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -206,8 +206,8 @@ EVENTSITE_WEBHOOK_LOG_RETENTION = envduration("EVENTSITE_WEBHOOK_LOG_RETENTION",
 EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT = envint("EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT", 5)
 EVENTSITE_LOGIN_FAILURES_PER_IP = envint("EVENTSITE_LOGIN_FAILURES_PER_IP", 20)
 EVENTSITE_LOGIN_THROTTLE_WINDOW = envduration("EVENTSITE_LOGIN_THROTTLE_WINDOW", "15m")
-AUTHENTICATION_BACKENDS = ["events.accounts.ThrottledModelBackend"]
-MIDDLEWARE.append("events.audit.CurrentRequestMiddleware")
+AUTHENTICATION_BACKENDS = ["events.accounts.throttle.ThrottledModelBackend"]
+MIDDLEWARE.append("events.audit.middleware.CurrentRequestMiddleware")
 
 LOGGING = {
     "version": 1,

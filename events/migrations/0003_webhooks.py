@@ -7,7 +7,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import events.models
+import events.webhooks.models
 
 
 class Migration(migrations.Migration):
@@ -66,7 +66,7 @@ class Migration(migrations.Migration):
                 (
                     "slug",
                     models.CharField(
-                        default=events.models.new_webhook_slug,
+                        default=events.webhooks.models.new_webhook_slug,
                         editable=False,
                         max_length=64,
                         unique=True,

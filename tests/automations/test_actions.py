@@ -96,7 +96,7 @@ def test_labels_dive_by_attribute(clock, sink):
         ("{{ event.x ", "is not a valid template"),
         (
             "{% for a in b %}{% for c in d %}{% for e in f %}x{% endfor %}{% endfor %}{% endfor %}",
-            "nests",
+            "nested 3 deep",
         ),
         ("".join("{% for a in b %}x{% endfor %}" for _ in range(11)), "for loops"),
     ],
@@ -137,8 +137,9 @@ def test_the_sandbox_limits_range_and_blocks_unsafe_attributes(clock, sink):
     run = fire(
         {"type": "call-webhook", "url": sink.url, "payload": "{{ event.__class__.__mro__ }}"}
     )
-    assert run.status == ActionRun.Status.SUCCEEDED
-    assert sink.requests[0]["body"] == ""  # unsafe attributes are undefined, not leaked
+    # The one sandbox refuses an unsafe attribute outright instead of rendering it as "".
+    assert run.status == ActionRun.Status.FAILED and "unsafe" in run.last_error
+    assert sink.requests == []
 
 
 # --- call-webhook --------------------------------------------------------------------------------

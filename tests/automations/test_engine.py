@@ -7,6 +7,7 @@ import uuid
 import pytest
 from django.db import connection
 
+from automations import changes
 from automations import engine as engine_module
 from automations.engine import Engine
 from automations.models import ActionRun, EngineCursor, Firing, SeenEvent, TriggerBucket
@@ -280,12 +281,12 @@ def test_a_disabled_automation_does_not_fire_and_an_edit_takes_effect(clock):
     automation = make_automation({"type": "event", "posture": "Reactive", "expect": ["x"]})
     engine = Engine()
     engine.load()
-    automation.set_enabled(False)
+    changes.set_enabled(automation, False)
     store(event("x"))
     drain(engine)
     assert Firing.objects.count() == 0
     clock.shift(1)
-    automation.set_enabled(True)
+    changes.set_enabled(automation, True)
     clock.shift(1)
     automation.trigger = {**automation.trigger, "expect": ["y"]}
     automation.updated = clock.now()

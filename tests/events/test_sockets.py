@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from events import consumers
+from events.api import sockets as consumers
 from events.ingest import ingest
 from events.models import Event
 from eventsite.asgi import application

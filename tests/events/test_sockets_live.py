@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.sync.client import connect
 
-from events.consumers import EventsOutConsumer
+from events.api.sockets import EventsOutConsumer
 from events.models import ApiToken, Event
 from tests.factories import event_data
 

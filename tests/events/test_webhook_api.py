@@ -6,17 +6,17 @@ import pytest
 
 from events import audit
 from events.models import ApiToken, Event, Webhook
-from events.webhook_changes import STARTERS
+from events.webhooks.changes import STARTERS
 
 pytestmark = pytest.mark.django_db
 
 
 def test_create_read_list_update_toggle_rotate_delete(api_client):
-    created = api_client.post(
-        "/api/webhooks/",
-        {"name": "models", "description": "d", "template": STARTERS["static"], "slug": "mine"},
-        format="json",
-    )
+    settable = {"name": "models", "description": "d", "template": STARTERS["static"]}
+    refused = api_client.post("/api/webhooks/", {**settable, "slug": "mine"}, format="json")
+    assert refused.status_code == 422  # the slug is the credential: never chosen by a client
+    assert [e["field"] for e in refused.json()["errors"]] == ["slug"]
+    created = api_client.post("/api/webhooks/", settable, format="json")
     assert created.status_code == 201
     body = created.json()
     webhook_id, slug = body["id"], body["slug"]

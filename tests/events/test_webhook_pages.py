@@ -6,7 +6,7 @@ import pytest
 
 from events import audit
 from events.models import Event, Webhook, WebhookRequest
-from events.webhook_changes import STARTERS
+from events.webhooks.changes import STARTERS
 
 pytestmark = pytest.mark.django_db
 

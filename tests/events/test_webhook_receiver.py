@@ -17,7 +17,7 @@ from cloudevents.core.bindings.http import to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 
 from events.models import Event, Webhook, WebhookRequest
-from events.webhook_changes import STARTERS
+from events.webhooks.changes import STARTERS
 
 DYNAMIC = (
     '{"event": "model.refreshed", "resource": {"prefect.resource.id": "product.models.'

@@ -15,28 +15,26 @@ Audit events have names listed in `AUDIT_EVENTS`: `/audit/` shows those, and ret
 for `EVENTSITE_AUDIT_RETENTION` instead of the event retention.
 
 Sign-ins, sign-outs, failed sign-ins, API tokens and changes made in the Django admin are
-recorded by the signal handlers in `events.audit_signals`; pages and APIs call `record` for the
-rest. `CurrentRequestMiddleware` makes the current request available to those handlers, so
-`request` may be left out of `record` inside a request.
+recorded by the signal handlers in `events.audit.signals`; pages and APIs call `record` for the
+rest. `events.audit.middleware.CurrentRequestMiddleware` makes the current request available to
+those handlers, so `request` may be left out of `record` inside a request.
 """
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.contrib.auth import get_user_model
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.http import HttpRequest
-from django.utils import timezone
 
 from events import schema
+from events.accounts.models import ApiToken
+from events.audit.scope import current_request
 from events.ingest import emit
 from events.schema import RESOURCE_ID, RESOURCE_ROLE
 
@@ -93,83 +91,6 @@ MAX_TEXT = 10_000
 
 def is_audit_event(name: str) -> bool:
     return name in AUDIT_EVENTS
-
-
-# --- the current request -------------------------------------------------------------------------
-
-
-@dataclass
-class RequestScope:
-    """What the audit hooks know about the request being served."""
-
-    request: HttpRequest
-    started: Any = field(default_factory=timezone.now)
-    # Admin requests: model snapshots taken just before a save, by (model label, pk).
-    before: dict[tuple[str, str], dict] = field(default_factory=dict)
-    recorded_log_entries: set[int] = field(default_factory=set)
-
-    @property
-    def is_admin(self) -> bool:
-        return self.request.path.startswith("/admin/")
-
-
-_scope: contextvars.ContextVar[RequestScope | None] = contextvars.ContextVar(
-    "eventsite_audit_scope", default=None
-)
-
-
-def current_scope() -> RequestScope | None:
-    return _scope.get()
-
-
-def current_request() -> HttpRequest | None:
-    scope = _scope.get()
-    return scope.request if scope else None
-
-
-class CurrentRequestMiddleware:
-    """Keep the request in a context variable for the audit hooks (signals get no request)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        if self.is_async:
-            return self.__acall__(request)
-        scope = RequestScope(request)
-        token = _scope.set(scope)
-        try:
-            response = self.get_response(request)
-            _after_request(scope)
-            return response
-        finally:
-            _scope.reset(token)
-
-    async def __acall__(self, request):
-        from asgiref.sync import sync_to_async
-
-        scope = RequestScope(request)
-        token = _scope.set(scope)
-        try:
-            response = await self.get_response(request)
-            if scope.is_admin and request.method == "POST":
-                await sync_to_async(_after_request)(scope)
-            return response
-        finally:
-            _scope.reset(token)
-
-
-def _after_request(scope: RequestScope) -> None:
-    if scope.is_admin and scope.request.method == "POST":
-        from events.audit_signals import record_bulk_log_entries
-
-        record_bulk_log_entries(scope)
 
 
 # --- snapshots and diffs -------------------------------------------------------------------------
@@ -245,8 +166,6 @@ def token_resource(token, role: str | None = None) -> dict[str, str]:
 
 def target_resource(target: models.Model | Mapping[str, str]) -> dict[str, str]:
     """The primary resource of an audit event about `target`."""
-    from events.models import ApiToken
-
     if isinstance(target, Mapping):
         return {str(k): str(v) for k, v in target.items()}
     if hasattr(target, "audit_resource"):
@@ -273,8 +192,6 @@ def actor_of(request: HttpRequest | None, user=None) -> tuple[dict[str, Any], li
         if candidate is not None and getattr(candidate, "is_authenticated", False):
             user = candidate
     token = getattr(request, "auth", None) if request is not None else None
-    from events.models import ApiToken
-
     if not isinstance(token, ApiToken):
         token = None
     actor: dict[str, Any] = {
@@ -328,13 +245,22 @@ def record(
         payload["changes"] = diff(before, after)
     if details:
         payload.update(_jsonable(dict(details)))
-    return emit(
-        schema.Event(
-            occurred=timezone.now(),
-            event=event,
-            resource=resource,
-            related=related,
-            payload=payload,
-        ),
-        source="audit",
+    return emit(event, resource=resource, related=related, payload=payload, source="audit")
+
+
+def record_login_failure(username: str, request: HttpRequest | None, *, reason: str | None = None):
+    """Record a failed (or refused) sign-in for `username`; the account tried is the target."""
+    User = get_user_model()
+    user = User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
+    target = user or {
+        RESOURCE_ID: "prefect-cloud.user.unknown",
+        "prefect.resource.name": "unknown user",
+    }
+    # The attempt is anonymous: the account tried is the target, never the actor.
+    return record(
+        USER_LOGIN_FAILED,
+        target=target,
+        request=request,
+        details={"username": username, "reason": reason or "invalid credentials"},
     )
+

@@ -15,10 +15,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from events import webhook_changes, webhooks
-from events.models import Webhook, WebhookRequest
-from events.webhook_changes import STARTERS
-from events.webhook_forms import SAMPLES, SampleRequestForm, WebhookForm
+from events.webhooks import changes, receive
+from events.webhooks.changes import STARTERS
+from events.webhooks.forms import SAMPLES, SampleRequestForm, WebhookForm
+from events.webhooks.models import Webhook, WebhookRequest
 
 LOG_PAGE = 50
 
@@ -64,7 +64,7 @@ def webhook_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = WebhookForm(request.POST)
         if form.is_valid():
-            webhook = webhook_changes.create(
+            webhook = changes.create(
                 user=request.user,
                 request=request,
                 **{f: form.cleaned_data[f] for f in ("name", "description", "kind", "template")},
@@ -107,7 +107,7 @@ def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     if request.method == "POST":
         form = WebhookForm(request.POST, instance=Webhook.objects.get(pk=pk))
         if form.is_valid():
-            webhook_changes.update(
+            changes.update(
                 webhook,
                 request=request,
                 **{f: form.cleaned_data[f] for f in ("name", "description", "kind", "template")},
@@ -142,7 +142,7 @@ def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 @require_POST
 def webhook_toggle(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
-    webhook_changes.set_enabled(webhook, not webhook.enabled, request=request)
+    changes.set_enabled(webhook, not webhook.enabled, request=request)
     state = "enabled" if webhook.enabled else "disabled: its URL now answers 410"
     messages.success(request, f"Webhook {state}.")
     return redirect("webhooks:detail", pk=webhook.pk)
@@ -152,7 +152,7 @@ def webhook_toggle(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 @require_POST
 def webhook_rotate(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
-    webhook_changes.rotate(webhook, request=request)
+    changes.rotate(webhook, request=request)
     messages.success(request, "New URL issued. The old one no longer works: update your senders.")
     return redirect("webhooks:detail", pk=webhook.pk)
 
@@ -162,7 +162,7 @@ def webhook_rotate(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 def webhook_delete(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
     name = webhook.name
-    webhook_changes.delete(webhook, request=request)
+    changes.delete(webhook, request=request)
     messages.success(request, f"Webhook “{name}” deleted.")
     return redirect("webhooks:list")
 
@@ -174,7 +174,7 @@ def webhook_replay(request: HttpRequest, pk: uuid.UUID, request_id: uuid.UUID) -
     if not original.replayable:
         messages.error(request, "This request cannot be replayed: its body was cut at the limit.")
     else:
-        row = webhooks.replay(original)
+        row = receive.replay(original)
         if row.accepted:
             messages.success(request, "Replayed: the event was stored.")
         else:
@@ -201,7 +201,7 @@ def webhook_test(request: HttpRequest) -> HttpResponse:
             name=request.POST.get("name") or (existing.name if existing else "new webhook"),
             template=form.cleaned_data["template"],
         )
-        result = webhooks.evaluate(probe, form.incoming(path="/hooks/sample"))
+        result = receive.evaluate(probe, form.incoming(path="/hooks/sample"))
         context["result"] = result
         if result.event is not None:
             context["event_json"] = json.dumps(result.event.to_wire(), indent=2)

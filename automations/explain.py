@@ -7,7 +7,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Q
 from django.utils import timezone
 
 from automations.models import Automation, EngineCursor, Firing, TriggerBucket, bucket_key_text
@@ -19,7 +18,8 @@ from automations.triggers import (
     simulate,
 )
 from automations.triggers import explain as explain_clauses
-from events.models import Event as EventRow
+from events import queries
+from events.models import Event as StoredEvent
 from events.schema import Event
 
 PREVIEW_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -27,7 +27,7 @@ PREVIEW_MAX_EVENTS = 50_000
 PREVIEW_SHOWN = 5
 
 
-def explain_stored(automation: Automation, row: EventRow) -> dict[str, Any]:
+def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
     """Each clause of the automation's trigger against a stored event, and what happened."""
     trigger = parse_trigger(automation.trigger)
     event = row.as_schema()
@@ -88,9 +88,10 @@ def explain_stored(automation: Automation, row: EventRow) -> dict[str, Any]:
     }
 
 
-def _name_q(trigger) -> Q | None:
-    """SQL narrowing by event name for the preview, or None when every name may count."""
-    q = Q()
+def _names(trigger) -> tuple[list[str], list[str]] | None:
+    """(names, prefixes) the trigger can count, to narrow the read; None: any name may count."""
+    names: list[str] = []
+    prefixes: list[str] = []
     for child in trigger.all_triggers():
         if not isinstance(child, EventTrigger):
             continue
@@ -98,12 +99,12 @@ def _name_q(trigger) -> Q | None:
             return None
         for pattern in [*child.expect, *child.after]:
             if not any(c in pattern for c in "*?["):
-                q |= Q(event=pattern)
+                names.append(pattern)
             elif pattern.endswith("*") and not any(c in pattern[:-1] for c in "*?["):
-                q |= Q(event__startswith=pattern[:-1])
+                prefixes.append(pattern[:-1])
             else:
                 return None
-    return q
+    return names, prefixes
 
 
 def preview(
@@ -113,12 +114,12 @@ def preview(
     trigger = parse_trigger(trigger_data)
     now = now or timezone.now()
     since = now - PREVIEW_WINDOWS[window]
-    qs = EventRow.objects.filter(occurred__gte=since, occurred__lte=now)
-    if (q := _name_q(trigger)) is not None:
-        qs = qs.filter(q)
-    rows = list(qs.order_by("occurred", "id")[: PREVIEW_MAX_EVENTS + 1])
-    truncated = len(rows) > PREVIEW_MAX_EVENTS
-    events: list[Event] = [r.as_schema() for r in rows[:PREVIEW_MAX_EVENTS]]
+    names, prefixes = _names(trigger) or (None, ())
+    found = queries.in_window(
+        since, now, names=names, prefixes=prefixes, limit=PREVIEW_MAX_EVENTS + 1
+    )
+    truncated = len(found) > PREVIEW_MAX_EVENTS
+    events: list[Event] = found[:PREVIEW_MAX_EVENTS]
     fired = simulate(trigger, events, since=since, until=now)
     return {
         "window": window,

@@ -7,9 +7,9 @@ import json
 from django import forms
 
 from events import templating
-from events.models import Webhook
-from events.webhook_changes import STARTERS
-from events.webhooks import Incoming
+from events.webhooks.changes import STARTERS
+from events.webhooks.models import Webhook
+from events.webhooks.receive import Incoming
 
 SAMPLE_METHODS = ["POST", "GET", "PUT", "PATCH", "DELETE", "HEAD"]
 

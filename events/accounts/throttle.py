@@ -1,4 +1,4 @@
-"""Account pages (API tokens) and login throttling.
+"""Login throttling.
 
 Throttling counts failed logins per account and per client address in the database (`LoginFailure`
 rows, so every web process agrees). Past `EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT` failures for an
@@ -20,19 +20,16 @@ from datetime import datetime
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
-from django.contrib.auth import views as auth_views
+from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import HttpRequest
 from django.utils import timezone
-from django.views.decorators.http import require_POST
 
-from events.models import ApiToken, LoginFailure
+from events import audit
+from events.accounts.models import LoginFailure
 
 
 def client_ip(request: HttpRequest | None) -> str | None:
@@ -99,8 +96,6 @@ class ThrottledModelBackend(ModelBackend):
 
     @staticmethod
     def _username_field() -> str:
-        from django.contrib.auth import get_user_model
-
         return get_user_model().USERNAME_FIELD
 
 
@@ -110,59 +105,7 @@ class ThrottledAuthenticationForm(AuthenticationForm):
     def clean(self):
         username = self.cleaned_data.get("username")
         if username and (reason := throttled(username, self.request)):
-            from events.audit_signals import record_login_failure
-
             # Refused before the password is checked, so it is not counted again; still audited.
-            record_login_failure(username, self.request, reason="throttled")
+            audit.record_login_failure(username, self.request, reason="throttled")
             raise forms.ValidationError(reason, code="throttled")
         return super().clean()
-
-
-login = auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm)
-
-
-# --- API tokens ----------------------------------------------------------------------------------
-
-
-class TokenForm(forms.Form):
-    name = forms.CharField(
-        max_length=100,
-        help_text="What uses this token, e.g. “ci-pipeline” or “laptop”.",
-    )
-
-
-@login_required
-def tokens(request: HttpRequest) -> HttpResponse:
-    """List the person's API tokens; create one (its secret is shown on this response only)."""
-    secret = None
-    created = None
-    if request.method == "POST":
-        form = TokenForm(request.POST)
-        if form.is_valid():
-            created, secret = ApiToken.issue(request.user, name=form.cleaned_data["name"])
-            form = TokenForm()
-    else:
-        form = TokenForm()
-    response = render(
-        request,
-        "accounts/tokens.html",
-        {
-            "form": form,
-            "tokens": ApiToken.objects.filter(user=request.user),
-            "secret": secret,
-            "created": created,
-        },
-    )
-    if secret:
-        response["Cache-Control"] = "no-store"
-    return response
-
-
-@login_required
-@require_POST
-def revoke_token(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
-    if token.revoked is None:
-        token.revoke()
-        messages.success(request, f"Token “{token.name}” revoked; it no longer works.")
-    return redirect("account:tokens")

@@ -1,58 +1,22 @@
-"""The events REST API under /api, wire-compatible with Prefect 3 (see shared/reference §3)."""
+"""The events REST API under /api/events, wire-compatible with Prefect 3 (shared/reference §3)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse
 from django.urls import reverse
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from events import queries
+from events.api.bodies import error_response, json_response, parse_body, read_json
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.schema import Limits
 
 PREFECT_VERSION = "3.9.1"
 MAX_LIMIT = 200
-
-
-def json_response(data: Any, status: int = 200) -> HttpResponse:
-    return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
-
-
-def error_response(status: int, detail: str, errors: list[dict] | None = None) -> HttpResponse:
-    body: dict[str, Any] = {"detail": detail}
-    if errors is not None:
-        body["errors"] = errors
-    return json_response(body, status=status)
-
-
-def pydantic_errors(exc: ValidationError) -> list[dict]:
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "body", "message": err["msg"]}
-        for err in exc.errors(include_url=False)
-    ]
-
-
-def read_json(request) -> tuple[Any, HttpResponse | None]:
-    """The JSON body (None when empty), or the 400/413 response that explains why not."""
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        return None, error_response(413, "Request body is larger than this server accepts.")
-    if not body.strip():
-        return None, None
-    try:
-        return orjson.loads(body), None
-    except orjson.JSONDecodeError as exc:
-        return None, error_response(400, f"Malformed JSON: {exc}")
 
 
 class FilterRequest(BaseModel):
@@ -98,14 +62,6 @@ def _page_response(request, page: queries.Page) -> HttpResponse:
     return json_response(
         {"events": [e.to_wire() for e in page.events], "total": page.total, "next_page": next_url}
     )
-
-
-class TokenScheme(OpenApiAuthenticationExtension):
-    target_class = "events.auth.TokenAuthentication"
-    name = "apiToken"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "An eventsite API token"}
 
 
 class Health(APIView):
@@ -178,13 +134,9 @@ class EventsFilter(APIView):
         summary="Query stored events (first page)",
     )
     def post(self, request):
-        data, error = read_json(request)
+        body, error = parse_body(request, FilterRequest, detail="Invalid filter.")
         if error:
             return error
-        try:
-            body = FilterRequest.model_validate(data or {})
-        except ValidationError as exc:
-            return error_response(422, "Invalid filter.", pydantic_errors(exc))
         page = queries.first_page(body.filter or EventFilter(), limit=body.limit)
         return _page_response(request, page)
 
@@ -219,13 +171,9 @@ class EventsCountBy(APIView):
             return error_response(
                 422, f"Unknown countable {countable!r}; use one of day, time, event, resource."
             )
-        data, error = read_json(request)
+        body, error = parse_body(request, CountByRequest, detail="Invalid count request.")
         if error:
             return error
-        try:
-            body = CountByRequest.model_validate(data if data is not None else {})
-        except ValidationError as exc:
-            return error_response(422, "Invalid count request.", pydantic_errors(exc))
         if countable == "event":
             return json_response(queries.count_by_event(body.filter))
         if countable == "resource":

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from events import audit
-from events.models import Webhook
+from events.webhooks.models import Webhook
 
 STARTERS: dict[str, str] = {
     Webhook.Kind.STATIC: (

@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from events.models import ApiToken
+from events.accounts.models import ApiToken
 
 
 def secret_from_authorization(header: str) -> str | None:
@@ -52,3 +53,11 @@ class TokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+class TokenScheme(OpenApiAuthenticationExtension):
+    target_class = "events.api.auth.TokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An eventsite API token"}

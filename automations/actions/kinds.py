@@ -1,0 +1,313 @@
+"""The action kinds: do-nothing, call-webhook, send-notification, emit-event, pause/resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import smtplib
+import uuid
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from automations import changes
+from automations.actions.base import (
+    FOLLOWS_WINDOW,
+    RESULT_BODY_LIMIT,
+    SENSITIVE_HEADERS,
+    Action,
+    ActionFailed,
+    ActionRetry,
+    Outcome,
+    RunContext,
+)
+from automations.actions.context import maybe_template, render, render_structure, templates_in
+from automations.models import Automation
+from events import schema
+from events.ingest import internal_event, store
+from events.schema import Event, EventInvalid
+
+logger = logging.getLogger(__name__)
+
+class DoNothing(Action):
+    type: Literal["do-nothing"] = "do-nothing"
+    label: ClassVar[str] = "Do nothing"
+
+    def run(self, ctx: RunContext) -> Outcome:
+        logger.info("automation %s: do-nothing", ctx.automation.id)
+        return Outcome()
+
+
+class CallWebhook(Action):
+    type: Literal["call-webhook"] = "call-webhook"
+    label: ClassVar[str] = "Call a webhook"
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    payload: str = ""
+    timeout: float = Field(default=10.0, gt=0, le=60)
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _payload_string(cls, value: Any) -> Any:
+        # Like Prefect: a legacy object payload becomes indented JSON text.
+        if value is None:
+            return ""
+        if isinstance(value, dict | list):
+            return json.dumps(value, indent=2)
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if maybe_template(value):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    def templates(self) -> dict[str, str]:
+        return {"url": self.url, "payload": self.payload}
+
+    def summary(self) -> str:
+        return f"{self.method} {_origin(self.url)}"
+
+    def run(self, ctx: RunContext) -> Outcome:
+        url = render(self.url, ctx.template)
+        body = render(self.payload, ctx.template)
+        related = [
+            {
+                "prefect.resource.id": "prefect.block-type.webhook",
+                "prefect.resource.role": "block-type",
+            },
+            {
+                "prefect.resource.id": f"eventsite.webhook-target.{_origin(url)}",
+                "prefect.resource.role": "target",
+            },
+        ]
+        headers = {"user-agent": "eventsite-automations", **self.headers}
+        if body and not any(k.lower() == "content-type" for k in headers):
+            headers["content-type"] = (
+                "application/json" if body.lstrip()[:1] in ("{", "[") else "text/plain"
+            )
+        try:
+            response = _http_client().request(
+                self.method,
+                url,
+                content=body.encode() if body else None,
+                headers=headers,
+                timeout=self.timeout,
+            )
+        except httpx.TimeoutException as exc:
+            raise ActionRetry(f"Webhook call timed out after {self.timeout:g} s: {exc!r}") from exc
+        except httpx.HTTPError as exc:
+            raise ActionRetry(f"Webhook call failed: {exc!r}") from exc
+        details = {
+            "status_code": response.status_code,
+            "response_body": response.text[:RESULT_BODY_LIMIT],
+            "response_headers": {
+                k: v for k, v in response.headers.items() if k.lower() not in SENSITIVE_HEADERS
+            },
+        }
+        if response.status_code >= 500 or response.status_code == 429:
+            raise ActionRetry(
+                f"Webhook answered {response.status_code}: {response.text[:200]}", details
+            )
+        if response.status_code >= 400:
+            raise ActionFailed(
+                f"Webhook answered {response.status_code}: {response.text[:200]}", details
+            )
+        return Outcome(details, related)
+
+
+class SendNotification(Action):
+    type: Literal["send-notification"] = "send-notification"
+    label: ClassVar[str] = "Send an email"
+    to: list[str] = Field(min_length=1)
+    subject: str = "Prefect automated notification"
+    body: str
+
+    @field_validator("to")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                validate_email(address)
+            except DjangoValidationError:
+                raise ValueError(f"{address!r} is not an email address") from None
+        return value
+
+    def templates(self) -> dict[str, str]:
+        return {"subject": self.subject, "body": self.body}
+
+    def summary(self) -> str:
+        return "email " + ", ".join(self.to)
+
+    def run(self, ctx: RunContext) -> Outcome:
+        subject = render(self.subject, ctx.template).replace("\n", " ").strip()
+        body = render(self.body, ctx.template)
+        try:
+            sent = send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, list(self.to))
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ActionRetry(f"Notification failed: {exc!r}") from exc
+        return Outcome({"recipients": list(self.to), "subject": subject, "sent": sent})
+
+
+class EmitEvent(Action):
+    type: Literal["emit-event"] = "emit-event"
+    label: ClassVar[str] = "Emit an event"
+    event: dict[str, Any]
+
+    @field_validator("event")
+    @classmethod
+    def _event_shape(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("event"), str) or not value["event"]:
+            raise ValueError("needs an `event` name")
+        resource = value.get("resource")
+        if not isinstance(resource, dict) or not resource.get(schema.RESOURCE_ID):
+            raise ValueError("needs a `resource` with a `prefect.resource.id`")
+        unknown = set(value) - {"event", "resource", "related", "payload"}
+        if unknown:
+            raise ValueError(
+                f"unknown keys {sorted(unknown)}; use event, resource, related, payload"
+            )
+        if not templates_in(value):
+            # Nothing to render: it must already be a valid event.
+            _build_event(value, follows=None)
+        return value
+
+    def templates(self) -> dict[str, str]:
+        return {f"event[{i}]": t for i, t in enumerate(templates_in(self.event))}
+
+    def summary(self) -> str:
+        return f"emit {self.event.get('event')}"
+
+    def run(self, ctx: RunContext) -> Outcome:
+        rendered = render_structure(self.event, ctx.template)
+        follows = None
+        if (
+            ctx.triggering_event
+            and abs(ctx.triggered - ctx.triggering_event.occurred) < FOLLOWS_WINDOW
+        ):
+            follows = ctx.triggering_event.id
+        try:
+            event = _build_event(rendered, follows=follows)
+        except ValueError as exc:
+            raise ActionFailed(f"The rendered event is invalid: {exc}") from exc
+        store([event], source="automations")
+        return Outcome(
+            {"emitted_event_id": str(event.id), "emitted_event": event.event},
+            [
+                {
+                    "prefect.resource.id": f"prefect.event.{event.id}",
+                    "prefect.resource.role": "emitted-event",
+                }
+            ],
+        )
+
+
+_HTTP: httpx.Client | None = None
+
+
+def _http_client() -> httpx.Client:
+    """One shared, thread-safe client: building one per call costs an SSL context each time."""
+    global _HTTP
+    if _HTTP is None:
+        _HTTP = httpx.Client(follow_redirects=False, trust_env=False)
+    return _HTTP
+
+
+def _build_event(data: dict[str, Any], *, follows: uuid.UUID | None) -> Event:
+    try:
+        return internal_event(
+            data.get("event"),
+            resource=data.get("resource"),
+            related=data.get("related") or [],
+            payload=data.get("payload") or {},
+            follows=follows,
+        )
+    except EventInvalid as exc:
+        raise ValueError(str(exc)) from None
+
+
+class AutomationCommand(Action):
+    source: Literal["selected", "inferred"] = "selected"
+    automation_id: uuid.UUID | None = None
+    enable: ClassVar[bool]
+
+    @model_validator(mode="after")
+    def _selected_needs_id(self):
+        if (self.source == "selected") != bool(self.automation_id):
+            raise ValueError(
+                "automation_id is "
+                + ("not allowed with source 'inferred'" if self.automation_id else "required")
+            )
+        return self
+
+    def summary(self) -> str:
+        target = str(self.automation_id) if self.automation_id else "the inferred automation"
+        return f"{self.label.lower()} {target}"
+
+    def run(self, ctx: RunContext) -> Outcome:
+        target_id = self.automation_id
+        if self.source == "inferred":
+            target_id = _inferred_automation(ctx.triggering_event)
+        related = [
+            {
+                "prefect.resource.id": f"prefect.automation.{target_id}",
+                "prefect.resource.role": "target",
+            }
+        ]
+        target = Automation.objects.filter(pk=target_id).first()
+        if target is None:
+            raise ActionFailed(f"Automation {target_id} not found", {"status_code": 404})
+        changes.set_enabled(target, self.enable)
+        return Outcome({"status_code": 204}, related)
+
+
+def _inferred_automation(event: Event | None) -> uuid.UUID:
+    if event is None:
+        raise ActionFailed("No event to infer the automation")
+    for resource in (event.resource, *event.related):
+        rid = resource.get(schema.RESOURCE_ID, "")
+        if rid.startswith("prefect.automation."):
+            try:
+                return uuid.UUID(rid.removeprefix("prefect.automation."))
+            except ValueError:
+                continue
+    raise ActionFailed("No automation could be inferred")
+
+
+class PauseAutomation(AutomationCommand):
+    type: Literal["pause-automation"] = "pause-automation"
+    label: ClassVar[str] = "Pause automation"
+    enable: ClassVar[bool] = False
+
+
+class ResumeAutomation(AutomationCommand):
+    type: Literal["resume-automation"] = "resume-automation"
+    label: ClassVar[str] = "Resume automation"
+    enable: ClassVar[bool] = True
+
+
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url[:100]

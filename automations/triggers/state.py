@@ -1,0 +1,132 @@
+"""What trigger evaluation remembers: windows (`Bucket`), firings and their dirty sets."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from events.schema import Event
+
+BucketId = tuple[uuid.UUID, tuple[str, ...]]
+
+
+@dataclass
+class Bucket:
+    """The evaluation window of one trigger for one for_each key."""
+
+    trigger_id: uuid.UUID
+    key: tuple[str, ...]
+    start: datetime
+    end: datetime
+    count: int = 0
+    last_event: Event | None = None
+
+    @property
+    def ident(self) -> BucketId:
+        return (self.trigger_id, self.key)
+
+
+@dataclass
+class Firing:
+    """One firing of one trigger; a composite's firing carries its children's."""
+
+    trigger: Any  # EventTrigger | CompoundTrigger | SequenceTrigger
+    triggered: datetime
+    triggering_labels: dict[str, str] = field(default_factory=dict)
+    triggering_event: Event | None = None
+    triggering_firings: list[Firing] = field(default_factory=list)
+    bucket_key: tuple[str, ...] = ()
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+
+    def all_firings(self) -> list[Firing]:
+        return [self, *(f for child in self.triggering_firings for f in child.all_firings())]
+
+    def all_events(self) -> list[Event]:
+        own = [self.triggering_event] if self.triggering_event else []
+        return own + [e for child in self.triggering_firings for e in child.all_events()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "trigger_id": str(self.trigger.id),
+            "trigger_type": self.trigger.type,
+            "triggered": self.triggered.isoformat(),
+            "triggering_labels": self.triggering_labels,
+            "triggering_event": self.triggering_event.to_wire() if self.triggering_event else None,
+            "triggering_firings": [f.to_json() for f in self.triggering_firings],
+            "bucket_key": list(self.bucket_key),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], triggers: dict[uuid.UUID, Any]) -> Firing:
+        return cls(
+            id=uuid.UUID(data["id"]),
+            trigger=triggers[uuid.UUID(data["trigger_id"])],
+            triggered=datetime.fromisoformat(data["triggered"]),
+            triggering_labels=data["triggering_labels"],
+            triggering_event=(
+                Event.from_wire(data["triggering_event"]) if data["triggering_event"] else None
+            ),
+            triggering_firings=[cls.from_json(f, triggers) for f in data["triggering_firings"]],
+            bucket_key=tuple(data.get("bucket_key", ())),
+        )
+
+
+class State:
+    """Everything trigger evaluation remembers, with the set of what changed since `clean()`.
+
+    The engine loads it from the database, lets the evaluator change it, writes back what is
+    dirty and calls `clean()`; tests and previews simply keep it in memory.
+    """
+
+    def __init__(self) -> None:
+        self.buckets: dict[BucketId, Bucket] = {}
+        # (trigger, key) → {event id: occurred}: `expect` events held for windows opening later
+        self.held: dict[BucketId, dict[uuid.UUID, datetime]] = {}
+        self.held_at: dict[BucketId, datetime] = {}
+        # composite trigger id → {child trigger id: its latest firing}
+        self.child_firings: dict[uuid.UUID, dict[uuid.UUID, Firing]] = {}
+        # proactive trigger id → when to evaluate it next (not durable: re-evaluating is safe)
+        self.next_runs: dict[uuid.UUID, datetime] = {}
+        self.dirty_buckets: set[BucketId] = set()
+        self.dirty_held: set[BucketId] = set()
+        self.dirty_children: set[uuid.UUID] = set()
+
+    def clean(self) -> None:
+        self.dirty_buckets.clear()
+        self.dirty_held.clear()
+        self.dirty_children.clear()
+
+    # buckets
+    def bucket(self, trigger_id: uuid.UUID, key: tuple[str, ...]) -> Bucket | None:
+        return self.buckets.get((trigger_id, key))
+
+    def put(self, bucket: Bucket) -> Bucket:
+        self.buckets[bucket.ident] = bucket
+        self.dirty_buckets.add(bucket.ident)
+        return bucket
+
+    def remove(self, bucket: Bucket) -> None:
+        if self.buckets.pop(bucket.ident, None) is not None:
+            self.dirty_buckets.add(bucket.ident)
+
+    def buckets_of(self, trigger_id: uuid.UUID) -> list[Bucket]:
+        found = [b for (tid, _), b in self.buckets.items() if tid == trigger_id]
+        return sorted(found, key=lambda b: b.start)
+
+    def forget_triggers(self, keep: set[uuid.UUID]) -> None:
+        """Drop the state of triggers that no longer exist (an automation edited or deleted)."""
+        for ident in [i for i in self.buckets if i[0] not in keep]:
+            del self.buckets[ident]
+            self.dirty_buckets.add(ident)
+        for ident in [i for i in self.held if i[0] not in keep]:
+            del self.held[ident]
+            self.held_at.pop(ident, None)
+            self.dirty_held.add(ident)
+        for parent in [p for p in self.child_firings if p not in keep]:
+            del self.child_firings[parent]
+            self.dirty_children.add(parent)
+        for tid in [t for t in self.next_runs if t not in keep]:
+            del self.next_runs[tid]
