@@ -103,5 +103,3 @@ def _firing_rows(
         for source, index, action in automation.all_actions()
     ]
     return row, runs
-
-

@@ -6,11 +6,9 @@ decides for one `schema.Event` (live streams, triggers). A hypothesis test keeps
 
 from __future__ import annotations
 
-import re
 import shlex
 import uuid
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -32,9 +30,10 @@ from django.db.models.functions import Cast, Concat, RowNumber
 from django.utils import timezone
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from events.labels import Patterns, as_list, glob_regex, label_matches, labels_match
+from events.models import EventResource
 from events.schema import RESOURCE_ID, RESOURCE_ROLE, Event
 
-Patterns = str | list[str]
 MAX_TEXT_QUERY = 200
 
 
@@ -185,8 +184,6 @@ class EventFilter(_Filter):
 
     def apply(self, queryset: QuerySet) -> QuerySet:
         """Narrow a queryset of `events.Event` to this filter (unordered; see `ordered`)."""
-        from events.models import EventResource
-
         since, until = self.occurred.since, self.occurred.until
         qs = queryset.filter(occurred__gte=since, occurred__lte=until)
         if self.id.id:
@@ -229,74 +226,6 @@ def _order_by(descending: bool):
 # --- label globs ---------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
-def glob_regex(pattern: str) -> str:
-    """Translate a glob (`*`, `?`, `[seq]`, `[^seq]`; case-sensitive) to an anchored regex.
-
-    The same semantics as SQLite's GLOB, so the in-memory and SQL evaluators agree.
-    """
-    out, i, n = [], 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        i += 1
-        if c == "*":
-            out.append(".*")
-        elif c == "?":
-            out.append(".")
-        elif c == "[":
-            j = i
-            if j < n and pattern[j] == "^":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j >= n:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i:j]
-                negate = body.startswith("^")
-                if negate:
-                    body = body[1:]
-                body = body.replace("\\", "\\\\")
-                out.append(f"[{'^' if negate else ''}{body}]")
-                i = j + 1
-        else:
-            out.append(re.escape(c))
-    return "^" + "".join(out) + "$"
-
-
-@lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> re.Pattern:
-    return re.compile(glob_regex(pattern), re.DOTALL)
-
-
-def glob_matches(pattern: str, value: str) -> bool:
-    return _compiled(pattern).match(value) is not None
-
-
-def _as_list(patterns: Patterns) -> list[str]:
-    return [patterns] if isinstance(patterns, str) else list(patterns)
-
-
-def label_matches(patterns: Patterns, value: str | None) -> bool:
-    """Patterns for one label are ORed; `!` negates one; a missing label never matches."""
-    if value is None:
-        return False
-    for pattern in _as_list(patterns):
-        if pattern.startswith("!"):
-            if not glob_matches(pattern[1:], value):
-                return True
-        elif glob_matches(pattern, value):
-            return True
-    return False
-
-
-def labels_match(spec: dict[str, Patterns] | None, labels: dict[str, str]) -> bool:
-    """Every label in `spec` must match (AND)."""
-    return all(label_matches(patterns, labels.get(key)) for key, patterns in (spec or {}).items())
-
-
 class Glob(Func):
     """`lhs GLOB pattern` on SQLite, a regex match with the same semantics elsewhere."""
 
@@ -328,7 +257,7 @@ def _labels_q(
 ) -> Q:
     q = Q()
     for key, patterns in spec.items():
-        patterns = _as_list(patterns)
+        patterns = as_list(patterns)
         if not patterns:
             return Q(pk__in=[])  # an empty pattern list matches nothing
         if key == RESOURCE_ROLE and role_field:
@@ -461,7 +390,7 @@ def _related_resource_matches(f: RelatedFilter, resource: dict[str, str]) -> boo
     if f.labels:
         for key, patterns in f.labels.items():
             if key == RESOURCE_ROLE:
-                if role not in _as_list(patterns):
+                if role not in as_list(patterns):
                     return False
             elif not label_matches(patterns, resource.get(key)):
                 return False
@@ -575,6 +504,4 @@ __all__ = [
     "RelatedFilter",
     "ResourceFilter",
     "TextFilter",
-    "glob_matches",
-    "label_matches",
 ]

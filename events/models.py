@@ -104,6 +104,7 @@ class EventCount(models.Model):
     def __str__(self) -> str:
         return f"{self.event} @ {self.bucket} (+{self.width}s): {self.count}"
 
+
 __all__ = [
     "ApiToken",
     "Event",

@@ -306,7 +306,9 @@ def same_resource(of: Event, *, limit: int = 10) -> list[Event]:
 
 def any_named(names: list[str] | tuple[str, ...], *, exclude: bool = False) -> bool:
     """Whether any stored event has one of `names` (or, with `exclude`, any other name)."""
-    rows = Event.objects.exclude(event__in=names) if exclude else Event.objects.filter(event__in=names)
+    rows = (
+        Event.objects.exclude(event__in=names) if exclude else Event.objects.filter(event__in=names)
+    )
     return rows.exists()
 
 

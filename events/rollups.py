@@ -16,6 +16,7 @@ from django.db.models import Count, Max, Min, Sum, Value
 from django.db.models.functions import Concat
 
 from events.filters import EventFilter, name_q
+from events.models import Event, EventCount
 
 MINUTE, HOUR = 60, 3600
 WIDTHS = (MINUTE, HOUR)
@@ -34,8 +35,6 @@ def ceil(value: datetime, width: int) -> datetime:
 
 def record(events: Iterable) -> None:
     """Add stored events (`schema.Event`) to the rollups; call inside the write transaction."""
-    from events.models import EventCount
-
     groups: dict[tuple[int, datetime, str], list] = {}
     for e in events:
         for width in WIDTHS:
@@ -116,8 +115,6 @@ def tally_by_event(
     event_filter: EventFilter, start: datetime, end: datetime, *, level: int = HOUR
 ) -> dict[str, Tally]:
     """Exact count, first and last occurrence per event name in [start, end)."""
-    from events.models import Event, EventCount
-
     names = name_q(event_filter.event) if event_filter.event else None
     # On the events themselves the name is matched on `event || ''`, which no index serves: the
     # pieces scanned there are short time ranges, best found through the occurred index even
@@ -160,8 +157,6 @@ def counts_by_bucket(
     event_filter: EventFilter, first: datetime, step: timedelta, n: int
 ) -> list[int] | None:
     """Counts per histogram bucket, or None when the buckets are not whole minutes."""
-    from events.models import EventCount
-
     width = int(step.total_seconds())
     if (
         step != timedelta(seconds=width)
@@ -201,8 +196,6 @@ def counts_by_bucket(
 
 def forget_before(cutoff: datetime, *, names_q=None) -> None:
     """Drop rollup rows wholly before `cutoff` (hour-aligned), for the names being pruned."""
-    from events.models import EventCount
-
     qs = EventCount.objects.filter(bucket__lt=cutoff)
     if names_q is not None:
         qs = qs.filter(names_q)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from django.conf import settings
 
 RESOURCE_ID = "prefect.resource.id"
 RESOURCE_ROLE = "prefect.resource.role"
@@ -28,8 +29,6 @@ class Limits:
 
     @classmethod
     def from_settings(cls) -> Limits:
-        from django.conf import settings
-
         return cls(
             name_length=settings.EVENTSITE_MAX_EVENT_NAME_LENGTH,
             labels_per_resource=settings.EVENTSITE_MAX_LABELS_PER_RESOURCE,

@@ -113,9 +113,14 @@ class LiveServer:
 def live_server_env(django_db_setup, django_db_blocker) -> dict[str, str]:
     with django_db_blocker.unblock():
         url = _database_url()
-    env = {**os.environ, "EVENTSITE_DATABASE_URL": url, "EVENTSITE_LOG_LEVEL": "WARNING"}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    return env
+    # The real settings, with the suite's fast password hasher (tests/settings.py), so that users
+    # the tests create can log in.
+    return {
+        **os.environ,
+        "EVENTSITE_DATABASE_URL": url,
+        "EVENTSITE_LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+    }
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ from events.schema import Event, EventInvalid
 
 logger = logging.getLogger(__name__)
 
+
 class DoNothing(Action):
     type: Literal["do-nothing"] = "do-nothing"
     label: ClassVar[str] = "Do nothing"
@@ -304,8 +305,6 @@ class ResumeAutomation(AutomationCommand):
     type: Literal["resume-automation"] = "resume-automation"
     label: ClassVar[str] = "Resume automation"
     enable: ClassVar[bool] = True
-
-
 
 
 def _origin(url: str) -> str:

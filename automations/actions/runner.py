@@ -32,6 +32,7 @@ from events.schema import Event
 
 logger = logging.getLogger(__name__)
 
+
 def backoff(attempt: int) -> timedelta:
     """Delay before the next attempt after `attempt` failed: base · 2^(attempt-1), capped."""
     base = settings.EVENTSITE_ACTION_RETRY_BASE.total_seconds()

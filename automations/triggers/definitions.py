@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from automations.triggers.state import Firing
-from events.filters import glob_matches, labels_match
+from events.labels import glob_matches, labels_match
 from events.schema import Event
 
 # Events that occurred up to this long before the first one of a window still count in it, so
@@ -44,7 +44,6 @@ TRIGGER_TYPES = ("event", "compound", "sequence")
 
 Patterns = str | list[str]
 ResourceSpec = dict[str, Patterns]
-
 
 
 class _Trigger(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 
 from automations.triggers.definitions import NEVER_EVALUATED, CompoundTrigger, EventTrigger
 from automations.triggers.state import Bucket
-from events.filters import label_matches, labels_match
+from events.labels import label_matches, labels_match
 from events.schema import Event
 
 
@@ -60,8 +60,6 @@ def trigger_from_event(event: Event) -> dict[str, Any]:
         "threshold": 1,
         "within": 0,
     }
-
-
 
 
 @dataclass

@@ -485,8 +485,6 @@ def _slot_start(occurred: datetime, width: timedelta) -> datetime:
     return epoch + (occurred - epoch) // width * width
 
 
-
-
 def simulate(
     automation_trigger: Any,
     events: Iterable[Event],

@@ -81,7 +81,6 @@ class ApiToken(models.Model):
             self.save(update_fields=["revoked"])
 
 
-
 class LoginFailure(models.Model):
     """One failed login, counted per account and per address to throttle guessing.
 

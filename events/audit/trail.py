@@ -263,4 +263,3 @@ def record_login_failure(username: str, request: HttpRequest | None, *, reason: 
         request=request,
         details={"username": username, "reason": reason or "invalid credentials"},
     )
-

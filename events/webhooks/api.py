@@ -131,9 +131,7 @@ class Webhooks(APIView):
 
 
 class WebhooksFilter(APIView):
-    @extend_schema(
-        request=FilterIn, responses={200: WebhookList, 422: INVALID}, summary="List"
-    )
+    @extend_schema(request=FilterIn, responses={200: WebhookList, 422: INVALID}, summary="List")
     def post(self, request):
         body, error = parse_body(request, FilterIn, detail="Invalid filter.")
         if error:

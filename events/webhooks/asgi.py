@@ -39,6 +39,7 @@ from events.webhooks.receive import (
 
 logger = logging.getLogger(__name__)
 
+
 class _DaemonThreadExecutor(Executor):
     """Runs submitted calls in order on one daemon thread.
 

@@ -121,5 +121,3 @@ class WebhookRequest(models.Model):
         if limit is not None:
             data = data[:limit]
         return data.decode("utf-8", errors="replace")
-
-

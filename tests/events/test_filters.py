@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events import schema
-from events.filters import EventFilter, glob_matches
+from events.filters import EventFilter
 from events.ingest import ingest
+from events.labels import glob_matches
 from events.models import Event
 from tests.factories import event_data, related
 

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from events.models import ApiToken
 from eventsite import services
+from eventsite.asgi import application
 from eventsite.server import EventsiteServer
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,6 @@ class Command(BaseCommand):
     def handle(self, *args, host: str, port: int, no_engine: bool, no_first_run: bool, **options):
         if not no_first_run:
             self._first_run(f"http://{host}:{port}")
-        from eventsite.asgi import application
-
         stop, _ = services.start(engine=not no_engine)
         self.stdout.write(
             f"eventsite serving on http://{host}:{port}/ (engine {'off' if no_engine else 'on'})"

@@ -14,7 +14,6 @@ from events import queries, volume
 from events.filters import EventFilter
 from events.forms import HIDDEN_BY_DEFAULT, FeedFilterSet
 from events.ingest import ingest
-from events.models import Event
 from tests.factories import event_data, related
 
 pytestmark = pytest.mark.django_db

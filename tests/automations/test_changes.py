@@ -66,6 +66,8 @@ def test_malformed_or_oversized_automation_bodies_get_clear_4xx_answers(api_clie
     assert "Malformed JSON" in malformed.json()["detail"]
 
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
-    oversized = api_client.post("/api/automations/", {**DEFINITION, "description": "x" * 500}, format="json")
+    oversized = api_client.post(
+        "/api/automations/", {**DEFINITION, "description": "x" * 500}, format="json"
+    )
     assert oversized.status_code == 413
     assert oversized.json()["detail"]
