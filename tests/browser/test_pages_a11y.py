@@ -191,16 +191,21 @@ def test_every_page_passes_axe_fits_the_screen_and_loads_everything(
     browser, server, site, screenshots, size, theme
 ):
     context = browser.new_context(
-        viewport=SIZES[size], color_scheme=theme, is_mobile=size == "phone", has_touch=size == "phone"
+        viewport=SIZES[size],
+        color_scheme=theme,
+        is_mobile=size == "phone",
+        has_touch=size == "phone",
     )
     page = context.new_page()
     page.set_default_timeout(10_000)
     missing: list[str] = []
     page.on(
         "response",
-        lambda r: missing.append(r.url)
-        if r.status == 404 and r.request.resource_type != "document"
-        else None,
+        lambda r: (
+            missing.append(r.url)
+            if r.status == 404 and r.request.resource_type != "document"
+            else None
+        ),
     )
     report: dict[str, list[dict]] = {}
     problems: list[str] = []
