@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.test_feed_browser import PASSWORD, seed
+from tests.browser.test_pages_a11y import audit
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
@@ -84,8 +85,13 @@ def test_on_a_phone_the_navigation_and_the_filters_fold_into_menus(
     page.screenshot(path=str(screenshots / "phone-user-menu-open.png"))
 
 
-def test_on_a_wide_screen_the_filters_are_open_and_the_menus_are_a_bar(browser, server, person):
+def test_on_a_wide_screen_the_filters_are_open_and_the_menus_are_a_bar(
+    browser, server, person, screenshots
+):
     page = open_page(browser, server, DESK)
+    expect(page.locator("#empty h2")).to_have_text("No events yet")
+    page.screenshot(path=str(screenshots / "feed-empty-desk.png"))
+    assert not [v for v in audit(page) if v["impact"] in ("serious", "critical")]
 
     expect(page.locator(".topbar > .nav")).to_be_visible()
     expect(page.locator(".sitemenu")).to_be_hidden()

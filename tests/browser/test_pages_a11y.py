@@ -230,6 +230,12 @@ def test_every_page_passes_axe_fits_the_screen_and_loads_everything(
         assert response.status == (404 if name == "not-found" else 200), name
         check(name)
 
+    # A saved form: the page again, with its confirmation toast.
+    page.goto(server.url + site["webhook"])
+    page.click("#webhook-form button[type=submit]")
+    expect(page.locator(".toast[role=status]")).to_contain_text("Webhook saved.")
+    check("saved-toast")
+
     (screenshots / f"axe-{size}-{theme}.json").write_text(json.dumps(report, indent=2))
     context.close()
     assert not missing, f"requests that 404: {missing}"
