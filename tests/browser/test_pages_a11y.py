@@ -170,6 +170,8 @@ def audit(page: Page) -> list[dict]:
 def settle_page(page: Page, name: str) -> None:
     """Wait for what a page loads after the load event, so axe and the screenshot see it."""
     page.wait_for_load_state("networkidle")
+    if name in ("webhook", "webhook-new"):  # the test panel renders the sample on load
+        expect(page.locator("#test-result")).to_contain_text("would store this event")
     if name == "automation-new":  # with its preview beside (or under) the form
         page.click("#preview-button")
         expect(page.locator(".preview-count").first).to_have_text("1")
