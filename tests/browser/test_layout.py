@@ -115,6 +115,7 @@ def test_the_theme_follows_the_system_until_a_choice_is_made_and_then_remembers_
 
     page.click(".usermenu > summary")
     expect(page.get_by_role("button", name="System")).to_have_attribute("aria-pressed", "true")
+    assert fits(page), "the open user menu stays inside the window"
     page.get_by_role("button", name="Dark").click()
     expect(page.get_by_role("button", name="Dark")).to_have_attribute("aria-pressed", "true")
     assert page.evaluate("document.documentElement.dataset.theme") == "dark"
