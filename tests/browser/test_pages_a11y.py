@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from events.models import ApiToken
+from tests.automations.conftest import settle
 from tests.factories import event_data, related
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
@@ -33,8 +34,6 @@ TEMPLATE = (
 
 @pytest.fixture
 def server(server):
-    from tests.automations.conftest import settle
-
     yield server
     settle()
 
