@@ -34,6 +34,7 @@ TEMPLATE = (
 
 @pytest.fixture
 def server(server):
+    """The live server, left only once its engine has finished reacting to the test's events."""
     yield server
     settle()
 
