@@ -1,15 +1,18 @@
-"""Presentation helpers for events: labels, previews, times. Everything returned here is plain
-text that the template autoescapes; nothing marks user data safe."""
+"""Presentation helpers for events: labels, previews, times. Filters return plain text that the
+template autoescapes; the one tag that returns markup (`middle`) builds it with format_html, which
+escapes every value. Nothing marks user data safe."""
 
 from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from django import template
+from django.conf import settings
 from django.utils import timezone
+from django.utils.html import format_html
 
 from events import schema
 
@@ -146,3 +149,37 @@ def _badge_name(labels: dict) -> str:
 @register.filter
 def axis_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%b %d %H:%M") if value else ""
+
+
+@register.simple_tag
+def middle(value, tail: int = 10) -> str:
+    """A long id that, when its box is too narrow, loses its middle rather than its end.
+
+    CSS cannot cut a string in the middle, so the tail is its own span that never shrinks; the
+    head ends in an ellipsis. Copying the text still copies the whole id.
+    """
+    text = str(value)
+    if len(text) <= tail * 2:
+        return format_html('<span class="mid">{}</span>', text)
+    return format_html(
+        '<span class="mid" title="{}"><span class="mid-head">{}</span>'
+        '<span class="mid-tail">{}</span></span>',
+        text,
+        text[:-tail],
+        text[-tail:],
+    )
+
+
+@register.simple_tag
+def event_retention() -> str:
+    """How long events are kept (`EVENTSITE_EVENT_RETENTION`), in words: "7 days", "36 hours"."""
+    return duration_words(settings.EVENTSITE_EVENT_RETENTION)
+
+
+def duration_words(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"

@@ -165,6 +165,8 @@
       flush();
       return;
     }
+    var dismiss = target.closest(".toast [data-dismiss]");
+    if (dismiss) { dismiss.closest(".toast").remove(); return; }
     var copy = target.closest("[data-copy], [data-copy-target]");
     if (copy) {
       var text = copy.dataset.copy;
@@ -217,6 +219,15 @@
     }
   });
 
+  // The feed's filters fold behind one button on a phone and stay open on a wider screen; the
+  // template closes the fold before the first paint on a phone (see events/feed.html).
+  var narrow = window.matchMedia("(max-width: 700px)");
+  function syncFold() {
+    var fold = document.getElementById("filter-fold");
+    if (fold && !narrow.matches) fold.open = true;
+  }
+  if (narrow.addEventListener) narrow.addEventListener("change", syncFold);
+
   // Close an open dropdown when clicking elsewhere.
   document.addEventListener("click", function (e) {
     document.querySelectorAll("details.menu[open]").forEach(function (d) {
@@ -252,12 +263,14 @@
     if (!box) {
       box = document.createElement("div");
       box.className = "toasts";
-      box.setAttribute("role", "status");
       document.body.appendChild(box);
     }
     var item = document.createElement("div");
+    item.setAttribute("role", "status");
     item.className = "toast " + (kind || "");
-    item.textContent = text;
+    var span = document.createElement("span");
+    span.textContent = text;
+    item.appendChild(span);
     box.appendChild(item);
     setTimeout(function () { item.remove(); }, 1800);
   }

@@ -90,8 +90,11 @@ def test_automate_from_an_event_then_a_matching_event_fires_it(server, token, br
         page.reload()
     page.screenshot(path=str(SCREENSHOTS / "automation-detail.png"), full_page=True)
 
-    # and it is listed with its last firing, and can be disabled from the list with htmx
+    # and it is listed with its last firing, and can be disabled from the list with htmx: the
+    # state is a badge, the toggle a separate button that says what it will do
     page.goto(f"{server.url}/automations/")
+    assert page.locator(".automation-row .badge").inner_text() == "Enabled"
     page.click("button.toggle")
-    page.wait_for_selector("button.toggle:has-text('Disabled')")
+    page.wait_for_selector(".automation-row .badge:text-is('Disabled')")
+    assert page.locator("button.toggle").inner_text() == "Enable"
     page.screenshot(path=str(SCREENSHOTS / "automation-list.png"), full_page=True)
