@@ -19,6 +19,7 @@ from events import queries, schema, volume
 from events.audit import AUDIT_EVENTS
 from events.filters import EventFilter
 from events.forms import HIDDEN_BY_DEFAULT, RANGE_LABELS, FeedFilterSet
+from eventsite.links import public_url
 
 PAGE_SIZE = 50
 MAX_NAME_OPTIONS = 400
@@ -86,7 +87,7 @@ def feed(request: HtmxHttpRequest, scope: str | None = None) -> HttpResponse:
             "name_options": _name_options(filterset),
             "chips": _chips(request.path, request.GET),
             "ranges": RANGE_LABELS.items(),
-            "api_url": request.build_absolute_uri("/api"),
+            "api_url": public_url("/api", request=request),
             "ws_query": _ws_query(request.GET, scope),
             "scope": scope,
             "feed_url": request.path,

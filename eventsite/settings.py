@@ -49,6 +49,8 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+# What people type to reach eventsite, e.g. https://events.example.com (see eventsite/links.py).
+EVENTSITE_PUBLIC_URL = envstr("EVENTSITE_PUBLIC_URL").rstrip("/")
 DEBUG = envbool("EVENTSITE_DEBUG")
 ALLOWED_HOSTS = envstr("EVENTSITE_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",")
 

@@ -14,6 +14,7 @@ from events.api.bodies import error_response, json_response, parse_body, read_js
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.schema import Limits
+from eventsite.links import public_url
 
 PREFECT_VERSION = "3.9.1"
 MAX_LIMIT = 200
@@ -55,7 +56,7 @@ def _page_response(request, page: queries.Page) -> HttpResponse:
     next_url = None
     if page.next_token:
         next_url = (
-            request.build_absolute_uri(reverse("api:events-filter-next"))
+            public_url(reverse("api:events-filter-next"), request=request)
             + "?page-token="
             + page.next_token
         )

@@ -17,6 +17,7 @@ from events.api.bodies import json_response, parse_body
 from events.webhooks import changes
 from events.webhooks.changes import STARTERS
 from events.webhooks.models import Webhook
+from eventsite.links import public_url
 
 MAX_LIMIT = 200
 Kind = Webhook.Kind
@@ -92,7 +93,7 @@ def _out(request, webhook: Webhook) -> dict:
         "kind": webhook.kind,
         "enabled": webhook.enabled,
         "slug": webhook.slug,
-        "url": request.build_absolute_uri(reverse("webhook-receive", args=[webhook.slug])),
+        "url": public_url(reverse("webhook-receive", args=[webhook.slug]), request=request),
         "created": webhook.created.isoformat(),
         "updated": webhook.updated.isoformat(),
     }

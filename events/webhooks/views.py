@@ -19,12 +19,13 @@ from events.webhooks import changes, receive
 from events.webhooks.changes import STARTERS
 from events.webhooks.forms import SAMPLES, SampleRequestForm, WebhookForm
 from events.webhooks.models import Webhook, WebhookRequest
+from eventsite.links import public_url
 
 LOG_PAGE = 50
 
 
 def _receive_url(request: HttpRequest, webhook: Webhook) -> str:
-    return request.build_absolute_uri(reverse("webhook-receive", args=[webhook.slug]))
+    return public_url(reverse("webhook-receive", args=[webhook.slug]), request=request)
 
 
 def _curl(url: str, webhook: Webhook) -> str:
