@@ -14,15 +14,15 @@ from rest_framework.views import APIView
 
 from automations import changes, explain
 from automations.models import Automation
-from automations.validation import AutomationInvalid, validate_definition
+from automations.validation import AutomationInvalid, previous_actions, validate_definition
 from events import queries
 from events.api.bodies import error_response, json_response, parse_body, read_json
 
 MAX_LIMIT = 200
 
 
-def _invalid(exc: AutomationInvalid) -> HttpResponse:
-    return error_response(422, "Invalid automation.", exc.errors)
+def _invalid(exc: AutomationInvalid, data) -> HttpResponse:
+    return error_response(422, "Invalid automation.", exc.errors, request_body=data)
 
 
 def _not_found() -> HttpResponse:
@@ -124,7 +124,7 @@ class AutomationsCreate(APIView):
         try:
             definition = validate_definition(data, automation_id=automation_id)
         except AutomationInvalid as exc:
-            return _invalid(exc)
+            return _invalid(exc, data)
         automation = changes.create(
             id=automation_id,
             owner=request.user,
@@ -155,9 +155,14 @@ class AutomationDetail(APIView):
         if automation is None:
             return _not_found()
         try:
-            definition = validate_definition(data, automation_id=automation.id, allow_owner=False)
+            definition = validate_definition(
+                data,
+                automation_id=automation.id,
+                allow_owner=False,
+                previous=previous_actions(automation),
+            )
         except AutomationInvalid as exc:
-            return _invalid(exc)
+            return _invalid(exc, data)
         changes.update(automation, definition.fields())
         return HttpResponse(status=204)
 
@@ -207,23 +212,14 @@ class AutomationsCount(APIView):
         return json_response(len(_filtered(body.automations)))
 
 
-def _related_to(resource_id: str, *, owned_only: bool = False) -> list[Automation]:
-    """Automations owned by the resource, or (unless owned_only) whose actions target it."""
-    found = []
-    for automation in Automation.objects.all():
-        if automation.owner_resource == resource_id:
-            found.append(automation)
-            continue
-        if owned_only:
-            continue
-        targets = {
-            f"prefect.automation.{a.get('automation_id')}"
-            for _, _, a in automation.all_actions()
-            if a.get("automation_id")
-        }
-        if resource_id in targets:
-            found.append(automation)
-    return found
+def _related_to(resource_id: str) -> list[Automation]:
+    """The automations related to a resource, as Prefect relates them.
+
+    Prefect relates an automation to its `owner_resource` and to the deployments its
+    run-deployment actions select; eventsite has no run-deployment, so only owners remain. An
+    automation that pauses or resumes another is not related to it (Prefect returns none).
+    """
+    return list(Automation.objects.filter(owner_resource=resource_id).order_by("created"))
 
 
 class AutomationsRelatedTo(APIView):
@@ -236,7 +232,7 @@ class AutomationsOwnedBy(APIView):
     @extend_schema(responses={202: None}, summary="Delete the automations a resource owns")
     def delete(self, request, resource_id: str):
         now = timezone.now()
-        for automation in _related_to(resource_id, owned_only=True):
+        for automation in _related_to(resource_id):
             if automation.created <= now:
                 changes.delete(automation)
         return HttpResponse(status=202)

@@ -1,5 +1,6 @@
 """The automation form: friendly fields for an event trigger, a JSON editor for any trigger, and
-an actions formset. Validation is `automations.validation` — the same as the REST API's."""
+an actions formset (`automations.action_forms`). Validation is `automations.validation` — the same
+as the REST API's."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from django import forms
 
-from automations.actions import ACTIONS
+from automations.action_forms import ActionForm, ActionFormSet
 from automations.triggers import EventTrigger, TriggerInvalid, parse_trigger
 from automations.validation import AutomationInvalid, Definition, validate_definition
 
@@ -23,6 +24,9 @@ FRIENDLY_TRIGGER_FIELDS = {
     "threshold": "threshold",
     "within": "within",
 }
+
+
+__all__ = ["ActionForm", "ActionFormSet", "AutomationForm"]
 
 
 def _lines(text: str) -> list[str]:
@@ -211,16 +215,13 @@ class AutomationForm(forms.Form):
         except forms.ValidationError as exc:
             self._add(exc.message_dict)
             return None
-        actions, positions = [], []
+        actions, positions, previous = [], [], []
         for i, form in enumerate(action_forms.forms):
             if form.cleaned_data.get("DELETE") or not form.cleaned_data.get("type"):
                 continue
-            try:
-                actions.append(form.action_data())
-                positions.append(i)
-            except forms.ValidationError as exc:
-                form.add_error(None, exc)
-                return None
+            actions.append(form.action_data())
+            positions.append(i)
+            previous.append(form.stored)
         automation = self.automation
         data = {
             "name": self.cleaned_data["name"],
@@ -239,6 +240,11 @@ class AutomationForm(forms.Form):
                 automation_id=automation.id if automation else self.new_id,
                 regenerate_ids=automation is None,
                 keep_trigger=automation.trigger if automation else None,
+                previous={
+                    "actions": previous,
+                    "actions_on_trigger": automation.actions_on_trigger if automation else [],
+                    "actions_on_resolve": automation.actions_on_resolve if automation else [],
+                },
             )
         except AutomationInvalid as exc:
             self._place(exc.errors, action_forms, positions)
@@ -272,92 +278,8 @@ class AutomationForm(forms.Form):
             elif path[0] == "actions" and len(path) > 1 and path[1].isdigit():
                 form = action_forms.forms[positions[int(path[1])]]
                 field = path[2].split("[")[0] if len(path) > 2 else None
-                form.add_error(field if field in form.fields else None, message)
+                form.add_field_error(field, message)
             elif path[0] in self.fields:
                 self.add_error(path[0], message)
             else:
                 self.add_error(None, f"{error['field']}: {message}")
-
-
-class ActionForm(forms.Form):
-    type = forms.ChoiceField(
-        choices=[("", "— choose —")] + [(k, v.label) for k, v in ACTIONS.items()], required=False
-    )
-    url = forms.CharField(required=False, label="URL")
-    method = forms.ChoiceField(
-        choices=[(m, m) for m in ("POST", "PUT", "PATCH", "GET", "DELETE")], initial="POST"
-    )
-    headers = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="One Name: value per line.",
-    )
-    payload = forms.CharField(
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 4, "class": "json-editor"}),
-        help_text='Jinja template, e.g. {"id": "{{ event.id }}"}.',
-    )
-    timeout = forms.FloatField(required=False, initial=10, min_value=0.1, max_value=60)
-    to = forms.CharField(required=False, label="Recipients", help_text="Comma-separated emails.")
-    subject = forms.CharField(required=False, initial="Prefect automated notification")
-    body = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    event = forms.CharField(
-        required=False,
-        label="Event (JSON)",
-        widget=forms.Textarea(attrs={"rows": 4, "class": "json-editor"}),
-        help_text='{"event": "…", "resource": {"prefect.resource.id": "…"}, "payload": {…}}',
-    )
-    automation_id = forms.CharField(required=False, label="Automation id")
-
-    def action_data(self) -> dict[str, Any]:
-        data = self.cleaned_data
-        kind = data["type"]
-        if kind == "call-webhook":
-            headers = {}
-            for line in (data.get("headers") or "").splitlines():
-                if not line.strip():
-                    continue
-                name, sep, value = line.partition(":")
-                if not sep:
-                    raise forms.ValidationError("Headers: write one Name: value per line.")
-                headers[name.strip()] = value.strip()
-            return {
-                "type": kind,
-                "url": data.get("url") or "",
-                "method": data.get("method") or "POST",
-                "headers": headers,
-                "payload": data.get("payload") or "",
-                "timeout": data.get("timeout") or 10,
-            }
-        if kind == "send-notification":
-            return {
-                "type": kind,
-                "to": _lines(data.get("to") or ""),
-                "subject": data.get("subject") or "Prefect automated notification",
-                "body": data.get("body") or "",
-            }
-        if kind == "emit-event":
-            try:
-                event = json.loads(data.get("event") or "")
-            except json.JSONDecodeError as exc:
-                raise forms.ValidationError(f"Event: not valid JSON: {exc}") from None
-            return {"type": kind, "event": event}
-        if kind in ("pause-automation", "resume-automation"):
-            if data.get("automation_id"):
-                return {"type": kind, "source": "selected", "automation_id": data["automation_id"]}
-            return {"type": kind, "source": "inferred"}
-        return {"type": kind}
-
-    @classmethod
-    def initial_for(cls, action: dict[str, Any]) -> dict[str, Any]:
-        initial = {k: v for k, v in action.items() if k in cls.base_fields}
-        if "headers" in action:
-            initial["headers"] = "\n".join(f"{k}: {v}" for k, v in action["headers"].items())
-        if "to" in action:
-            initial["to"] = ", ".join(action["to"])
-        if "event" in action:
-            initial["event"] = json.dumps(action["event"], indent=2)
-        return initial
-
-
-ActionFormSet = forms.formset_factory(ActionForm, extra=1, can_delete=True)

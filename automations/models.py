@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from events.schema import RESOURCE_ID, isoformat
+from eventsite import field_secrets
 
 
 class Automation(models.Model):
@@ -60,7 +61,14 @@ class Automation(models.Model):
         return out
 
     def to_api(self) -> dict[str, Any]:
-        """Prefect's Automation JSON (the response omits `owner_resource`, like Prefect)."""
+        """Prefect's Automation JSON (the response omits `owner_resource`, like Prefect).
+
+        Secret settings are sealed in the stored actions and shown as `REDACTED` here: this is
+        what API answers, `prefect.automation.*` events and action templates see.
+        """
+        return field_secrets.redact(self.stored_json())
+
+    def stored_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "description": self.description,
@@ -203,6 +211,48 @@ class ActionRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.action_index} ({self.status})"
+
+
+class Delivery(models.Model):
+    """One attempt of one action run: what was sent and what came back, or the mail sent.
+
+    Every attempt is a row (the run keeps only its latest result), so the automation page can
+    show each try, and "Send test" can show the real answer. Secrets are never in it: the
+    request shows configured header values as REDACTED and every text is scrubbed of the
+    action's secrets before it is stored (`automations.actions.base.Action.run`).
+    """
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded"
+        RETRYING = "retrying"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(ActionRun, on_delete=models.CASCADE, related_name="deliveries")
+    automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="deliveries")
+    attempt = models.IntegerField()
+    kind = models.CharField(max_length=100)
+    started = models.DateTimeField()
+    finished = models.DateTimeField()
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    summary = models.TextField(blank=True, default="")
+    # {"method", "url", "headers", "body"} for HTTP; {"from", "to", "subject", "body"} for mail.
+    request = models.JSONField(default=dict, blank=True)
+    # {"status_code", "headers", "body", "truncated", "redirects"}
+    response = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    is_test = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-started"]
+        indexes = [models.Index(fields=["automation", "-started"], name="delivery_automation_time")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} attempt {self.attempt} ({self.outcome})"
+
+    @property
+    def is_mail(self) -> bool:
+        return "to" in self.request
 
 
 class EngineCursor(models.Model):

@@ -13,10 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from automations.actions import ActionsInvalid, AutomationCommand, EmitEvent, parse_actions
+from automations.actions import (
+    ActionsInvalid,
+    AutomationCommand,
+    EmitEvent,
+    parse_actions,
+    stored_actions,
+)
 from automations.triggers import EventTrigger, TriggerInvalid, parse_trigger
 from events.ingest import internal_event
 
+ACTION_LISTS = ("actions", "actions_on_trigger", "actions_on_resolve")
 AUTOMATION_EVENTS = (
     "prefect.automation.triggered",
     "prefect.automation.resolved",
@@ -89,6 +96,7 @@ def validate_definition(
     allow_owner: bool = True,
     regenerate_ids: bool = True,
     keep_trigger: dict | None = None,
+    previous: dict[str, list[dict | None]] | None = None,
 ) -> Definition:
     """Check everything about an automation; raise `AutomationInvalid` with every problem.
 
@@ -96,7 +104,11 @@ def validate_definition(
     that would react to its own events or pause itself can be recognised. With
     `regenerate_ids` every trigger gets a new id, as Prefect's API does; with `keep_trigger`
     (the stored trigger) an unchanged trigger keeps its ids, and so its evaluation state.
+    `previous` gives, per action list, the stored action each submitted one replaces (by
+    position): its secrets are what a `REDACTED` value keeps. The definition's actions are the
+    ones to store, secrets sealed.
     """
+    previous = previous or {}
     if not isinstance(data, dict):
         raise AutomationInvalid([{"field": "body", "message": "must be a JSON object"}])
     try:
@@ -117,9 +129,11 @@ def validate_definition(
     except TriggerInvalid as exc:
         errors += exc.errors
     parsed_actions: dict[str, list] = {}
-    for name in ("actions", "actions_on_trigger", "actions_on_resolve"):
+    for name in ACTION_LISTS:
         try:
-            parsed_actions[name] = parse_actions(getattr(body, name), loc=name)
+            parsed_actions[name] = parse_actions(
+                getattr(body, name), loc=name, previous=previous.get(name)
+            )
         except ActionsInvalid as exc:
             errors += exc.errors
     if errors:
@@ -152,16 +166,15 @@ def validate_definition(
         enabled=body.enabled,
         tags=body.tags,
         trigger=trigger.to_json(),
-        actions=[a.model_dump(mode="json") for a in parsed_actions["actions"]],
-        actions_on_trigger=[
-            a.model_dump(mode="json") for a in parsed_actions["actions_on_trigger"]
-        ],
-        actions_on_resolve=[
-            a.model_dump(mode="json") for a in parsed_actions["actions_on_resolve"]
-        ],
+        **{name: stored_actions(parsed_actions[name], previous.get(name)) for name in ACTION_LISTS},
         owner_resource=body.owner_resource,
         allow_self_trigger=body.allow_self_trigger,
     )
+
+
+def previous_actions(automation) -> dict[str, list[dict | None]]:
+    """Each stored action list, for `validate_definition(previous=…)` when replacing by position."""
+    return {name: list(getattr(automation, name)) for name in ACTION_LISTS}
 
 
 def _same_trigger(trigger, stored: dict) -> bool:

@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from automations import actions as action_kinds
@@ -18,6 +19,8 @@ from automations.forms import ActionForm, ActionFormSet, AutomationForm
 from automations.models import ActionRun, Automation
 from automations.triggers import TriggerInvalid, describe, parse_trigger, trigger_from_event
 from events import queries
+
+DELIVERIES_SHOWN = 50
 
 
 def _summary(trigger: dict) -> str:
@@ -52,6 +55,12 @@ def automation_toggle(request: HttpRequest, automation_id: uuid.UUID) -> HttpRes
 def automation_detail(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     firings = list(automation.firings.prefetch_related("action_runs")[:50])
+    tested = None
+    if raw := request.GET.get("tested"):
+        try:
+            tested = automation.action_runs.filter(pk=uuid.UUID(raw)).first()
+        except ValueError:
+            tested = None
     actions = [
         {"index": index, "source": source, "action": action, "summary": _action_summary(action)}
         for source, index, action in automation.all_actions()
@@ -65,13 +74,15 @@ def automation_detail(request: HttpRequest, automation_id: uuid.UUID) -> HttpRes
             "firings": firings,
             "actions": actions,
             "failed_runs": automation.action_runs.filter(status=ActionRun.Status.FAILED).count(),
+            "deliveries": list(automation.deliveries.select_related("run")[:DELIVERIES_SHOWN]),
+            "tested": tested,
         },
     )
 
 
 def _action_summary(action: dict) -> str:
     try:
-        return action_kinds.parse_action(action).summary()
+        return action_kinds.parse_action(action).describe()
     except action_kinds.ActionsInvalid:
         return action.get("type", "?")
 
@@ -79,7 +90,8 @@ def _action_summary(action: dict) -> str:
 def _form_page(request, *, automation: Automation | None, initial: dict, action_initial: list):
     if request.method == "POST":
         form = AutomationForm(request.POST, automation=automation)
-        formset = ActionFormSet(request.POST, prefix="actions")
+        # The stored actions again: each form knows which secrets its action has stored.
+        formset = ActionFormSet(request.POST, prefix="actions", initial=action_initial)
         definition = form.validate_with(formset)
         if definition is not None:
             if automation is None:
@@ -157,11 +169,14 @@ def automation_test_action(
     if entry is None:
         raise Http404("No such action.")
     run = action_kinds.send_test(automation, entry)
+    if request.htmx:
+        return render(request, "automations/_test_result.html", {"tested": run})
     if run.status == ActionRun.Status.SUCCEEDED:
         messages.success(request, f"Test of action #{index} succeeded: {run.result_excerpt}")
     else:
         messages.error(request, f"Test of action #{index}: {run.status}: {run.last_error}")
-    return redirect("automations:detail", automation_id=automation.id)
+    url = reverse("automations:detail", args=[automation.id])
+    return redirect(f"{url}?tested={run.id}#test-result")
 
 
 @login_required

@@ -7,7 +7,7 @@ from events import schema
 # Models of the app's other concepts live in their packages; importing them here registers them
 # in the `events` app, so that their tables and migrations keep their names.
 from events.accounts.models import ApiToken, LoginFailure
-from events.webhooks.models import Webhook, WebhookRequest
+from events.webhooks.models import Webhook, WebhookNonce, WebhookRequest
 
 
 class Event(models.Model):
@@ -112,5 +112,6 @@ __all__ = [
     "EventResource",
     "LoginFailure",
     "Webhook",
+    "WebhookNonce",
     "WebhookRequest",
 ]

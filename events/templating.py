@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from jinja2 import ChainableUndefined, TemplateSyntaxError, nodes, pass_context
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, nodes, pass_context
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
@@ -340,9 +340,9 @@ class _Guard(NodeTransformer):
         return nodes.Const(node.data, lineno=node.lineno)
 
 
-def _environment(*, dumps: Callable[..., str]) -> _Sandbox:
+def _environment(*, dumps: Callable[..., str], undefined: type = ChainableUndefined) -> _Sandbox:
     env = _Sandbox(
-        undefined=ChainableUndefined,
+        undefined=undefined,
         autoescape=False,
         finalize=_finalize,
         extensions=["jinja2_humanize_extension.HumanizeExtension"],
@@ -386,8 +386,10 @@ def prefect_dumps(value: Any, **kwargs: Any) -> str:
 
 # One sandbox, two flavours that differ only in how `tojson` writes JSON. Webhook templates build
 # an event from a request; action templates (call-webhook, notifications, emit-event) render
-# Prefect's automation context. Both get every limit above.
+# Prefect's automation context. Both get every limit above. Webhooks in strict mode (the default
+# for new ones) render undefined variables as errors instead of "" (which stores junk events).
 WEBHOOKS = _environment(dumps=_compact_dumps)
+WEBHOOKS_STRICT = _environment(dumps=_compact_dumps, undefined=StrictUndefined)
 ACTIONS = _environment(dumps=prefect_dumps)
 ENVIRONMENT = WEBHOOKS
 

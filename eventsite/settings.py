@@ -178,6 +178,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "events.api.bodies.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -237,3 +238,15 @@ DEFAULT_FROM_EMAIL = envstr("EVENTSITE_FROM_EMAIL", "eventsite@localhost")
 EMAIL_BACKEND = envstr("EVENTSITE_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = envstr("EVENTSITE_EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EVENTSITE_EMAIL_PORT", 25)
+# Outbound calls of actions (call-webhook, presets): loopback, link-local (cloud metadata) and
+# private addresses are refused unless allowed: "1" allows them all, or give networks
+# ("10.0.0.0/8,127.0.0.1/32"). Checked on the resolved address of every connection, redirects too.
+EVENTSITE_ACTIONS_ALLOW_PRIVATE = envstr("EVENTSITE_ACTIONS_ALLOW_PRIVATE", "")
+EVENTSITE_ACTIONS_MAX_REDIRECTS = envint("EVENTSITE_ACTIONS_MAX_REDIRECTS", 3)
+EVENTSITE_ACTIONS_MAX_RESPONSE_BYTES = envint("EVENTSITE_ACTIONS_MAX_RESPONSE_BYTES", 65536)
+
+# --- secrets at rest (eventsite/field_secrets.py) ------------------------------------------------
+# Any string; stretched into the Fernet key. Rotation: new key here, old ones (whitespace-separated)
+# in EVENTSITE_FIELD_KEY_OLD, then `manage.py reseal_secrets`.
+EVENTSITE_FIELD_KEY = envstr("EVENTSITE_FIELD_KEY") or SECRET_KEY
+EVENTSITE_FIELD_KEY_OLD = envstr("EVENTSITE_FIELD_KEY_OLD").split()

@@ -1,7 +1,10 @@
 """What an automation does when it fires.
 
-- `base`: `Action`, `RunContext`, `Outcome`, `ActionFailed` / `ActionRetry`;
-- `kinds`: the action kinds; `registry`: `ACTIONS` by type and `parse_action(s)`;
+- `base`: `Action`, `RunContext`, `Outcome`, `ActionFailed` / `ActionRetry`, secret settings;
+- `kinds`: the action kinds; `presets`: Slack, Teams, PagerDuty and Discord notifications;
+- `registry`: `ACTIONS` by type and `parse_action(s)`;
+- `outbound`: the guarded HTTP client (no private addresses, bounded redirects, size and time);
+- `deliveries`: every attempt as a `Delivery` row (what was sent, what came back);
 - `context`: Prefect's template context, rendered in the one sandbox (`events.templating`);
 - `runner`: `perform` one action run, recording every attempt and emitting its events.
 """
@@ -28,9 +31,17 @@ from automations.actions.kinds import (
     EmitEvent,
     PauseAutomation,
     ResumeAutomation,
-    SendNotification,
+    SendEmail,
 )
-from automations.actions.registry import ACTIONS, ActionsInvalid, parse_action, parse_actions
+from automations.actions.presets import NotifyDiscord, NotifyPagerDuty, NotifySlack, NotifyTeams
+from automations.actions.registry import (
+    ACTIONS,
+    ActionsInvalid,
+    normalized,
+    parse_action,
+    parse_actions,
+    stored_actions,
+)
 from automations.actions.runner import backoff, claim, perform, send_test
 
 __all__ = [
@@ -43,21 +54,27 @@ __all__ = [
     "DoNothing",
     "EmitEvent",
     "LabelDiver",
+    "NotifyDiscord",
+    "NotifyPagerDuty",
+    "NotifySlack",
+    "NotifyTeams",
     "Outcome",
     "PauseAutomation",
     "ResumeAutomation",
     "RunContext",
-    "SendNotification",
+    "SendEmail",
     "TemplateEvent",
     "TemplateResource",
     "backoff",
     "claim",
     "maybe_template",
+    "normalized",
     "parse_action",
     "parse_actions",
     "perform",
     "render",
     "send_test",
+    "stored_actions",
     "template_context",
     "validate_template",
 ]

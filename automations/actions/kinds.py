@@ -1,4 +1,6 @@
-"""The action kinds: do-nothing, call-webhook, send-notification, emit-event, pause/resume."""
+"""The action kinds: do-nothing, call-webhook-url, send-email, emit-event, pause/resume.
+
+The notification presets (Slack, Teams, PagerDuty, Discord) are in `presets`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import logging
 import smtplib
 import uuid
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
@@ -21,10 +23,10 @@ from pydantic import (
 )
 
 from automations import changes
+from automations.actions import outbound
 from automations.actions.base import (
     FOLLOWS_WINDOW,
     RESULT_BODY_LIMIT,
-    SENSITIVE_HEADERS,
     Action,
     ActionFailed,
     ActionRetry,
@@ -32,10 +34,12 @@ from automations.actions.base import (
     RunContext,
 )
 from automations.actions.context import maybe_template, render, render_structure, templates_in
+from automations.actions.deliveries import Exchange, excerpt
 from automations.models import Automation
 from events import schema
 from events.ingest import internal_event, store
 from events.schema import Event, EventInvalid
+from eventsite.field_secrets import REDACTED
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +48,22 @@ class DoNothing(Action):
     type: Literal["do-nothing"] = "do-nothing"
     label: ClassVar[str] = "Do nothing"
 
-    def run(self, ctx: RunContext) -> Outcome:
+    def execute(self, ctx: RunContext) -> Outcome:
         logger.info("automation %s: do-nothing", ctx.automation.id)
         return Outcome()
 
 
 class CallWebhook(Action):
-    type: Literal["call-webhook"] = "call-webhook"
+    """Call a URL (eventsite's own kind: Prefect's call-webhook needs a webhook block).
+
+    Stored as `call-webhook-url` so that Prefect's client, which knows `call-webhook` only with
+    a `block_document_id`, reads it as an unknown action; `{"type": "call-webhook", "url": …}`
+    is still accepted on input (`registry.parse_action`). Header values are secret.
+    """
+
+    type: Literal["call-webhook-url"] = "call-webhook-url"
     label: ClassVar[str] = "Call a webhook"
+    secret_fields: ClassVar[tuple[str, ...]] = ("headers",)
     url: str
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
@@ -73,10 +85,7 @@ class CallWebhook(Action):
     def _http_url(cls, value: str) -> str:
         if maybe_template(value):
             return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return check_http_url(value)
 
     @field_validator("method", mode="before")
     @classmethod
@@ -86,10 +95,10 @@ class CallWebhook(Action):
     def templates(self) -> dict[str, str]:
         return {"url": self.url, "payload": self.payload}
 
-    def summary(self) -> str:
-        return f"{self.method} {_origin(self.url)}"
+    def describe(self) -> str:
+        return f"{self.method} {outbound.origin(self.url)}"
 
-    def run(self, ctx: RunContext) -> Outcome:
+    def execute(self, ctx: RunContext) -> Outcome:
         url = render(self.url, ctx.template)
         body = render(self.payload, ctx.template)
         related = [
@@ -98,47 +107,120 @@ class CallWebhook(Action):
                 "prefect.resource.role": "block-type",
             },
             {
-                "prefect.resource.id": f"eventsite.webhook-target.{_origin(url)}",
+                "prefect.resource.id": f"eventsite.webhook-target.{outbound.origin(url)}",
                 "prefect.resource.role": "target",
             },
         ]
-        headers = {"user-agent": "eventsite-automations", **self.headers}
-        if body and not any(k.lower() == "content-type" for k in headers):
-            headers["content-type"] = (
-                "application/json" if body.lstrip()[:1] in ("{", "[") else "text/plain"
-            )
-        try:
-            response = _http_client().request(
-                self.method,
-                url,
-                content=body.encode() if body else None,
-                headers=headers,
-                timeout=self.timeout,
-            )
-        except httpx.TimeoutException as exc:
-            raise ActionRetry(f"Webhook call timed out after {self.timeout:g} s: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise ActionRetry(f"Webhook call failed: {exc!r}") from exc
-        details = {
-            "status_code": response.status_code,
-            "response_body": response.text[:RESULT_BODY_LIMIT],
-            "response_headers": {
-                k: v for k, v in response.headers.items() if k.lower() not in SENSITIVE_HEADERS
-            },
-        }
-        if response.status_code >= 500 or response.status_code == 429:
-            raise ActionRetry(
-                f"Webhook answered {response.status_code}: {response.text[:200]}", details
-            )
-        if response.status_code >= 400:
-            raise ActionFailed(
-                f"Webhook answered {response.status_code}: {response.text[:200]}", details
-            )
-        return Outcome(details, related)
+        content_type = None
+        if body and not any(k.lower() == "content-type" for k in self.headers):
+            content_type = "application/json" if body.lstrip()[:1] in ("{", "[") else "text/plain"
+        return http_call(
+            self.method,
+            url,
+            shown_url=_without_credentials(url),
+            headers=self.headers,
+            body=body,
+            content_type=content_type,
+            timeout=self.timeout,
+            related=related,
+            what="Webhook",
+        )
 
 
-class SendNotification(Action):
-    type: Literal["send-notification"] = "send-notification"
+def check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+def _without_credentials(url: str) -> str:
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def http_call(
+    method: str,
+    url: str,
+    *,
+    shown_url: str,
+    headers: dict[str, str],
+    body: str,
+    content_type: str | None,
+    timeout: float,
+    related: list[dict[str, str]],
+    what: str,
+    ok_statuses: tuple[int, ...] = (),
+) -> Outcome:
+    """Send one request through `outbound` and report it (a retry for 5xx / 429 / network)."""
+    sent_headers = {"user-agent": "eventsite-automations", **headers}
+    if content_type:
+        sent_headers["content-type"] = content_type
+    exchange = Exchange(
+        summary=f"{method} {shown_url}",
+        request={
+            "method": method,
+            "url": shown_url,
+            # Configured headers may be credentials: their names only.
+            "headers": {k: (REDACTED if k in headers else v) for k, v in sent_headers.items()},
+            "body": excerpt(body),
+        },
+    )
+    try:
+        reply = outbound.send(
+            method,
+            url,
+            headers=sent_headers,
+            content=body.encode() if body else None,
+            timeout=timeout,
+        )
+    except outbound.Refused as exc:
+        exchange.summary += " refused"
+        raise ActionFailed(f"{what} call refused: {exc}", exchange=exchange) from exc
+    except (outbound.Slow, httpx.TimeoutException) as exc:
+        exchange.summary += " timed out"
+        raise ActionRetry(
+            f"{what} call timed out after {timeout:g} s: {exc!r}", exchange=exchange
+        ) from exc
+    except httpx.HTTPError as exc:
+        exchange.summary += " failed"
+        raise ActionRetry(f"{what} call failed: {exc!r}", exchange=exchange) from exc
+    text = reply.text
+    exchange.summary = f"{method} {shown_url} → {reply.status_code}"
+    exchange.response = {
+        "status_code": reply.status_code,
+        "headers": reply.safe_headers(),
+        "body": excerpt(text),
+        "truncated": reply.truncated,
+        "redirects": reply.redirects,
+    }
+    details = {
+        "status_code": reply.status_code,
+        "response_body": text[:RESULT_BODY_LIMIT],
+        "response_headers": reply.safe_headers(),
+    }
+    if reply.status_code in ok_statuses:
+        return Outcome(details, related, exchange)
+    if reply.status_code >= 500 or reply.status_code == 429:
+        raise ActionRetry(
+            f"{what} answered {reply.status_code}: {text[:200]}", details, exchange=exchange
+        )
+    if reply.status_code >= 400:
+        raise ActionFailed(
+            f"{what} answered {reply.status_code}: {text[:200]}", details, exchange=exchange
+        )
+    return Outcome(details, related, exchange)
+
+
+class SendEmail(Action):
+    """Send an email through Django's mail backend (eventsite's own kind, and the email preset).
+
+    Stored as `send-email`; `{"type": "send-notification", "to": …}` is still accepted.
+    """
+
+    type: Literal["send-email"] = "send-email"
     label: ClassVar[str] = "Send an email"
     to: list[str] = Field(min_length=1)
     subject: str = "Prefect automated notification"
@@ -157,17 +239,30 @@ class SendNotification(Action):
     def templates(self) -> dict[str, str]:
         return {"subject": self.subject, "body": self.body}
 
-    def summary(self) -> str:
+    def describe(self) -> str:
         return "email " + ", ".join(self.to)
 
-    def run(self, ctx: RunContext) -> Outcome:
+    def execute(self, ctx: RunContext) -> Outcome:
         subject = render(self.subject, ctx.template).replace("\n", " ").strip()
         body = render(self.body, ctx.template)
+        exchange = Exchange(
+            summary=f"mail to {', '.join(self.to)}: {subject}"[:300],
+            request={
+                "from": settings.DEFAULT_FROM_EMAIL,
+                "to": list(self.to),
+                "subject": subject,
+                "body": excerpt(body),
+            },
+        )
         try:
             sent = send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, list(self.to))
         except (OSError, smtplib.SMTPException) as exc:
-            raise ActionRetry(f"Notification failed: {exc!r}") from exc
-        return Outcome({"recipients": list(self.to), "subject": subject, "sent": sent})
+            exchange.summary += " (not sent)"
+            raise ActionRetry(f"Notification failed: {exc!r}", exchange=exchange) from exc
+        exchange.response = {"sent": sent}
+        return Outcome(
+            {"recipients": list(self.to), "subject": subject, "sent": sent}, exchange=exchange
+        )
 
 
 class EmitEvent(Action):
@@ -196,10 +291,10 @@ class EmitEvent(Action):
     def templates(self) -> dict[str, str]:
         return {f"event[{i}]": t for i, t in enumerate(templates_in(self.event))}
 
-    def summary(self) -> str:
+    def describe(self) -> str:
         return f"emit {self.event.get('event')}"
 
-    def run(self, ctx: RunContext) -> Outcome:
+    def execute(self, ctx: RunContext) -> Outcome:
         rendered = render_structure(self.event, ctx.template)
         follows = None
         if (
@@ -221,17 +316,6 @@ class EmitEvent(Action):
                 }
             ],
         )
-
-
-_HTTP: httpx.Client | None = None
-
-
-def _http_client() -> httpx.Client:
-    """One shared, thread-safe client: building one per call costs an SSL context each time."""
-    global _HTTP
-    if _HTTP is None:
-        _HTTP = httpx.Client(follow_redirects=False, trust_env=False)
-    return _HTTP
 
 
 def _build_event(data: dict[str, Any], *, follows: uuid.UUID | None) -> Event:
@@ -261,11 +345,11 @@ class AutomationCommand(Action):
             )
         return self
 
-    def summary(self) -> str:
+    def describe(self) -> str:
         target = str(self.automation_id) if self.automation_id else "the inferred automation"
         return f"{self.label.lower()} {target}"
 
-    def run(self, ctx: RunContext) -> Outcome:
+    def execute(self, ctx: RunContext) -> Outcome:
         target_id = self.automation_id
         if self.source == "inferred":
             target_id = _inferred_automation(ctx.triggering_event)
@@ -305,8 +389,3 @@ class ResumeAutomation(AutomationCommand):
     type: Literal["resume-automation"] = "resume-automation"
     label: ClassVar[str] = "Resume automation"
     enable: ClassVar[bool] = True
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url[:100]

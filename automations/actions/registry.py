@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from automations.actions.base import Action
+from automations.actions.base import Action, SecretMissing
 from automations.actions.context import validate_template
 from automations.actions.kinds import (
     CallWebhook,
@@ -14,19 +14,31 @@ from automations.actions.kinds import (
     EmitEvent,
     PauseAutomation,
     ResumeAutomation,
-    SendNotification,
+    SendEmail,
 )
+from automations.actions.presets import NotifyDiscord, NotifyPagerDuty, NotifySlack, NotifyTeams
 
 ACTIONS: dict[str, type[Action]] = {
     cls.model_fields["type"].default: cls
     for cls in (
         DoNothing,
         CallWebhook,
-        SendNotification,
+        SendEmail,
+        NotifySlack,
+        NotifyTeams,
+        NotifyPagerDuty,
+        NotifyDiscord,
         EmitEvent,
         PauseAutomation,
         ResumeAutomation,
     )
+}
+
+# Prefect's type names for the two kinds that eventsite stores under names of its own: Prefect's
+# client knows these with a `block_document_id` only, and would refuse ours.
+LEGACY_TYPES = {
+    "call-webhook": ("url", "call-webhook-url"),
+    "send-notification": ("to", "send-email"),
 }
 
 
@@ -36,20 +48,36 @@ class ActionsInvalid(ValueError):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
 
 
-def parse_action(data: Any, *, loc: str = "action") -> Action:
-    """Validate one action (and its templates); raise `ActionsInvalid` with field errors."""
+def normalized(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with Prefect's type name replaced by eventsite's where it has eventsite's shape."""
+    legacy = LEGACY_TYPES.get(data.get("type"))
+    if legacy and legacy[0] in data:
+        return {**data, "type": legacy[1]}
+    return data
+
+
+def parse_action(
+    data: Any, *, loc: str = "action", previous: dict[str, Any] | None = None
+) -> Action:
+    """Validate one action (and its templates); raise `ActionsInvalid` with field errors.
+
+    `previous` is the stored definition this one replaces, whose secrets a `REDACTED` value
+    keeps (see `Action.keep_secrets`).
+    """
     if not isinstance(data, dict):
         raise ActionsInvalid([{"field": loc, "message": "must be a JSON object"}])
+    data = normalized(data)
     kind = data.get("type")
-    if kind == "call-webhook" and "block_document_id" in data and "url" not in data:
+    if kind in LEGACY_TYPES and "block_document_id" in data:
+        field, new = LEGACY_TYPES[kind]
         raise ActionsInvalid(
             [
                 {
                     "field": f"{loc}.block_document_id",
                     "message": (
-                        "eventsite has no webhook blocks: give call-webhook a `url` "
-                        "(and optionally `method`, `headers`, `payload`) instead of "
-                        "Prefect's `block_document_id`"
+                        f"eventsite has no blocks: give {kind} a `{field}` instead of Prefect's "
+                        f"`block_document_id` (it is stored as `{new}`), or use a preset "
+                        "(notify-slack, notify-teams, notify-pagerduty, notify-discord)"
                     ),
                 }
             ]
@@ -64,6 +92,10 @@ def parse_action(data: Any, *, loc: str = "action") -> Action:
                 }
             ]
         )
+    try:
+        data = cls.keep_secrets(data, normalized(previous) if previous else None)
+    except SecretMissing as exc:
+        raise ActionsInvalid([{"field": f"{loc}.{exc.path}", "message": str(exc)}]) from None
     try:
         action = cls.model_validate(data)
     except ValidationError as exc:
@@ -87,15 +119,31 @@ def parse_action(data: Any, *, loc: str = "action") -> Action:
     return action
 
 
-def parse_actions(items: Any, *, loc: str) -> list[Action]:
+def parse_actions(
+    items: Any, *, loc: str, previous: list[dict[str, Any] | None] | None = None
+) -> list[Action]:
+    """Validate a list of actions; `previous[i]` is the stored action item `i` replaces."""
     if not isinstance(items, list):
         raise ActionsInvalid([{"field": loc, "message": "must be a list of actions"}])
+    previous = previous or []
     actions, errors = [], []
     for i, item in enumerate(items):
         try:
-            actions.append(parse_action(item, loc=f"{loc}.{i}"))
+            before = previous[i] if i < len(previous) else None
+            actions.append(parse_action(item, loc=f"{loc}.{i}", previous=before))
         except ActionsInvalid as exc:
             errors += exc.errors
     if errors:
         raise ActionsInvalid(errors)
     return actions
+
+
+def stored_actions(
+    actions: list[Action], previous: list[dict[str, Any] | None] | None = None
+) -> list[dict[str, Any]]:
+    """The definitions to store (secrets sealed), reusing unchanged sealed values."""
+    previous = previous or []
+    return [
+        action.stored(normalized(previous[i]) if i < len(previous) and previous[i] else None)
+        for i, action in enumerate(actions)
+    ]

@@ -5,6 +5,11 @@ accept are Prefect's wire models (its `EventFilter`, triggers, actions, automati
 pydantic models there and here, so the filter model, the trigger and action definitions and the
 request bodies around them share one validator, one error format and one schema generator
 (drf-spectacular describes pydantic models through its pydantic extension).
+
+Error bodies carry our keys and Prefect's: `{"detail", "errors": [{"field", "message"}]}` for
+people and `exception_message` (every error), `exception_detail` (pydantic-style `loc` / `msg` /
+`type` per problem) and `request_body` (422) for Prefect's client and scripts written for it.
+The echoed body never repeats a credential (`ECHO_REDACTED_KEYS`).
 """
 
 from __future__ import annotations
@@ -15,19 +20,71 @@ import orjson
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from pydantic import BaseModel, ValidationError
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from eventsite.field_secrets import REDACTED
 
 Model = TypeVar("Model", bound=BaseModel)
+_UNSET: Any = object()
+# Keys whose values are credentials wherever they appear in a request body we echo back.
+ECHO_REDACTED_KEYS = frozenset(
+    {"headers", "webhook_url", "routing_key", "secret", "token", "password", "verification_secret"}
+)
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
 
 
-def error_response(status: int, detail: str, errors: list[dict] | None = None) -> HttpResponse:
-    body: dict[str, Any] = {"detail": detail}
+def error_response(
+    status: int,
+    detail: str,
+    errors: list[dict] | None = None,
+    *,
+    request_body: Any = _UNSET,
+) -> HttpResponse:
+    """`{"detail", "errors"?}` plus Prefect's `exception_message` (and for 422 its details)."""
+    body: dict[str, Any] = {"detail": detail, "exception_message": detail}
     if errors is not None:
         body["errors"] = errors
+    if status == 422:
+        body["exception_detail"] = [_prefect_error(e) for e in errors or []]
+        body["request_body"] = None if request_body is _UNSET else echo(request_body)
     return json_response(body, status=status)
+
+
+def _prefect_error(error: dict) -> dict:
+    loc: list[Any] = ["body"]
+    for part in str(error.get("field", "")).split("."):
+        if part and part != "body":
+            loc.append(int(part) if part.isdigit() else part)
+    return {"loc": loc, "msg": error.get("message", ""), "type": "value_error"}
+
+
+def echo(value: Any) -> Any:
+    """A request body as an error may show it: the values of credential keys redacted."""
+    if isinstance(value, dict):
+        return {
+            k: _redacted(v) if str(k).lower() in ECHO_REDACTED_KEYS else echo(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [echo(v) for v in value]
+    return value
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict.fromkeys(value, REDACTED)
+    return REDACTED if value not in (None, "") else value
+
+
+def exception_handler(exc, context):
+    """DRF's handler (401, 403, 404, 405, …) with Prefect's `exception_message` added."""
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        response.data["exception_message"] = str(response.data["detail"])
+    return response
 
 
 def pydantic_errors(exc: ValidationError, *, prefix: tuple = ()) -> list[dict]:
@@ -68,4 +125,4 @@ def parse_body(
     try:
         return model.model_validate(data if data is not None else {}), None
     except ValidationError as exc:
-        return None, error_response(422, detail, pydantic_errors(exc))
+        return None, error_response(422, detail, pydantic_errors(exc), request_body=data)

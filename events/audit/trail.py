@@ -8,8 +8,10 @@ Call `record(...)` for any security-relevant change:
 Every audit event names its target as the primary resource, the person (and API token) who acted
 as related resources with roles `actor` / `api-token`, and carries in its payload the actor
 (user, token name, IP, user agent), the target and, for changes, a `changes` diff
-(`{field: {"before": …, "after": …}}`). Secrets (passwords, token digests, webhook slugs) are
-never shown, only a short fingerprint that tells whether they changed.
+(`{field: {"before": …, "after": …}}`). Secrets (passwords, token digests, webhook slugs and
+verification keys, and every sealed value inside a JSON field such as an automation's action
+headers, Slack URLs and routing keys) are never shown, only `[redacted <fingerprint>]` /
+`[secret <fingerprint>]`: a short keyed hash of the clear value that tells whether it changed.
 
 Audit events have names listed in `AUDIT_EVENTS`: `/audit/` shows those, and retention keeps them
 for `EVENTSITE_AUDIT_RETENTION` instead of the event retention.
@@ -22,7 +24,6 @@ those handlers, so `request` may be left out of `record` inside a request.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -37,6 +38,7 @@ from events.accounts.models import ApiToken
 from events.audit.scope import current_request
 from events.ingest import emit
 from events.schema import RESOURCE_ID, RESOURCE_ROLE
+from eventsite import field_secrets
 
 USER_LOGGED_IN = "prefect-cloud.user.logged-in"
 USER_LOGGED_OUT = "prefect-cloud.user.logged-out"
@@ -99,12 +101,12 @@ def is_audit_event(name: str) -> bool:
 def _fingerprint(value: Any) -> str:
     if value in (None, ""):
         return ""
-    digest = hashlib.sha256(str(value).encode()).hexdigest()[:8]
-    return f"[redacted {digest}]"
+    return f"[redacted {field_secrets.fingerprint(value)}]"
 
 
 def _jsonable(value: Any) -> Any:
     value = json.loads(json.dumps(value, cls=DjangoJSONEncoder, default=str))
+    value = field_secrets.fingerprinted(value)
     if isinstance(value, str) and len(value) > MAX_TEXT:
         return value[:MAX_TEXT] + f"… ({len(value) - MAX_TEXT} more characters)"
     return value

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -13,14 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from rest_framework.views import APIView
 
 from events import templating
-from events.api.bodies import json_response, parse_body
+from events.api.bodies import error_response, json_response, parse_body
 from events.webhooks import changes
 from events.webhooks.changes import STARTERS
 from events.webhooks.models import Webhook
+from eventsite.field_secrets import REDACTED
 from eventsite.links import public_url
 
 MAX_LIMIT = 200
+MAX_GRACE_SECONDS = 30 * 86400
 Kind = Webhook.Kind
+Verification = Webhook.Verification
 
 
 class _Strict(BaseModel):
@@ -36,8 +39,22 @@ def _check_template(value: str | None) -> str | None:
     return value
 
 
-class WebhookIn(_Strict):
-    """Create / replace: `{"name", "description", "template"}` (the slug is never settable)."""
+class _Verification(_Strict):
+    """How requests prove themselves (`events.webhooks.verify`); the secret is write-only."""
+
+    strict: bool | None = None
+    verification: Verification | None = None
+    verification_secret: str | None = Field(default=None, max_length=1000)
+    signature_header: str | None = Field(default=None, max_length=100)
+    signature_algorithm: Webhook.Algorithm | None = None
+    signature_encoding: Webhook.Encoding | None = None
+    signature_prefix: str | None = Field(default=None, max_length=50)
+    signature_tolerance: int | None = Field(default=None, ge=1, le=86400)
+
+
+class WebhookIn(_Verification):
+    """Create / replace: `{"name", "description", "template"}` (the slug is never settable),
+    plus eventsite's `strict` and verification settings."""
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
@@ -48,7 +65,7 @@ class WebhookIn(_Strict):
     _template = field_validator("template")(_check_template)
 
 
-class WebhookPatch(_Strict):
+class WebhookPatch(_Verification):
     """Toggle (`{"enabled": bool}`), or change any field given."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -71,6 +88,15 @@ class WebhookOut(BaseModel):
     enabled: bool
     slug: str
     url: str
+    strict: bool
+    verification: Verification
+    verification_secret: str
+    signature_header: str
+    signature_algorithm: str
+    signature_encoding: str
+    signature_prefix: str
+    signature_tolerance: int
+    old_url_until: datetime | None
     created: datetime
     updated: datetime
 
@@ -94,6 +120,18 @@ def _out(request, webhook: Webhook) -> dict:
         "enabled": webhook.enabled,
         "slug": webhook.slug,
         "url": public_url(reverse("webhook-receive", args=[webhook.slug]), request=request),
+        "strict": webhook.strict,
+        "verification": webhook.verification,
+        # Write-only: whether one is set, never what it is.
+        "verification_secret": REDACTED if webhook.verification_secret else "",
+        "signature_header": webhook.signature_header,
+        "signature_algorithm": webhook.signature_algorithm,
+        "signature_encoding": webhook.signature_encoding,
+        "signature_prefix": webhook.signature_prefix,
+        "signature_tolerance": webhook.signature_tolerance,
+        "old_url_until": (
+            webhook.previous_slug_expires.isoformat() if webhook.old_url_active else None
+        ),
         "created": webhook.created.isoformat(),
         "updated": webhook.updated.isoformat(),
     }
@@ -108,8 +146,30 @@ def _kind_of(template: str) -> str:
 
 
 def _given(body: BaseModel, *, replace: bool = False) -> dict:
-    """The fields to save: those the client sent, or (`replace`) every field with its default."""
-    return body.model_dump(exclude_unset=not replace, exclude_none=True)
+    """The fields to save: those the client sent, or (`replace`) every field with its default.
+
+    A `verification_secret` of REDACTED (as read) keeps the stored one.
+    """
+    fields = body.model_dump(exclude_unset=not replace, exclude_none=True)
+    if fields.get("verification_secret") == REDACTED:
+        fields.pop("verification_secret")
+    if fields.get("verification") == Verification.NONE:
+        fields["verification_secret"] = ""
+    return fields
+
+
+def _unverifiable(webhook: Webhook | None, fields: dict, body) -> HttpResponse | None:
+    """A 422 when a verification is asked for without the key it needs."""
+    verification = fields.get("verification", webhook.verification if webhook else "none")
+    secret = fields.get("verification_secret", webhook.verification_secret if webhook else "")
+    if verification != Verification.NONE and not secret:
+        return error_response(
+            422,
+            "Invalid webhook.",
+            [{"field": "verification_secret", "message": f"{verification} needs a key"}],
+            request_body=body,
+        )
+    return None
 
 
 INVALID = OpenApiResponse(description="Invalid fields: `{detail, errors: [{field, message}]}`")
@@ -127,6 +187,8 @@ class Webhooks(APIView):
             return error
         fields = _given(body, replace=True)
         fields.setdefault("kind", _kind_of(body.template))
+        if error := _unverifiable(None, fields, body.model_dump(mode="json")):
+            return error
         webhook = changes.create(user=request.user, request=request, **fields)
         return json_response(_out(request, webhook), status=201)
 
@@ -156,7 +218,10 @@ class WebhookDetail(APIView):
         body, error = parse_body(request, WebhookIn, detail="Invalid webhook.")
         if error:
             return error
-        changes.update(webhook, request=request, **_given(body, replace=True))
+        fields = _given(body, replace=True)  # settings left out (None) keep their values
+        if error := _unverifiable(webhook, fields, body.model_dump(mode="json")):
+            return error
+        changes.update(webhook, request=request, **fields)
         return HttpResponse(status=204)
 
     @extend_schema(
@@ -167,7 +232,10 @@ class WebhookDetail(APIView):
         body, error = parse_body(request, WebhookPatch, detail="Invalid webhook.")
         if error:
             return error
-        changes.update(webhook, request=request, **_given(body))
+        fields = _given(body)
+        if error := _unverifiable(webhook, fields, body.model_dump(mode="json")):
+            return error
+        changes.update(webhook, request=request, **fields)
         return HttpResponse(status=204)
 
     @extend_schema(responses={204: None}, summary="Delete a webhook")
@@ -176,8 +244,19 @@ class WebhookDetail(APIView):
         return HttpResponse(status=204)
 
 
+class RotateIn(_Strict):
+    """Optional: how long the old URL keeps working (default: not at all, as in Prefect)."""
+
+    grace_seconds: int = Field(default=0, ge=0, le=MAX_GRACE_SECONDS)
+
+
 class WebhookRotate(APIView):
-    @extend_schema(request=None, responses={200: WebhookOut}, summary="Issue a new slug")
+    @extend_schema(request=RotateIn, responses={200: WebhookOut}, summary="Issue a new slug")
     def post(self, request, pk):
-        webhook = changes.rotate(get_object_or_404(Webhook, pk=pk), request=request)
+        webhook = get_object_or_404(Webhook, pk=pk)
+        body, error = parse_body(request, RotateIn, detail="Invalid rotation.")
+        if error:
+            return error
+        grace = timedelta(seconds=body.grace_seconds)
+        webhook = changes.rotate(webhook, request=request, grace=grace)
         return json_response(_out(request, webhook))

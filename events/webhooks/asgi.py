@@ -23,17 +23,22 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.http.request import split_domain_port, validate_host
 
+from events.webhooks import verify
+from events.webhooks.incoming import Incoming
 from events.webhooks.models import Webhook
 from events.webhooks.receive import (
+    REPLAYED,
     SLUG_PATH,
-    Incoming,
+    Outcome,
     Result,
     Write,
+    admit,
     build_write,
     evaluate,
+    for_webhook,
     max_body_bytes,
-    rejection,
     response_for,
+    slug_lookup,
     write_each,
 )
 
@@ -83,7 +88,11 @@ IDLE_CLOSE_SECONDS = 2.0
 
 
 def _lookup_all(slugs: list[str]) -> list[Webhook | None]:
-    found = {w.slug: w for w in Webhook.objects.filter(slug__in=set(slugs))}
+    found: dict[str, Webhook] = {}
+    for webhook in Webhook.objects.filter(slug_lookup(set(slugs))):
+        found[webhook.slug] = webhook
+        if webhook.previous_slug:
+            found.setdefault(webhook.previous_slug, webhook)
     return [found.get(slug) for slug in slugs]
 
 
@@ -163,7 +172,14 @@ async def handle_async(slug: str, incoming: Incoming) -> Result:
     """`handle` for the event loop: the template renders here, the database work is batched."""
     lookups, writes = _batchers_for_loop()
     webhook = await lookups.submit(slug)
-    result = rejection(webhook, incoming) or evaluate(webhook, incoming)
+    incoming = for_webhook(webhook, incoming)
+    result, nonce = admit(webhook, incoming)
+    # Only Stripe-style signatures need this write before accepting; rare, so not batched.
+    claim = sync_to_async(verify.claim, thread_sensitive=False)
+    if result is None and nonce is not None and not await claim(nonce):
+        logger.warning("webhook %s refused a replayed signature", webhook.id)
+        result = Result(401, Outcome.UNAUTHORIZED, REPLAYED)
+    result = result or evaluate(webhook, incoming)
     await writes.submit(build_write(webhook, slug, incoming, result))
     return result
 

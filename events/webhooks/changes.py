@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -78,16 +79,32 @@ def set_enabled(webhook: Webhook, enabled: bool, *, request: HttpRequest | None)
     return update(webhook, request=request, enabled=enabled)
 
 
-def rotate(webhook: Webhook, *, request: HttpRequest | None) -> Webhook:
+# Choices offered for how long an old URL keeps working after a rotation.
+GRACE_PERIODS: dict[str, timedelta] = {
+    "0": timedelta(0),
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+}
+
+
+def rotate(
+    webhook: Webhook, *, request: HttpRequest | None, grace: timedelta = timedelta(0)
+) -> Webhook:
+    """Issue a new slug; with `grace`, the old URL keeps working (and logging) until it ends."""
     before = audit.snapshot(webhook, ["slug"])
     with transaction.atomic():
-        webhook.rotate()
+        webhook.rotate(grace=grace)
         audit.record(
             audit.WEBHOOK_ROTATED,
             target=webhook,
             request=request,
             before=before,
             after=audit.snapshot(webhook, ["slug"]),
+            details={
+                "grace_seconds": int(grace.total_seconds()),
+                "old_url_until": webhook.previous_slug_expires,
+            },
         )
     return webhook
 

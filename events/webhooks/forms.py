@@ -8,8 +8,10 @@ from django import forms
 
 from events import templating
 from events.webhooks.changes import STARTERS
+from events.webhooks.incoming import Incoming
 from events.webhooks.models import Webhook
-from events.webhooks.receive import Incoming
+from eventsite.field_secrets import REDACTED
+from eventsite.forms import SecretField
 
 SAMPLE_METHODS = ["POST", "GET", "PUT", "PATCH", "DELETE", "HEAD"]
 
@@ -64,16 +66,80 @@ class WebhookForm(forms.ModelForm):
         ),
     )
 
+    verification_secret = SecretField(
+        required=False,
+        label="Verification key",
+        help_text=(
+            "The bearer token, or the signing secret (GitHub's webhook secret, Stripe's whsec_…). "
+            "Write-only."
+        ),
+    )
+
     class Meta:
         model = Webhook
-        fields = ["name", "description", "kind", "template"]
+        fields = [
+            "name",
+            "description",
+            "kind",
+            "template",
+            "strict",
+            "verification",
+            "verification_secret",
+            "signature_header",
+            "signature_algorithm",
+            "signature_encoding",
+            "signature_prefix",
+            "signature_tolerance",
+        ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
             "kind": forms.RadioSelect,
         }
+        labels = {
+            "strict": "Strict: undefined variables are errors",
+            "verification": "Verify requests",
+            "signature_header": "Signature header",
+            "signature_algorithm": "HMAC algorithm",
+            "signature_encoding": "Signature encoding",
+            "signature_prefix": "Signature prefix",
+            "signature_tolerance": "Timestamp tolerance (seconds)",
+        }
         help_texts = {
             "kind": "A starting point for the template; the template decides.",
+            "strict": (
+                "A variable the request does not have (say <code>body.status</code>) answers 400 "
+                "instead of rendering as an empty string and storing a half-empty event."
+            ),
+            "verification": (
+                "A request that fails the check is answered 401, logged below, and stores no event."
+            ),
+            "signature_header": "For an HMAC signature in a header of your choice.",
+            "signature_prefix": "Text before the signature, e.g. <code>sha256=</code>.",
+            "signature_tolerance": "Stripe signatures older than this are refused (replays too).",
         }
+
+    # Only shown when they apply (see the template's script); without JavaScript all show.
+    HMAC_FIELDS = (
+        "signature_header",
+        "signature_algorithm",
+        "signature_encoding",
+        "signature_prefix",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["verification_secret"].set_stored(
+            self.instance.verification_secret if self.instance.pk else None
+        )
+
+    def saved_fields(self) -> dict:
+        """The fields to save; an untouched verification key keeps its stored value."""
+        fields = {name: self.cleaned_data[name] for name in self.Meta.fields}
+        if fields["verification_secret"] == REDACTED:
+            fields.pop("verification_secret")
+        if fields["verification"] == Webhook.Verification.NONE:
+            fields["verification_secret"] = ""
+        return fields
 
     def clean_template(self) -> str:
         template = self.cleaned_data.get("template", "")
@@ -88,6 +154,15 @@ class WebhookForm(forms.ModelForm):
         cleaned = super().clean()
         if not (cleaned.get("template") or "").strip() and cleaned.get("kind"):
             cleaned["template"] = STARTERS[cleaned["kind"]]
+        verification = cleaned.get("verification")
+        if verification and verification != Webhook.Verification.NONE:
+            if not cleaned.get("verification_secret"):
+                self.add_error("verification_secret", "Give the key this check needs.")
+            if (
+                verification == Webhook.Verification.HMAC
+                and not (cleaned.get("signature_header") or "").strip()
+            ):
+                self.add_error("signature_header", "Name the header that carries the signature.")
         return cleaned
 
 
@@ -108,6 +183,7 @@ class SampleRequestForm(forms.Form):
     """A request to try the template against, in the test panel."""
 
     template = forms.CharField(required=False, widget=forms.HiddenInput)
+    strict = forms.BooleanField(required=False, widget=forms.HiddenInput)
     sample_method = forms.ChoiceField(
         label="Method", choices=[(m, m) for m in SAMPLE_METHODS], initial="POST"
     )
@@ -141,3 +217,13 @@ class SampleRequestForm(forms.Form):
             headers=data["sample_headers"],
             body=data.get("sample_body", "").encode(),
         )
+
+
+def sample_initial(row) -> dict[str, str]:
+    """A logged request (`WebhookRequest`) as the test panel's sample request."""
+    return {
+        "sample_method": row.method if row.method in SAMPLE_METHODS else "POST",
+        "sample_query": row.query,
+        "sample_headers": "\n".join(f"{name}: {value}" for name, value in row.headers.items()),
+        "sample_body": row.body_text(),
+    }

@@ -1,18 +1,25 @@
 """The webhook receiver: `/hooks/<slug>` turns any HTTP request into an event (reference §6).
 
-One request is handled in three steps, shared by every way in:
+One request is handled in four steps, shared by every way in:
 
-1. `Incoming` — the request as the template sees it (method, headers with secrets removed, body
-   up to the size limit, query);
-2. `evaluate(webhook, incoming)` — render the webhook's template in the sandbox, complete the
-   event with defaults, validate it with `schema.parse_event`; pure, also used by the test panel;
-3. `write(...)` — in one transaction, the event (through `ingest.store`, the one write path), a
+1. `Incoming` (`events.webhooks.incoming`) — the request as the template sees it (method, headers
+   with credentials removed, body up to the size limit, query);
+2. `admit(webhook, incoming)` — 404 unknown URL, 410 disabled, 413 too large, 401 when the
+   webhook's verification (`events.webhooks.verify`) fails; a Stripe-style signature must also
+   be `verify.claim`ed, once;
+3. `evaluate(webhook, incoming)` — render the webhook's template in the sandbox (strict: an
+   undefined variable is an error), complete the event with defaults, validate it with
+   `schema.parse_event`; pure, also used by the test panel;
+4. `write(...)` — in one transaction, the event (through `ingest.store`, the one write path), a
    `prefect-cloud.webhook.received` / `.failed` notice and the `WebhookRequest` log row. Every
-   request is logged, accepted or not: nothing a sender posted is lost.
+   request is logged, accepted or not: nothing a sender posted is lost. A request that fails
+   its verification is logged and stores no event at all (not even a notice: anyone who has
+   the URL could otherwise fill the feed). No event carries a credential: not the slug (it is
+   in the path, which notices leave out), not a token, not a signature.
 
 Ways in: `receive` is the Django view (the URL in `eventsite/urls.py`; used by the test client
 and any WSGI deployment); under `manage.py serve`, `events.webhooks.asgi` answers `/hooks/`
-before Django with the same three steps, batched.
+before Django with the same steps, batched.
 """
 
 from __future__ import annotations
@@ -20,17 +27,14 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from email.parser import BytesParser
-from email.policy import default as email_policy
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 from django.conf import settings
 from django.db import DatabaseError, connections, transaction
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -38,30 +42,13 @@ from django.views.decorators.csrf import csrf_exempt
 from events import schema, templating
 from events.ingest import internal_event, store
 from events.schema import RESOURCE_ID, RESOURCE_ROLE, EventInvalid, Limits
+from events.webhooks import verify
+from events.webhooks.incoming import Incoming
 from events.webhooks.models import Webhook, WebhookRequest
 
 logger = logging.getLogger(__name__)
 
 Outcome = WebhookRequest.Outcome
-
-# Credentials and proxy/tracing headers never reach a template, the log or an event.
-REDACTED_HEADERS = frozenset(
-    {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "forwarded",
-        "via",
-        "x-real-ip",
-        "x-csrftoken",
-        "x-api-key",
-        "x-auth-token",
-        "traceparent",
-        "tracestate",
-    }
-)
-REDACTED_PREFIXES = ("x-forwarded", "x-b3", "x-cloud-trace", "x-envoy", "x-prefect", "proxy-")
 # How much of a body / rendered text a notice event carries; the log row keeps the rest.
 NOTICE_PREVIEW_CHARS = 16_384
 STORED_RENDERED_CHARS = 100_000
@@ -72,137 +59,6 @@ UNKNOWN_WEBHOOK_ID = "prefect-cloud.webhook.unknown"
 
 def max_body_bytes() -> int:
     return settings.EVENTSITE_WEBHOOK_MAX_BODY_BYTES
-
-
-def is_redacted(name: str) -> bool:
-    name = name.lower()
-    return name in REDACTED_HEADERS or name.startswith(REDACTED_PREFIXES)
-
-
-class Headers(dict):
-    """Request headers for templates: lower-case keys, looked up case-insensitively."""
-
-    def __init__(self, items: Iterable[tuple[str, str]] | Mapping[str, str] = ()):
-        pairs = items.items() if isinstance(items, Mapping) else items
-        super().__init__((str(k).lower(), str(v)) for k, v in pairs)
-
-    def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower() if isinstance(key, str) else key)
-
-    def __contains__(self, key: object) -> bool:
-        return super().__contains__(key.lower() if isinstance(key, str) else key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return super().get(key.lower() if isinstance(key, str) else key, default)
-
-
-@dataclass
-class Incoming:
-    """One received request, as the log keeps it and the template sees it."""
-
-    method: str
-    path: str
-    query: str = ""
-    headers: dict[str, str] = field(default_factory=dict)  # lower-case names, secrets removed
-    body: bytes = b""
-    truncated: bool = False
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        method: str,
-        path: str,
-        query: str,
-        headers: Iterable[tuple[str, str]],
-        body: bytes,
-        truncated: bool = False,
-    ) -> Incoming:
-        kept: dict[str, str] = {}
-        for name, value in headers:
-            name = name.lower()
-            if is_redacted(name):
-                continue
-            kept[name] = f"{kept[name]}, {value}" if name in kept else value
-        return cls(
-            method=method.upper(),
-            path=path,
-            query=query,
-            headers=kept,
-            body=body,
-            truncated=truncated,
-        )
-
-    @classmethod
-    def from_request(cls, request: HttpRequest, *, limit: int) -> Incoming:
-        declared = request.META.get("CONTENT_LENGTH") or "0"
-        declared_size = int(declared) if declared.isdigit() else 0
-        body = request.read(limit + 1) if declared_size <= limit else request.read(limit)
-        truncated = declared_size > limit or len(body) > limit
-        return cls.build(
-            method=request.method or "GET",
-            path=request.path,
-            query=request.META.get("QUERY_STRING", ""),
-            headers=request.headers.items(),
-            body=body[:limit],
-            truncated=truncated,
-        )
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("content-type", "").split(";")[0].strip().lower()
-
-    def parsed_body(self) -> Any:
-        """JSON → its value; a form → a flat dict of fields; anything else → JSON or the text."""
-        if not self.body:
-            return ""
-        text = self.body.decode("utf-8", errors="replace")
-        if self.content_type == "application/x-www-form-urlencoded":
-            try:
-                return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=10_000))
-            except ValueError:
-                return text
-        if self.content_type == "multipart/form-data":
-            return _multipart_fields(self.headers.get("content-type", ""), self.body) or text
-        try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError:
-            return text
-
-    def query_params(self) -> dict[str, str]:
-        try:
-            return dict(parse_qsl(self.query, keep_blank_values=True, max_num_fields=1_000))
-        except ValueError:
-            return {}
-
-    def context(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "headers": Headers(self.headers),
-            "body": self.parsed_body(),
-            "query": self.query_params(),
-        }
-
-
-def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
-    """The fields of a multipart form; a file field gives its file name, not its content."""
-    message = BytesParser(policy=email_policy).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
-    )
-    fields: dict[str, str] = {}
-    if not message.is_multipart():
-        return fields
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not name:
-            continue
-        filename = part.get_filename()
-        if filename is not None:
-            fields[name] = filename
-        else:
-            payload = part.get_payload(decode=True) or b""
-            fields[name] = payload.decode(part.get_content_charset() or "utf-8", errors="replace")
-    return fields
 
 
 @dataclass
@@ -220,12 +76,19 @@ class Result:
         return self.status == 204
 
 
-def evaluate(webhook: Webhook, incoming: Incoming) -> Result:
-    """Render the template against the request and validate the event it describes."""
+def evaluate(webhook: Webhook, incoming: Incoming, *, occurred: datetime | None = None) -> Result:
+    """Render the template against the request and validate the event it describes.
+
+    `occurred` is the default time of the event (now; a replay gives the original request's).
+    """
     limits = Limits.from_settings()
+    environment = templating.WEBHOOKS_STRICT if webhook.strict else templating.WEBHOOKS
     try:
         rendered = templating.render(
-            webhook.template, incoming.context(), max_output=limits.size_bytes
+            webhook.template,
+            incoming.context(),
+            environment=environment,
+            max_output=limits.size_bytes,
         )
     except (templating.TemplateInvalid, templating.RenderFailed) as exc:
         return Result(400, Outcome.FAILED, f"Template error: {exc}")
@@ -243,17 +106,25 @@ def evaluate(webhook: Webhook, incoming: Incoming) -> Result:
             rendered,
         )
     try:
-        event = schema.parse_event(complete(data, webhook, incoming), limits=limits)
+        event = schema.parse_event(
+            complete(data, webhook, incoming, occurred=occurred), limits=limits
+        )
     except EventInvalid as exc:
         return Result(400, Outcome.FAILED, f"Invalid event: {exc}", rendered)
     return Result(204, Outcome.ACCEPTED, rendered=rendered, event=event)
 
 
-def complete(data: dict[str, Any], webhook: Webhook, incoming: Incoming) -> dict[str, Any]:
+def complete(
+    data: dict[str, Any],
+    webhook: Webhook,
+    incoming: Incoming,
+    *,
+    occurred: datetime | None = None,
+) -> dict[str, Any]:
     """Fill in what a template may leave out: occurred, id, the webhook, and a payload."""
     data = dict(data)
     if data.get("occurred") is None:
-        data["occurred"] = timezone.now()
+        data["occurred"] = occurred or timezone.now()
     if data.get("id") is None:
         data["id"] = uuid.uuid4()
     related = data.get("related")
@@ -277,16 +148,32 @@ def complete(data: dict[str, Any], webhook: Webhook, incoming: Incoming) -> dict
     return data
 
 
-def rejection(webhook: Webhook | None, incoming: Incoming) -> Result | None:
-    """The answer for a request that is refused before its template runs, if it is."""
+def admit(webhook: Webhook | None, incoming: Incoming) -> tuple[Result | None, verify.Nonce | None]:
+    """(the refusal, or None; the signature to `verify.claim` before accepting, if any)."""
     if webhook is None:
-        return Result(404, Outcome.UNKNOWN, "No webhook has this URL; it may have been rotated.")
+        return Result(
+            404, Outcome.UNKNOWN, "No webhook has this URL; it may have been rotated."
+        ), None
     if not webhook.enabled:
-        return Result(410, Outcome.DISABLED, "This webhook is disabled.")
+        return Result(410, Outcome.DISABLED, "This webhook is disabled."), None
     if incoming.truncated:
         limit = max_body_bytes()
-        return Result(413, Outcome.TOO_LARGE, f"The body is larger than {limit} bytes.")
-    return None
+        return Result(413, Outcome.TOO_LARGE, f"The body is larger than {limit} bytes."), None
+    check = verify.check(webhook, incoming.all_headers(), incoming.body)
+    if not check.ok:
+        logger.warning("webhook %s refused a request: %s", webhook.id, check.reason)
+        return Result(401, Outcome.UNAUTHORIZED, check.reason), None
+    return None, check.nonce
+
+
+REPLAYED = "This signature was already accepted: a replayed request is refused."
+
+
+def for_webhook(webhook: Webhook | None, incoming: Incoming) -> Incoming:
+    """The request as this webhook logs it: its own signature header is a credential too."""
+    if webhook is None:
+        return incoming
+    return incoming.without(verify.signature_header(webhook))
 
 
 # --- the log and the notices --------------------------------------------------------------------
@@ -331,10 +218,10 @@ def notice(
         name = "prefect-cloud.webhook.received"
     else:
         name = "prefect-cloud.webhook.failed"
+        # Not the path: it holds the slug, the webhook's credential.
         payload.update(
             outcome=str(result.outcome),
             error=result.error,
-            path=incoming.path,
             query=incoming.query,
             headers=incoming.headers,
             body=_preview(incoming.body.decode("utf-8", errors="replace")),
@@ -373,7 +260,8 @@ def build_write(
         replay_of=replay_of,
     )
     events = [result.event] if result.event else []
-    events.append(notice(webhook, incoming, result, request_id=request_id, now=now))
+    if result.outcome != Outcome.UNAUTHORIZED:
+        events.append(notice(webhook, incoming, result, request_id=request_id, now=now))
     return Write(row=row, events=events)
 
 
@@ -471,20 +359,35 @@ def write_each(writes: list[Write]) -> list[Exception | None]:
     return errors
 
 
+def slug_lookup(slugs) -> Q:
+    """Webhooks answering these slugs: the current one, or an old one in its grace period."""
+    return Q(slug__in=slugs) | Q(previous_slug__in=slugs, previous_slug_expires__gt=timezone.now())
+
+
 def find(slug: str) -> Webhook | None:
-    return Webhook.objects.filter(slug=slug).first()
+    return Webhook.objects.filter(slug_lookup([slug])).first()
 
 
 def handle(slug: str, incoming: Incoming) -> Result:
-    """Look up, evaluate, store and log one request in this thread (the synchronous path)."""
+    """Look up, check, evaluate, store and log one request in this thread (the sync path)."""
     webhook = find(slug)
-    result = rejection(webhook, incoming) or evaluate(webhook, incoming)
+    incoming = for_webhook(webhook, incoming)
+    result, nonce = admit(webhook, incoming)
+    if result is None and nonce is not None and not verify.claim(nonce):
+        logger.warning("webhook %s refused a replayed signature", webhook.id)
+        result = Result(401, Outcome.UNAUTHORIZED, REPLAYED)
+    result = result or evaluate(webhook, incoming)
     write_each([build_write(webhook, slug, incoming, result)])
     return result
 
 
 def replay(original: WebhookRequest) -> WebhookRequest:
-    """Run a logged request through the webhook's current template again, as a new log row."""
+    """Run a logged request through the webhook's current template again, as a new log row.
+
+    The event's default time is the original request's: a replay tells what happened then.
+    The verification is not repeated (the log keeps no credential, and an authorized person
+    asked); a request that failed it cannot be replayed (`WebhookRequest.replayable`).
+    """
     webhook = original.webhook
     incoming = Incoming(
         method=original.method,
@@ -494,10 +397,22 @@ def replay(original: WebhookRequest) -> WebhookRequest:
         body=bytes(original.body),
         truncated=original.body_truncated,
     )
-    result = rejection(webhook, incoming) or evaluate(webhook, incoming)
+    result = _replay_rejection(webhook, incoming) or evaluate(
+        webhook, incoming, occurred=original.received
+    )
     item = build_write(webhook, original.slug, incoming, result, replay_of=original)
     write_each([item])
     return item.row
+
+
+def _replay_rejection(webhook: Webhook | None, incoming: Incoming) -> Result | None:
+    if webhook is None:
+        return Result(404, Outcome.UNKNOWN, "The webhook no longer exists.")
+    if not webhook.enabled:
+        return Result(410, Outcome.DISABLED, "This webhook is disabled.")
+    if incoming.truncated:
+        return Result(413, Outcome.TOO_LARGE, "The body was cut at the size limit.")
+    return None
 
 
 def response_for(result: Result) -> tuple[int, bytes]:
@@ -508,7 +423,8 @@ def response_for(result: Result) -> tuple[int, bytes]:
 
 @csrf_exempt
 def receive(request: HttpRequest, slug: str) -> HttpResponse:
-    """`/hooks/<slug>`, any method, no session or CSRF: the URL itself is the credential."""
+    """`/hooks/<slug>`, any method, no session or CSRF: the URL (and, if the webhook asks for
+    it, a token or a signature) is the credential."""
     result = handle(slug, Incoming.from_request(request, limit=max_body_bytes()))
     status, body = response_for(result)
     if status == 204:

@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from events.webhooks import changes, receive
-from events.webhooks.changes import STARTERS
-from events.webhooks.forms import SAMPLES, SampleRequestForm, WebhookForm
+from events.webhooks.changes import GRACE_PERIODS, STARTERS
+from events.webhooks.forms import SAMPLES, SampleRequestForm, WebhookForm, sample_initial
 from events.webhooks.models import Webhook, WebhookRequest
 from eventsite.links import public_url
 
@@ -65,16 +65,12 @@ def webhook_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = WebhookForm(request.POST)
         if form.is_valid():
-            webhook = changes.create(
-                user=request.user,
-                request=request,
-                **{f: form.cleaned_data[f] for f in ("name", "description", "kind", "template")},
-            )
+            webhook = changes.create(user=request.user, request=request, **form.saved_fields())
             messages.success(request, f"Webhook “{webhook.name}” created. Send it a request.")
             return redirect("webhooks:detail", pk=webhook.pk)
     else:
         kind = Webhook.Kind.DYNAMIC
-        form = WebhookForm(initial={"kind": kind, "template": STARTERS[kind]})
+        form = WebhookForm(initial={"kind": kind, "template": STARTERS[kind], "strict": True})
     return render(
         request,
         "webhooks/new.html",
@@ -108,11 +104,7 @@ def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     if request.method == "POST":
         form = WebhookForm(request.POST, instance=Webhook.objects.get(pk=pk))
         if form.is_valid():
-            changes.update(
-                webhook,
-                request=request,
-                **{f: form.cleaned_data[f] for f in ("name", "description", "kind", "template")},
-            )
+            changes.update(webhook, request=request, **form.saved_fields())
             messages.success(request, "Webhook saved.")
             return redirect("webhooks:detail", pk=webhook.pk)
     else:
@@ -120,9 +112,16 @@ def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     log, more, failures_only = _log_page(request, webhook)
     url = _receive_url(request, webhook)
     sample = SAMPLES.get(webhook.kind, SAMPLES[Webhook.Kind.DYNAMIC])
-    sample_form = SampleRequestForm(
-        initial={"sample_headers": sample["headers"], "sample_body": sample["body"]}
-    )
+    initial = {"sample_headers": sample["headers"], "sample_body": sample["body"]}
+    loaded = None
+    if raw := request.GET.get("sample"):
+        try:
+            loaded = WebhookRequest.objects.filter(webhook=webhook, pk=uuid.UUID(raw)).first()
+        except ValueError:
+            loaded = None
+        if loaded is not None:
+            initial = sample_initial(loaded)
+    sample_form = SampleRequestForm(initial=initial)
     context = {
         "webhook": webhook,
         "form": form,
@@ -132,6 +131,8 @@ def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "log": log,
         "more": more,
         "failures_only": failures_only,
+        "loaded": loaded,
+        "grace_periods": GRACE_PERIODS,
         **_form_context(),
     }
     if request.htmx and request.GET.get("before"):
@@ -153,8 +154,19 @@ def webhook_toggle(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 @require_POST
 def webhook_rotate(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
-    changes.rotate(webhook, request=request)
-    messages.success(request, "New URL issued. The old one no longer works: update your senders.")
+    grace = GRACE_PERIODS.get(request.POST.get("grace", "0"), GRACE_PERIODS["0"])
+    changes.rotate(webhook, request=request, grace=grace)
+    if grace:
+        until = timezone.localtime(webhook.previous_slug_expires).strftime("%Y-%m-%d %H:%M")
+        messages.success(
+            request,
+            f"New URL issued. The old one keeps working until {until} UTC; its requests are "
+            "logged below, marked “old URL”. Update your senders before then.",
+        )
+    else:
+        messages.success(
+            request, "New URL issued. The old one no longer works: update your senders."
+        )
     return redirect("webhooks:detail", pk=webhook.pk)
 
 
@@ -172,8 +184,24 @@ def webhook_delete(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 @require_POST
 def webhook_replay(request: HttpRequest, pk: uuid.UUID, request_id: uuid.UUID) -> HttpResponse:
     original = get_object_or_404(WebhookRequest, pk=request_id, webhook_id=pk)
+    accepted_before = (
+        original.accepted
+        or original.replays.filter(outcome=WebhookRequest.Outcome.ACCEPTED).exists()
+    )
+    if original.replayable and accepted_before and request.POST.get("confirm") != "1":
+        # Already stored once: replaying stores another event, so ask first (no JS needed).
+        return render(
+            request,
+            "webhooks/replay_confirm.html",
+            {"webhook": original.webhook, "original": original},
+        )
     if not original.replayable:
-        messages.error(request, "This request cannot be replayed: its body was cut at the limit.")
+        reason = (
+            "it failed the webhook's verification"
+            if original.outcome == WebhookRequest.Outcome.UNAUTHORIZED
+            else "its body was cut at the limit"
+        )
+        messages.error(request, f"This request cannot be replayed: {reason}.")
     else:
         row = receive.replay(original)
         if row.accepted:
@@ -201,6 +229,7 @@ def webhook_test(request: HttpRequest) -> HttpResponse:
             id=existing.id if existing else uuid.uuid4(),
             name=request.POST.get("name") or (existing.name if existing else "new webhook"),
             template=form.cleaned_data["template"],
+            strict=form.cleaned_data["strict"],
         )
         result = receive.evaluate(probe, form.incoming(path="/hooks/sample"))
         context["result"] = result

@@ -107,7 +107,13 @@ class Sink:
 
 
 @pytest.fixture
-def sink():
+def allow_private(settings):
+    """Let actions call loopback receivers (refused by default: EVENTSITE_ACTIONS_ALLOW_PRIVATE)."""
+    settings.EVENTSITE_ACTIONS_ALLOW_PRIVATE = "1"
+
+
+@pytest.fixture
+def sink(allow_private):
     s = Sink()
     yield s
     s.close()
