@@ -143,8 +143,9 @@ class WebhookAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "enabled", "owner", "updated"]
     list_filter = ["enabled", "kind"]
     search_fields = ["name", "description"]
-    # The slug is the webhook's credential: rotate it from the webhook page, never type it.
-    exclude = ["slug"]
+    # The slugs and the verification key are credentials: rotate and set them on the webhook
+    # page (where the key is write-only), never here.
+    fields = ["name", "description", "kind", "template", "enabled", "owner"]
 
 
 @admin.register(WebhookRequest)

@@ -126,11 +126,23 @@ class WebhookForm(forms.ModelForm):
         "signature_prefix",
     )
 
+    # Left out of a post (a script, an older page), these keep their defaults.
+    OPTIONAL = (
+        "verification",
+        "signature_header",
+        "signature_algorithm",
+        "signature_encoding",
+        "signature_prefix",
+        "signature_tolerance",
+    )
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["verification_secret"].set_stored(
             self.instance.verification_secret if self.instance.pk else None
         )
+        for name in self.OPTIONAL:
+            self.fields[name].required = False
 
     def saved_fields(self) -> dict:
         """The fields to save; an untouched verification key keeps its stored value."""
@@ -154,6 +166,9 @@ class WebhookForm(forms.ModelForm):
         cleaned = super().clean()
         if not (cleaned.get("template") or "").strip() and cleaned.get("kind"):
             cleaned["template"] = STARTERS[cleaned["kind"]]
+        for name in self.OPTIONAL:
+            if cleaned.get(name) in (None, "") and name not in self.errors:
+                cleaned[name] = getattr(self.instance, name)
         verification = cleaned.get("verification")
         if verification and verification != Webhook.Verification.NONE:
             if not cleaned.get("verification_secret"):

@@ -7,6 +7,7 @@ import json
 import pytest
 from django.test import Client
 
+from automations.actions import parse_action
 from automations.engine import Engine
 from automations.forms import AutomationForm
 from automations.models import ActionRun, Automation
@@ -43,7 +44,6 @@ def form_data(**overrides) -> dict:
         "actions-MIN_NUM_FORMS": "0",
         "actions-MAX_NUM_FORMS": "1000",
         "actions-0-type": "do-nothing",
-        "actions-0-method": "POST",
     }
     data.update(overrides)
     return data
@@ -143,10 +143,11 @@ def test_new_saves_an_automation_from_the_friendly_fields(logged_in_client):
         threshold="2",
         within="30",
         **{
-            "actions-0-type": "call-webhook",
-            "actions-0-url": "http://127.0.0.1:9/hook",
-            "actions-0-headers": "X-Token: abc",
-            "actions-0-payload": '{"id": "{{ event.id }}"}',
+            "actions-0-type": "call-webhook-url",
+            "actions-0-webhook-url": "http://127.0.0.1:9/hook",
+            "actions-0-webhook-method": "POST",
+            "actions-0-webhook-headers": "X-Token: abc",
+            "actions-0-webhook-payload": '{"id": "{{ event.id }}"}',
         },
     )
     response = logged_in_client.post("/automations/new/", data)
@@ -162,7 +163,10 @@ def test_new_saves_an_automation_from_the_friendly_fields(logged_in_client):
     assert trigger["threshold"] == 2 and trigger["within"] == 30.0
     assert trigger["for_each"] == ["prefect.resource.id"]
     assert automation.tags == ["shop", "eu"]
-    assert automation.actions[0]["headers"] == {"X-Token": "abc"}
+    # Header values are secret: sealed at rest, opened only to run the action.
+    sealed = automation.actions[0]["headers"]["X-Token"]
+    assert sealed.startswith("sealed:v1:") and "abc" not in sealed
+    assert parse_action(automation.actions[0]).headers == {"X-Token": "abc"}
     assert automation.owner is not None
     assert EventRow.objects.filter(event="prefect.automation.created").exists()
 
@@ -174,9 +178,10 @@ def test_new_shows_errors_next_to_the_fields_they_concern(logged_in_client):
             posture="Proactive",
             within="5",
             **{
-                "actions-0-type": "call-webhook",
-                "actions-0-url": "http://x.test",
-                "actions-0-payload": "{% for %}",
+                "actions-0-type": "call-webhook-url",
+                "actions-0-webhook-url": "http://x.test",
+                "actions-0-webhook-method": "POST",
+                "actions-0-webhook-payload": "{% for %}",
             },
         ),
     )
@@ -184,7 +189,7 @@ def test_new_shows_errors_next_to_the_fields_they_concern(logged_in_client):
     form = response.context["form"]
     assert "10 seconds" in form.errors["within"][0]
     action_form = response.context["formset"].forms[0]
-    assert "not a valid template" in action_form.errors["payload"][0]
+    assert "not a valid template" in action_form.kind_forms["webhook"].errors["payload"][0]
     assert Automation.objects.count() == 0
     assert 'id="id_within-error"' in response.content.decode()
 
@@ -246,7 +251,7 @@ def test_edit_keeps_trigger_ids_when_the_trigger_is_unchanged(logged_in_client):
     assert automation.trigger["id"] != trigger_id
 
 
-def test_detail_shows_firings_action_runs_and_errors(clock, logged_in_client):
+def test_detail_shows_firings_action_runs_and_errors(clock, logged_in_client, allow_private):
     automation = make_automation(
         TRIGGER, [{"type": "call-webhook", "url": "http://127.0.0.1:9/down", "timeout": 1}]
     )

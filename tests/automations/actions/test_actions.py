@@ -173,7 +173,7 @@ def test_call_webhook_sends_the_rendered_body_and_records_the_response(clock, si
     assert run.result_excerpt == "HTTP 200: ok"
 
 
-def test_call_webhook_retries_a_500_with_backoff_then_gives_up(clock, settings):
+def test_call_webhook_retries_a_500_with_backoff_then_gives_up(clock, settings, allow_private):
     settings.EVENTSITE_ACTION_MAX_ATTEMPTS = 3
     sink = Sink(status=500, body=b"boom")
     try:
@@ -200,7 +200,7 @@ def test_call_webhook_retries_a_500_with_backoff_then_gives_up(clock, settings):
         sink.close()
 
 
-def test_call_webhook_records_a_client_error_without_retrying(clock):
+def test_call_webhook_records_a_client_error_without_retrying(clock, allow_private):
     sink = Sink(status=404, body=b"no such hook")
     try:
         run = fire({"type": "call-webhook", "url": sink.url})
@@ -211,13 +211,13 @@ def test_call_webhook_records_a_client_error_without_retrying(clock):
     assert run.last_error == "Webhook answered 404: no such hook"
 
 
-def test_call_webhook_to_a_target_that_is_down_is_recorded_and_retried(clock):
+def test_call_webhook_to_a_target_that_is_down_is_recorded_and_retried(clock, allow_private):
     run = fire({"type": "call-webhook", "url": f"http://127.0.0.1:{free_port()}/"})
     assert run.status == ActionRun.Status.PENDING
     assert run.last_error.startswith("Webhook call failed: ConnectError")
 
 
-def test_call_webhook_times_out_on_a_slow_target(clock):
+def test_call_webhook_times_out_on_a_slow_target(clock, allow_private):
     sink = Sink(delay=1.0)
     try:
         run = fire({"type": "call-webhook", "url": sink.url, "timeout": 0.2})

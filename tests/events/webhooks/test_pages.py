@@ -100,7 +100,13 @@ def test_editing_records_a_before_after_diff(logged_in_client):
 
     response = logged_in_client.post(
         f"/webhooks/{webhook.pk}/",
-        {"name": "new", "description": "d", "kind": "static", "template": STARTERS["static"]},
+        {
+            "name": "new",
+            "description": "d",
+            "kind": "static",
+            "template": STARTERS["static"],
+            "strict": "on",
+        },
     )
 
     assert response.status_code == 302

@@ -244,7 +244,8 @@ def test_headers_query_and_method_reach_the_template_case_insensitively(client):
     webhook = make_webhook(
         '{"event": "hook.{{ method|lower }}", "resource": {"prefect.resource.id": "r"},'
         ' "payload": {"agent": "{{ headers["X-Agent"] }}", "env": "{{ query.env }}",'
-        ' "auth": "{{ headers.authorization }}"}}'
+        ' "auth": "{{ headers.authorization }}"}}',
+        strict=False,  # the redacted header is undefined: "" when not strict
     )
 
     response = client.delete(
