@@ -136,7 +136,9 @@ def test_secrets_written_through_the_api_reach_the_receiver_and_appear_nowhere(
         ("/api/automations/count", {}),
     ):
         answers.append(api_client.post(url, data, format="json").content.decode())
-    answers.append(api_client.get(f"/api/automations/related-to/{automation.resource_id}").content.decode())
+    answers.append(
+        api_client.get(f"/api/automations/related-to/{automation.resource_id}").content.decode()
+    )
 
     fire()
     assert_delivered(receiver, secrets)
@@ -182,7 +184,9 @@ def test_a_replaced_secret_is_used_and_the_audit_diff_shows_only_fingerprints(
     data["actions"][2]["routing_key"] = new_routing
     data["actions"][1]["webhook_url"] = REDACTED  # kept
 
-    assert api_client.put(f"/api/automations/{automation_id}", data, format="json").status_code == 204
+    assert (
+        api_client.put(f"/api/automations/{automation_id}", data, format="json").status_code == 204
+    )
 
     fire()
     assert_delivered(receiver, {**secrets, "routing": new_routing})

@@ -77,8 +77,10 @@ def teams_problems(body: dict) -> list[str]:
         if element.get("type") != "TextBlock" or not isinstance(element.get("text"), str):
             problems.append("body elements must be TextBlocks with text")
     for action in card.get("actions", []):
-        if action.get("type") != "Action.OpenUrl" or not action.get("url") or not action.get(
-            "title"
+        if (
+            action.get("type") != "Action.OpenUrl"
+            or not action.get("url")
+            or not action.get("title")
         ):
             problems.append("actions must be Action.OpenUrl with title and url")
     if not card.get("body"):

@@ -46,7 +46,15 @@ def test_a_name_that_resolves_to_loopback_is_refused_after_resolution(clock, rec
 
 @pytest.mark.parametrize(
     "address",
-    ["169.254.169.254", "10.0.0.1", "192.168.1.1", "100.64.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0"],
+    [
+        "169.254.169.254",
+        "10.0.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+    ],
 )
 def test_link_local_private_and_mapped_addresses_are_refused(address, settings):
     settings.EVENTSITE_ACTIONS_ALLOW_PRIVATE = ""

@@ -20,13 +20,13 @@ from automations.engine import Engine
 from automations.models import ActionRun, Automation, Delivery, Firing
 from events.ingest import internal_event
 from tests.automations.actions.receivers import Receiver
-from tests.automations.conftest import event, make_automation, store
 from tests.automations.actions.shapes import (
     discord_problems,
     pagerduty_problems,
     slack_problems,
     teams_problems,
 )
+from tests.automations.conftest import event, make_automation, store
 
 pytestmark = pytest.mark.django_db
 
@@ -153,9 +153,17 @@ def pagerduty_answer(request: dict):
     body = json.loads(request["body"])
     problems = pagerduty_problems(body)
     if problems:
-        return 400, {"content-type": "application/json"}, json.dumps(
-            {"status": "invalid event", "message": "Event object is invalid", "errors": problems}
-        ).encode()
+        return (
+            400,
+            {"content-type": "application/json"},
+            json.dumps(
+                {
+                    "status": "invalid event",
+                    "message": "Event object is invalid",
+                    "errors": problems,
+                }
+            ).encode(),
+        )
     return (
         202,
         {"content-type": "application/json"},
@@ -306,9 +314,7 @@ def test_send_test_shows_the_services_real_answer(logged_in_client, allow_privat
 def test_preset_timestamps_are_iso_8601(clock, allow_private):
     pagerduty = Receiver(pagerduty_answer)
     try:
-        fire_with(
-            {"type": "notify-pagerduty", "routing_key": "k" * 32, "api_url": pagerduty.url}
-        )
+        fire_with({"type": "notify-pagerduty", "routing_key": "k" * 32, "api_url": pagerduty.url})
     finally:
         pagerduty.close()
     datetime.fromisoformat(pagerduty.json()["payload"]["timestamp"])

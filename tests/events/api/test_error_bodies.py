@@ -23,7 +23,10 @@ def test_a_422_has_our_field_errors_and_prefects_keys(api_client):
     assert data["detail"] == "Invalid automation."
     assert {e["field"] for e in data["errors"]} == {"name", "nope"}
     assert data["exception_message"] == "Invalid automation."
-    assert {tuple(e["loc"]) for e in data["exception_detail"]} == {("body", "name"), ("body", "nope")}
+    assert {tuple(e["loc"]) for e in data["exception_detail"]} == {
+        ("body", "name"),
+        ("body", "nope"),
+    }
     assert all(e["msg"] and e["type"] for e in data["exception_detail"])
     assert data["request_body"] == body
 
