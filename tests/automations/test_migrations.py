@@ -1,0 +1,73 @@
+"""The migration that moves existing secrets out of the clear and renames eventsite's kinds."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from automations.actions import parse_action
+from automations.models import Automation
+from eventsite.field_secrets import REDACTED
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [
+    ("automations", "0002_delivery_log"),
+    ("events", "0004_indexes_for_engine_and_roles"),
+]
+AFTER = [
+    ("automations", "0003_seal_action_secrets"),
+    ("events", "0005_webhook_verification_strict_grace"),
+]
+CLEAR = {"type": "call-webhook", "url": "https://x.example/in", "headers": {"X-Key": "clear-1"}}
+MAIL = {"type": "send-notification", "to": ["a@example.com"], "body": "b"}
+
+
+def test_existing_secrets_are_sealed_renamed_and_scrubbed_from_the_log():
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    old = executor.loader.project_state(BEFORE).apps
+    automation = old.get_model("automations", "Automation").objects.create(
+        id=uuid.uuid4(),
+        name="legacy",
+        trigger={"type": "event", "posture": "Reactive", "expect": ["x"]},
+        actions=[CLEAR, MAIL],
+    )
+    Event = old.get_model("events", "Event")
+    now = timezone.now()
+    for name, payload in (
+        ("prefect-cloud.webhook.failed", {"path": "/hooks/the-old-slug", "status": 400}),
+        ("prefect.automation.created", {"actions": [CLEAR]}),
+        (
+            "prefect-cloud.automation.updated",
+            {"changes": {"actions": {"before": [CLEAR], "after": [CLEAR, MAIL]}}},
+        ),
+    ):
+        Event.objects.create(
+            id=uuid.uuid4(),
+            occurred=now,
+            received=now,
+            event=name,
+            resource_id=f"prefect.automation.{automation.id}",
+            resource={"prefect.resource.id": f"prefect.automation.{automation.id}"},
+            related=[],
+            payload=payload,
+        )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(AFTER)
+
+    stored = Automation.objects.get(pk=automation.id)
+    assert [a["type"] for a in stored.actions] == ["call-webhook-url", "send-email"]
+    assert stored.actions[0]["headers"]["X-Key"].startswith("sealed:v1:")
+    assert parse_action(stored.actions[0]).headers == {"X-Key": "clear-1"}
+    NewEvent = executor.loader.project_state(AFTER).apps.get_model("events", "Event")
+    for row in NewEvent.objects.all():
+        assert "clear-1" not in str(row.payload) and "the-old-slug" not in str(row.payload)
+    assert NewEvent.objects.get(event="prefect-cloud.webhook.failed").payload == {"status": 400}
+    created = NewEvent.objects.get(event="prefect.automation.created")
+    assert created.payload["actions"][0]["headers"] == {"X-Key": REDACTED}
