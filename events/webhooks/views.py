@@ -30,9 +30,10 @@ def _receive_url(request: HttpRequest, webhook: Webhook) -> str:
 
 def _curl(url: str, webhook: Webhook) -> str:
     sample = SAMPLES.get(webhook.kind) or SAMPLES[Webhook.Kind.DYNAMIC]
+    auth = " -H 'Authorization: Bearer <token>'" if webhook.verification == "bearer" else ""
     if not sample["body"]:
-        return f"curl -i -X POST '{url}'"
-    headers = " ".join(f"-H '{line}'" for line in sample["headers"].splitlines())
+        return f"curl -i -X POST '{url}'{auth}"
+    headers = " ".join(f"-H '{line}'" for line in sample["headers"].splitlines()) + auth
     body = json.dumps(json.loads(sample["body"])).replace("'", "'\\''")
     return f"curl -i -X POST '{url}' {headers} -d '{body}'"
 
@@ -98,6 +99,18 @@ def _log_page(request: HttpRequest, webhook: Webhook):
     return page[:LOG_PAGE], more, failures_only
 
 
+def _sample_request(request: HttpRequest, webhook: Webhook) -> WebhookRequest | None:
+    """The logged request the test panel starts with: the one asked for (`?sample=<id>`), else
+    the latest accepted one (what real senders send), else none (the kind's sample)."""
+    requests = WebhookRequest.objects.filter(webhook=webhook).exclude(body_truncated=True)
+    if raw := request.GET.get("sample"):
+        try:
+            return requests.filter(pk=uuid.UUID(raw)).first()
+        except ValueError:
+            return None
+    return requests.filter(outcome=WebhookRequest.Outcome.ACCEPTED).order_by("-received").first()
+
+
 @login_required
 def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
@@ -113,14 +126,9 @@ def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     url = _receive_url(request, webhook)
     sample = SAMPLES.get(webhook.kind, SAMPLES[Webhook.Kind.DYNAMIC])
     initial = {"sample_headers": sample["headers"], "sample_body": sample["body"]}
-    loaded = None
-    if raw := request.GET.get("sample"):
-        try:
-            loaded = WebhookRequest.objects.filter(webhook=webhook, pk=uuid.UUID(raw)).first()
-        except ValueError:
-            loaded = None
-        if loaded is not None:
-            initial = sample_initial(loaded)
+    loaded = _sample_request(request, webhook)
+    if loaded is not None:
+        initial = sample_initial(loaded)
     sample_form = SampleRequestForm(initial=initial)
     context = {
         "webhook": webhook,

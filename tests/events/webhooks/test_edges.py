@@ -142,7 +142,7 @@ def test_the_test_panel_shows_strict_errors_and_loads_a_logged_request(logged_in
     row = WebhookRequest.objects.get()
 
     page = logged_in_client.get(f"/webhooks/{hook.pk}/?sample={row.pk}").content.decode()
-    assert "loaded</span> the request of" in page
+    assert "loaded</span> the logged request of" in page
     assert "x-build: 42" in page and "never-kept" not in page
     assert "&quot;status&quot;: &quot;passed&quot;" in page  # the logged body, escaped
     assert 'name="sample_query" value="x=1"' in page
