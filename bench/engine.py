@@ -142,6 +142,8 @@ def main() -> None:
     data_dir = tempfile.mkdtemp(prefix="eventsite-bench-engine-")
     os.environ["EVENTSITE_DATA_DIR"] = data_dir
     os.environ["EVENTSITE_LOG_LEVEL"] = "WARNING"
+    # The latency sink is on loopback, which actions refuse unless allowed.
+    os.environ["EVENTSITE_ACTIONS_ALLOW_PRIVATE"] = "1"
     os.environ.pop("EVENTSITE_DATABASE_URL", None)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eventsite.settings")
     import django

@@ -11,13 +11,18 @@ creates a webhook with a dynamic JSON template through the REST API, then
 2. measures what an audit event adds to the action it records: creating an API token with and
    without the audit hook (in this process, same database), and a full login over HTTP.
 
-    .venv/bin/python bench/webhooks.py [--requests 20000] [--connections 64]
+    .venv/bin/python bench/webhooks.py [--requests 20000] [--connections 64] [--verification github]
+
+`--verification github` makes every request carry a GitHub-style `X-Hub-Signature-256` that the
+receiver checks (HMAC-SHA256 of the body), to show what a signed webhook costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import os
 import re
 import socket
@@ -38,6 +43,9 @@ TEMPLATE = (
     '"payload": {"run": {{ body.run|tojson }}, "size": {{ body["items"]|length }}}}'
 )
 BODY = b'{"model": "recs", "friendly_name": "Recommendations", "run": {"id": 7}, "items": [1, 2]}'
+SIGNING_KEY = "bench-signing-key"
+# Extra request headers (the signature, with --verification github).
+EXTRA: dict[str, str] = {}
 
 
 def free_port() -> int:
@@ -93,7 +101,9 @@ async def _raw_worker(port: int, path: str, count: int, latencies: list, statuse
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"X-Team: data-science\r\nContent-Length: {len(BODY)}\r\n\r\n"
+        f"X-Team: data-science\r\nContent-Length: {len(BODY)}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in EXTRA.items())
+        + "\r\n"
     ).encode() + BODY
     for _ in range(count):
         started = time.perf_counter()
@@ -109,7 +119,7 @@ async def _raw_worker(port: int, path: str, count: int, latencies: list, statuse
 
 
 async def _httpx_worker(url: str, count: int, client, latencies: list, statuses: dict) -> None:
-    headers = {"Content-Type": "application/json", "X-Team": "data-science"}
+    headers = {"Content-Type": "application/json", "X-Team": "data-science", **EXTRA}
     for _ in range(count):
         started = time.perf_counter()
         response = await client.post(url, content=BODY, headers=headers)
@@ -233,7 +243,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--client", choices=["asyncio", "httpx"], default="asyncio")
+    parser.add_argument("--verification", choices=["none", "github"], default="none")
     args = parser.parse_args()
+    settings: dict = {}
+    if args.verification == "github":
+        settings = {"verification": "github", "verification_secret": SIGNING_KEY}
+        digest = hmac.new(SIGNING_KEY.encode(), BODY, hashlib.sha256).hexdigest()
+        EXTRA["X-Hub-Signature-256"] = f"sha256={digest}"
 
     with tempfile.TemporaryDirectory(prefix="eventsite-bench-") as data_dir:
         port = free_port()
@@ -242,13 +258,13 @@ def main() -> None:
         try:
             created = httpx.post(
                 f"{url}/api/webhooks/",
-                json={"name": "bench", "description": "", "template": TEMPLATE},
+                json={"name": "bench", "description": "", "template": TEMPLATE, **settings},
                 headers={"Authorization": f"Bearer {token}"},
             )
             created.raise_for_status()
             slug = created.json()["slug"]
             probe = httpx.post(
-                f"{url}/hooks/{slug}", content=BODY, headers={"X-Team": "t"}, timeout=10
+                f"{url}/hooks/{slug}", content=BODY, headers={"X-Team": "t", **EXTRA}, timeout=10
             )
             assert probe.status_code == 204, probe.text
             # Warm up (compile caches, connections), then measure.
@@ -258,7 +274,8 @@ def main() -> None:
             cpu_per_request = (cpu_seconds(server.pid) - cpu_before) / result["sent"]
             total = stored_count(url, token)
             print(
-                f"webhook receiver, dynamic JSON template, {args.client} client, "
+                f"webhook receiver, dynamic JSON template, verification {args.verification}, "
+                f"{args.client} client, "
                 f"{args.connections} connections: {result['rate']:,.0f} requests/s "
                 f"(p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms); "
                 f"answers {result['statuses']}; events stored {total:,} "
