@@ -139,9 +139,7 @@ def test_the_pagerduty_preset_form_says_what_is_missing_next_to_the_field(
     assert not Automation.objects.exists()
 
 
-def test_the_webhook_form_shows_the_settings_of_the_chosen_verification(
-    server, page, screenshots
-):
+def test_the_webhook_form_shows_the_settings_of_the_chosen_verification(server, page, screenshots):
     page.goto(f"{server.url}/webhooks/new/")
     page.fill("#id_name", "GitHub pushes")
     expect(page.locator("#id_verification_secret")).to_be_hidden()
