@@ -270,3 +270,18 @@ def test_trigger_semantics_import_no_store_engine_or_action(name):
     project = {e for e in project_edges(name) if not e.startswith("automations.triggers")}
     assert project <= allowed
     assert not {s for s, _, _ in imports(name) if s.startswith("django")}
+
+
+# The one module that makes outbound HTTP calls: it refuses private addresses (after DNS, on
+# every redirect) and bounds redirects, answer size and time. Nothing else opens a connection.
+HTTP_CLIENTS = ("httpx", "httpcore", "requests", "urllib3", "urllib.request", "http.client")
+
+
+def test_only_the_guarded_client_makes_outbound_http_calls():
+    callers = {
+        name
+        for name in modules()
+        for source, _, _ in imports(name)
+        if source.startswith(HTTP_CLIENTS) and name != "events.client"  # the SDK, not the app
+    }
+    assert callers <= {"automations.actions.outbound"}, callers

@@ -11,7 +11,6 @@ import uuid
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.mail import send_mail
@@ -179,12 +178,12 @@ def http_call(
     except outbound.Refused as exc:
         exchange.summary += " refused"
         raise ActionFailed(f"{what} call refused: {exc}", exchange=exchange) from exc
-    except (outbound.Slow, httpx.TimeoutException) as exc:
+    except (outbound.Slow, outbound.CallTimedOut) as exc:
         exchange.summary += " timed out"
         raise ActionRetry(
             f"{what} call timed out after {timeout:g} s: {exc!r}", exchange=exchange
         ) from exc
-    except httpx.HTTPError as exc:
+    except outbound.CallFailed as exc:
         exchange.summary += " failed"
         raise ActionRetry(f"{what} call failed: {exc!r}", exchange=exchange) from exc
     text = reply.text

@@ -32,6 +32,11 @@ SENSITIVE_HEADERS = ("authorization", "cookie", "set-cookie", "proxy-authorizati
 REDIRECTS = (301, 302, 303, 307, 308)
 
 
+# What a caller catches: the network failed, or it was too slow to answer at all.
+CallFailed = httpx.HTTPError
+CallTimedOut = httpx.TimeoutException
+
+
 class Refused(Exception):
     """The call is not allowed (an address or a redirect); trying again would not help."""
 
@@ -160,7 +165,7 @@ def send(
     content: bytes | None,
     timeout: float,
 ) -> Reply:
-    """One call, redirects followed within the limits; raises `Refused`, `Slow`, `httpx.HTTPError`."""
+    """One call, redirects followed within the limits; raises `Refused`, `Slow`, `CallFailed`."""
     deadline = time.monotonic() + timeout
     max_redirects = settings.EVENTSITE_ACTIONS_MAX_REDIRECTS
     cap = settings.EVENTSITE_ACTIONS_MAX_RESPONSE_BYTES
