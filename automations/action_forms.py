@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from django import forms
 
-from automations.actions import ACTIONS, normalized
+from automations.actions import ACTIONS, ActionsInvalid, normalized, parse_action
 from automations.actions import presets as preset_kinds
 from eventsite.field_secrets import REDACTED
 from eventsite.forms import SecretField
@@ -195,10 +195,21 @@ class PagerDutyForm(KindForm):
         initial=preset_kinds.PAGERDUTY_URL,
         help_text="events.eu.pagerduty.com for PagerDuty's EU service.",
     )
+    resolve = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Resolve the incident when the automation resolves",
+        help_text="Adds the same action to the actions on resolve.",
+    )
     intro = (
         "Triggers an incident when the automation fires and resolves it when the automation "
-        "resolves (add it to the actions on resolve too); one incident per for-each key."
+        "resolves; one incident per for-each key."
     )
+
+    def action_data(self) -> dict[str, Any]:
+        data = super().action_data()
+        data.pop("resolve", None)
+        return data
 
 
 class EmitEventForm(KindForm):
@@ -266,10 +277,13 @@ class ActionForm(forms.Form):
         self.kind_forms: dict[str, KindForm] = {}
         for cls in KIND_FORMS:
             mine = self.stored if self.stored and self.stored.get("type") in cls.kinds else None
+            initial = cls.initial_for(mine) if mine else {}
+            if cls is PagerDutyForm and mine:
+                initial["resolve"] = bool(self.initial.get("resolves"))
             self.kind_forms[cls.key] = cls(
                 self.data if self.is_bound else None,
                 prefix=f"{self.prefix}-{cls.key}" if self.prefix else cls.key,
-                initial=cls.initial_for(mine) if mine else None,
+                initial=initial or None,
                 stored=mine,
             )
 
@@ -294,6 +308,11 @@ class ActionForm(forms.Form):
         form = self.chosen()
         return {"type": kind, **(form.action_data() if form else {})}
 
+    def resolves(self) -> bool:
+        """A PagerDuty action that should also resolve its incident (see `resolving`)."""
+        form = self.chosen()
+        return isinstance(form, PagerDutyForm) and bool(form.cleaned_data.get("resolve"))
+
     def add_field_error(self, field: str | None, message: str) -> None:
         """Show a validation error next to the field it concerns, in the chosen kind's form."""
         form = self.chosen()
@@ -303,8 +322,41 @@ class ActionForm(forms.Form):
             self.add_error(None, f"{field}: {message}" if field else message)
 
     @classmethod
-    def initial_for(cls, action: dict[str, Any]) -> dict[str, Any]:
-        return {"type": normalized(action).get("type", ""), "stored": action}
+    def initial_for(cls, action: dict[str, Any], *, resolves: bool = False) -> dict[str, Any]:
+        return {"type": normalized(action).get("type", ""), "stored": action, "resolves": resolves}
+
+
+def _pagerduty_key(action: dict[str, Any]) -> tuple[str, str] | None:
+    if normalized(action).get("type") != "notify-pagerduty":
+        return None
+    try:
+        parsed = parse_action(action)
+    except ActionsInvalid:
+        return None
+    return parsed.routing_key, parsed.api_url
+
+
+def is_resolved(action: dict[str, Any], actions_on_resolve: list[dict[str, Any]]) -> bool:
+    """Does a PagerDuty action of the actions on resolve resolve what `action` triggers?"""
+    key = _pagerduty_key(action)
+    return key is not None and any(_pagerduty_key(a) == key for a in actions_on_resolve)
+
+
+def resolving(
+    actions: list[dict[str, Any]],
+    resolves: list[bool],
+    actions_on_resolve: list[dict[str, Any]],
+    replaced: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The actions on resolve after a form save: each PagerDuty action with "resolve" ticked
+    is there once (as stored, sealed), and one the form no longer resolves is gone.
+
+    The form manages the PagerDuty actions on resolve of the services its actions (`actions`,
+    and the `replaced` ones they replace) page; other actions on resolve are kept as they are.
+    """
+    managed = {key for a in [*actions, *replaced] if (key := _pagerduty_key(a))}
+    kept = [a for a in actions_on_resolve if _pagerduty_key(a) not in managed]
+    return kept + [dict(a) for a, wanted in zip(actions, resolves, strict=True) if wanted]
 
 
 ActionFormSet = forms.formset_factory(ActionForm, extra=1, can_delete=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from django import forms
 
-from automations.action_forms import ActionForm, ActionFormSet
+from automations.action_forms import ActionForm, ActionFormSet, resolving
 from automations.triggers import EventTrigger, TriggerInvalid, parse_trigger
 from automations.validation import AutomationInvalid, Definition, validate_definition
 
@@ -215,13 +215,14 @@ class AutomationForm(forms.Form):
         except forms.ValidationError as exc:
             self._add(exc.message_dict)
             return None
-        actions, positions, previous = [], [], []
+        actions, positions, previous, resolves = [], [], [], []
         for i, form in enumerate(action_forms.forms):
             if form.cleaned_data.get("DELETE") or not form.cleaned_data.get("type"):
                 continue
             actions.append(form.action_data())
             positions.append(i)
             previous.append(form.stored)
+            resolves.append(form.resolves())
         automation = self.automation
         data = {
             "name": self.cleaned_data["name"],
@@ -249,6 +250,12 @@ class AutomationForm(forms.Form):
         except AutomationInvalid as exc:
             self._place(exc.errors, action_forms, positions)
             return None
+        self.definition.actions_on_resolve = resolving(
+            self.definition.actions,
+            resolves,
+            self.definition.actions_on_resolve,
+            replaced=automation.actions if automation else [],
+        )
         return self.definition
 
     @property

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from automations import actions as action_kinds
 from automations import changes, explain
+from automations.action_forms import is_resolved
 from automations.forms import ActionForm, ActionFormSet, AutomationForm
 from automations.models import ActionRun, Automation
 from automations.triggers import TriggerInvalid, describe, parse_trigger, trigger_from_event
@@ -143,7 +144,10 @@ def automation_edit(request: HttpRequest, automation_id: uuid.UUID) -> HttpRespo
         enabled=automation.enabled,
         allow_self_trigger=automation.allow_self_trigger,
     )
-    action_initial = [ActionForm.initial_for(a) for a in automation.actions]
+    action_initial = [
+        ActionForm.initial_for(a, resolves=is_resolved(a, automation.actions_on_resolve))
+        for a in automation.actions
+    ]
     return _form_page(
         request, automation=automation, initial=initial, action_initial=action_initial
     )

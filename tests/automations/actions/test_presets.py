@@ -8,6 +8,7 @@ so an action only succeeds with a body the service would take.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime
 
@@ -318,3 +319,51 @@ def test_preset_timestamps_are_iso_8601(clock, allow_private):
     finally:
         pagerduty.close()
     datetime.fromisoformat(pagerduty.json()["payload"]["timestamp"])
+
+
+def pagerduty_form(**overrides) -> dict:
+    data = {
+        "name": "Page",
+        "trigger_mode": "event",
+        "expect": "acme.order.created",
+        "for_each": "prefect.resource.id",
+        "posture": "Reactive",
+        "threshold": "1",
+        "within": "0",
+        "enabled": "on",
+        "actions-TOTAL_FORMS": "1",
+        "actions-INITIAL_FORMS": "0",
+        "actions-MIN_NUM_FORMS": "0",
+        "actions-MAX_NUM_FORMS": "1000",
+        "actions-0-type": "notify-pagerduty",
+        "actions-0-pagerduty-routing_key": "F" * 32,
+        "actions-0-pagerduty-severity": "warning",
+        "actions-0-pagerduty-summary": "{{ automation.name }}",
+        "actions-0-pagerduty-source": "{{ event.resource.id }}",
+        "actions-0-pagerduty-api_url": "https://events.eu.pagerduty.com/v2/enqueue",
+        "actions-0-pagerduty-resolve": "on",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_the_pagerduty_form_also_resolves_when_asked_and_stops_when_unticked(logged_in_client):
+    assert logged_in_client.post("/automations/new/", pagerduty_form()).status_code == 302
+    automation = Automation.objects.get()
+    assert len(automation.actions_on_resolve) == 1
+    resolve = automation.actions_on_resolve[0]
+    assert resolve == automation.actions[0]  # the same action, its key sealed
+    assert "F" * 32 not in json.dumps(resolve)
+
+    edit = logged_in_client.get(f"/automations/{automation.id}/edit/").content.decode()
+    [checkbox] = re.findall(r"<input[^>]*id_actions-0-pagerduty-resolve[^>]*>", edit)
+    assert checkbox.endswith(" checked>")
+    # saved again (key kept): still one action on resolve, not two
+    again = pagerduty_form(**{"actions-INITIAL_FORMS": "1", "actions-0-pagerduty-routing_key": ""})
+    assert logged_in_client.post(f"/automations/{automation.id}/edit/", again).status_code == 302
+    automation.refresh_from_db()
+    assert len(automation.actions_on_resolve) == 1
+    unticked = {k: v for k, v in again.items() if k != "actions-0-pagerduty-resolve"}
+    assert logged_in_client.post(f"/automations/{automation.id}/edit/", unticked).status_code == 302
+    automation.refresh_from_db()
+    assert automation.actions_on_resolve == []
