@@ -91,7 +91,7 @@ def _lookup_all(slugs: list[str]) -> list[Webhook | None]:
     found: dict[str, Webhook] = {}
     for webhook in Webhook.objects.filter(slug_lookup(set(slugs))):
         found[webhook.slug] = webhook
-        if webhook.previous_slug:
+        if webhook.previous_slug and webhook.old_url_active:
             found.setdefault(webhook.previous_slug, webhook)
     return [found.get(slug) for slug in slugs]
 
