@@ -112,7 +112,7 @@ class EmailForm(KindForm):
         initial=(
             "{{ automation.name }} fired.\n\n"
             + preset_kinds.DEFAULT_MESSAGE
-            + "\n\nEvent {{ event.id }} at {{ event.occurred }}"
+            + "{% if event %} at {{ event.occurred }}{% endif %}."
         ),
         help_text=TEMPLATE_HELP,
     )
@@ -123,9 +123,21 @@ class EmailForm(KindForm):
         initial["to"] = ", ".join(action.get("to") or [])
         return initial
 
+    link = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Add a link to the event",
+        help_text="After the body: the event's page (or the automation's, without one).",
+    )
+
     def action_data(self) -> dict[str, Any]:
         data = self.cleaned_data
-        return {"to": _lines(data["to"]), "subject": data["subject"], "body": data["body"]}
+        return {
+            "to": _lines(data["to"]),
+            "subject": data["subject"],
+            "body": data["body"],
+            "link": bool(data.get("link")),
+        }
 
 
 class ChatForm(KindForm):

@@ -5,6 +5,7 @@
 - `registry`: `ACTIONS` by type and `parse_action(s)`;
 - `outbound`: the guarded HTTP client (no private addresses, bounded redirects, size and time);
 - `deliveries`: every attempt as a `Delivery` row (what was sent, what came back);
+- `links`: the page a notification links to (the event, or the automation);
 - `context`: Prefect's template context, rendered in the one sandbox (`events.templating`);
 - `runner`: `perform` one action run, recording every attempt and emitting its events.
 """

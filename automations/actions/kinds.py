@@ -34,6 +34,7 @@ from automations.actions.base import (
 )
 from automations.actions.context import maybe_template, render, render_structure, templates_in
 from automations.actions.deliveries import Exchange, excerpt
+from automations.actions.links import event_link
 from automations.models import Automation
 from events import schema
 from events.ingest import internal_event, store
@@ -224,6 +225,9 @@ class SendEmail(Action):
     to: list[str] = Field(min_length=1)
     subject: str = "Prefect automated notification"
     body: str
+    # Append a link to the event (or the automation) after the body; the email preset's form
+    # turns it on.
+    link: bool = False
 
     @field_validator("to")
     @classmethod
@@ -244,6 +248,9 @@ class SendEmail(Action):
     def execute(self, ctx: RunContext) -> Outcome:
         subject = render(self.subject, ctx.template).replace("\n", " ").strip()
         body = render(self.body, ctx.template)
+        if self.link:
+            text, url = event_link(ctx)
+            body = f"{body.rstrip()}\n\n{text}: {url}\n"
         exchange = Exchange(
             summary=f"mail to {', '.join(self.to)}: {subject}"[:300],
             request={

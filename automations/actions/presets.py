@@ -27,7 +27,7 @@ from automations.actions import outbound
 from automations.actions.base import Action, Outcome, RunContext
 from automations.actions.context import render
 from automations.actions.kinds import check_http_url, http_call
-from eventsite.links import public_url
+from automations.actions.links import RESOLVED, automation_link, event_link
 
 DEFAULT_TITLE = "{{ automation.name }}"
 DEFAULT_MESSAGE = (
@@ -37,20 +37,7 @@ DEFAULT_MESSAGE = (
 DEFAULT_SUMMARY = "{{ automation.name }}: " + DEFAULT_MESSAGE
 DEFAULT_SOURCE = "{{ event.resource.id if event else 'eventsite' }}"
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-RESOLVED = "prefect.automation.resolved"
 TIMEOUT = 10.0
-
-
-def event_link(ctx: RunContext) -> tuple[str, str]:
-    """(text, absolute URL) of the page to open: the event, or the automation without one."""
-    event = ctx.triggering_event
-    if event is not None and event.event != RESOLVED:
-        return "View event", public_url(f"/events/{event.id}/")
-    return "View automation", automation_link(ctx)
-
-
-def automation_link(ctx: RunContext) -> str:
-    return public_url(f"/automations/{ctx.automation.id}/")
 
 
 def is_resolve(ctx: RunContext) -> bool:

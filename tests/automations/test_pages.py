@@ -308,3 +308,31 @@ def test_preview_counts_firings_over_stored_events(logged_in_client):
 def test_initial_for_falls_back_to_json_for_composite_triggers():
     initial = AutomationForm.initial_for({"type": "sequence", "triggers": [{**TRIGGER}]})
     assert initial["trigger_mode"] == "json"
+
+
+def test_the_email_preset_form_saves_recipients_templates_and_the_link(logged_in_client):
+    data = form_data(
+        **{
+            "actions-0-type": "send-email",
+            "actions-0-email-to": "ops@example.com, oncall@example.com",
+            "actions-0-email-subject": "{{ automation.name }}",
+            "actions-0-email-body": "{{ event.event }}",
+            "actions-0-email-link": "on",
+        }
+    )
+    response = logged_in_client.post("/automations/new/", data)
+    assert response.status_code == 302
+    [action] = Automation.objects.get().actions
+    assert action == {
+        "type": "send-email",
+        "to": ["ops@example.com", "oncall@example.com"],
+        "subject": "{{ automation.name }}",
+        "body": "{{ event.event }}",
+        "link": True,
+    }
+    bad = logged_in_client.post(
+        "/automations/new/", {**data, "actions-0-email-to": "not-an-address"}
+    )
+    assert bad.status_code == 422
+    errors = bad.context["formset"].forms[0].kind_forms["email"].errors
+    assert "'not-an-address' is not an email address" in errors["to"][0]

@@ -269,17 +269,20 @@ def test_the_email_preset_sends_the_mail_and_the_delivery_shows_it(clock, settin
             "to": ["oncall@example.com"],
             "subject": "{{ automation.name }}: {{ event.event }}",
             "body": "{{ event.resource.name }} needs you",
+            "link": True,
         }
     )
     assert run.status == ActionRun.Status.SUCCEEDED, run.last_error
     (message,) = mail.outbox
     assert message.subject == "Orders <!channel>: acme.order.created"
+    link = f"http://127.0.0.1:8000/events/{run.firing.triggering_event_id}/"
+    assert message.body == f"Order 31 @everyone needs you\n\nView event: {link}\n"
     delivery = Delivery.objects.get()
     assert delivery.request == {
         "from": settings.DEFAULT_FROM_EMAIL,
         "to": ["oncall@example.com"],
         "subject": "Orders <!channel>: acme.order.created",
-        "body": "Order 31 @everyone needs you",
+        "body": message.body,
     }
     assert delivery.summary.startswith("mail to oncall@example.com")
 
