@@ -93,8 +93,11 @@ class DeploymentLock:
 
     def _acquire_advisory(self, wait: bool) -> bool:
         wrapper = connections[self.using]
-        # What Django itself connects with (without its pool), through its own driver module.
-        conn = wrapper.Database.connect(**wrapper.get_connection_params())
+        # What Django itself connects with (without its pool), through its own driver module;
+        # named so an operator sees in pg_stat_activity which process holds what.
+        params = wrapper.get_connection_params()
+        params["application_name"] = f"eventsite {self.name} (pid {os.getpid()})"
+        conn = wrapper.Database.connect(**params)
         conn.autocommit = True
         try:
             if wait:
