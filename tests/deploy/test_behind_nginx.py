@@ -1,6 +1,10 @@
 """A real deployment, as `deploy/` ships it: Debian's nginx terminating TLS in front of two web
 processes (`serve --no-engine`) and one engine (`run_engine`), on PostgreSQL + Redis.
 
+The deployment gets a database of its own, empty, and all its processes start at once: the web
+processes set it up (one of them migrates and prints the first admin and API token, which the
+tests then use, as an operator would).
+
 Everything comes from the shipped files: the processes are the `ExecStart=` of the systemd units,
 their environment is `deploy/eventsite.env.example` with this test's values filled in, and
 nginx runs the site `deploy/render-nginx` makes from the template. Only the certificate (self-
@@ -20,7 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,17 +33,15 @@ from django.conf import settings
 from django.db import connection
 from playwright.sync_api import expect
 
-from events.models import ApiToken
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, playwright  # noqa: F401
 from tests.conftest import ROOT, free_port
-from tests.eventsite.helpers import lock_holding_processes
+from tests.eventsite.helpers import fresh_postgresql_database, lock_holding_processes
 from tests.factories import event_data
 
 pytestmark = [pytest.mark.live, pytest.mark.browser, pytest.mark.deploy]
 
 DEPLOY = ROOT / "deploy"
 HOST = "eventsite.test"
-PASSWORD = "a known test password 42"
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx", "/sbin/nginx") if Path(p).exists()), None
 )
@@ -129,7 +131,9 @@ class Deployment:
     web: list[Process]
     engine: Process
     nginx: Process
-    processes: list[Process] = field(default_factory=list)
+    connect: Callable  # opens a connection to the deployment's database
+    password: str = ""  # the first admin's, as the first run printed them
+    token: str = ""
 
     def client(self, token: str | None = None) -> httpx.Client:
         """An API client that reaches nginx the way people do: https, Host eventsite.test."""
@@ -187,8 +191,17 @@ http {{
     return conf
 
 
+def first_admin(web: list[Process]) -> tuple[str, str]:
+    """The first admin's password and API token, printed once by one of the web processes."""
+    printed = [p.log.read_text() for p in web if "First run:" in p.log.read_text()]
+    assert len(printed) == 1, "exactly one web process must set up the empty database"
+    password = re.search(r"password: (\S+)", printed[0]).group(1)
+    token = re.search(r"API token: (\S+)", printed[0]).group(1)
+    return password, token
+
+
 @pytest.fixture(scope="module")
-def deployment(live_server_env, tmp_path_factory):
+def deployment(django_db_blocker, tmp_path_factory):
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         pytest.skip(
             "the deployment test runs on PostgreSQL + Redis (set EVENTSITE_DATABASE_URL and "
@@ -196,7 +209,11 @@ def deployment(live_server_env, tmp_path_factory):
         )
     if NGINX is None:
         pytest.skip("nginx is not installed: apt-get install nginx (make test does, as root)")
-    directory = tmp_path_factory.mktemp("deployment")
+    with django_db_blocker.unblock(), fresh_postgresql_database("nginx") as (url, connect):
+        yield from run_deployment(url, connect, tmp_path_factory.mktemp("deployment"))
+
+
+def run_deployment(database_url: str, connect: Callable, directory: Path):
     https_port, http_port = free_port(), free_port()
     public_url = f"https://{HOST}:{https_port}"
     web_ports = [free_port(), free_port()]
@@ -204,7 +221,7 @@ def deployment(live_server_env, tmp_path_factory):
     environment = env_file(
         {
             "EVENTSITE_PUBLIC_URL": public_url,
-            "EVENTSITE_DATABASE_URL": live_server_env["EVENTSITE_DATABASE_URL"],
+            "EVENTSITE_DATABASE_URL": database_url,
             "EVENTSITE_REDIS_URL": settings.REDIS_URL,
             "EVENTSITE_SECRET_KEY": secrets.token_urlsafe(50),
             "EVENTSITE_DATA_DIR": str(directory / "data"),
@@ -259,12 +276,14 @@ def deployment(live_server_env, tmp_path_factory):
     assert checked.returncode == 0, checked.stderr + rendered
     nginx = Process("nginx", [*nginx_args, "-g", "daemon off;"], env, prefix / "stdout.log")
 
-    deployment = Deployment(public_url, https_port, http_port, web, engine, nginx)
+    deployment = Deployment(public_url, https_port, http_port, web, engine, nginx, connect)
     try:
+        # Everything at once, as systemd starts a new deployment's units.
         for process in [*web, engine, nginx]:
             process.start()
         for process in web:
             process.wait_healthy()
+        deployment.password, deployment.token = first_admin(web)
 
         def nginx_answers() -> bool:
             try:
@@ -280,16 +299,6 @@ def deployment(live_server_env, tmp_path_factory):
             process.stop()
 
 
-@pytest.fixture
-def person(deployment, transactional_db, django_user_model):
-    return django_user_model.objects.create_user("dana", "dana@example.com", PASSWORD)
-
-
-@pytest.fixture
-def token(person) -> str:
-    return ApiToken.issue(person, name="deployment")[1]
-
-
 @pytest.fixture(scope="module")
 def browser(playwright, deployment):  # noqa: F811 - the browser suite's Playwright fixture
     browser = playwright.chromium.launch(
@@ -301,7 +310,7 @@ def browser(playwright, deployment):  # noqa: F811 - the browser suite's Playwri
     browser.close()
 
 
-def post_to_backend(deployment: Deployment, process: Process, token: str, event: dict) -> None:
+def post_to_backend(deployment: Deployment, process: Process, event: dict) -> None:
     """POST an event to one web process, as nginx forwards it (https, the public host)."""
     response = httpx.post(
         f"http://127.0.0.1:{process.port}/api/events",
@@ -310,14 +319,14 @@ def post_to_backend(deployment: Deployment, process: Process, token: str, event:
             "Host": f"{HOST}:{deployment.https_port}",
             "X-Forwarded-Proto": "https",
             "X-Forwarded-For": "203.0.113.9",
-            "Authorization": f"Bearer {token}",
+            "Authorization": f"Bearer {deployment.token}",
         },
     )
     assert response.status_code == 204, response.text
 
 
 def test_a_browser_logs_in_through_nginx_and_sees_events_posted_to_either_web_process_live(
-    deployment, browser, person, token
+    deployment, browser
 ):
     context = browser.new_context(ignore_https_errors=True)
     page = context.new_page()
@@ -325,8 +334,8 @@ def test_a_browser_logs_in_through_nginx_and_sees_events_posted_to_either_web_pr
     try:
         page.goto(deployment.public_url + "/events/")
         expect(page).to_have_url(re.compile(r"/accounts/login/"))
-        page.fill("#id_username", "dana")
-        page.fill("#id_password", PASSWORD)
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", deployment.password)
         page.click("button[type=submit]")  # a POST with CSRF, checked against the public origin
         expect(page).to_have_url(deployment.public_url + "/events/")
 
@@ -340,7 +349,7 @@ def test_a_browser_logs_in_through_nginx_and_sees_events_posted_to_either_web_pr
         posted = []
         for process in deployment.web:
             event = event_data("deploy.live.seen", f"deploy.via.{process.port}")
-            post_to_backend(deployment, process, token, event)
+            post_to_backend(deployment, process, event)
             posted.append(event["id"])
         for event_id in posted:
             expect(page.locator(f"#ev-{event_id}")).to_be_visible()
@@ -351,8 +360,8 @@ def test_a_browser_logs_in_through_nginx_and_sees_events_posted_to_either_web_pr
         context.close()
 
 
-def test_the_api_webhooks_and_the_engine_work_through_nginx_with_https_links(deployment, token):
-    with deployment.client(token) as api:
+def test_the_api_webhooks_and_the_engine_work_through_nginx_with_https_links(deployment):
+    with deployment.client(deployment.token) as api:
         health = api.get("/api/health")
         assert health.status_code == 200
         assert "max-age=31536000" in health.headers["strict-transport-security"]
@@ -418,12 +427,36 @@ def test_the_api_webhooks_and_the_engine_work_through_nginx_with_https_links(dep
     assert redirect.headers["location"] == deployment.public_url + "/events/?q=1"
 
 
-def test_retention_runs_in_one_web_process_and_another_takes_over_when_it_stops(
-    deployment, transactional_db
-):
+def test_behind_the_proxy_the_audit_log_records_the_clients_address(deployment):
+    # What nginx forwards to a web process for a client at 203.0.113.9 (see post_to_backend).
+    name = f"deploy-audit-{uuid.uuid4().hex[:8]}"
+    created = httpx.post(
+        f"http://127.0.0.1:{deployment.web[0].port}/api/webhooks/",
+        json={"name": name, "template": '{"event": "x", "resource": {"prefect.resource.id": "x"}}'},
+        headers={
+            "Host": f"{HOST}:{deployment.https_port}",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-For": "203.0.113.9",
+            "Authorization": f"Bearer {deployment.token}",
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["url"].startswith(deployment.public_url + "/hooks/")
+
+    with deployment.client(deployment.token) as api:
+        query = {"filter": {"event": {"name": ["prefect-cloud.webhook.created"]}}, "limit": 50}
+        audited = [
+            e
+            for e in api.post("/api/events/filter", json=query).json()["events"]
+            if e["resource"].get("prefect.resource.name") == name
+        ]
+    assert [e["payload"]["actor"]["ip"] for e in audited] == ["203.0.113.9"]
+
+
+def test_retention_runs_in_one_web_process_and_another_takes_over_when_it_stops(deployment):
     def holders() -> list[int]:
-        with connection.cursor() as cursor:
-            return lock_holding_processes(cursor, "service:retention")
+        with deployment.connect() as db:
+            return lock_holding_processes(db.cursor(), "service:retention")
 
     web_pids = {p.popen.pid: p for p in deployment.web}
     (holder,) = wait_for(holders, "a process to run the retention service")

@@ -12,8 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,26 +19,11 @@ import pytest
 from django.db import connection
 
 from tests.conftest import ROOT, free_port
+from tests.eventsite.helpers import fresh_postgresql_database
 
 pytestmark = pytest.mark.live
 
 PROCESSES = 3
-
-
-@contextmanager
-def fresh_postgresql_database():
-    """A new, empty database on the suite's PostgreSQL server; dropped afterwards."""
-    name = f"deploy_first_run_{uuid.uuid4().hex[:12]}"
-    params = {**connection.get_connection_params(), "dbname": "postgres"}
-    admin = connection.Database.connect(**params, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    s = connection.settings_dict
-    url = f"postgresql://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{name}"
-    try:
-        yield url, lambda: connection.Database.connect(**{**params, "dbname": name})
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 def start_all(database_url: str, data_dir: Path) -> list[tuple[subprocess.Popen, int, Path]]:
@@ -112,6 +95,7 @@ def assert_one_first_run(started, query) -> None:
     assert query("SELECT count(*) FROM events_apitoken") == [(1,)]
 
 
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the SQLite pass runs this one")
 def test_serve_processes_starting_together_on_a_fresh_sqlite_file_set_up_once(tmp_path):
     database = tmp_path / "fresh.sqlite3"
     started = start_all(f"sqlite:///{database}", tmp_path)
@@ -129,7 +113,7 @@ def test_serve_processes_starting_together_on_a_fresh_sqlite_file_set_up_once(tm
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the suite runs on SQLite")
 def test_serve_processes_starting_together_on_a_fresh_postgresql_database_set_up_once(tmp_path):
-    with fresh_postgresql_database() as (url, connect):
+    with fresh_postgresql_database("first_run") as (url, connect):
         started = start_all(url, tmp_path)
         try:
             wait_healthy(started)
