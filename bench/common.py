@@ -493,8 +493,8 @@ def automation_bodies(count: int, *, seed: int = 3) -> list[dict]:
             trigger.update(for_each=["prefect.resource.id"], threshold=3, within=60)
         elif shape == 4:
             trigger.update(match={"acme.region": f"!{rng.choice(REGIONS)}"}, threshold=5, within=30)
-        else:  # 5, 6, 7 → every 4th is proactive: "expect this within 60 s, or fire"
-            if shape == 7:
+        else:  # 5 narrows by resource; 6 and 7 are proactive: "expect this within a window, or fire"
+            if shape in (6, 7):
                 trigger.update(posture="Proactive", within=60 + 30 * rng.randrange(4))
             else:
                 trigger["match"] = {"prefect.resource.id": f"{prefix}.{kind}.{rng.randrange(1000)}"}
