@@ -347,17 +347,27 @@ def fresh_postgres(url: str, *, template: str | None = None) -> str:
     """Recreate the database named in `url` (optionally from a template) and return the URL."""
     import psycopg
 
-    base, _, name = url.rpartition("/")
+    base, _, name = bench_database(url)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return url
 
 
+def bench_database(url: str) -> tuple[str, str, str]:
+    """Split a PostgreSQL URL; refuse a database the bench does not own (it drops it)."""
+    base, sep, name = url.rpartition("/")
+    if not name.startswith("eventsite_bench"):
+        raise SystemExit(
+            f"the benchmarks drop and recreate their database: use eventsite_bench*, not {name!r}"
+        )
+    return base, sep, name
+
+
 def drop_postgres(url: str) -> None:
     import psycopg
 
-    base, _, name = url.rpartition("/")
+    base, _, name = bench_database(url)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
