@@ -205,6 +205,9 @@ def scenario(
             from_reply.append((at - t1) * 1000)
     expected = events * subscribers
     call_ms = sorted((t1 - t0) * 1000 for t0, t1 in sent.values())
+    starts = sorted(t0 for t0, _ in sent.values())
+    # A sender slower than the schedule (a REST round trip longer than the interval) sends less.
+    rate = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 else None
     return {
         "sender": sender,
         "sockets": socket_kind,
@@ -213,6 +216,7 @@ def scenario(
         "subscriber_processes": processes,
         "events": events,
         "interval_s": interval,
+        "achieved_events_per_s": round(rate, 1) if rate else None,
         "expected": expected,
         "delivered": len(pairs),
         "missing": expected - len(pairs),
@@ -232,8 +236,8 @@ def report(figures: Figures, r: dict) -> None:
     ok = "all" if r["missing"] == 0 and not r["duplicates"] else "MISSING"
     figures.say(
         f"  {r['sender']:>7} → {r['subscribers']:>3} {what}: delivered {r['delivered']:,} of "
-        f"{r['expected']:,} ({ok}; {r['duplicates']} duplicates)   serve CPU "
-        f"{r['serve_cpu_us_per_delivery']} µs per delivery"
+        f"{r['expected']:,} ({ok}; {r['duplicates']} duplicates)   sent {r['achieved_events_per_s']}"
+        f" events/s   serve CPU {r['serve_cpu_us_per_delivery']} µs per delivery"
     )
     figures.say(f"      send → arrival:                   {fmt_dist(r['send_to_arrival_ms'])}")
     if r["send_to_arrival_prefect_subscriber_ms"]["n"]:

@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py                          # full sizes, SQLite
     BENCH_QUICK=1 .venv/bin/python bench/run.py            # small sizes: does everything run?
     .venv/bin/python bench/run.py --backend postgresql     # PostgreSQL + Redis (DB eventsite_bench)
+    BENCH_BACKEND=postgresql make bench                    # the same through make
     .venv/bin/python bench/run.py --only ingest live       # some of them
 
 Each benchmark prints its figures as it goes and hands them to this runner, which writes
@@ -91,7 +92,12 @@ BENCHES = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run the benchmarks; write one results file.")
-    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--backend",
+        choices=["sqlite", "postgresql"],
+        default=os.environ.get("BENCH_BACKEND", "sqlite"),
+        help="default: $BENCH_BACKEND or sqlite (so `BENCH_BACKEND=postgresql make bench` works)",
+    )
     parser.add_argument("--only", nargs="+", help="run only these (by name)")
     parser.add_argument("--skip", nargs="+", default=[], help="skip these (by name)")
     args = parser.parse_args()
