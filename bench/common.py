@@ -324,6 +324,10 @@ def manage(*args: str, env: dict[str, str], capture: bool = False) -> str:
 def bench_env(database_url: str | None = None, data_dir: str | None = None) -> dict[str, str]:
     """The environment of a `manage.py` process: our data dir, the given backend, quiet logs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSITE_")}
+    if not data_dir and database_url:
+        # On PostgreSQL the data dir holds only the secret key, static files and serve.log.
+        data_dir = str(ROOT / "var" / "bench-data" / "postgres-home")
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
     env["EVENTSITE_DATA_DIR"] = data_dir or tempfile.mkdtemp(prefix="eventsite-bench-")
     env["EVENTSITE_LOG_LEVEL"] = "WARNING"
     env["PYTHONPATH"] = str(ROOT)
@@ -412,7 +416,7 @@ class Server:
             .strip()
             .splitlines()[-1]
         )
-        self.log = open(self.data_dir / "serve.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.log = open(self.data_dir / "serve.log", "wb")  # noqa: SIM115 - closed in stop()
         args = ["serve", "--port", str(self.port), "--no-first-run"]
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", *args, *([] if engine else ["--no-engine"])],

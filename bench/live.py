@@ -29,6 +29,7 @@ import json
 import math
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -187,6 +188,7 @@ def scenario(
     finally:
         for child in children:
             child.stop()
+        shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
     from_send: dict[str, list[float]] = {"raw": [], "prefect": [], "feed": []}
     from_reply: list[float] = []
     pairs: set[tuple[int, int, str]] = set()

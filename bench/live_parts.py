@@ -87,8 +87,9 @@ async def out_socket(url: str, token: str, prefix: str, index: int, subs: Subscr
                     subs.arrived(index, "raw", data["event"]["id"])
         except Exception as exc:  # a close with a reason is a figure, not a crash
             subs.closed.append(f"{index}: {exc!r}")
+            return
     if ws.close_code not in (None, 1000):
-        subs.closed.append(f"{index}: closed {ws.close_code} {ws.close_reason}")
+        subs.closed.append(f"{index}: closed {ws.close_code} {ws.close_reason!r}")
 
 
 async def prefect_socket(prefix: str, index: int, subs: Subscribers) -> None:
@@ -118,8 +119,9 @@ async def feed_socket(url: str, session: str, index: int, subs: Subscribers, ori
                     subs.arrived(index, "feed", event_id)
         except Exception as exc:
             subs.closed.append(f"{index}: {exc!r}")
+            return
     if ws.close_code not in (None, 1000):
-        subs.closed.append(f"{index}: closed {ws.close_code} {ws.close_reason}")
+        subs.closed.append(f"{index}: closed {ws.close_code} {ws.close_reason!r}")
 
 
 async def subscribe(kind: str, url: str, secret: str, count: int, prefix: str, n_prefect: int):
