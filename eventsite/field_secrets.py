@@ -64,7 +64,7 @@ def _keys() -> tuple[str, tuple[str, ...]]:
     old = settings.EVENTSITE_FIELD_KEY_OLD
     if isinstance(old, str):
         old = old.split()
-    return settings.EVENTSITE_FIELD_KEY, tuple(old)
+    return settings.EVENTSITE_FIELD_KEY or settings.SECRET_KEY, tuple(old)
 
 
 def box() -> MultiFernet:

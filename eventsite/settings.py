@@ -307,5 +307,6 @@ EVENTSITE_ACTIONS_MAX_RESPONSE_BYTES = envint("EVENTSITE_ACTIONS_MAX_RESPONSE_BY
 # --- secrets at rest (eventsite/field_secrets.py) ------------------------------------------------
 # Any string; stretched into the Fernet key. Rotation: new key here, old ones (whitespace-separated)
 # in EVENTSITE_FIELD_KEY_OLD, then `manage.py reseal_secrets`.
-EVENTSITE_FIELD_KEY = envstr("EVENTSITE_FIELD_KEY") or SECRET_KEY
+# Empty: derived from SECRET_KEY when used (so it follows the key every process shares).
+EVENTSITE_FIELD_KEY = envstr("EVENTSITE_FIELD_KEY")
 EVENTSITE_FIELD_KEY_OLD = envstr("EVENTSITE_FIELD_KEY_OLD").split()
