@@ -7,4 +7,6 @@ app_name = "events"
 urlpatterns = [
     path("", views.feed, name="feed"),
     path("<uuid:event_id>/", views.detail, name="detail"),
+    path("suggest/", views.suggest, name="suggest"),
+    path("export/", views.export_events, name="export"),
 ]

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.html import format_html
 
-from events import schema
+from events import schema, severity, story
 
 register = template.Library()
 
@@ -38,9 +38,15 @@ def resource_name(labels: dict) -> str:
     return schema.resource_name(labels or {})
 
 
+# Prefect's state-change payloads restate what the row's name and severity already say.
+STATE_PAYLOAD_KEYS = ("intended", "initial_state", "validated_state")
+
+
 @register.filter
 def payload_preview(payload) -> str:
     """One line of compact JSON, cut short: enough to recognise the event at a glance."""
+    if isinstance(payload, dict) and any(k in payload for k in STATE_PAYLOAD_KEYS):
+        payload = {k: v for k, v in payload.items() if k not in STATE_PAYLOAD_KEYS}
     if not payload:
         return ""
     # Serialising a 1 MB payload costs about a millisecond; cutting first would need a walk.
@@ -112,19 +118,38 @@ def labels_without_id(labels: dict) -> list[tuple[str, str]]:
     return sorted((k, str(v)) for k, v in (labels or {}).items() if k not in skip)
 
 
+# What a Prefect user scans a row for first; other roles follow in the order they came.
+ROLE_ORDER = {"flow": 0, "deployment": 1, "work-pool": 2, "work-queue": 3, "tag": 9}
+
+
 @register.filter
-def badges(related: list[dict], limit: int = 4) -> dict:
-    """The first related resources as role badges (tags first, as Prefect shows them)."""
-    items = [
-        {
-            "role": r.get(schema.RESOURCE_ROLE, ""),
-            "id": r.get(schema.RESOURCE_ID, ""),
-            "name": _badge_name(r),
-        }
-        for r in related or []
-    ]
-    items.sort(key=lambda b: b["role"] != "tag")
-    return {"shown": items[:limit], "more": max(0, len(items) - limit)}
+def badges(related: list[dict], limit: int = 6) -> dict:
+    """Related resources grouped by role, whole names, the first `limit` of them.
+
+    `{"groups": [{"role", "items": [{"id", "name"}]}], "more": n}`: flows and deployments
+    first, tags last (they are many and say least).
+    """
+    groups: dict[str, list[dict]] = {}
+    for r in related or []:
+        role = r.get(schema.RESOURCE_ROLE, "")
+        groups.setdefault(role, []).append(
+            {"id": r.get(schema.RESOURCE_ID, ""), "name": _badge_name(r)}
+        )
+    ordered = sorted(groups.items(), key=lambda g: ROLE_ORDER.get(g[0], 5))
+    shown, left = [], limit
+    for role, items in ordered:
+        if left <= 0:
+            break
+        shown.append({"role": role, "items": items[:left]})
+        left -= len(items[:left])
+    total = sum(len(items) for items in groups.values())
+    return {"groups": shown, "more": total - (limit - left)}
+
+
+@register.filter
+def severity_of(event) -> str:
+    """The event's severity (`events.severity`): failed, cancelled, running, completed, other."""
+    return severity.of_event(event.event, event.resource).value
 
 
 @register.filter
@@ -183,3 +208,21 @@ def duration_words(value: timedelta) -> str:
             count = seconds // size
             return f"{count} {unit}{'' if count == 1 else 's'}"
     return f"{seconds} second{'' if seconds == 1 else 's'}"
+
+
+@register.filter
+def timeline(told: story.Story, of) -> list[story.Step]:
+    """The detail page's story as one list in time order (see `events.story.Story.timeline`)."""
+    return told.timeline(of)
+
+
+@register.filter
+def kind(resource_id: str) -> str:
+    """ "flow run" for `prefect.flow-run.…`: what kind of thing a resource id names."""
+    return story.kind_of(resource_id or "")
+
+
+@register.filter
+def event_kind(name: str) -> str:
+    """ "task run" for `prefect.task-run.Completed`: what kind of thing an event is about."""
+    return story.event_kind(name or "")
