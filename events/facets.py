@@ -11,7 +11,7 @@ from events.filters import EventFilter
 from events.forms import FeedFilterSet
 
 MAX_NAME_OPTIONS = 400
-TOP_NAMES = 8
+TOP_NAMES = 6
 # Parameters that are the feed's filters, with the words the page uses for them.
 CHIP_PARAMS = {
     "event": "event",
@@ -114,8 +114,8 @@ def top_names(
     since, until = filterset.bounds()
     preset = None if filterset.is_custom else filterset.form.cleaned_data.get("range") or "24h"
     rows = volume.count_by_event(event_filter, window_key=volume.window_key(since, until, preset))
-    if not rows:
-        return None
+    if len(rows) < 2:
+        return None  # one name: the rows say it all
     top = rows[:TOP_NAMES]
     peak = top[0]["count"]
     base = without(params, "after", "event")

@@ -110,3 +110,12 @@ def event_kind(name: str) -> str:
     """What an event name says its resource is: `prefect.task-run.Completed` → "task run"."""
     parts = name.split(".")
     return _words(parts[-2]).lower() if len(parts) >= 2 else ""
+
+
+def display_name(labels: dict) -> str:
+    """The name people read for a resource: its name label, a tag's tag, else its id."""
+    name = schema.resource_name(labels)
+    # Prefect's tags are resources named `prefect.tag.<tag>`; the tag itself is what people read.
+    if labels.get(schema.RESOURCE_ROLE) == "tag" and name.startswith("prefect.tag."):
+        return name[len("prefect.tag.") :]
+    return name

@@ -16,7 +16,7 @@ from django.shortcuts import render
 from django.utils.http import urlencode
 
 from events import page_queries, schema, severity
-from events.story import kind_of
+from events.story import display_name, kind_of
 
 PAGE = 50
 SAMPLE = 2000  # events the counts and neighbours are taken from
@@ -73,7 +73,7 @@ def _counts(resource_id: str, sample: list[tuple[uuid.UUID, str, str]]) -> list[
     """Counts by event name in the sample, as bars linking to the feed filtered to them."""
     counts = Counter(name for _, name, _ in sample)
     primary = {name for _, name, role in sample if role == ""}
-    top = counts.most_common(TOP)
+    top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:TOP]
     if not top:
         return []
     peak = top[0][1]
@@ -101,8 +101,8 @@ def _neighbours(resource_id: str, sample: list[tuple[uuid.UUID, str, str]]) -> l
         if rid == resource_id:
             continue
         seen[(rid, role)] += 1
-        names.setdefault(rid, schema.resource_name(labels))
+        names.setdefault(rid, display_name({**labels, schema.RESOURCE_ROLE: role}))
     return [
-        {"id": rid, "role": role or "primary", "name": names[rid], "count": n}
+        {"id": rid, "role": role or "resource", "name": names[rid], "count": n}
         for (rid, role), n in seen.most_common(MAX_NEIGHBOURS)
     ]

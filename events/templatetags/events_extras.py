@@ -67,7 +67,7 @@ def related_by_role(related: list[dict]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for r in related or []:
         groups.setdefault(r.get(schema.RESOURCE_ROLE, ""), []).append(
-            {"id": r.get(schema.RESOURCE_ID, ""), "name": schema.resource_name(r), "labels": r}
+            {"id": r.get(schema.RESOURCE_ID, ""), "name": story.display_name(r), "labels": r}
         )
     return [{"role": role, "resources": items} for role, items in groups.items()]
 
@@ -132,9 +132,8 @@ def badges(related: list[dict], limit: int = 6) -> dict:
     groups: dict[str, list[dict]] = {}
     for r in related or []:
         role = r.get(schema.RESOURCE_ROLE, "")
-        groups.setdefault(role, []).append(
-            {"id": r.get(schema.RESOURCE_ID, ""), "name": _badge_name(r)}
-        )
+        rid, name = r.get(schema.RESOURCE_ID, ""), story.display_name(r)
+        groups.setdefault(role, []).append({"id": rid, "name": name, "named": name != rid})
     ordered = sorted(groups.items(), key=lambda g: ROLE_ORDER.get(g[0], 5))
     shown, left = [], limit
     for role, items in ordered:
@@ -161,14 +160,6 @@ def thousands(value: int) -> str:
 def input_value(value: datetime | None) -> str:
     """A UTC datetime as a `datetime-local` input value."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if value else ""
-
-
-def _badge_name(labels: dict) -> str:
-    name = schema.resource_name(labels)
-    # Prefect's tags are resources named `prefect.tag.<tag>`; the tag itself is what people read.
-    if labels.get(schema.RESOURCE_ROLE) == "tag" and name.startswith("prefect.tag."):
-        return name[len("prefect.tag.") :]
-    return name
 
 
 @register.filter

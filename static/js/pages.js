@@ -93,7 +93,7 @@
       var date = new Date(t.getAttribute("datetime"));
       if (isNaN(date)) return;
       var p = parts(date);
-      if (t.dataset.format === "axis") t.textContent = p.day + " " + p.month + " " + p.hm;
+      if (t.dataset.format === "axis" || t.dataset.format === "short") t.textContent = p.day + " " + p.month + " " + p.hm;
       else t.textContent = full(date);
       t.title = full(date) + " · " + ago(date);
     });
