@@ -22,7 +22,7 @@ HEIGHT = 40.0  # the SVG's user units; CSS decides the pixels
 TOP = 38.0  # the peak bar's height, leaving a sliver of air under the top border
 MIN_SEGMENT = 1.4  # a severity with any events stays visible however tall the rest is
 # A clipped histogram still spans at least this much, so one burst does not fill the width.
-MIN_SPAN = timedelta(hours=1)
+MIN_SPAN = timedelta(minutes=15)
 
 
 def time_unit(since: datetime, until: datetime) -> tuple[queries.TimeUnit, float]:

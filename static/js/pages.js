@@ -357,6 +357,15 @@
     formatTimes();
   });
 
+  // Counts by event fold away on a phone (closed before the first paint, see events/feed.html)
+  // and are always open on a wider screen.
+  var narrow = window.matchMedia("(max-width: 700px)");
+  function syncNamesFold() {
+    var fold = document.getElementById("names-fold");
+    if (fold && !narrow.matches) fold.open = true;
+  }
+  if (narrow.addEventListener) narrow.addEventListener("change", syncNamesFold);
+
   // --- start ----------------------------------------------------------------------------------------
   function start() {
     formatTimes();
