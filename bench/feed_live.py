@@ -1,111 +1,72 @@
-"""Feed live latency: from `POST /api/events` returning to the row arriving on /ws/feed/ sockets.
+"""Feed live latency: from the client's send to the row arriving on the feed page's `/ws/feed/`
+sockets (issue 11 targets).
 
-50 logged-in feed sockets (first argument or BENCH_SUBSCRIBERS) watch `?event=bench.live.*`; this
-process posts BENCH_LIVE_EVENTS single-event requests (default 200), 20 ms apart, and measures
-arrival − return of the POST over every (event, socket) pair (negative when the row is pushed at
-commit, before the response is written).
+    .venv/bin/python -m bench.feed_live [--subscribers 50 500] [--senders prefect sdk ws rest]
+                                        [--events 200] [--interval 0.05]
 
-    .venv/bin/python bench/feed_live.py [SUBSCRIBERS]
+Like `bench/live.py`, with logged-in feed sockets (`/ws/feed/?event=<prefix>*`, the session of a
+real login) instead of API subscribers: each row pushed carries `id="ev-<id>"`, and its arrival is
+timed against the sender's clock just before the send call. Reports p50/p95/p99, delivered vs
+expected (must be all), server CPU per delivered row, and for the `rest` sender also the old
+"from the REST reply" figure. Targets (issue 11): p50 ≤ 10 ms, p95 ≤ 50 ms, none missed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import re
-import statistics
-import sys
-import time
-import uuid
-from datetime import UTC, datetime
-from pathlib import Path
-
 import httpx
-from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.common import Server, bench_env, percentile  # noqa: E402
-
-ROW_ID = re.compile(r'id="ev-([0-9a-f-]{36})"')
+from bench.common import Figures, Server, server_env
+from bench.live import SENDERS, arguments, report, scenario
 
 
-async def login(base: str) -> str:
-    async with httpx.AsyncClient(base_url=base) as http:
-        await http.get("/accounts/login/")
-        csrf = http.cookies["csrftoken"]
-        response = await http.post(
+def login(base: str) -> str:
+    with httpx.Client(base_url=base) as http:
+        http.get("/accounts/login/")
+        response = http.post(
             "/accounts/login/",
-            data={"username": "bench", "password": "bench-password-1", "csrfmiddlewaretoken": csrf},
+            data={
+                "username": "bench",
+                "password": "bench-password-1",
+                "csrfmiddlewaretoken": http.cookies["csrftoken"],
+            },
             headers={"Referer": f"{base}/accounts/login/"},
         )
         assert response.status_code == 302, response.text[:300]
         return http.cookies["sessionid"]
 
 
-async def main() -> None:
-    subscribers = (
-        int(sys.argv[1]) if len(sys.argv) > 1 else int(os.environ.get("BENCH_SUBSCRIBERS", 50))
-    )
-    count = int(os.environ.get("BENCH_LIVE_EVENTS", 200))
-    server = Server(bench_env())
+def main() -> None:
+    args = arguments(SENDERS)
+    figures = Figures("feed_live")
+    server = Server(server_env())
+    runs = []
     try:
-        session = await login(server.url)
-        ws_url = server.url.replace("http", "ws") + "/ws/feed/?event=bench.live.*"
-        headers = {"Cookie": f"sessionid={session}", "Origin": server.url}
-        arrivals: dict[str, list[float]] = {}
-        sockets = [
-            await connect(ws_url, additional_headers=headers, max_size=None)
-            for _ in range(subscribers)
-        ]
-
-        async def listen(ws) -> None:
-            async for message in ws:
-                now = time.time()
-                html = json.loads(message).get("html", "")
-                for event_id in ROW_ID.findall(html):
-                    arrivals.setdefault(event_id, []).append(now)
-
-        listeners = [asyncio.create_task(listen(ws)) for ws in sockets]
-        returned: dict[str, float] = {}
-        async with httpx.AsyncClient(headers=server.headers, timeout=30) as http:
-            for i in range(count + 5):
-                event_id = str(uuid.uuid4())
-                body = [
-                    {
-                        "occurred": datetime.now(UTC).isoformat(),
-                        "event": "bench.live.ping",
-                        "resource": {"prefect.resource.id": f"bench.{i}"},
-                        "id": event_id,
-                    }
-                ]
-                response = await http.post(f"{server.url}/api/events", json=body)
-                assert response.status_code == 204
-                if i >= 5:  # the first few warm the sockets up
-                    returned[event_id] = time.time()
-                await asyncio.sleep(0.02)
-        await asyncio.sleep(2)
-        for task in listeners:
-            task.cancel()
-        for ws in sockets:
-            await ws.close()
-        latencies = [
-            t - returned[i] for i, times in arrivals.items() if i in returned for t in times
-        ]
-        delivered = sum(1 for i in returned for _ in arrivals.get(i, []))
-        print(
-            f"feed live push, {subscribers} feed sockets, {count} events posted one by one (SQLite)"
+        session = login(server.url)
+        figures.say(
+            f"feed live: send → row on /ws/feed/ sockets, {args.events} events per run, one every "
+            f"{args.interval * 1000:.0f} ms, serve with the engine on"
         )
-        print(
-            f"  POST returned → row on socket: median {statistics.median(latencies) * 1000:6.1f} ms"
-            f"   p95 {percentile(latencies, 95) * 1000:6.1f} ms   delivered {delivered:,} of {count * subscribers:,}"
-        )
-        print(f"  serve peak RSS {server.peak_rss_mb():.0f} MB")
+        for subscribers in args.subscribers:
+            for sender in args.senders:
+                r = scenario(
+                    server,
+                    socket_kind="feed",
+                    socket_url=f"{server.ws_url}/ws/feed/",
+                    secret=session,
+                    sender=sender,
+                    subscribers=subscribers,
+                    events=args.events,
+                    interval=args.interval,
+                )
+                report(figures, r)
+                runs.append(r)
+        figures.say(f"  serve peak RSS {server.peak_rss_mb():.0f} MB")
+        figures.update(runs=runs, serve_peak_rss_mb=round(server.peak_rss_mb(), 1))
+        figures["all_delivered"] = all(r["missing"] == 0 for r in runs)
     finally:
-        server.stop()
+        server.remove()
+    figures.finish()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

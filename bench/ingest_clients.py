@@ -1,5 +1,5 @@
-"""Ingest through real clients, end to end: (b) Prefect 3.9.1's `emit_event` over /api/events/in,
-(c) eventsite's SDK over POST /api/events.
+"""Ingest through real clients, end to end, into `serve` with its engine running: (b) Prefect
+3.9.1's `emit_event` over /api/events/in, (c) eventsite's SDK over POST /api/events.
 
 Each client runs in its own process and emits N events as fast as it can (default 100,000; pass a
 smaller N as the first argument or BENCH_EVENTS for a quick run). The figure is events/s from the
@@ -22,7 +22,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import Server, bench_env  # noqa: E402
+from bench.common import Figures, Server, server_env  # noqa: E402
 
 PYTHON = sys.executable
 
@@ -72,7 +72,9 @@ def count(server: Server, prefix: str, http: httpx.Client) -> int:
     return response.json()["total"]
 
 
-def run_client(server: Server, label: str, script: str, env: dict, prefix: str, n: int):
+def run_client(
+    figures: Figures, server: Server, label: str, script: str, env: dict, prefix: str, n: int
+) -> dict:
     process = subprocess.Popen(
         [PYTHON, "-c", script, str(n)],
         cwd=ROOT,
@@ -107,43 +109,62 @@ def run_client(server: Server, label: str, script: str, env: dict, prefix: str, 
             name, value = mark.split()
             marks[name] = float(value)
     elapsed = (finished or last_change) - marks["START"]
-    print(
+    emitted = marks.get("EMITTED", float("nan")) - marks["START"]
+    drained = marks.get("DRAINED", float("nan")) - marks["START"]
+    figures.say(
         f"{label}: {stored:,} of {n:,} stored; {stored / elapsed:,.0f} events/s end to end "
         f"(first emit -> last event queryable: {elapsed:.1f} s; emit loop "
-        f"{marks.get('EMITTED', float('nan')) - marks['START']:.1f} s, client drained after "
-        f"{marks.get('DRAINED', float('nan')) - marks['START']:.1f} s)"
+        f"{emitted:.1f} s, client drained after {drained:.1f} s)"
     )
     if process.returncode:
-        print(f"  client exited {process.returncode}: {err[-1500:]}")
-    return stored, elapsed
+        figures.say(f"  client exited {process.returncode}: {err[-1500:]}")
+    return {
+        "stored": stored,
+        "sent": n,
+        "events_per_s": round(stored / elapsed),
+        "seconds": round(elapsed, 2),
+        "emit_loop_seconds": round(emitted, 2),
+        "drained_after_seconds": round(drained, 2),
+        "client_exit": process.returncode,
+    }
 
 
 def main() -> None:
     n = size_from_args(100_000, "BENCH_EVENTS")
-    print(f"ingest through clients, {n:,} events each, on {os.cpu_count()} cores")
-    env = bench_env(os.environ.get("EVENTSITE_DATABASE_URL"))
+    figures = Figures("ingest_clients")
+    figures.say(f"ingest through clients into serve (engine on), {n:,} events each")
+    env = server_env()
     server = Server(env)
     data_dir = env["EVENTSITE_DATA_DIR"]
     try:
-        print(f"serve: {server.url} ({env.get('EVENTSITE_DATABASE_URL', 'SQLite')})")
         prefect_env = {
             "PREFECT_API_URL": f"{server.url}/api",
             "PREFECT_API_AUTH_STRING": f"eventsite:{server.token}",
             "PREFECT_HOME": os.path.join(data_dir, "prefect-home"),
         }
-        run_client(
-            server, "(b) Prefect 3.9.1 emit_event", PREFECT_CLIENT, prefect_env, "bench.prefect", n
+        figures["prefect_emit_event"] = run_client(
+            figures,
+            server,
+            "(b) Prefect 3.9.1 emit_event",
+            PREFECT_CLIENT,
+            prefect_env,
+            "bench.prefect",
+            n,
         )
         sdk_env = {
             "EVENTSITE_API_URL": server.url,
             "EVENTSITE_API_TOKEN": server.token,
             "PYTHONPATH": str(ROOT),
         }
-        run_client(server, "(c) eventsite SDK emit_event", SDK_CLIENT, sdk_env, "bench.sdk", n)
-        print(f"serve peak RSS (VmHWM): {server.peak_rss_mb():.0f} MB")
+        figures["sdk_emit_event"] = run_client(
+            figures, server, "(c) eventsite SDK emit_event", SDK_CLIENT, sdk_env, "bench.sdk", n
+        )
+        figures.say(f"serve peak RSS (VmHWM): {server.peak_rss_mb():.0f} MB")
+        figures["serve_peak_rss_mb"] = round(server.peak_rss_mb(), 1)
     finally:
         server.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+    figures.finish()
 
 
 if __name__ == "__main__":

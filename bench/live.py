@@ -1,152 +1,305 @@
-"""Live latency: from `POST /api/events` returning to the event arriving on /api/events/out.
+"""Live latency from the client's send to arrival on `/api/events/out` subscribers (issue 17 item 2,
+issue 11 targets).
 
-50 subscribers (first argument or BENCH_SUBSCRIBERS) hold Prefect-protocol sockets with a filter
-in one process; this process posts M single-event requests (BENCH_LIVE_EVENTS, default 300),
-20 ms apart, and records when each POST returned. Latency = arrival on a subscriber − return of
-the POST, over every (event, subscriber) pair; it can be negative, because the broadcast happens
-at commit, before the response is written. Also prints the serve process's peak RSS.
+    .venv/bin/python -m bench.live [--subscribers 50 500] [--senders prefect sdk ws rest]
+                                   [--events 200] [--interval 0.05] [--prefect-subscribers 5]
 
-    .venv/bin/python bench/live.py [SUBSCRIBERS]
+One `serve` (engine on). For each sender and each number of subscribers: subscriber processes
+(one per 125 sockets) open the sockets with a filter on a fresh event-name prefix; the driver posts
+warm-up events until every socket has one; then a sender process sends `--events` events, one
+every `--interval` s, timing each just before its send call:
+
+- `prefect`: Prefect 3.9.1's `emit_event` (worker thread, websocket `/api/events/in`);
+- `sdk`: eventsite's SDK `events/client.py` (its thread, batched `POST /api/events`);
+- `ws`: a raw websocket on `/api/events/in`, one frame per event;
+- `rest`: one `POST /api/events` per event; also reported from the reply (the old figure).
+
+Latency = arrival on a socket − the sender's clock just before the send call, over every
+(event, socket) pair, as p50/p95/p99; the sockets are raw websocket clients, except
+`--prefect-subscribers` of them that are Prefect's own `get_events_subscriber` (reported on their
+own line). Delivered counts every (event, socket) pair against the expected number (they must be
+equal). Server CPU per delivered pair is the `serve` process's CPU time over the measured window
+divided by the pairs delivered. Targets (issue 17/11): p50 ≤ 10 ms, p95 ≤ 50 ms, none missed.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import os
+import queue
 import shutil
-import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
-from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import (
+    QUICK,
+    ROOT,
+    Figures,
+    Server,
+    distribution_ms,
+    fmt_dist,
+    server_env,
+)
 
-from bench.common import Server, bench_env, percentile  # noqa: E402
-
-PYTHON = sys.executable
-
-SUBSCRIBERS = """
-import asyncio, json, sys, time
-import orjson
-from websockets.asyncio.client import connect
-
-async def subscriber(url, token, expected, arrivals, ready):
-    async with connect(url, subprotocols=["prefect"], max_size=None) as ws:
-        await ws.send(json.dumps({"type": "auth", "token": f"bench:{token}"}))
-        assert json.loads(await ws.recv())["type"] == "auth_success"
-        await ws.send(json.dumps({"type": "filter", "filter": {"event": {"prefix": ["bench.live."]}}}))
-        seen = 0
-        while seen < expected:
-            message = await ws.recv()
-            now = time.time()
-            event = orjson.loads(message)["event"]
-            if event["event"] == "bench.live.warmup":
-                ready.append(1)
-                continue
-            arrivals.append((event["id"], now))
-            seen += 1
-
-async def main():
-    url, token, count, expected = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    arrivals, ready = [], []
-    tasks = [asyncio.create_task(subscriber(url, token, expected, arrivals, ready)) for _ in range(count)]
-    print("CONNECTING", flush=True)
-    loop = asyncio.get_running_loop()
-    async def report_ready():
-        while len(ready) < count:
-            await asyncio.sleep(0.01)
-        print("READY", flush=True)
-    await asyncio.gather(report_ready(), *tasks)
-    print(json.dumps(arrivals), flush=True)
-
-asyncio.run(main())
-"""
+SENDERS = ["prefect", "sdk", "ws", "rest"]
 
 
-def event(name: str) -> dict:
-    return {
-        "occurred": datetime.now(UTC).isoformat(),
-        "event": name,
-        "resource": {"prefect.resource.id": "bench.live.1"},
-        "payload": {"n": 1},
-        "id": str(uuid.uuid4()),
-    }
+class Child:
+    """A `bench.live_parts` process whose stdout lines arrive on a queue."""
 
-
-def size_from_args(default: int, env: str) -> int:
-    """The benchmark size: the first command-line argument, else the env variable, else default."""
-    if len(sys.argv) > 1 and sys.argv[1].isdigit():
-        return int(sys.argv[1])
-    return int(os.environ.get(env, default))
-
-
-def main() -> None:
-    subscribers = size_from_args(50, "BENCH_SUBSCRIBERS")
-    count = int(os.environ.get("BENCH_LIVE_EVENTS", 300))
-    env = bench_env(os.environ.get("EVENTSITE_DATABASE_URL"))
-    server = Server(env)
-    try:
-        ws_url = server.url.replace("http", "ws") + "/api/events/out"
-        child = subprocess.Popen(
-            [PYTHON, "-c", SUBSCRIBERS, ws_url, server.token, str(subscribers), str(count)],
+    def __init__(self, args: list[str], env: dict[str, str]):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.live_parts", *args],
             cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert child.stdout.readline().strip() == "CONNECTING"
-        with httpx.Client(headers=server.headers, timeout=30) as http:
-            # Warm-up events until every subscriber has seen one: all sockets are subscribed.
-            ready = False
-            os.set_blocking(child.stdout.fileno(), False)
-            deadline = time.monotonic() + 60
-            while not ready:
-                http.post(f"{server.url}/api/events", json=[event("bench.live.warmup")])
-                time.sleep(0.2)
-                line = child.stdout.readline()
-                ready = line.strip() == "READY"
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"subscribers not ready: {child.stderr.read()[-2000:]}")
-            os.set_blocking(child.stdout.fileno(), True)
-            sent: dict[str, tuple[float, float]] = {}
-            for _ in range(count):
-                body = [event("bench.live.tick")]
-                started = time.time()
-                response = http.post(f"{server.url}/api/events", json=body)
-                returned = time.time()
-                assert response.status_code == 204, response.text
-                sent[body[0]["id"]] = (started, returned)
-                time.sleep(0.02)
-        out, err = child.communicate(timeout=120)
-        arrivals = json.loads(out.strip().splitlines()[-1])
-        after_return = [(at - sent[i][1]) * 1000 for i, at in arrivals]
-        after_start = [(at - sent[i][0]) * 1000 for i, at in arrivals]
-        post_ms = [(r - s) * 1000 for s, r in sent.values()]
-        expected = count * subscribers
-        print(
-            f"live: {subscribers} subscribers, {count} events posted one per request, 20 ms apart"
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put("")
+
+    def _read_err(self) -> None:
+        for line in self.process.stderr:
+            self.stderr.append(line)
+
+    def expect(self, word: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                stderr = "".join(self.stderr)[-3000:]
+                raise RuntimeError(f"no {word} in {timeout:.0f} s: {stderr}") from None
+            if line.startswith(word):
+                return line
+            if line == "" and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"child exited {self.process.returncode} before {word}: "
+                    f"{''.join(self.stderr)[-3000:]}"
+                )
+
+    def tell(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def client_env(server: Server) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EVENTSITE_", "PREFECT_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        PREFECT_API_URL=f"{server.url}/api",
+        PREFECT_API_AUTH_STRING=f"eventsite:{server.token}",
+        PREFECT_HOME=tempfile.mkdtemp(prefix="bench-prefect-home-"),
+        EVENTSITE_API_URL=server.url,
+        EVENTSITE_API_TOKEN=server.token,
+    )
+    return env
+
+
+def warm_up(server: Server, prefix: str, children: list[Child]) -> None:
+    """Post matching events until every socket has received one (all are subscribed)."""
+    ready: set[int] = set()
+    deadline = time.monotonic() + 180
+    with httpx.Client(headers=server.headers, timeout=30) as http:
+        while len(ready) < len(children):
+            event = {
+                "occurred": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "event": f"{prefix}warmup",
+                "resource": {"prefect.resource.id": "bench.live.warmup"},
+                "id": str(uuid.uuid4()),
+            }
+            http.post(f"{server.url}/api/events", json=[event]).raise_for_status()
+            time.sleep(0.25)
+            for i, child in enumerate(children):
+                while not child.lines.empty():
+                    if child.lines.get().startswith("READY"):
+                        ready.add(i)
+            if time.monotonic() > deadline:
+                raise RuntimeError("subscribers not ready in 180 s")
+
+
+def scenario(
+    server: Server,
+    *,
+    socket_kind: str,
+    socket_url: str,
+    secret: str,
+    sender: str,
+    subscribers: int,
+    events: int,
+    interval: float,
+    prefect_subscribers: int = 0,
+) -> dict:
+    """One measured run: `subscribers` sockets, `events` events from `sender`."""
+    prefix = f"bench.live.{uuid.uuid4().hex[:8]}."
+    env = client_env(server)
+    processes = 1 if subscribers <= 100 else math.ceil(subscribers / 125)
+    shares = [subscribers // processes + (i < subscribers % processes) for i in range(processes)]
+    children: list[Child] = []
+    try:
+        for i, share in enumerate(shares):
+            n_prefect = min(prefect_subscribers, share) if i == 0 else 0
+            args = [
+                "subscribe",
+                socket_kind,
+                socket_url,
+                secret,
+                str(share),
+                prefix,
+                str(n_prefect),
+            ]
+            children.append(Child(args, env))
+        for child in children:
+            child.expect("CONNECTED", 180)
+        warm_up(server, prefix, children)
+        cpu_before = server.cpu_seconds()
+        send = Child(
+            ["send", sender, server.url, server.token, prefix, str(events), str(interval)], env
         )
-        print(f"  delivered {len(arrivals):,} of {expected:,} (event, subscriber) pairs")
-        print(
-            f"  POST returned -> arrival: median {statistics.median(after_return):.1f} ms, "
-            f"p95 {percentile(after_return, 95):.1f} ms, max {max(after_return):.1f} ms"
-        )
-        print(
-            f"  POST sent -> arrival:     median {statistics.median(after_start):.1f} ms, "
-            f"p95 {percentile(after_start, 95):.1f} ms (POST itself: median "
-            f"{statistics.median(post_ms):.1f} ms)"
-        )
-        print(f"serve peak RSS (VmHWM): {server.peak_rss_mb():.0f} MB")
+        sent_line = send.expect("{", 120 + events * interval * 4)
+        send.process.wait(30)
+        sent = {i: (t0, t1) for i, t0, t1 in json.loads(sent_line)["sent"]}
+        for child in children:
+            child.tell("IDS " + json.dumps(list(sent)))
+        results = [json.loads(child.expect("{", 120)) for child in children]
+        cpu = server.cpu_seconds() - cpu_before
     finally:
-        server.stop()
-        shutil.rmtree(env["EVENTSITE_DATA_DIR"], ignore_errors=True)
+        for child in children:
+            child.stop()
+        shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
+    from_send: dict[str, list[float]] = {"raw": [], "prefect": [], "feed": []}
+    from_reply: list[float] = []
+    pairs: set[tuple[int, int, str]] = set()
+    duplicates = 0
+    closed: list[str] = []
+    for p, result in enumerate(results):
+        closed += result["closed"]
+        for index, kind, event_id, at in result["arrivals"]:
+            key = (p, index, event_id)
+            if key in pairs:
+                duplicates += 1
+                continue
+            pairs.add(key)
+            t0, t1 = sent[event_id]
+            from_send[kind].append((at - t0) * 1000)
+            from_reply.append((at - t1) * 1000)
+    expected = events * subscribers
+    call_ms = sorted((t1 - t0) * 1000 for t0, t1 in sent.values())
+    starts = sorted(t0 for t0, _ in sent.values())
+    # A sender slower than the schedule (a REST round trip longer than the interval) sends less.
+    rate = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 else None
+    return {
+        "sender": sender,
+        "sockets": socket_kind,
+        "subscribers": subscribers,
+        "prefect_subscribers": min(prefect_subscribers, shares[0]) if socket_kind == "out" else 0,
+        "subscriber_processes": processes,
+        "events": events,
+        "interval_s": interval,
+        "achieved_events_per_s": round(rate, 1) if rate else None,
+        "expected": expected,
+        "delivered": len(pairs),
+        "missing": expected - len(pairs),
+        "duplicates": duplicates,
+        "send_to_arrival_ms": distribution_ms(from_send["raw"] + from_send["feed"]),
+        "send_to_arrival_prefect_subscriber_ms": distribution_ms(from_send["prefect"]),
+        "reply_to_arrival_ms": distribution_ms(from_reply) if sender == "rest" else None,
+        "send_call_ms_p50": round(call_ms[len(call_ms) // 2], 3) if call_ms else None,
+        "serve_cpu_seconds": round(cpu, 2),
+        "serve_cpu_us_per_delivery": round(cpu / len(pairs) * 1e6, 1) if pairs else None,
+        "closed": closed[:5],
+    }
+
+
+def report(figures: Figures, r: dict) -> None:
+    what = "/ws/feed/ sockets" if r["sockets"] == "feed" else "subscribers"
+    ok = "all" if r["missing"] == 0 and not r["duplicates"] else "MISSING"
+    figures.say(
+        f"  {r['sender']:>7} → {r['subscribers']:>3} {what}: delivered {r['delivered']:,} of "
+        f"{r['expected']:,} ({ok}; {r['duplicates']} duplicates)   sent {r['achieved_events_per_s']}"
+        f" events/s   serve CPU {r['serve_cpu_us_per_delivery']} µs per delivery"
+    )
+    figures.say(f"      send → arrival:                   {fmt_dist(r['send_to_arrival_ms'])}")
+    if r["send_to_arrival_prefect_subscriber_ms"]["n"]:
+        figures.say(
+            f"      send → Prefect subscriber ({r['prefect_subscribers']}):    "
+            f"{fmt_dist(r['send_to_arrival_prefect_subscriber_ms'])}"
+        )
+    if r["reply_to_arrival_ms"]:
+        figures.say(
+            f"      REST reply → arrival (old figure): {fmt_dist(r['reply_to_arrival_ms'])}   "
+            f"(POST round trip p50 {r['send_call_ms_p50']:.1f} ms)"
+        )
+    if r["closed"]:
+        figures.say(f"      closed: {r['closed'][:3]}")
+
+
+def arguments(default_senders: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--subscribers", type=int, nargs="+", default=[50] if QUICK else [50, 500])
+    parser.add_argument("--senders", nargs="+", default=default_senders, choices=SENDERS)
+    parser.add_argument(
+        "--events", type=int, default=int(os.environ.get("BENCH_LIVE_EVENTS", 50 if QUICK else 200))
+    )
+    parser.add_argument("--interval", type=float, default=0.05)
+    parser.add_argument("--prefect-subscribers", type=int, default=5)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments(SENDERS)
+    figures = Figures("live")
+    server = Server(server_env())
+    runs = []
+    try:
+        figures.say(
+            f"live: send → arrival on /api/events/out, {args.events} events per run, one every "
+            f"{args.interval * 1000:.0f} ms, serve with the engine on"
+        )
+        for subscribers in args.subscribers:
+            for sender in args.senders:
+                r = scenario(
+                    server,
+                    socket_kind="out",
+                    socket_url=f"{server.ws_url}/api/events/out",
+                    secret=server.token,
+                    sender=sender,
+                    subscribers=subscribers,
+                    events=args.events,
+                    interval=args.interval,
+                    prefect_subscribers=args.prefect_subscribers,
+                )
+                report(figures, r)
+                runs.append(r)
+        figures.say(f"  serve peak RSS {server.peak_rss_mb():.0f} MB")
+        figures.update(runs=runs, serve_peak_rss_mb=round(server.peak_rss_mb(), 1))
+        figures["all_delivered"] = all(r["missing"] == 0 for r in runs)
+    finally:
+        server.remove()
+    figures.finish()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,141 +1,246 @@
-"""Query benchmark: server time of /api/events/filter and count-by with N events stored.
+"""Queries over HTTP against `serve` (engine on) with N stored events, and the server's memory.
 
-    .venv/bin/python bench/query.py [--events 1000000] [--data-dir var/bench-1m] [--repeat 15]
+    .venv/bin/python -m bench.query [--events 1000000] [--repeat 15]
 
-The data dir is filled once (through the one write path, in process) and reused by later runs.
+The store is a copy of a seeded one (`bench/seed.py`, cached under `var/bench-data/`, or a
+PostgreSQL template database), spread over the 7 days before the seed was made; time windows
+are anchored at the seed's end, so a cached seed measures the same thing tomorrow. Each case is
+requested once to warm up and then `--repeat` times (3 when the warm-up took over 2 s) from a
+keep-alive HTTP client; the figure is the client's time for the whole request (newest page of
+50 with its `total`). Covered: every
+criterion of issue 14 (time, name/prefix and their excludes, resource id/prefix, labels exact,
+glob, negation and several keys, related id/role/resources_in_roles/labels, any_resource, text,
+`distinct`), three combinations, `count-by` over 7 days, page 200 via next-page tokens, the feed
+page `/events/` with filters, and the admin's event list. `GET /api/health` is the baseline
+round trip (HTTP and Daphne, no query).
+
+Memory (issue 17 item 4): the peak RSS (VmHWM) of `serve` over the whole run, and after each
+case, so the case that raises it shows. Targets: every API case ≤ 50 ms median at 1M
+(issue 14), the feed ≤ 100 ms, the admin ≤ 200 ms, peak RSS ≤ 300 MB on SQLite (issue 17).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
+import statistics
 import time
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
 
-from bench.common import ROOT, events_over, summary_ms
+import httpx
 
-
-def setup_django(data_dir: Path, database_url: str | None) -> None:
-    os.environ["EVENTSITE_DATA_DIR"] = str(data_dir)
-    if database_url:
-        os.environ["EVENTSITE_DATABASE_URL"] = database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eventsite.settings")
-    os.environ["EVENTSITE_LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+from bench.common import QUICK, Figures, Sampler, Server, manage, percentile
+from bench.feed_live import login
+from bench.seed import LONG_RETENTION, seeded_env
 
 
-def fill(total: int, span: timedelta) -> None:
-    from events.ingest import ingest
-    from events.models import Event
-
-    have = Event.objects.count()
-    if have >= total:
-        return
-    print(f"storing {total - have:,} events (once; reused on later runs)…", file=sys.stderr)
-    started = time.perf_counter()
-    batch: list[dict] = []
-    end = datetime.now(UTC) - timedelta(minutes=1)
-    for i, event in enumerate(events_over(total, span=span, end=end, seed=11)):
-        if i < have:
-            continue
-        batch.append(event)
-        if len(batch) == 5000:
-            ingest(batch, source="bench")
-            batch = []
-    if batch:
-        ingest(batch, source="bench")
-    print(f"  stored in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+def iso(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--data-dir", default=str(ROOT / "var" / "bench-1m"))
-    parser.add_argument("--database-url")
-    parser.add_argument("--repeat", type=int, default=15)
-    args = parser.parse_args()
-    data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    setup_django(data_dir, args.database_url)
-    fill(args.events, span=timedelta(days=6, hours=23))
-
-    from django.contrib.auth.models import User
-    from django.test import Client
-
-    from events.models import ApiToken, Event
-
-    user, _ = User.objects.get_or_create(username="bench")
-    _, secret = ApiToken.issue(user, name="bench")
-    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    stored = Event.objects.count()
-    sample = Event.objects.order_by("-occurred")[1000]
-    customer = next(
-        r["prefect.resource.id"] for r in sample.related if r["prefect.resource.role"] == "customer"
-    )
-    week = {"since": (datetime.now(UTC) - timedelta(days=7)).isoformat()}
-
-    def post(path: str, body: dict):
-        response = client.post(path, body, content_type="application/json")
-        assert response.status_code == 200, response.content[:300]
-        return response
-
-    cases = {
-        "newest page, unfiltered": ("/api/events/filter", {"limit": 50}),
-        "event-name prefix": (
-            "/api/events/filter",
-            {"filter": {"event": {"prefix": ["acme.payment."]}}},
+def api_cases(end: datetime) -> dict[str, tuple[str, dict]]:
+    week = {"since": iso(end - timedelta(days=7)), "until": iso(end)}
+    hour = {"since": iso(end - timedelta(hours=1)), "until": iso(end)}
+    day = {"since": iso(end - timedelta(days=1)), "until": iso(end)}
+    f = "/api/events/filter"
+    return {
+        "newest page, unfiltered": (f, {}),
+        "time: the last hour": (f, {"occurred": hour}),
+        "name exact": (f, {"event": {"name": ["acme.payment.failed"]}}),
+        "name prefix": (f, {"event": {"prefix": ["acme.payment."]}}),
+        "exclude prefix": (f, {"event": {"exclude_prefix": ["prefect."]}}),
+        "exclude name": (f, {"event": {"exclude_name": ["acme.order.created"]}}),
+        "resource id": (f, {"resource": {"id": ["acme.order.4242"]}}),
+        "resource id prefix": (f, {"resource": {"id_prefix": ["acme.order.123"]}}),
+        "label exact": (f, {"resource": {"labels": {"acme.region": ["eu-west"]}}}),
+        "label glob": (f, {"resource": {"labels": {"acme.region": ["eu-*"]}}}),
+        "label negation": (f, {"resource": {"labels": {"acme.region": ["!eu-west"]}}}),
+        "labels, two keys": (
+            f,
+            {
+                "resource": {
+                    "labels": {"acme.region": ["us-east"], "prefect.resource.name": ["Invoice 7*"]}
+                }
+            },
         ),
-        "exact resource id": (
-            "/api/events/filter",
-            {"filter": {"resource": {"id": [sample.resource_id]}}},
+        "related id": (f, {"related": {"id": ["acme.customer.42"]}}),
+        "related role": (f, {"related": {"role": ["tag"]}}),
+        "related resources_in_roles": (
+            f,
+            {"related": {"resources_in_roles": [["prefect.tag.tag-3", "tag"]]}},
         ),
-        "resource label glob": (
-            "/api/events/filter",
-            {"filter": {"resource": {"labels": {"acme.region": "eu-*"}}}},
+        "related labels": (f, {"related": {"labels": {"prefect.resource.name": ["Customer 7*"]}}}),
+        "any_resource id": (f, {"any_resource": {"id": ["acme.customer.42"]}}),
+        "any_resource id prefix": (f, {"any_resource": {"id_prefix": ["prefect.tag.tag-1"]}}),
+        "text": (f, {"text": {"query": "gold -error"}}),
+        "distinct resources": (f, {"resource": {"distinct": True}}),
+        "combo: prefix + label ! + role": (
+            f,
+            {
+                "event": {"prefix": ["acme."]},
+                "resource": {"labels": {"acme.region": ["!us-*"]}},
+                "related": {"role": ["tag"]},
+            },
         ),
-        "related resource id": ("/api/events/filter", {"filter": {"related": {"id": [customer]}}}),
-        "text search": ("/api/events/filter", {"filter": {"text": {"query": "gold -error"}}}),
+        "combo: 24 h + id prefix + text": (
+            f,
+            {
+                "occurred": day,
+                "resource": {"id_prefix": ["acme.payment.1"]},
+                "text": {"query": "late"},
+            },
+        ),
+        "combo: exclude + any labels + related": (
+            f,
+            {
+                "event": {"exclude_prefix": ["prefect."]},
+                "any_resource": {"labels": {"acme.region": ["ap-south"]}},
+                "related": {"id": ["acme.customer.7"]},
+            },
+        ),
         "count-by/time, 7 days (hour)": (
             "/api/events/count-by/time",
             {"filter": {"occurred": week}, "time_unit": "hour", "time_interval": 1},
         ),
-        "count-by/event": ("/api/events/count-by/event", {"filter": {"occurred": week}}),
+        "count-by/event, 7 days": ("/api/events/count-by/event", {"filter": {"occurred": week}}),
+        "count-by/resource, 7 days": (
+            "/api/events/count-by/resource",
+            {"filter": {"occurred": week}},
+        ),
     }
-    print(
-        f"query benchmark: {stored:,} events stored ({Event.objects.db.split('.')[0] if False else ''}"
-        f"{'PostgreSQL' if args.database_url else 'SQLite'}), server time over {args.repeat} requests"
-    )
-    for name, (path, body) in cases.items():
-        post(path, body)  # warm
-        times = []
-        for _ in range(args.repeat):
-            started = time.perf_counter()
-            response = post(path, body)
-            times.append(time.perf_counter() - started)
-        extra = ""
-        if path.endswith("/filter"):
-            extra = f"   total {response.json()['total']:,}"
-        print(f"  {name:32} {summary_ms(times)}{extra}")
 
-    # Page 200: walk the next-page tokens, then time fetching page 200 itself.
-    page = post("/api/events/filter", {"limit": 50}).json()
-    for _ in range(198):
-        page = client.get(page["next_page"]).json()
-    url = page["next_page"]
+
+def feed_cases(end: datetime) -> dict[str, str]:
+    window = {"since": iso(end - timedelta(days=1))[:19] + "Z", "until": iso(end)[:19] + "Z"}
+    return {
+        "feed: last 24 h of the seed": f"/events/?{urlencode(window)}",
+        "feed: event=acme.payment.*": f"/events/?{urlencode({**window, 'event': 'acme.payment.*'})}",
+        "feed: label=acme.region=eu-west": (
+            f"/events/?{urlencode({**window, 'label': 'acme.region=eu-west'})}"
+        ),
+        "feed: q=gold": f"/events/?{urlencode({**window, 'q': 'gold'})}",
+        "admin: event list": "/admin/events/event/",
+    }
+
+
+SLOW_WARM_MS = 2000  # a case whose warm-up takes longer is repeated only 3 times
+
+
+def timed(request, repeat: int) -> tuple[list[float], httpx.Response]:
+    started = time.perf_counter()
+    response = request()  # warm
+    if (time.perf_counter() - started) * 1000 > SLOW_WARM_MS:
+        repeat = min(repeat, 3)
     times = []
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         started = time.perf_counter()
-        response = client.get(url)
-        times.append(time.perf_counter() - started)
-    assert response.status_code == 200
-    print(f"  {'page 200 via next-page tokens':32} {summary_ms(times)}")
+        response = request()
+        times.append((time.perf_counter() - started) * 1000)
+    return times, response
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=50_000 if QUICK else 1_000_000)
+    parser.add_argument("--repeat", type=int, default=5 if QUICK else 15)
+    args = parser.parse_args()
+
+    figures = Figures("query")
+    env, seed = seeded_env(args.events)
+    end = datetime.fromisoformat(seed["end"])
+    server = Server(env, extra_env=LONG_RETENTION)
+    # The admin list needs a staff user: make the bench user one (through Django's own shell).
+    manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        "User.objects.filter(username='bench').update(is_staff=True, is_superuser=True)",
+        env=server.env,
+    )
+    cases = []
+    try:
+        api = httpx.Client(base_url=server.url, headers=server.headers, timeout=600)
+        pages = httpx.Client(base_url=server.url, timeout=600)
+        pages.cookies.set("sessionid", login(server.url))
+        health, _ = timed(lambda: api.get("/api/health"), args.repeat)
+        stored = api.post("/api/events/filter", json={"limit": 1}).json()["total"]
+        figures.say(
+            f"queries over HTTP against serve (engine on), {stored:,} events stored, "
+            f"{args.repeat} requests each after one warm-up; client time per request"
+        )
+        figures.say(
+            f"  {'baseline: GET /api/health':40} median {statistics.median(health):8.1f} ms"
+        )
+
+        def record(name: str, times: list[float], response: httpx.Response, target: float):
+            assert response.status_code == 200, (name, response.status_code, response.text[:300])
+            median = statistics.median(times)
+            total = None
+            if "json" in response.headers.get("content-type", ""):
+                data = response.json()
+                total = data.get("total") if isinstance(data, dict) else None
+            peak = server.peak_rss_mb()
+            ok = "ok" if median <= target else "SLOW"
+            figures.say(
+                f"  {name:40} median {median:8.1f} ms   p95 {percentile(times, 95):8.1f} ms   "
+                f"{ok:4}  peak RSS {peak:5.0f} MB"
+                + (f"   total {total:,}" if total is not None else "")
+            )
+            cases.append(
+                {
+                    "case": name,
+                    "median_ms": round(median, 2),
+                    "p95_ms": round(percentile(times, 95), 2),
+                    "requests": len(times),
+                    "target_ms": target,
+                    "ok": median <= target,
+                    "total": total,
+                    "peak_rss_after_mb": round(peak, 1),
+                }
+            )
+
+        with Sampler(server.rss_mb, 0.1) as rss:
+            for name, (path, body) in api_cases(end).items():
+                payload = body if "count-by" in path else {"filter": body, "limit": 50}
+                times, response = timed(lambda p=path, b=payload: api.post(p, json=b), args.repeat)
+                record(name, times, response, 50)
+
+            # Page 200: walk the next-page tokens, then time fetching page 200 itself.
+            page = api.post("/api/events/filter", json={"limit": 50}).json()
+            for _ in range(198):
+                page = api.get(page["next_page"]).json()
+            url = page["next_page"]
+            times, response = timed(lambda: api.get(url), args.repeat)
+            record("page 200 via next-page tokens", times, response, 50)
+
+            for name, path in feed_cases(end).items():
+                times, response = timed(lambda p=path: pages.get(p), args.repeat)
+                record(name, times, response, 200 if name.startswith("admin") else 100)
+
+        slow = [c["case"] for c in cases if not c["ok"]]
+        figures.say(
+            f"  {len(cases) - len(slow)}/{len(cases)} within target"
+            + (f"; slow: {', '.join(slow)}" if slow else "")
+        )
+        figures.say(
+            f"  serve peak RSS {server.peak_rss_mb():.0f} MB (VmHWM; target ≤ 300 MB on SQLite), "
+            f"sampled peak {rss.peak:.0f} MB"
+        )
+        figures.update(
+            stored_events=stored,
+            repeat=args.repeat,
+            seed_end=seed["end"],
+            baseline_health_ms=round(statistics.median(health), 2),
+            cases=cases,
+            within_target=len(cases) - len(slow),
+            slow=slow,
+            serve_peak_rss_mb=round(server.peak_rss_mb(), 1),
+        )
+        api.close()
+        pages.close()
+    finally:
+        server.remove()
+    figures.finish()
 
 
 if __name__ == "__main__":

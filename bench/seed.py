@@ -1,0 +1,360 @@
+"""Stored events for the benchmarks, written fast by raw SQL into the real schema, and cached.
+
+    .venv/bin/python -m bench.seed --events 1000000   # fill var/bench-data/sqlite-1000000 once
+
+Why raw SQL: going through the HTTP API at 1M takes minutes, and importing the app's private
+functions would break while modules move. The rows are exactly what `events.ingest` writes
+(read `events/models.py` and `events/ingest.py`):
+
+- `events_event` (id, occurred, received, event, resource_id, resource, related, payload,
+  follows): ids as 32 hex digits on SQLite (uuid on PostgreSQL), datetimes as Django stores them
+  (naive UTC `YYYY-MM-DD HH:MM:SS[.ffffff]` on SQLite, timestamptz on PostgreSQL), JSON as text;
+- `events_eventresource` (event_id, occurred, resource_id, role, labels): one row for the
+  resource (role "") and one per related resource;
+- `events_eventcount` (the per-minute and per-hour rollups) rebuilt from the events by one
+  GROUP BY, as the write path would have kept them.
+
+The raw SQL is written for the schema at `SEED_MIGRATION`: the store is migrated to that point,
+seeded, and then migrated to the latest schema, like an existing deployment being upgraded; so a
+later migration that adds derived tables (a label index, a text index) backfills them, and the
+seed stays right without being rewritten. `ANALYZE` is not run: a deployment that grew to 1M
+never ran it either, unless the app does.
+
+Caches: SQLite data dirs under `var/bench-data/sqlite-<N>/` (a run works on a copy, so the cache
+stays untouched), PostgreSQL template databases `eventsite_bench_seed_<N>` (a run clones one).
+Each holds `seed.json` (or a comment) with the count, the time span and when it was made. Runs
+over cached data set a long retention, so the retention service does not prune aging events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from bench.common import ROOT, bench_env, events_over, fresh_postgres, manage
+
+CACHE = ROOT / "var" / "bench-data"
+SEED_MIGRATION = ("events", "0004_indexes_for_engine_and_roles")
+SPAN = timedelta(days=6, hours=23)
+LONG_RETENTION = {"EVENTSITE_EVENT_RETENTION": "3650d"}
+BATCH = 5000
+
+EVENT_SQL = (
+    "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, related, "
+    "payload, follows) VALUES ({p}, {p}, {p}, {p}, {p}, {j}, {j}, {j}, {p})"
+)
+RESOURCE_SQL = (
+    "INSERT INTO events_eventresource (event_id, occurred, resource_id, role, labels) "
+    "VALUES ({p}, {p}, {p}, {p}, {j})"
+)
+ROLLUP_SQLITE = (
+    "INSERT INTO events_eventcount (width, bucket, event, count, first, last) "
+    "SELECT {width}, strftime('{fmt}', occurred), event, COUNT(*), MIN(occurred), MAX(occurred) "
+    "FROM events_event GROUP BY 2, 3"
+)
+ROLLUP_POSTGRES = (
+    "INSERT INTO events_eventcount (width, bucket, event, count, first, last) "
+    "SELECT {width}, date_trunc('{unit}', occurred), event, COUNT(*), MIN(occurred), MAX(occurred) "
+    "FROM events_event GROUP BY 2, 3"
+)
+# Settable connection PRAGMAs, read from a Django connection so raw writers use the same ones.
+PRAGMAS = (
+    "journal_mode",
+    "synchronous",
+    "temp_store",
+    "cache_size",
+    "journal_size_limit",
+    "wal_autocheckpoint",
+    "mmap_size",
+    "busy_timeout",
+    "foreign_keys",
+    "cache_spill",
+)
+
+
+def sqlite_time(iso: str) -> str:
+    """An ISO 8601 UTC time as Django stores it on SQLite (naive, space-separated)."""
+    return iso.replace("T", " ").replace("+00:00", "")
+
+
+def rows(events: list[dict], *, received: list[str], sqlite: bool) -> tuple[list, list]:
+    """The `events_event` and `events_eventresource` rows for `events`, as the write path has them."""
+    dumps = orjson.dumps
+    event_rows, resource_rows = [], []
+    for e, got in zip(events, received, strict=True):
+        eid = e["id"].replace("-", "") if sqlite else e["id"]
+        occurred = sqlite_time(e["occurred"]) if sqlite else e["occurred"]
+        resource = e["resource"]
+        rid = resource["prefect.resource.id"]
+        resource_json = dumps(resource).decode()
+        event_rows.append(
+            (
+                eid,
+                occurred,
+                got,
+                e["event"],
+                rid,
+                resource_json,
+                dumps(e["related"]).decode(),
+                dumps(e["payload"]).decode(),
+                None,
+            )
+        )
+        resource_rows.append((eid, occurred, rid, "", resource_json))
+        for r in e["related"]:
+            resource_rows.append(
+                (
+                    eid,
+                    occurred,
+                    r["prefect.resource.id"],
+                    r["prefect.resource.role"],
+                    dumps(r).decode(),
+                )
+            )
+    return event_rows, resource_rows
+
+
+def received_for(events: list[dict], *, sqlite: bool) -> list[str]:
+    """A `received` stamp per event: 0.1–1 s after it occurred (cheap and deterministic)."""
+    out = []
+    for e in events:
+        at = datetime.fromisoformat(e["occurred"]) + timedelta(
+            microseconds=100_000 + int(e["id"][-5:], 16) % 900_000
+        )
+        out.append(sqlite_time(at.isoformat()) if sqlite else at.isoformat())
+    return out
+
+
+# --- SQLite --------------------------------------------------------------------------------------
+
+
+def django_pragmas(env: dict[str, str]) -> dict:
+    """The PRAGMAs a Django connection of the app has (whatever sets them), and its BEGIN mode."""
+    code = (
+        "import json; from django.db import connection; connection.ensure_connection(); "
+        "c = connection.connection.cursor(); "
+        f"p = {{k: c.execute('PRAGMA ' + k).fetchone()[0] for k in {list(PRAGMAS)!r}}}; "
+        "p['_begin'] = (connection.settings_dict.get('OPTIONS') or {}).get('transaction_mode') or 'DEFERRED'; "
+        "print(json.dumps(p))"
+    )
+    return json.loads(manage("shell", "-c", code, env=env).strip().splitlines()[-1])
+
+
+def sqlite_connect(path: Path, pragmas: dict) -> sqlite3.Connection:
+    """A raw connection configured like the app's (same PRAGMAs), in autocommit mode."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    for key in PRAGMAS:
+        if key in pragmas:
+            db.execute(f"PRAGMA {key}={pragmas[key]}")
+    return db
+
+
+def insert_sqlite(db: sqlite3.Connection, event_rows, resource_rows, *, begin: str) -> None:
+    db.execute(f"BEGIN {begin}")
+    db.executemany(EVENT_SQL.format(p="?", j="?"), event_rows)
+    db.executemany(RESOURCE_SQL.format(p="?", j="?"), resource_rows)
+    db.execute("COMMIT")
+
+
+def rebuild_rollups_sqlite(db: sqlite3.Connection) -> None:
+    db.execute("BEGIN")
+    db.execute("DELETE FROM events_eventcount")
+    db.execute(ROLLUP_SQLITE.format(width=60, fmt="%Y-%m-%d %H:%M:00"))
+    db.execute(ROLLUP_SQLITE.format(width=3600, fmt="%Y-%m-%d %H:00:00"))
+    db.execute("COMMIT")
+
+
+def migrate_to_seed_point(env: dict[str, str]) -> None:
+    try:
+        manage("migrate", *SEED_MIGRATION, "-v0", env=env)
+    except RuntimeError as exc:  # the migration was renamed or squashed: seed the latest schema
+        print(f"  (cannot migrate to {SEED_MIGRATION}: {exc}; seeding the latest schema)")
+        manage("migrate", "-v0", env=env)
+
+
+def seed_sqlite(data_dir: Path, total: int, *, end: datetime) -> dict:
+    env = bench_env(data_dir=str(data_dir))
+    migrate_to_seed_point(env)
+    pragmas = django_pragmas(env)
+    db = sqlite_connect(data_dir / "eventsite.sqlite3", pragmas)
+    if db.execute("SELECT COUNT(*) FROM events_event").fetchone()[0]:
+        raise RuntimeError(f"{data_dir} already holds events")
+    started = time.monotonic()
+    batch: list[dict] = []
+    done = 0
+    for event in events_over(total, span=SPAN, end=end, seed=11):
+        batch.append(event)
+        if len(batch) == BATCH:
+            insert_sqlite(
+                db,
+                *rows(batch, received=received_for(batch, sqlite=True), sqlite=True),
+                begin="IMMEDIATE",
+            )
+            done += len(batch)
+            batch = []
+            if done % 100_000 == 0:
+                print(
+                    f"  seeded {done:,} ({done / (time.monotonic() - started):,.0f}/s)", flush=True
+                )
+    if batch:
+        insert_sqlite(
+            db,
+            *rows(batch, received=received_for(batch, sqlite=True), sqlite=True),
+            begin="IMMEDIATE",
+        )
+    rebuild_rollups_sqlite(db)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    manage("migrate", "-v0", env=env)
+    return {"seconds": round(time.monotonic() - started, 1)}
+
+
+def cached_sqlite(total: int) -> Path:
+    """The cached SQLite data dir holding `total` seeded events (made on first use)."""
+    path = CACHE / f"sqlite-{total}"
+    meta = path / "seed.json"
+    if meta.exists():
+        # Bring the cache to the latest schema once (later runs copy it already migrated).
+        manage("migrate", "-v0", env=bench_env(data_dir=str(path)))
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    building = CACHE / f".building-sqlite-{total}-{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    end = datetime.now(UTC) - timedelta(minutes=1)
+    print(f"seeding {total:,} events into {building.relative_to(ROOT)} (once; cached)…", flush=True)
+    info = seed_sqlite(building, total, end=end)
+    info.update(
+        events=total,
+        end=end.isoformat(),
+        span_seconds=SPAN.total_seconds(),
+        created=datetime.now(UTC).isoformat(),
+    )
+    (building / "seed.json").write_text(json.dumps(info, indent=2) + "\n")
+    building.rename(path)
+    print(f"  seeded in {info['seconds']:.0f} s", flush=True)
+    return path
+
+
+def sqlite_copy(total: int) -> tuple[dict[str, str], dict]:
+    """A temporary copy of the cached data dir: its environment and the seed's metadata."""
+    cache = cached_sqlite(total)
+    copy = Path(tempfile.mkdtemp(prefix=f"eventsite-bench-{total}-"))
+    for name in ("eventsite.sqlite3", "secret_key", "seed.json"):
+        if (cache / name).exists():
+            shutil.copyfile(cache / name, copy / name)
+    return bench_env(data_dir=str(copy)), json.loads((cache / "seed.json").read_text())
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+
+def seed_postgres(url: str, total: int, *, end: datetime) -> dict:
+    import psycopg
+
+    env = bench_env(url)
+    migrate_to_seed_point(env)
+    started = time.monotonic()
+    with psycopg.connect(url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        batch: list[dict] = []
+
+        def flush(batch: list[dict]) -> None:
+            event_rows, resource_rows = rows(
+                batch, received=received_for(batch, sqlite=False), sqlite=False
+            )
+            with conn.cursor() as cur:
+                cur.executemany(EVENT_SQL.format(p="%s", j="%s::jsonb"), event_rows)
+                cur.executemany(RESOURCE_SQL.format(p="%s", j="%s::jsonb"), resource_rows)
+            conn.commit()
+
+        done = 0
+        for event in events_over(total, span=SPAN, end=end, seed=11):
+            batch.append(event)
+            if len(batch) == BATCH:
+                flush(batch)
+                done += len(batch)
+                batch = []
+                if done % 100_000 == 0:
+                    print(
+                        f"  seeded {done:,} ({done / (time.monotonic() - started):,.0f}/s)",
+                        flush=True,
+                    )
+        if batch:
+            flush(batch)
+        conn.execute("DELETE FROM events_eventcount")
+        conn.execute(ROLLUP_POSTGRES.format(width=60, unit="minute"))
+        conn.execute(ROLLUP_POSTGRES.format(width=3600, unit="hour"))
+        conn.commit()
+    manage("migrate", "-v0", env=env)
+    return {"seconds": round(time.monotonic() - started, 1)}
+
+
+def postgres_clone(url: str, total: int) -> tuple[dict[str, str], dict]:
+    """Recreate the database of `url` from the cached template holding `total` seeded events."""
+    import psycopg
+
+    base, _, _ = url.rpartition("/")
+    template = f"eventsite_bench_seed_{total}"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [template],
+        ).fetchone()
+    if row is None or not row[0]:
+        end = datetime.now(UTC) - timedelta(minutes=1)
+        print(f"seeding {total:,} events into PostgreSQL {template} (once; cached)…", flush=True)
+        fresh_postgres(f"{base}/{template}")
+        info = seed_postgres(f"{base}/{template}", total, end=end)
+        info.update(
+            events=total,
+            end=end.isoformat(),
+            span_seconds=SPAN.total_seconds(),
+            created=datetime.now(UTC).isoformat(),
+        )
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(f"COMMENT ON DATABASE \"{template}\" IS '{json.dumps(info)}'")
+        print(f"  seeded in {info['seconds']:.0f} s", flush=True)
+    else:
+        info = json.loads(row[0])
+        manage("migrate", "-v0", env=bench_env(f"{base}/{template}"))
+    fresh_postgres(url, template=template)
+    return bench_env(url), info
+
+
+def seeded_env(total: int) -> tuple[dict[str, str], dict]:
+    """A store holding `total` seeded events on the backend chosen by the environment."""
+    url = os.environ.get("EVENTSITE_DATABASE_URL")
+    if url:
+        from bench.common import flush_redis
+
+        flush_redis()
+        return postgres_clone(url, total)
+    return sqlite_copy(total)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    if os.environ.get("EVENTSITE_DATABASE_URL"):
+        env, info = postgres_clone(os.environ["EVENTSITE_DATABASE_URL"], args.events)
+    else:
+        path = cached_sqlite(args.events)
+        info = json.loads((path / "seed.json").read_text())
+        print(path)
+    print(json.dumps(info))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
