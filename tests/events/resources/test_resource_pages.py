@@ -148,3 +148,14 @@ def test_ids_with_odd_characters_round_trip_and_render_inert(logged_in_client):
     html = page.content.decode()
     assert "<script>alert" not in html and "<b>x</b>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_automating_a_resource_seen_only_as_related_prefills_its_role(logged_in_client, run):
+    page = logged_in_client.get("/resources/prefect.flow.9/").content.decode()
+
+    href = re.search(r'id="automate" href="([^"]+)"', page)[1].replace("&amp;", "&")
+    assert href == "/automations/new/?resource=prefect.flow.9&role=flow"
+    form = logged_in_client.get(href)
+    assert form.status_code == 200
+    assert form.context["form"].initial["related_resource"] == "prefect.flow.9"
+    assert form.context["form"].initial["related_role"] == "flow"
