@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -133,7 +134,9 @@ def _session_server(live_server_env):
 
 @pytest.fixture
 def server(_session_server, transactional_db) -> LiveServer:
-    """A running eventsite sharing the test database (tests using it commit their data)."""
+    """A running eventsite sharing the test database (tests using it commit their data) and its
+    cache (emptied here, so no test sees counts cached from another one's data)."""
     if _session_server.process.poll() is not None:
         _session_server.start()
+    cache.clear()
     return _session_server
