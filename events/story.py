@@ -56,7 +56,7 @@ class Step:
     """One line of the story's timeline: an event, and how it relates to the one on the page."""
 
     event: Event
-    note: str  # "this event", "this follows it", "follows this", "" (same resource)
+    note: str  # "this event", "before in chain", "after in chain", "" (same resource)
     depth: int = 0
 
 
@@ -72,9 +72,9 @@ class Story:
         of occurrence (each event once)."""
         steps: dict[object, Step] = {e.id: Step(e, "") for e in self.run}
         for e in self.before:
-            steps[e.id] = Step(e, "this follows it")
+            steps[e.id] = Step(e, "before in chain")
         for e, depth in self.after:
-            steps[e.id] = Step(e, "follows this", depth)
+            steps[e.id] = Step(e, "after in chain", depth)
         steps[of.id] = Step(of, "this event")
         return sorted(steps.values(), key=lambda s: (s.event.occurred, s.event.id.hex))
 

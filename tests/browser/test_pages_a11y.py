@@ -258,6 +258,22 @@ def test_every_page_passes_axe_fits_the_screen_and_loads_everything(
         assert response.status == (404 if name == "not-found" else 200), name
         check(name)
 
+    # The feed's menus and the keyboard help, open.
+    page.goto(server.url + site["feed"])
+    page.click("#views-menu > summary")
+    check("feed-views-menu")
+    page.keyboard.press("Escape")
+    page.click("#export-menu > summary")
+    check("feed-export-menu")
+    page.keyboard.press("Escape")
+    page.click(".usermenu > summary")
+    check("user-menu")
+    page.keyboard.press("Escape")
+    page.locator("body").press("?")
+    expect(page.locator("#keys")).to_be_visible()
+    check("keys-help")
+    page.keyboard.press("Escape")
+
     # A saved form: the page again, with its confirmation toast.
     page.goto(server.url + site["webhook"])
     page.click("#webhook-form button[type=submit]")

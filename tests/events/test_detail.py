@@ -113,11 +113,11 @@ def test_detail_tells_the_whole_follows_chain_both_ways(logged_in_client):
     assert str(second.id) not in story
     notes = re.findall(r'<span class="note">([^<]+)</span>', story)
     assert notes == [
-        "this follows it",
-        "this follows it",
+        "before in chain",
+        "before in chain",
         "this event",
-        "follows this",
-        "follows this",
+        "after in chain",
+        "after in chain",
     ]
 
 
