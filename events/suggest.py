@@ -9,11 +9,13 @@ ago, among many newer ones, is found by its id prefix but not by its name.
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import islice
 
 from events import page_queries, schema
 
 LIMIT = 20
 MAX_LABEL = 200
+LABELS_PER_RESOURCE = 50
 FIELDS = ("resource", "related", "label")
 
 
@@ -57,7 +59,8 @@ def _labels(typed: str, *, since: datetime, until: datetime) -> list[dict]:
     key, value = key.strip(), value.strip().lstrip("!")
     counts: dict[str, int] = {}
     for _, _, labels in page_queries.resource_rows(since=since, until=until, related=False):
-        for k, v in labels.items():
+        # A resource may carry 500 labels; the first ones of each are enough to suggest from.
+        for k, v in islice(labels.items(), LABELS_PER_RESOURCE):
             if k == schema.RESOURCE_ID:
                 continue
             if len(k) > MAX_LABEL or (isinstance(v, str) and len(v) > MAX_LABEL):
