@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from django.http import QueryDict
 
-from events import page_queries, schema, severity, volume
+from events import page_queries, rollups, schema, severity, volume
 from events.audit import AUDIT_EVENTS
-from events.filters import EventFilter
+from events.filters import EventFilter, EventNameFilter
 from events.forms import FeedFilterSet
 
 MAX_NAME_OPTIONS = 400
@@ -73,12 +73,7 @@ def chips(path: str, params: QueryDict) -> list[dict]:
 def name_options(filterset: FeedFilterSet) -> list[dict]:
     """Every dotted prefix of the names seen in the window, with counts (reference §7.2)."""
     counts: dict[str, int] = {}
-    since, until = filterset.bounds()
-    preset = None if filterset.is_custom else filterset.form.cleaned_data.get("range") or "24h"
-    rows = volume.count_by_event(
-        filterset.range_filter(), window_key=volume.window_key(since, until, preset)
-    )
-    for row in rows:
+    for row in _range_counts(filterset):
         name, count = row["value"], row["count"]
         if (name in AUDIT_EVENTS) != (filterset.scope == "audit"):
             continue  # the audit trail has its own page, and only it
@@ -108,12 +103,32 @@ def name_options(filterset: FeedFilterSet) -> list[dict]:
 
 
 def top_names(
-    event_filter: EventFilter, filterset: FeedFilterSet, *, path: str, params: QueryDict
+    event_filter: EventFilter,
+    filterset: FeedFilterSet,
+    *,
+    path: str,
+    params: QueryDict,
+    defer: bool = True,
 ) -> dict | None:
-    """The most frequent event names matching the page, as bars that filter the feed to one."""
-    since, until = filterset.bounds()
-    preset = None if filterset.is_custom else filterset.form.cleaned_data.get("range") or "24h"
-    rows = volume.count_by_event(event_filter, window_key=volume.window_key(since, until, preset))
+    """The most frequent event names matching the page, as bars that filter the feed to one.
+
+    When the filter constrains only time and names, the picker's counts (cached, from the
+    rollups) hold the answer. Otherwise counting means a scan as long as the histogram's; with
+    `defer` the page gets `{"deferred": True}` and loads the chart afterwards (`names` view), so
+    the rows never wait for it.
+    """
+    if rollups.answerable(event_filter) and not event_filter.distinct:
+        rows = [
+            r
+            for r in _range_counts(filterset)
+            if _names_match(event_filter.event, r["value"])
+            and (r["value"] in AUDIT_EVENTS) == (filterset.scope == "audit")
+        ]
+    elif defer:
+        return {"deferred": True}
+    else:
+        since, until = filterset.bounds()
+        rows = volume.count_by_event(event_filter, window_key=volume.window_key(since, until, None))
     if len(rows) < 2:
         return None  # one name: the rows say it all
     top = rows[:TOP_NAMES]
@@ -133,3 +148,25 @@ def top_names(
             }
         )
     return {"bars": bars, "names": len(rows), "others": sum(r["count"] for r in rows[TOP_NAMES:])}
+
+
+def _range_counts(filterset: FeedFilterSet) -> list[dict]:
+    """Counts by name over the window alone (what the picker shows), cached briefly."""
+    since, until = filterset.bounds()
+    preset = None if filterset.is_custom else filterset.form.cleaned_data.get("range") or "24h"
+    return volume.count_by_event(
+        filterset.range_filter(), window_key=volume.window_key(since, until, preset)
+    )
+
+
+def _names_match(f: EventNameFilter | None, name: str) -> bool:
+    """The name criteria of an `EventFilter`, in memory."""
+    if f is None:
+        return True
+    if f.prefix and not any(name.startswith(p) for p in f.prefix):
+        return False
+    if f.exclude_prefix and any(name.startswith(p) for p in f.exclude_prefix):
+        return False
+    if f.name and name not in f.name:
+        return False
+    return not (f.exclude_name and name in f.exclude_name)

@@ -152,6 +152,19 @@ def detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
 
 
 @login_required
+def names(request: HttpRequest, scope: str | None = None) -> HttpResponse:
+    """The feed's chart of counts by event, loaded after the page when it needs a scan."""
+    filterset, event_filter, errors = _read_filters(request, now=timezone.now(), scope=scope)
+    feed_path = request.path.removesuffix("names/")
+    chart = None
+    if not errors:
+        chart = facets.top_names(
+            event_filter, filterset, path=feed_path, params=request.GET, defer=False
+        )
+    return render(request, "events/feed.html#top-names", {"top_names": chart})
+
+
+@login_required
 def suggest(request: HttpRequest) -> HttpResponse:
     """`<option>`s for the filter inputs (`field` = resource, related or label), for htmx to put
     in their `<datalist>`; the typed text comes as the input's own parameter."""

@@ -8,4 +8,5 @@ app_name = "audit"
 urlpatterns = [
     path("", views.feed, {"scope": "audit"}, name="log"),
     path("export/", views.export_events, {"scope": "audit"}, name="export"),
+    path("names/", views.names, {"scope": "audit"}, name="names"),
 ]
