@@ -5,6 +5,7 @@ browser's load event for them.
     BENCH_EVENTS=200000 .venv/bin/python bench/feed.py # fewer
     BENCH_DATA_DIR=/tmp/feedbench .venv/bin/python bench/feed.py  # reuse (tops it up to N)
     BENCH_BROWSER=0 ...                                # skip the browser part
+    BENCH_BROWSER_ONLY=1 ...                           # only the browser part
 
 Events are spread over the last 7 days (the default retention) and written with the one write
 path (`events.ingest.store`) in large batches. Each page is requested in-process through Django's
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 N = int(os.environ.get("BENCH_EVENTS", "1000000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "15"))
 BROWSER = os.environ.get("BENCH_BROWSER", "1") != "0"
+BROWSER_ONLY = os.environ.get("BENCH_BROWSER_ONLY") == "1"
 BROWSER_REPEAT = int(os.environ.get("BENCH_BROWSER_REPEAT", "7"))
 BATCH = int(os.environ.get("BENCH_BATCH", "20000"))
 DEPTH = int(os.environ.get("BENCH_DEPTH", "10000"))
@@ -201,6 +203,12 @@ def main() -> None:
     user, _ = get_user_model().objects.get_or_create(username="bench")
     client = Client()
     client.force_login(user)
+    if BROWSER_ONLY:
+        browser_load(
+            [("feed", "/events/"), ("feed, 7 days", "/events/?range=7d"), *page_cases()[:4]],
+            session=client.cookies[settings.SESSION_COOKIE_NAME].value,
+        )
+        return
     total = EventRow.objects.count()
     print(f"\nfeed page server time, {total:,} events over 7 days, {REPEAT} requests each:")
     results: list = []
@@ -312,18 +320,22 @@ def browser_load(cases: list[tuple[str, str]], *, session: str) -> None:
             )
             page = context.new_page()
             for label, path in cases:
-                loads = []
+                loads, first_bytes = [], []
                 for _ in range(BROWSER_REPEAT + 1):
                     page.goto(server.url + path, wait_until="load")
-                    loads.append(
-                        page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
+                    timing = page.evaluate(
+                        "(() => { const n = performance.getEntriesByType('navigation')[0];"
+                        " return [n.loadEventEnd, n.responseStart]; })()"
                     )
+                    loads.append(timing[0])
+                    first_bytes.append(timing[1])
                 cold, warm = loads[0], sorted(loads[1:])
                 median = statistics.median(warm)
                 ok = "ok" if median <= 1000 else "SLOW"
                 print(
                     f"  {label:<44} median {median:7.0f} ms   max {warm[-1]:7.0f} ms"
-                    f"   cold {cold:7.0f} ms   {ok}"
+                    f"   cold {cold:7.0f} ms   first byte {statistics.median(first_bytes[1:]):5.0f} ms"
+                    f"   {ok}"
                 )
             browser.close()
     finally:
