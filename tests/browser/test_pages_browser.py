@@ -212,6 +212,15 @@ def test_clock_times_read_in_the_browsers_zone_or_utc_and_relative_times_toggle(
     expect(page.locator("[data-zone]")).to_have_text("times in Asia/Tokyo")
     expect(page.locator(f"#ev-{alone['id']} .ev-ago")).to_be_hidden()
 
+    # A row that arrives live reads in the same zone.
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    fresh_at = datetime.now(UTC).replace(microsecond=0)
+    fresh = event_data("acme.tick", "acme.d", occurred=fresh_at)
+    post(server, person, fresh)
+    expect(page.locator(f"#ev-{fresh['id']} time.ev-time")).to_have_text(
+        fresh_at.astimezone(zone).strftime("%H:%M")
+    )
+
     page.click(".usermenu > summary")
     saved = "/account/preferences/"
     with page.expect_response(lambda r: saved in r.url and r.status == 204):
