@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run install install-test test lint format bench browser-deps
+.PHONY: run install install-test test lint format bench browser-deps deploy-deps
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Browser tests need Debian's chromium: sudo apt-get install chromium"; fi; }
 
+# Debian's nginx and openssl for the deployment test (tests/deploy/, run on PostgreSQL + Redis).
+deploy-deps:
+	@{ command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; } && command -v openssl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx openssl gettext-base >/dev/null; \
+	  else echo "The deployment test needs Debian's nginx: sudo apt-get install nginx"; fi; }
+
 lint: install-test
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -39,7 +45,7 @@ format: install-test
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-test: install-test browser-deps
+test: install-test browser-deps deploy-deps
 	$(PY) -m ruff check .
 	$(PY) -m deptry .
 	$(PY) manage.py makemigrations --check --dry-run

@@ -8,17 +8,22 @@ from typing import Literal
 
 from django.http import HttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from pydantic import BaseModel, ConfigDict, Field
 from rest_framework.views import APIView
 
 from automations import changes, explain
 from automations.models import Automation
+from automations.shapes import Automation as AutomationShape
+from automations.shapes import AutomationIn, AutomationList, Explanation
 from automations.validation import AutomationInvalid, validate_definition
 from events import queries
 from events.api.bodies import error_response, json_response, parse_body, read_json
+from events.api.shapes import ErrorBody
 
 MAX_LIMIT = 200
+INVALID = OpenApiResponse(ErrorBody, description="Invalid automation, by field")
+NOT_FOUND = OpenApiResponse(ErrorBody, description="No such automation")
 
 
 def _invalid(exc: AutomationInvalid) -> HttpResponse:
@@ -112,8 +117,11 @@ def _filtered(flt: AutomationFilter | None) -> list[Automation]:
 
 class AutomationsCreate(APIView):
     @extend_schema(
-        request={"application/json": {"type": "object"}},
-        responses={201: OpenApiResponse(description="The automation, with new trigger ids")},
+        request=AutomationIn,
+        responses={
+            201: OpenApiResponse(AutomationShape, description="The automation, new trigger ids"),
+            422: INVALID,
+        },
         summary="Create an automation",
     )
     def post(self, request):
@@ -135,7 +143,7 @@ class AutomationsCreate(APIView):
 
 
 class AutomationDetail(APIView):
-    @extend_schema(summary="Read an automation")
+    @extend_schema(responses={200: AutomationShape, 404: NOT_FOUND}, summary="Read an automation")
     def get(self, request, automation_id: uuid.UUID):
         automation = Automation.objects.filter(pk=automation_id).first()
         if automation is None:
@@ -143,8 +151,8 @@ class AutomationDetail(APIView):
         return json_response(automation.to_api())
 
     @extend_schema(
-        request={"application/json": {"type": "object"}},
-        responses={204: None},
+        request=AutomationIn,
+        responses={204: None, 404: NOT_FOUND, 422: INVALID},
         summary="Replace an automation",
     )
     def put(self, request, automation_id: uuid.UUID):
@@ -161,7 +169,11 @@ class AutomationDetail(APIView):
         changes.update(automation, definition.fields())
         return HttpResponse(status=204)
 
-    @extend_schema(request=PatchRequest, responses={204: None}, summary="Enable or disable")
+    @extend_schema(
+        request=PatchRequest,
+        responses={204: None, 404: NOT_FOUND, 422: INVALID},
+        summary="Enable or disable",
+    )
     def patch(self, request, automation_id: uuid.UUID):
         body, error = parse_body(request, PatchRequest)
         if error:
@@ -172,7 +184,7 @@ class AutomationDetail(APIView):
         changes.set_enabled(automation, body.enabled)
         return HttpResponse(status=204)
 
-    @extend_schema(responses={204: None}, summary="Delete an automation")
+    @extend_schema(responses={204: None, 404: NOT_FOUND}, summary="Delete an automation")
     def delete(self, request, automation_id: uuid.UUID):
         automation = Automation.objects.filter(pk=automation_id).first()
         if automation is None:
@@ -182,7 +194,9 @@ class AutomationDetail(APIView):
 
 
 class AutomationsFilter(APIView):
-    @extend_schema(request=FilterRequest, summary="List automations")
+    @extend_schema(
+        request=FilterRequest, responses={200: AutomationList, 422: INVALID}, summary="List"
+    )
     def post(self, request):
         body, error = parse_body(request, FilterRequest, detail="Invalid filter.")
         if error:
@@ -199,7 +213,9 @@ class AutomationsFilter(APIView):
 
 
 class AutomationsCount(APIView):
-    @extend_schema(request=CountRequest, responses={200: int}, summary="Count automations")
+    @extend_schema(
+        request=CountRequest, responses={200: int, 422: INVALID}, summary="Count automations"
+    )
     def post(self, request):
         body, error = parse_body(request, CountRequest, detail="Invalid filter.")
         if error:
@@ -227,7 +243,7 @@ def _related_to(resource_id: str, *, owned_only: bool = False) -> list[Automatio
 
 
 class AutomationsRelatedTo(APIView):
-    @extend_schema(summary="Automations related to a resource")
+    @extend_schema(responses={200: AutomationList}, summary="Automations related to a resource")
     def get(self, request, resource_id: str):
         return json_response([a.to_api() for a in _related_to(resource_id)])
 
@@ -243,7 +259,11 @@ class AutomationsOwnedBy(APIView):
 
 
 class AutomationExplain(APIView):
-    @extend_schema(summary="Why an automation did or did not fire for a stored event")
+    @extend_schema(
+        parameters=[OpenApiParameter("event", uuid.UUID, required=True)],
+        responses={200: Explanation, 404: NOT_FOUND, 422: INVALID},
+        summary="Why an automation did or did not fire for a stored event",
+    )
     def get(self, request, automation_id: uuid.UUID):
         automation = Automation.objects.filter(pk=automation_id).first()
         if automation is None:

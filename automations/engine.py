@@ -20,7 +20,8 @@ evaluating them again is harmless and they need no record.
 Two engines. Every batch transaction locks the cursor row and checks its `version`: if another
 engine wrote since this one last did, its in-memory state is stale, the transaction is dropped
 and the state reloaded — so two engines can never both record the same firing. On PostgreSQL a
-session advisory lock additionally makes one engine the active one and the others standbys.
+deployment-wide lock (`eventsite.locks`) additionally makes one engine the active one and the
+others standbys.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -65,6 +66,7 @@ from automations.triggers import (
 )
 from events import queries
 from events.schema import Event
+from eventsite.locks import DeploymentLock
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +76,8 @@ SWEEP_EVERY = timedelta(seconds=30)
 STALE_RUNNING = timedelta(minutes=10)
 
 
-def advisory_lock_key(name: str) -> int:
-    """One PostgreSQL advisory lock per engine cursor name."""
-    return zlib.crc32(f"eventsite.automations.engine:{name}".encode())
+# How often an active engine makes sure it still holds its lock (a lost connection loses it).
+LEADERSHIP_CHECK_EVERY = timedelta(seconds=5)
 
 
 class _Stale(Exception):
@@ -100,7 +101,8 @@ class Engine:
         self.overlap = overlap or settings.EVENTSITE_ENGINE_OVERLAP
         self.loaded = False
         self.new_runs: list[uuid.UUID] = []
-        self._locked_connection = None
+        self.leadership = DeploymentLock(f"engine:{name}")
+        self._leader_until = 0.0  # time.monotonic() until which leadership needs no re-check
 
     # --- loading -------------------------------------------------------------------------------
 
@@ -472,19 +474,27 @@ class Engine:
     # --- leadership (PostgreSQL) ---------------------------------------------------------------
 
     def is_leader(self) -> bool:
-        """On PostgreSQL, whether this engine holds the advisory lock (taking it if free)."""
+        """On PostgreSQL, whether this engine is the active one of its name (taking it if free).
+
+        The lock is held on a connection of its own (`eventsite.locks.DeploymentLock`): a session
+        lock taken on Django's connection would go back to the pool with it and keep every
+        engine, this one included, a standby for good.
+        """
         if connection.vendor != "postgresql":
             return True
-        connection.ensure_connection()
-        if self._locked_connection is connection.connection:
+        if time.monotonic() < self._leader_until:
             return True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [advisory_lock_key(self.name)])
-            got = cursor.fetchone()[0]
-        if got:
-            self._locked_connection = connection.connection
+        if not self.leadership.held():
+            if not self.leadership.acquire():
+                return False
             self.loaded = False  # whoever held it before may have moved on: reload
-        return got
+        self._leader_until = time.monotonic() + LEADERSHIP_CHECK_EVERY.total_seconds()
+        return True
+
+    def stand_down(self) -> None:
+        """Give up leadership (on PostgreSQL), so a standby takes over at once."""
+        self.leadership.release()
+        self._leader_until = 0.0
 
 
 def _adapters():
@@ -583,4 +593,5 @@ def run_forever(stop: threading.Event, *, engine: Engine | None = None) -> None:
                 stop.wait(1.0)
     finally:
         workers.shutdown(wait=True, cancel_futures=False)
+        engine.stand_down()
         close_old_connections()

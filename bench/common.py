@@ -321,6 +321,10 @@ def manage(*args: str, env: dict[str, str], capture: bool = False) -> str:
     return result.stdout
 
 
+# One key for the processes of a benchmark run (they may share one PostgreSQL database).
+BENCH_SECRET_KEY = secrets.token_urlsafe(50)
+
+
 def bench_env(database_url: str | None = None, data_dir: str | None = None) -> dict[str, str]:
     """The environment of a `manage.py` process: our data dir, the given backend, quiet logs."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTSITE_")}
@@ -333,6 +337,8 @@ def bench_env(database_url: str | None = None, data_dir: str | None = None) -> d
     env["PYTHONPATH"] = str(ROOT)
     if database_url:
         env["EVENTSITE_DATABASE_URL"] = database_url
+        # A shared database needs a shared secret key, or eventsite refuses to start.
+        env["EVENTSITE_SECRET_KEY"] = os.environ.get("EVENTSITE_SECRET_KEY") or BENCH_SECRET_KEY
         if os.environ.get("EVENTSITE_REDIS_URL"):
             env["EVENTSITE_REDIS_URL"] = os.environ["EVENTSITE_REDIS_URL"]
     return env

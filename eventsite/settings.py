@@ -6,8 +6,10 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,9 +39,19 @@ DATA_DIR = Path(envstr("EVENTSITE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
+DATABASE_URL = envstr("EVENTSITE_DATABASE_URL", f"sqlite:///{DATA_DIR / 'eventsite.sqlite3'}")
+# Several processes sharing one database must sign sessions, CSRF and page tokens with one key;
+# a key generated per data directory would differ between them. `eventsite.checks` refuses to
+# start such a deployment without `EVENTSITE_SECRET_KEY` (the key below is then never written).
+EVENTSITE_SECRET_KEY_SHARED = bool(envstr("EVENTSITE_SECRET_KEY"))
+EVENTSITE_SECRET_KEY_REQUIRED = bool(envstr("EVENTSITE_DATABASE_URL"))
+
+
 def _secret_key() -> str:
     if key := envstr("EVENTSITE_SECRET_KEY"):
         return key
+    if EVENTSITE_SECRET_KEY_REQUIRED:
+        return secrets.token_urlsafe(50)  # this process only; the system check stops it
     # Generated once per data dir so sessions survive restarts without a key in the repo.
     path = DATA_DIR / "secret_key"
     if not path.exists():
@@ -49,10 +61,46 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-# What people type to reach eventsite, e.g. https://events.example.com (see eventsite/links.py).
-EVENTSITE_PUBLIC_URL = envstr("EVENTSITE_PUBLIC_URL").rstrip("/")
 DEBUG = envbool("EVENTSITE_DEBUG")
-ALLOWED_HOSTS = envstr("EVENTSITE_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",")
+
+# --- where people reach eventsite ----------------------------------------------------------------
+# What people type to reach eventsite, e.g. https://events.example.com (see eventsite/links.py).
+# Everything a deployment behind a proxy needs follows from it: the host names Django answers,
+# the origins CSRF trusts, secure cookies, HSTS, which proxy headers are believed, and every
+# absolute URL the app builds.
+EVENTSITE_PUBLIC_URL = envstr("EVENTSITE_PUBLIC_URL").rstrip("/")
+_public = urlsplit(EVENTSITE_PUBLIC_URL)
+if EVENTSITE_PUBLIC_URL and (_public.scheme not in ("http", "https") or not _public.hostname):
+    raise ImproperlyConfigured(
+        f"EVENTSITE_PUBLIC_URL={EVENTSITE_PUBLIC_URL!r} is not a URL like https://events.example.com"
+    )
+# Loopback names stay allowed so health checks and local scripts can reach a backend directly.
+ALLOWED_HOSTS = envstr("EVENTSITE_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+if EVENTSITE_PUBLIC_URL:
+    ALLOWED_HOSTS.append(f"[{_public.hostname}]" if ":" in _public.hostname else _public.hostname)
+elif not envstr("EVENTSITE_ALLOWED_HOSTS"):
+    ALLOWED_HOSTS.append("testserver")  # Django's test client
+CSRF_TRUSTED_ORIGINS = [f"{_public.scheme}://{_public.netloc}"] if EVENTSITE_PUBLIC_URL else []
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = True  # pages send the token from the template (`hx-headers`), not a cookie
+CSRF_COOKIE_SAMESITE = "Lax"
+# `serve` speaks no TLS, so an https public URL means a TLS-terminating proxy in front: only then
+# are its X-Forwarded-Proto (here) and X-Forwarded-For (`serve`, for login throttling) believed.
+EVENTSITE_BEHIND_TLS_PROXY = _public.scheme == "https"
+if EVENTSITE_BEHIND_TLS_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    # Plain http that reaches Django through the proxy goes to the public URL; a backend's own
+    # health check stays answerable over loopback http.
+    SECURE_SSL_REDIRECT = True
+    SECURE_SSL_HOST = _public.netloc
+    SECURE_REDIRECT_EXEMPT = [r"^api/health$"]
+    # A year, with subdomains and preload, unless the operator says otherwise; HSTS is only sent
+    # on https responses, and preload only takes effect once someone submits the domain.
+    SECURE_HSTS_SECONDS = envint("EVENTSITE_HSTS_SECONDS", 365 * 86400)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("EVENTSITE_HSTS_INCLUDE_SUBDOMAINS", "true")
+    SECURE_HSTS_PRELOAD = envbool("EVENTSITE_HSTS_PRELOAD", "true")
 
 INSTALLED_APPS = [
     "daphne",
@@ -107,7 +155,6 @@ TEMPLATES = [
 ]
 
 # --- storage -----------------------------------------------------------------------------------
-DATABASE_URL = envstr("EVENTSITE_DATABASE_URL", f"sqlite:///{DATA_DIR / 'eventsite.sqlite3'}")
 # No persistent connections: under ASGI every request runs in its own context and would open (and
 # keep) a connection of its own. PostgreSQL gets a real pool instead; SQLite opens in microseconds.
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
@@ -144,6 +191,14 @@ if REDIS_URL:
             "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
         }
     }
+    # One cache for every process, so the feed's histogram and name counts agree between them.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": envstr("EVENTSITE_CACHE_PREFIX", "eventsite"),
+        }
+    }
 else:
     CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1500}}
@@ -158,8 +213,6 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/events/"
 LOGOUT_REDIRECT_URL = "login"
-SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_SAMESITE = "Lax"
 
 # --- i18n / static -----------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -187,6 +240,9 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # 3.1: request models are pydantic's JSON Schema (2020-12), which 3.1 is built on; 3.0 has
+    # no `null` type for optional fields.
+    "OAS_VERSION": "3.1.0",
 }
 
 # --- events ------------------------------------------------------------------------------------
@@ -199,6 +255,9 @@ EVENTSITE_AUDIT_RETENTION = envduration("EVENTSITE_AUDIT_RETENTION", "365d")
 # A batch may hold many events; each one is still held to the per-event limit above.
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EVENTSITE_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
 EVENTSITE_PRUNE_INTERVAL = envduration("EVENTSITE_PRUNE_INTERVAL", "1h")
+# How often a process checks that it still holds a once-per-deployment service's lock, and a
+# standby process whether the lock is free to take over (eventsite/services.py).
+EVENTSITE_SERVICE_LOCK_POLL = envduration("EVENTSITE_SERVICE_LOCK_POLL", "10s")
 
 # --- webhooks, audit, accounts -----------------------------------------------------------------
 # A webhook body becomes (part of) one event, so it is held to the per-event limit by default.

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from events import queries
 from events.api.bodies import error_response, json_response, parse_body, read_json
+from events.api.shapes import ErrorBody, EventBatch, EventCounts, EventPage
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.schema import Limits
@@ -33,23 +34,9 @@ class CountByRequest(BaseModel):
     time_interval: float = Field(default=1.0, ge=0.01)
 
 
-_EVENT_SCHEMA = {"type": "object", "description": "ReceivedEvent (reference §1.4)"}
-EVENT_PAGE = {
-    "type": "object",
-    "properties": {
-        "events": {"type": "array", "items": _EVENT_SCHEMA},
-        "total": {"type": "integer"},
-        "next_page": {"type": "string", "format": "uri", "nullable": True},
-    },
-}
-COUNTS = {
-    "type": "array",
-    "items": {
-        "type": "object",
-        "properties": {k: {"type": "string"} for k in ("value", "label", "start_time", "end_time")}
-        | {"count": {"type": "integer"}},
-    },
-}
+PROBLEMS = OpenApiResponse(
+    ErrorBody, description="Invalid body: `{detail, errors: [{field, message}]}`"
+)
 
 
 def _page_response(request, page: queries.Page) -> HttpResponse:
@@ -91,7 +78,7 @@ class CsrfToken(APIView):
     """
 
     @extend_schema(
-        responses={422: OpenApiResponse(description="CSRF protection is disabled.")},
+        responses={422: OpenApiResponse(ErrorBody, description="CSRF protection is disabled.")},
         summary="CSRF token for Prefect clients (always disabled: the API uses tokens)",
     )
     def get(self, request):
@@ -100,13 +87,17 @@ class CsrfToken(APIView):
 
 class Events(APIView):
     @extend_schema(
-        request={"application/json": {"type": "array", "items": {"type": "object"}}},
+        request=EventBatch,
         responses={
             204: OpenApiResponse(
                 description="All events stored (duplicates of stored ids are ignored)"
             ),
-            413: OpenApiResponse(description="An event is over the size limit; nothing stored"),
-            422: OpenApiResponse(description="Invalid events, by index and field; nothing stored"),
+            413: OpenApiResponse(
+                ErrorBody, description="An event is over the size limit; nothing stored"
+            ),
+            422: OpenApiResponse(
+                ErrorBody, description="Invalid events, by index and field; nothing stored"
+            ),
         },
         summary="Store a batch of events",
     )
@@ -131,7 +122,7 @@ class Events(APIView):
 class EventsFilter(APIView):
     @extend_schema(
         request=FilterRequest,
-        responses={200: EVENT_PAGE},
+        responses={200: EventPage, 422: PROBLEMS},
         summary="Query stored events (first page)",
     )
     def post(self, request):
@@ -145,7 +136,10 @@ class EventsFilter(APIView):
 class EventsFilterNext(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("page-token", str, required=True)],
-        responses={200: EVENT_PAGE, 403: OpenApiResponse(description="Invalid page token")},
+        responses={
+            200: EventPage,
+            403: OpenApiResponse(ErrorBody, description="Invalid page token"),
+        },
         summary="The next page of a query, from its `next_page` URL",
     )
     def get(self, request):
@@ -164,7 +158,7 @@ class EventsCountBy(APIView):
                 "countable", str, OpenApiParameter.PATH, enum=["day", "time", "event", "resource"]
             )
         ],
-        responses={200: COUNTS},
+        responses={200: EventCounts, 422: PROBLEMS},
         summary="Count events by day, time, event name or resource",
     )
     def post(self, request, countable: str):

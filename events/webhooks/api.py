@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from events import templating
 from events.api.bodies import json_response, parse_body
+from events.api.shapes import ErrorBody
 from events.webhooks import changes
 from events.webhooks.changes import STARTERS
 from events.webhooks.models import Webhook
@@ -112,7 +113,10 @@ def _given(body: BaseModel, *, replace: bool = False) -> dict:
     return body.model_dump(exclude_unset=not replace, exclude_none=True)
 
 
-INVALID = OpenApiResponse(description="Invalid fields: `{detail, errors: [{field, message}]}`")
+INVALID = OpenApiResponse(
+    ErrorBody, description="Invalid fields: `{detail, errors: [{field, message}]}`"
+)
+NOT_FOUND = OpenApiResponse(ErrorBody, description="No such webhook")
 
 
 class Webhooks(APIView):
@@ -142,13 +146,13 @@ class WebhooksFilter(APIView):
 
 
 class WebhookDetail(APIView):
-    @extend_schema(responses={200: WebhookOut}, summary="Read one webhook")
+    @extend_schema(responses={200: WebhookOut, 404: NOT_FOUND}, summary="Read one webhook")
     def get(self, request, pk):
         return json_response(_out(request, get_object_or_404(Webhook, pk=pk)))
 
     @extend_schema(
         request=WebhookIn,
-        responses={204: None, 422: INVALID},
+        responses={204: None, 404: NOT_FOUND, 422: INVALID},
         summary="Replace name/description/template",
     )
     def put(self, request, pk):
@@ -160,7 +164,9 @@ class WebhookDetail(APIView):
         return HttpResponse(status=204)
 
     @extend_schema(
-        request=WebhookPatch, responses={204: None, 422: INVALID}, summary="Toggle or change fields"
+        request=WebhookPatch,
+        responses={204: None, 404: NOT_FOUND, 422: INVALID},
+        summary="Toggle or change fields",
     )
     def patch(self, request, pk):
         webhook = get_object_or_404(Webhook, pk=pk)
@@ -170,14 +176,16 @@ class WebhookDetail(APIView):
         changes.update(webhook, request=request, **_given(body))
         return HttpResponse(status=204)
 
-    @extend_schema(responses={204: None}, summary="Delete a webhook")
+    @extend_schema(responses={204: None, 404: NOT_FOUND}, summary="Delete a webhook")
     def delete(self, request, pk):
         changes.delete(get_object_or_404(Webhook, pk=pk), request=request)
         return HttpResponse(status=204)
 
 
 class WebhookRotate(APIView):
-    @extend_schema(request=None, responses={200: WebhookOut}, summary="Issue a new slug")
+    @extend_schema(
+        request=None, responses={200: WebhookOut, 404: NOT_FOUND}, summary="Issue a new slug"
+    )
     def post(self, request, pk):
         webhook = changes.rotate(get_object_or_404(Webhook, pk=pk), request=request)
         return json_response(_out(request, webhook))

@@ -402,8 +402,10 @@ def test_only_one_engine_holds_the_postgresql_advisory_lock():
         from django.db import connection as conn
 
         # its own cursor name: a live server of another test may hold the default one
-        results[name] = Engine(name="lock-probe").is_leader()
-        barrier.wait()
+        engine = Engine(name="lock-probe")
+        results[name] = engine.is_leader()
+        barrier.wait()  # both have asked while both engines (and their locks) exist
+        engine.stand_down()
         conn.close()
 
     barrier = threading.Barrier(2)
@@ -413,3 +415,19 @@ def test_only_one_engine_holds_the_postgresql_advisory_lock():
     for t in threads:
         t.join()
     assert sorted(results.values()) == [False, True]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_an_engine_stays_the_leader_when_its_django_connection_goes_back_to_the_pool():
+    active, standby = Engine(name="pool-probe"), Engine(name="pool-probe")
+    try:
+        assert active.is_leader()
+        connection.close()  # what a failed step does: the pooled connection goes back
+        assert not standby.is_leader()
+        assert active.is_leader()
+        active.stand_down()
+        assert standby.is_leader()
+    finally:
+        active.stand_down()
+        standby.stand_down()

@@ -1,0 +1,77 @@
+"""The shapes of the automations API's bodies, for its OpenAPI description only.
+
+An automation is validated by `automations.validation` (triggers by `automations.triggers`,
+actions by the `ACTIONS` registry), in steps that give field-level errors; these models put the
+same pieces together so drf-spectacular can describe the requests and responses. The action
+union is built from the registry, so a new action kind is described as soon as it is registered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Union
+
+from pydantic import BaseModel, Field, RootModel
+
+from automations.actions import ACTIONS
+from automations.triggers.definitions import AnyTrigger
+from automations.validation import AutomationBody
+
+AnyAction = Annotated[Union[tuple(ACTIONS.values())], Field(discriminator="type")]  # noqa: UP007
+
+
+class AutomationIn(AutomationBody):
+    """Prefect's AutomationCreate / AutomationUpdate."""
+
+    trigger: AnyTrigger
+    actions: list[AnyAction]
+    actions_on_trigger: list[AnyAction] = Field(default_factory=list)
+    actions_on_resolve: list[AnyAction] = Field(default_factory=list)
+
+
+class Automation(BaseModel):
+    """Prefect's Automation (the response leaves out `owner_resource`, like Prefect's)."""
+
+    id: uuid.UUID
+    name: str
+    description: str
+    enabled: bool
+    tags: list[str]
+    trigger: AnyTrigger
+    actions: list[AnyAction]
+    actions_on_trigger: list[AnyAction]
+    actions_on_resolve: list[AnyAction]
+    created: datetime
+    updated: datetime
+
+
+class AutomationList(RootModel[list[Automation]]):
+    pass
+
+
+class ExplainFiring(BaseModel):
+    id: uuid.UUID
+    triggered: datetime
+
+
+class ExplainClause(BaseModel):
+    clause: str
+    passed: bool | None = Field(description="null: informational, not a condition")
+    expected: str
+    actual: str
+    note: str
+
+
+class Explanation(BaseModel):
+    """Why an automation did or did not fire for one stored event."""
+
+    automation: uuid.UUID
+    event: uuid.UUID
+    enabled: bool
+    matched: bool
+    evaluated: bool
+    fired: bool
+    firings: list[ExplainFiring]
+    verdict: str
+    clauses: list[ExplainClause]
