@@ -7,9 +7,9 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from django.core.cache import cache
 
 from events.ingest import ingest
+from tests.conftest import empty_cache
 from tests.factories import event_data, related
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ FEED = "/events/"
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    cache.clear()
+    empty_cache()
 
 
 def store(*items):
