@@ -129,6 +129,16 @@ def automation_new(request: HttpRequest) -> HttpResponse:
             raise Http404("No such event.")
         trigger = trigger_from_event(row.as_schema())
         name = f"When {row.event} happens to {row.resource_name}"[:500]
+    elif resource_id := request.GET.get("resource", "").strip()[:1024]:
+        # "Automate this resource" (/resources/<id>/): as the primary resource, or in a role.
+        if role := request.GET.get("role", "").strip()[:100]:
+            trigger["match_related"] = {
+                "prefect.resource.id": resource_id,
+                "prefect.resource.role": role,
+            }
+        else:
+            trigger["match"] = {"prefect.resource.id": resource_id}
+        name = f"When something happens to {resource_id}"[:500]
     initial = AutomationForm.initial_for(trigger, name=name, enabled=True)
     return _form_page(request, automation=None, initial=initial, action_initial=[])
 

@@ -7,6 +7,7 @@ from events import schema
 # Models of the app's other concepts live in their packages; importing them here registers them
 # in the `events` app, so that their tables and migrations keep their names.
 from events.accounts.models import ApiToken, LoginFailure
+from events.personal.models import Preference, SavedView
 from events.webhooks.models import Webhook, WebhookNonce, WebhookRequest
 
 
@@ -111,6 +112,8 @@ __all__ = [
     "EventCount",
     "EventResource",
     "LoginFailure",
+    "Preference",
+    "SavedView",
     "Webhook",
     "WebhookNonce",
     "WebhookRequest",

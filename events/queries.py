@@ -5,6 +5,9 @@
 - `backfill_page`, `received_since`: what live sockets catch up on;
 - `read_after`, `ids_behind`, …: the automation engine's reads in (received, id) order;
 - `event`, `followers`, `same_resource`: one event and its neighbours, for the detail page.
+
+Resource pages, suggestions, the detail page's story and export read through
+`events.page_queries`, the other half of the read path.
 """
 
 from __future__ import annotations
@@ -203,42 +206,49 @@ def count_by_time(
     unit: TimeUnit = "day",
     interval: float = 1.0,
     use_rollups: bool = True,
+    by_name: bool = False,
 ) -> list[dict]:
+    """Prefect's count-by-time buckets; with `by_name`, each also maps event name → count
+    (`"names"`), which the feed's histogram turns into severities."""
     first, step, n = time_buckets(
         event_filter.occurred.since, event_filter.occurred.until, unit=unit, interval=interval
     )
     step_us = round(step / timedelta(microseconds=1))
-    counts: dict[int, int] = {}
+    names: dict[int, dict[str, int]] = {}
     from_rollups = (
-        rollups.counts_by_bucket(event_filter, first, step, n)
+        rollups.counts_by_bucket_and_name(event_filter, first, step, n)
         if rollups.answerable(event_filter)
         else None
     )
     if from_rollups is not None:
-        counts = dict(enumerate(from_rollups))
+        names = dict(enumerate(from_rollups))
     elif n:
         bucket = _bucket_index_sql(first, step_us)
+        keys = ("bucket", "event") if by_name else ("bucket",)
         rows = (
             event_filter.apply(Event.objects.all())
             .annotate(bucket=bucket)
-            .values("bucket")
+            .values(*keys)
             .annotate(count=Count("id"))
             .order_by()
         )
-        counts = {int(r["bucket"]): r["count"] for r in rows}
+        for r in rows:
+            names.setdefault(int(r["bucket"]), {})[r.get("event", "")] = r["count"]
     out = []
     for i in range(n):
         start = first + step * i
         end = start + step - timedelta(microseconds=1)
-        out.append(
-            {
-                "value": str(i),
-                "label": start.isoformat(),
-                "count": counts.get(i, 0),
-                "start_time": _z(start),
-                "end_time": _z(end),
-            }
-        )
+        bucket_names = names.get(i, {})
+        row = {
+            "value": str(i),
+            "label": start.isoformat(),
+            "count": sum(bucket_names.values()),
+            "start_time": _z(start),
+            "end_time": _z(end),
+        }
+        if by_name:
+            row["names"] = bucket_names
+        out.append(row)
     return out
 
 

@@ -157,6 +157,15 @@ def counts_by_bucket(
     event_filter: EventFilter, first: datetime, step: timedelta, n: int
 ) -> list[int] | None:
     """Counts per histogram bucket, or None when the buckets are not whole minutes."""
+    by_name = counts_by_bucket_and_name(event_filter, first, step, n)
+    return None if by_name is None else [sum(names.values()) for names in by_name]
+
+
+def counts_by_bucket_and_name(
+    event_filter: EventFilter, first: datetime, step: timedelta, n: int
+) -> list[dict[str, int]] | None:
+    """Counts per histogram bucket and event name (the feed's histogram stacks by severity, a
+    property of the name), or None when the buckets are not whole minutes."""
     width = int(step.total_seconds())
     if (
         step != timedelta(seconds=width)
@@ -171,26 +180,30 @@ def counts_by_bucket(
     )
     since = max(event_filter.occurred.since, first)
     end = min(event_filter.occurred.until + timedelta(microseconds=1), first + step * n)
-    counts = [0] * n
+    counts: list[dict[str, int]] = [{} for _ in range(n)]
     if since >= end:
         return counts
+
+    def add(index: int, name: str, count: int) -> None:
+        if count:
+            counts[index][name] = counts[index].get(name, 0) + count
+
     # Ragged ends lie inside the first and last bucket; whole rollup rows in between.
     a, b = ceil(since, level), floor(end, level)
     if a >= b:
-        for t in tally_by_event(event_filter, since, end, level=MINUTE).values():
-            counts[(since - first) // step] += t.count
+        for name, t in tally_by_event(event_filter, since, end, level=MINUTE).items():
+            add((since - first) // step, name, t.count)
         return counts
-    head = sum(t.count for t in tally_by_event(event_filter, since, a, level=MINUTE).values())
-    tail = sum(t.count for t in tally_by_event(event_filter, b, end, level=MINUTE).values())
-    counts[(since - first) // step] += head
-    if tail:
-        counts[(b - first) // step] += tail
+    for name, t in tally_by_event(event_filter, since, a, level=MINUTE).items():
+        add((since - first) // step, name, t.count)
+    for name, t in tally_by_event(event_filter, b, end, level=MINUTE).items():
+        add((b - first) // step, name, t.count)
     names = name_q(event_filter.event) if event_filter.event else None
     qs = EventCount.objects.filter(width=level, bucket__gte=a, bucket__lt=b)
     if names:
         qs = qs.filter(names)
-    for row in qs.values("bucket").annotate(n=Sum("count")).order_by():
-        counts[(row["bucket"] - first) // step] += row["n"]
+    for row in qs.values("bucket", "event").annotate(n=Sum("count")).order_by():
+        add((row["bucket"] - first) // step, row["event"], row["n"])
     return counts
 
 

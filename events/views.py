@@ -1,37 +1,27 @@
-"""The event pages: the feed (`/events/`) and one event (`/events/<id>/`)."""
+"""The event pages: the feed (`/events/`), one event (`/events/<id>/`), the filter inputs'
+suggestions and the export of the current filter."""
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime
-from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.html import format_html_join
 from django_htmx.middleware import HtmxDetails
 from pydantic import ValidationError
 
-from events import queries, schema, volume
+from events import export, facets, histogram, queries, severity, story
+from events import suggest as suggestions
 from events.audit import AUDIT_EVENTS
 from events.filters import EventFilter
-from events.forms import HIDDEN_BY_DEFAULT, RANGE_LABELS, FeedFilterSet
+from events.forms import HIDDEN_BY_DEFAULT, MAX_VALUE_LENGTH, RANGE_LABELS, FeedFilterSet
+from events.personal.models import SavedView
 from eventsite.links import public_url
 
 PAGE_SIZE = 50
-MAX_NAME_OPTIONS = 400
-# Parameters that are the feed's filters, with the words the page uses for them.
-CHIP_PARAMS = {
-    "event": "event",
-    "exclude": "not",
-    "resource": "resource",
-    "label": "label",
-    "related": "related",
-    "role": "role",
-}
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -45,16 +35,7 @@ def feed(request: HtmxHttpRequest, scope: str | None = None) -> HttpResponse:
     `scope="audit"` is the same page for the audit trail (`/audit/`).
     """
     now = timezone.now()
-    filterset = FeedFilterSet(request.GET, now=now, scope=scope)
-    filterset.is_valid()  # errors are shown; the valid parameters still narrow the feed
-    errors = _errors(filterset)
-    try:
-        event_filter = filterset.event_filter()
-    except ValidationError as exc:
-        errors.append(("filter", "; ".join(e["msg"] for e in exc.errors(include_url=False))))
-        event_filter = EventFilter.model_validate(
-            {"occurred": dict(zip(("since", "until"), filterset.bounds(), strict=True))}
-        )
+    filterset, event_filter, errors = _read_filters(request, now=now, scope=scope)
 
     page, page_error = None, None
     if token := request.GET.get("after"):
@@ -62,13 +43,19 @@ def feed(request: HtmxHttpRequest, scope: str | None = None) -> HttpResponse:
             page = queries.next_page(token)
         except queries.InvalidPageToken:
             page_error = "That “load more” link has expired or was altered; showing the newest."
-    histogram = None
+    chart = None
     partial = request.htmx and not request.htmx.history_restore_request
     if not (partial and request.htmx.target != "feed-main"):
-        histogram = _histogram(request, event_filter)
+        base = facets.without(request.GET, "after", "range", "since", "until").urlencode()
+        chart = histogram.build(
+            event_filter,
+            zoom_url=request.path + "?" + (base + "&" if base else ""),
+            clip_end=not filterset.is_relative,
+        )
     if page is None:
-        # The histogram covers exactly the window, so its buckets add up to the total.
-        total = sum(histogram["counts"]) if histogram else None
+        # The histogram counts exactly the rows' filter over the window (it only leaves out
+        # stretches without events), so its buckets add up to the total.
+        total = chart["total"] if chart else None
         page = queries.first_page(event_filter, limit=PAGE_SIZE, total=total)
 
     context = {
@@ -83,17 +70,28 @@ def feed(request: HtmxHttpRequest, scope: str | None = None) -> HttpResponse:
     context.update(
         {
             "errors": errors + ([("after", page_error)] if page_error else []),
-            "histogram": histogram,
-            "name_options": _name_options(filterset),
-            "chips": _chips(request.path, request.GET),
+            "histogram": chart,
+            "top_names": facets.top_names(
+                event_filter, filterset, path=request.path, params=request.GET
+            )
+            if page.total
+            else None,
+            "name_options": facets.name_options(filterset),
+            "chips": facets.chips(request.path, request.GET),
             "ranges": RANGE_LABELS.items(),
             "api_url": public_url("/api", request=request),
             "ws_query": _ws_query(request.GET, scope),
             "scope": scope,
             "feed_url": request.path,
+            "query": facets.without(request.GET, "after").urlencode(),
+            "share_url": public_url(
+                facets.url(request.path, facets.without(request.GET, "after")), request=request
+            ),
             "window": (event_filter.occurred.since, event_filter.occurred.until),
             "has_any": bool(page.events) or _any_stored(scope),
             "example_id": uuid.uuid4(),
+            "export_limit": export.LIMIT,
+            "saved_views": SavedView.objects.filter(owner=request.user),
         }
     )
     template = "events/feed.html"
@@ -102,8 +100,26 @@ def feed(request: HtmxHttpRequest, scope: str | None = None) -> HttpResponse:
     return render(request, template, context)
 
 
+def _read_filters(
+    request: HttpRequest, *, now: datetime, scope: str | None
+) -> tuple[FeedFilterSet, EventFilter, list[tuple[str, str]]]:
+    """The page's FilterSet, its `EventFilter` and the errors to show (the valid parameters
+    still narrow the feed)."""
+    filterset = FeedFilterSet(request.GET, now=now, scope=scope)
+    filterset.is_valid()
+    errors = _errors(filterset)
+    try:
+        event_filter = filterset.event_filter()
+    except ValidationError as exc:
+        errors.append(("filter", "; ".join(e["msg"] for e in exc.errors(include_url=False))))
+        event_filter = EventFilter.model_validate(
+            {"occurred": dict(zip(("since", "until"), filterset.bounds(), strict=True))}
+        )
+    return filterset, event_filter, errors
+
+
 def _ws_query(params: QueryDict, scope: str | None) -> str:
-    query = _without(params, "after")
+    query = facets.without(params, "after")
     if scope:
         query["scope"] = scope
     return query.urlencode()
@@ -125,13 +141,68 @@ def detail(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
         "events/detail.html",
         {
             "event": event,
+            "title": story.title(event),
+            "severity": severity.of_event(event.event, event.resource).value,
             "tab": "raw" if request.GET.get("tab") == "raw" else "details",
-            "previous": queries.event(event.follows) if event.follows else None,
-            "followers": queries.followers(event),
-            "same_resource": queries.same_resource(event),
+            "story": story.story(event),
             "wire": event.to_wire(),
+            "share_url": public_url(request.path, request=request),
         },
     )
+
+
+@login_required
+def names(request: HttpRequest, scope: str | None = None) -> HttpResponse:
+    """The feed's chart of counts by event, loaded after the page when it needs a scan."""
+    filterset, event_filter, errors = _read_filters(request, now=timezone.now(), scope=scope)
+    feed_path = request.path.removesuffix("names/")
+    chart = None
+    if not errors:
+        chart = facets.top_names(
+            event_filter, filterset, path=feed_path, params=request.GET, defer=False
+        )
+    return render(request, "events/feed.html#top-names", {"top_names": chart})
+
+
+@login_required
+def suggest(request: HttpRequest) -> HttpResponse:
+    """`<option>`s for the filter inputs (`field` = resource, related or label), for htmx to put
+    in their `<datalist>`; the typed text comes as the input's own parameter."""
+    field = request.GET.get("field", "")
+    if field not in suggestions.FIELDS:
+        return HttpResponse(
+            f"field must be one of {', '.join(suggestions.FIELDS)}.",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
+    filterset = FeedFilterSet(request.GET, now=timezone.now())
+    filterset.is_valid()
+    since, until = filterset.bounds()
+    typed = request.GET.get(field, "")[:MAX_VALUE_LENGTH]
+    options = suggestions.suggestions(field, typed, since=since, until=until)
+    return render(request, "events/_suggestions.html", {"options": options})
+
+
+@login_required
+def export_events(request: HttpRequest, scope: str | None = None) -> HttpResponse:
+    """The current filter's events as CSV or JSON Lines (`format`), newest first, streamed."""
+    kind = request.GET.get("format", "csv")
+    if kind not in export.FORMATS:
+        return HttpResponse(
+            "format must be csv or jsonl.", status=400, content_type="text/plain; charset=utf-8"
+        )
+    _, event_filter, errors = _read_filters(request, now=timezone.now(), scope=scope)
+    if errors:
+        text = "; ".join(f"{field}: {message}" for field, message in errors)
+        return HttpResponse(text, status=400, content_type="text/plain; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response = StreamingHttpResponse(
+        export.stream(event_filter, kind=kind), content_type=export.FORMATS[kind]
+    )
+    name = "audit" if scope == "audit" else "events"
+    response["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.{kind}"'
+    response["X-Export-Limit"] = str(export.LIMIT)
+    return response
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -145,132 +216,9 @@ def _errors(filterset: FeedFilterSet) -> list[tuple[str, str]]:
     ]
 
 
-def _without(params: QueryDict, *names: str) -> QueryDict:
-    out = params.copy()
-    for name in names:
-        out.pop(name, None)
-    return out
-
-
-def _feed_url(path: str, params: QueryDict) -> str:
-    """This page (the feed, or the audit log) with other parameters."""
-    query = params.urlencode()
-    return path + (f"?{query}" if query else "")
-
-
 def _more_url(request: HttpRequest, page: queries.Page) -> str | None:
     if not page.next_token:
         return None
-    params = _without(request.GET, "after")
+    params = facets.without(request.GET, "after")
     params["after"] = page.next_token
-    return _feed_url(request.path, params)
-
-
-def _chips(path: str, params: QueryDict) -> list[dict]:
-    """Each active filter value with the URL that drops it."""
-    chips = []
-    for name, word in CHIP_PARAMS.items():
-        for value in params.getlist(name):
-            if not value.strip():
-                continue
-            rest = _without(params, "after")
-            rest.setlist(name, [v for v in params.getlist(name) if v != value])
-            chips.append(
-                {"name": name, "word": word, "value": value, "remove": _feed_url(path, rest)}
-            )
-    return chips
-
-
-def _time_unit(since: datetime, until: datetime) -> tuple[queries.TimeUnit, float]:
-    """Prefect's rule (reference §7.2): minutes up to 1000 of them, then hours, then days."""
-    minutes = (until - since).total_seconds() / 60
-    if minutes <= 1000:
-        return "minute", 1.0
-    if minutes / 60 <= 1000:
-        return "hour", 1.0
-    days = minutes / 1440
-    return "day", float(max(1, math.ceil(days / 1000)))
-
-
-def _histogram(request: HttpRequest, event_filter: EventFilter) -> dict | None:
-    since, until = event_filter.occurred.since, event_filter.occurred.until
-    unit, interval = _time_unit(since, until)
-    try:
-        buckets = volume.count_by_time(event_filter, unit=unit, interval=interval)
-    except queries.TooManyBuckets:
-        return None
-    if not buckets:
-        return None
-    peak = max(b["count"] for b in buckets)
-    base = _without(request.GET, "after", "range", "since", "until").urlencode()
-    prefix = request.path + "?" + (base + "&" if base else "")
-    bars = []
-    for i, b in enumerate(buckets):
-        start, end = schema.isoformat(b["start"]), schema.isoformat(b["end"])
-        height = 0.0 if not b["count"] else max(0.6, 38.0 * b["count"] / peak)
-        bars.append(
-            (
-                prefix + urlencode({"since": start, "until": end}),
-                start,
-                f"{b['count']:,}",
-                "" if b["count"] == 1 else "s",
-                i,
-                i,
-                f"{40.0 - height:.2f}",
-                f"{height:.2f}",
-            )
-        )
-    # Up to a thousand bars: one format_html_join is ~30x quicker than a template loop, and
-    # it escapes every value just the same.
-    svg = format_html_join(
-        "",
-        '<a href="{}"><title>{} · {} event{}</title><rect class="hit" x="{}" y="0" width="1" '
-        'height="40"/><rect class="bar" x="{}" y="{}" width="0.82" height="{}"/></a>',
-        bars,
-    )
-    return {
-        "svg": svg,
-        "counts": [b["count"] for b in buckets],
-        "n": len(bars),
-        "peak": peak,
-        "unit": unit if interval == 1 else f"{interval:g} {unit}s",
-    }
-
-
-def _name_options(filterset: FeedFilterSet) -> list[dict]:
-    """Every dotted prefix of the names seen in the window, with counts (reference §7.2)."""
-    counts: dict[str, int] = {}
-    exact: set[str] = set()
-    since, until = filterset.bounds()
-    preset = None if filterset.is_custom else filterset.form.cleaned_data.get("range") or "24h"
-    rows = volume.count_by_event(
-        filterset.range_filter(), window_key=volume.window_key(since, until, preset)
-    )
-    for row in rows:
-        name, count = row["value"], row["count"]
-        if (name in AUDIT_EVENTS) != (filterset.scope == "audit"):
-            continue  # the audit trail has its own page, and only it
-        exact.add(name)
-        counts[name] = counts.get(name, 0) + count
-        parts = name.split(".")
-        for depth in range(1, len(parts)):
-            prefix = ".".join(parts[:depth]) + ".*"
-            counts[prefix] = counts.get(prefix, 0) + count
-    picked = set(filterset.values("event"))
-    for value in picked:
-        counts.setdefault(value, 0)
-    options = [
-        {
-            "value": value,
-            "count": count,
-            "depth": value.count(".") - (1 if value.endswith(".*") else 0),
-            "prefix": value.endswith(".*"),
-            "picked": value in picked,
-        }
-        for value, count in counts.items()
-    ]
-    # A tree order: each prefix just before the names under it.
-    options.sort(key=lambda o: o["value"].removesuffix("*"))
-    if len(options) > MAX_NAME_OPTIONS:
-        options = [o for o in options if o["picked"] or o["prefix"]][:MAX_NAME_OPTIONS]
-    return options
+    return facets.url(request.path, params)

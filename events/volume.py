@@ -17,7 +17,7 @@ import orjson
 from django.core.cache import cache
 from django.utils import timezone
 
-from events import queries
+from events import queries, severity
 from events.filters import EventFilter
 
 BUCKET_TTL = 300
@@ -43,7 +43,11 @@ def _criteria(event_filter: EventFilter) -> dict:
 def count_by_time(
     event_filter: EventFilter, *, unit: queries.TimeUnit, interval: float
 ) -> list[dict]:
-    """`queries.count_by_time`, with complete buckets served from the cache."""
+    """`queries.count_by_time`, with complete buckets served from the cache.
+
+    Each bucket carries its `count` and `severity`: counts per `events.severity` family, in
+    `severity.ORDER` (the histogram stacks them).
+    """
     since, until = event_filter.occurred.since, event_filter.occurred.until
     first, step, n = queries.time_buckets(since, until, unit=unit, interval=interval)
     if n == 0:
@@ -52,14 +56,14 @@ def count_by_time(
     starts = [first + step * i for i in range(n)]
     # One cache entry per filter and bucket size, mapping bucket start → count. Only buckets
     # wholly inside the window and settled are kept: they are the same for every request.
-    key = _key(_criteria(event_filter), unit, interval)
+    key = _key("severity", _criteria(event_filter), unit, interval)
     now = time.time()
-    # start → (count, when counted); a count older than BUCKET_TTL is counted again.
-    known: dict[str, tuple[int, float]] = {
+    # start → (counts per severity, when counted); a count older than BUCKET_TTL is counted again.
+    known: dict[str, tuple[list[int], float]] = {
         k: v for k, v in (cache.get(key) or {}).items() if now - v[1] < BUCKET_TTL
     }
     cacheable = {i for i, s in enumerate(starts) if s >= since and s + step <= min(until, settled)}
-    counts: dict[int, int] = {}
+    counts: dict[int, list[int]] = {}
     for i in cacheable:
         if (hit := known.get(starts[i].isoformat())) is not None:
             counts[i] = hit[0]
@@ -73,10 +77,11 @@ def count_by_time(
                 )
             }
         )
-        for j, bucket in enumerate(queries.count_by_time(window, unit=unit, interval=interval)):
+        buckets = queries.count_by_time(window, unit=unit, interval=interval, by_name=True)
+        for j, bucket in enumerate(buckets):
             i = lo + j
             if i <= hi:
-                counts[i] = bucket["count"]
+                counts[i] = list(severity.tally(bucket["names"]).values())
     if added := {starts[i].isoformat(): (counts[i], now) for i in cacheable if i in missing}:
         # Keep the entry bounded: drop buckets older than the oldest this request looked at.
         oldest = starts[0].isoformat()
@@ -84,11 +89,14 @@ def count_by_time(
         cache.set(key, {**known, **added}, BUCKET_TTL)
 
     out = []
+    empty = [0] * len(severity.ORDER)
     for i, start in enumerate(starts):
+        by_severity = counts.get(i, empty)
         out.append(
             {
                 "value": str(i),
-                "count": counts.get(i, 0),
+                "count": sum(by_severity),
+                "severity": dict(zip(severity.ORDER, by_severity, strict=True)),
                 "start": start,
                 "end": start + step - timedelta(microseconds=1),
             }

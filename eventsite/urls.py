@@ -28,5 +28,7 @@ urlpatterns = [
     # Under `manage.py serve` events.webhooks.asgi answers /hooks/ before Django; same steps.
     re_path(r"^hooks/(?P<slug>[A-Za-z0-9_-]{1,200})/?$", receive.receive, name="webhook-receive"),
     path("events/", include("events.urls")),
+    path("resources/", include("events.resources.urls")),
+    path("", include("events.personal.urls")),
     path("", RedirectView.as_view(url="/events/", permanent=False)),
 ]

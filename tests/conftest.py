@@ -9,6 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -133,7 +135,20 @@ def _session_server(live_server_env):
 
 @pytest.fixture
 def server(_session_server, transactional_db) -> LiveServer:
-    """A running eventsite sharing the test database (tests using it commit their data)."""
+    """A running eventsite sharing the test database (tests using it commit their data) and its
+    cache (emptied here, so no test sees counts cached from another one's data)."""
     if _session_server.process.poll() is not None:
         _session_server.start()
+    empty_cache()
     return _session_server
+
+
+def empty_cache() -> None:
+    """Forget what this suite's processes cached. On Redis only the suite's own keys go: the
+    database also holds the channel layer and the service locks of running servers."""
+    if isinstance(cache, RedisCache):
+        client = cache._cache.get_client(write=True)
+        for key in client.scan_iter(match=f"{cache.key_prefix}:*", count=1000):
+            client.delete(key)
+    else:
+        cache.clear()

@@ -5,4 +5,8 @@ from events import views
 app_name = "audit"
 
 # The audit log is the feed, scoped to the audit trail: same filters, same live rows.
-urlpatterns = [path("", views.feed, {"scope": "audit"}, name="log")]
+urlpatterns = [
+    path("", views.feed, {"scope": "audit"}, name="log"),
+    path("export/", views.export_events, {"scope": "audit"}, name="export"),
+    path("names/", views.names, {"scope": "audit"}, name="names"),
+]

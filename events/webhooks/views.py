@@ -13,7 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
+from django_htmx.http import trigger_client_event
 
 from events.webhooks import changes, receive
 from events.webhooks.changes import GRACE_PERIODS, STARTERS
@@ -46,10 +48,10 @@ def _form_context() -> dict:
     }
 
 
-@login_required
-def webhook_list(request: HttpRequest) -> HttpResponse:
+def _listed():
+    """Webhooks with what the list shows about each: the last request, failures in 24 h."""
     since = timezone.now() - timedelta(hours=24)
-    hooks = Webhook.objects.annotate(
+    return Webhook.objects.annotate(
         last_request=Max("requests__received"),
         recent_failures=Count(
             "requests",
@@ -57,6 +59,11 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
             & ~Q(requests__outcome=WebhookRequest.Outcome.ACCEPTED),
         ),
     )
+
+
+@login_required
+def webhook_list(request: HttpRequest) -> HttpResponse:
+    hooks = _listed()
     unknown = WebhookRequest.objects.filter(webhook__isnull=True)[:20]
     return render(request, "webhooks/list.html", {"webhooks": hooks, "unknown": unknown})
 
@@ -154,7 +161,19 @@ def webhook_toggle(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
     changes.set_enabled(webhook, not webhook.enabled, request=request)
     state = "enabled" if webhook.enabled else "disabled: its URL now answers 410"
+    if getattr(request, "htmx", False):
+        # The list's toggle swaps its own row; a toast says what happened.
+        response = render(
+            request, "webhooks/list.html#row", {"webhook": _listed().get(pk=webhook.pk)}
+        )
+        return trigger_client_event(response, "eventsite:toast", {"text": f"Webhook {state}."})
     messages.success(request, f"Webhook {state}.")
+    # Back where the toggle was pressed (the list or the detail page), never off the site.
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
     return redirect("webhooks:detail", pk=webhook.pk)
 
 

@@ -290,7 +290,8 @@
   }
 
   function refreshTimes() {
-    document.querySelectorAll("time.ev-time[datetime], [data-relative][datetime]").forEach(function (t) {
+    // Clock times (time.ev-time) are pages.js's; only relative ones change here.
+    document.querySelectorAll("[data-relative][datetime]").forEach(function (t) {
       t.textContent = ago(t.getAttribute("datetime"));
     });
   }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.test import Client
@@ -191,7 +192,10 @@ def test_new_shows_errors_next_to_the_fields_they_concern(logged_in_client):
     action_form = response.context["formset"].forms[0]
     assert "not a valid template" in action_form.kind_forms["webhook"].errors["payload"][0]
     assert Automation.objects.count() == 0
-    assert 'id="id_within-error"' in response.content.decode()
+    html = response.content.decode()
+    assert 'id="id_within_error"' in html
+    # Each field names its error (and help) for a screen reader.
+    assert re.search(r'<input[^>]*aria-describedby="[^"]*id_within_error"', html)
 
 
 def test_json_mode_accepts_any_trigger_and_reports_bad_json(logged_in_client):

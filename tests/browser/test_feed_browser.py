@@ -121,7 +121,7 @@ def test_log_in_filter_by_prefix_watch_live_open_detail_and_automate(
     # Open the detail page by clicking the row.
     row.click(position={"x": 1300, "y": 10})  # on the payload preview: the whole row is the link
     expect(page).to_have_url(f"{server.url}/events/{fresh['id']}/")
-    expect(page.locator("h1")).to_have_text("Acme Order Created")
+    expect(page.locator("h1")).to_have_text("Order 99 created")
     expect(page.locator("#payload-json")).to_contain_text('"amount": 990')
     expect(page.locator(f"#ev-{seeded[-1]['id']}")).to_be_visible()  # the event it follows
     page.screenshot(path=str(screenshots / "detail.png"), full_page=True)

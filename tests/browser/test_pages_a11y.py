@@ -15,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from events.models import ApiToken
+from events.models import ApiToken, SavedView
 from tests.automations.conftest import settle
 from tests.factories import event_data, related
 
@@ -89,8 +89,29 @@ def site(server, person) -> dict[str, str]:
         occurred=now - timedelta(minutes=8),
         follows=first["id"],
     )
-    response = api.post("/events", json=[*flow_runs, first, second])
+    failed_run = flow_runs[1]
+    task_runs = [
+        event_data(
+            f"prefect.task-run.{state}",
+            f"prefect.task-run.{uuid.uuid4()}",
+            labels={"prefect.resource.name": f"{task}-0", "prefect.state-type": state.upper()},
+            related=[
+                related(
+                    failed_run["resource"]["prefect.resource.id"],
+                    "flow-run",
+                    **{"prefect.resource.name": "crimson-fox"},
+                ),
+                related("prefect.tag.prod", "tag"),
+            ],
+            occurred=now - timedelta(minutes=3, seconds=30 - 10 * i),
+        )
+        for i, (task, state) in enumerate([("extract", "Completed"), ("load", "Failed")])
+    ]
+    response = api.post("/events", json=[*flow_runs, *task_runs, first, second])
     assert response.status_code == 204, response.text
+    SavedView.objects.create(
+        owner=person, name="Failed runs", query="event=prefect.flow-run.Failed&range=7d"
+    )
 
     response = api.post(
         "/automations/",
@@ -137,6 +158,11 @@ def site(server, person) -> dict[str, str]:
         "feed": "/events/",
         "detail": f"/events/{second['id']}/",
         "detail-raw": f"/events/{second['id']}/?tab=raw",
+        "detail-failed": f"/events/{failed_run['id']}/",
+        "feed-filtered": "/events/?resource=acme.order.31&related=acme.customer.7&range=1h",
+        "resource": "/resources/acme.order.31/",
+        "resource-flow-run": f"/resources/{failed_run['resource']['prefect.resource.id']}/",
+        "views": "/views/",
         "automations": "/automations/",
         "automation-new": f"/automations/new/?event={first['id']}",
         "automation": f"/automations/{automation}/",
@@ -175,7 +201,7 @@ def settle_page(page: Page, name: str) -> None:
     if name == "automation-new":  # with its preview beside (or under) the form
         page.click("#preview-button")
         expect(page.locator(".preview-count").first).to_have_text("1")
-    if name in ("feed", "audit"):
+    if name in ("feed", "audit", "feed-filtered"):
         expect(page.locator("#live")).to_have_attribute("data-state", "live")
     page.evaluate("document.fonts.ready")
 
@@ -231,6 +257,22 @@ def test_every_page_passes_axe_fits_the_screen_and_loads_everything(
         response = page.goto(server.url + path)
         assert response.status == (404 if name == "not-found" else 200), name
         check(name)
+
+    # The feed's menus and the keyboard help, open.
+    page.goto(server.url + site["feed"])
+    page.click("#views-menu > summary")
+    check("feed-views-menu")
+    page.keyboard.press("Escape")
+    page.click("#export-menu > summary")
+    check("feed-export-menu")
+    page.keyboard.press("Escape")
+    page.click(".usermenu > summary")
+    check("user-menu")
+    page.keyboard.press("Escape")
+    page.locator("body").press("?")
+    expect(page.locator("#keys")).to_be_visible()
+    check("keys-help")
+    page.keyboard.press("Escape")
 
     # A saved form: the page again, with its confirmation toast.
     page.goto(server.url + site["webhook"])

@@ -69,7 +69,7 @@ async def test_matching_event_is_pushed_as_a_rendered_row(session_cookie):
 
     message = await ws.receive_json_from(timeout=2)
     assert message["type"] == "rows" and message["count"] == 1
-    assert f'<article class="ev" id="ev-{event.id}"' in message["html"]
+    assert f'<article class="ev sev-other" id="ev-{event.id}"' in message["html"]
     assert "Acme Order Created" in message["html"]
     await ws.disconnect()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -51,12 +52,23 @@ def test_detail_shows_resource_related_payload_and_actions(logged_in_client):
 
     assert response.status_code == 200
     page = response.content.decode()
-    assert "<h1>Flow Run Completed</h1>" in page
-    assert "crimson-fox" in page
+    # The title says what happened to what; the label and the full name are there too.
+    assert re.search(
+        r"<h1><span class=\"sev\"[^>]*></span>Flow run crimson-fox completed</h1>", page
+    )
+    assert "Flow Run Completed" in page
+    assert '<code class="mono full-name">prefect.flow-run.Completed</code>' in page
+    assert 'href="/resources/prefect.flow-run.abc/"' in page
     assert '<dt class="mono">env</dt><dd class="mono">prod</dd>' in page
     assert 'href="/events/?resource=prefect.flow-run.abc&amp;range=30d"' in page
     assert 'href="/events/?related=prefect.flow.1&amp;range=30d"' in page
-    assert '<span class="role">flow</span>' in page and '<span class="role">tag</span>' in page
+    # Related resources: one line each, role first, linking to their resource pages.
+    assert re.search(
+        r'<li>\s*<span class="badge role-badge">flow</span>\s*<a class="rel-name" '
+        r'href="/resources/prefect.flow.1/"[^>]*>etl</a>',
+        page,
+    )
+    assert '<span class="badge role-badge">tag</span>' in page
     assert "&quot;type&quot;: &quot;COMPLETED&quot;" in page  # pretty JSON, escaped
     assert f'href="/automations/new/?event={event.id}"' in page
     assert f'data-copy="{event.id}"' in page
@@ -75,26 +87,38 @@ def test_detail_raw_tab_shows_the_wire_json(logged_in_client):
     assert "&quot;received&quot;:" in page
 
 
-def test_detail_shows_the_follows_chain_both_ways(logged_in_client):
+def test_detail_tells_the_whole_follows_chain_both_ways(logged_in_client):
     now = datetime.now(UTC)
-    first, second, third = store(
-        event_data("a.first", occurred=now - timedelta(seconds=30)),
-        event_data("a.second", occurred=now - timedelta(seconds=20)),
-        event_data("a.third", occurred=now - timedelta(seconds=10)),
+    (zero,) = store(event_data("a.zero", "r.0", occurred=now - timedelta(seconds=40)))
+    (first,) = store(
+        event_data("a.first", "r.1", occurred=now - timedelta(seconds=30), follows=zero.id)
     )
-    store(event_data("b.unrelated"))
-    # Rebuild with follows links (the ids must exist first for the chain to resolve).
+    (second,) = store(event_data("a.second", "r.2", occurred=now - timedelta(seconds=20)))
+    store(event_data("b.unrelated", "r.3"))
     (middle,) = store(
-        event_data("a.middle", occurred=now - timedelta(seconds=25), follows=first.id)
+        event_data("a.middle", "r.m", occurred=now - timedelta(seconds=25), follows=first.id)
     )
-    (after,) = store(event_data("a.after", occurred=now - timedelta(seconds=5), follows=middle.id))
+    (after,) = store(
+        event_data("a.after", "r.4", occurred=now - timedelta(seconds=5), follows=middle.id)
+    )
+    (later,) = store(
+        event_data("a.later", "r.5", occurred=now - timedelta(seconds=2), follows=after.id)
+    )
 
     page = logged_in_client.get(f"/events/{middle.id}/").content.decode()
 
-    follows_section = page[page.index("<h2>Follows</h2>") : page.index("Other events for")]
-    assert f'id="ev-{first.id}"' in follows_section
-    assert f'id="ev-{after.id}"' in follows_section
-    assert f'id="ev-{second.id}"' not in follows_section
+    story = page[page.index('id="story-heading"') :]
+    order = re.findall(r'id="ev-([0-9a-f-]+)"', story)
+    assert order == [str(zero.id), str(first.id), str(middle.id), str(after.id), str(later.id)]
+    assert str(second.id) not in story
+    notes = re.findall(r'<span class="note">([^<]+)</span>', story)
+    assert notes == [
+        "before in chain",
+        "before in chain",
+        "this event",
+        "after in chain",
+        "after in chain",
+    ]
 
 
 def test_detail_of_an_event_following_a_missing_one_says_so(logged_in_client):
@@ -106,15 +130,49 @@ def test_detail_of_an_event_following_a_missing_one_says_so(logged_in_client):
     assert f'It follows <code class="mono">{missing}</code>, which is not stored' in page
 
 
-def test_detail_lists_other_events_for_the_same_resource(logged_in_client):
+def test_detail_story_lists_the_other_events_of_the_same_resource(logged_in_client):
     mine = store(*[event_data(f"acme.step{i}", "acme.job.1") for i in range(3)])
     store(event_data("acme.other", "acme.job.2"))
 
     page = logged_in_client.get(f"/events/{mine[0].id}/").content.decode()
 
-    section = page[page.index("Other events for this resource") :]
-    assert f'id="ev-{mine[1].id}"' in section and f'id="ev-{mine[2].id}"' in section
-    assert "acme.other" not in section
+    story = page[page.index('id="story-heading"') :]
+    assert f'id="ev-{mine[1].id}"' in story and f'id="ev-{mine[2].id}"' in story
+    assert "acme.other" not in story
+
+
+def test_detail_of_a_flow_run_lists_the_events_of_its_task_runs(logged_in_client):
+    flow_run = "prefect.flow-run.0f0f"
+    (running,) = store(
+        event_data(
+            "prefect.flow-run.Running",
+            flow_run,
+            labels={"prefect.resource.name": "golden-gecko", "prefect.state-type": "RUNNING"},
+        )
+    )
+    tasks = store(
+        *[
+            event_data(
+                f"prefect.task-run.{state}",
+                f"prefect.task-run.{n}",
+                labels={"prefect.resource.name": f"extract-{n}"},
+                related=[
+                    related(flow_run, "flow-run", **{"prefect.resource.name": "golden-gecko"})
+                ],
+            )
+            for n, state in ((1, "Completed"), (2, "Failed"))
+        ]
+    )
+    store(event_data("prefect.task-run.Completed", "prefect.task-run.9"))  # another run's task
+
+    page = logged_in_client.get(f"/events/{running.id}/").content.decode()
+
+    runs = page[page.index('id="runs-heading"') :]
+    assert "task run" in runs
+    assert 'href="/resources/prefect.task-run.1/"' in runs and "extract-1" in runs
+    assert all(f'id="ev-{t.id}"' in runs for t in tasks)
+    assert "prefect.task-run.9" not in runs
+    assert f'<article class="ev sev-failed" id="ev-{tasks[1].id}"' in runs
 
 
 @pytest.mark.parametrize("tab", ["details", "raw"])

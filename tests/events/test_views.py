@@ -14,6 +14,7 @@ from events import queries, volume
 from events.filters import EventFilter
 from events.forms import HIDDEN_BY_DEFAULT, FeedFilterSet
 from events.ingest import ingest
+from events.models import ApiToken
 from tests.factories import event_data, related
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +35,7 @@ def store(*items):
 
 
 def row_ids(response) -> list[str]:
-    return re.findall(r'<article class="ev" id="ev-([0-9a-f-]+)"', response.content.decode())
+    return re.findall(r'<article class="ev[^"]*" id="ev-([0-9a-f-]+)"', response.content.decode())
 
 
 def test_feed_requires_login(client):
@@ -290,35 +291,85 @@ def test_tampered_load_more_token_shows_a_message(logged_in_client):
     assert len(row_ids(response)) == 1
 
 
-def test_histogram_bars_link_to_their_narrower_range(logged_in_client):
+def test_histogram_bars_with_events_link_to_their_narrower_range_and_empty_ones_are_inert(
+    logged_in_client,
+):
     now = datetime.now(UTC)
     store(event_data(occurred=now - timedelta(minutes=3)))
 
     response = logged_in_client.get(FEED, {"range": "15m", "event": "acme.*"})
 
     page = response.content.decode()
-    assert '<svg class="histogram"' in page
-    bars = re.findall(r'<a href="(/events/\?[^"]+)"><title>', page)
-    assert 15 <= len(bars) <= 16
-    assert all("since=" in b and "until=" in b and "range=" not in b for b in bars)
-    assert all("event=acme.%2A" in b for b in bars)
-    assert (
-        len(re.findall(r'class="bar" x="\d+" y="[\d.]+" width="0.82" height="(?!0\.00)', page)) == 1
+    width = int(re.search(r'<svg class="histogram" viewBox="0 0 (\d+) 40"', page)[1])
+    assert 15 <= width <= 16  # a bucket per minute of the window...
+    bars = re.findall(r'<a href="(/events/\?[^"]+)" tabindex="(-?\d)"', page)
+    assert len(bars) == 1  # ...but only the one with events is a link (and a tab stop)
+    [(href, tabindex)] = bars
+    assert "since=" in href and "until=" in href and "range=" not in href
+    assert "event=acme.%2A" in href
+    assert tabindex == "0"
+    assert len(re.findall(r'<rect class="seg s-other"', page)) == 1
+
+
+def test_histogram_unit_follows_the_span_of_the_events(logged_in_client):
+    now = datetime.now(UTC)
+    store(
+        event_data(),
+        event_data(occurred=now - timedelta(minutes=50)),
+        event_data(occurred=now - timedelta(hours=23)),
+        event_data(occurred=now - timedelta(days=6)),
+        event_data(occurred=now - timedelta(days=399)),
+        event_data(occurred=now - timedelta(days=3640)),
     )
-
-
-def test_histogram_unit_follows_the_range(logged_in_client):
-    store(event_data())
     unit = re.compile(r"per (\w+)")
 
     assert unit.search(logged_in_client.get(FEED, {"range": "1h"}).content.decode())[1] == "minute"
     assert unit.search(logged_in_client.get(FEED, {"range": "24h"}).content.decode())[1] == "hour"
     assert unit.search(logged_in_client.get(FEED, {"range": "7d"}).content.decode())[1] == "hour"
-    since = {"since": (datetime.now(UTC) - timedelta(days=400)).isoformat()}
+    since = {"since": (now - timedelta(days=400)).isoformat()}
     assert unit.search(logged_in_client.get(FEED, since).content.decode())[1] == "day"
     # Past 1000 days the buckets widen instead of failing.
-    decade = {"since": (datetime.now(UTC) - timedelta(days=3650)).isoformat()}
+    decade = {"since": (now - timedelta(days=3650)).isoformat()}
     assert "per 4 days" in logged_in_client.get(FEED, decade).content.decode()
+
+
+def test_histogram_starts_where_the_events_start_and_stacks_failures_below(logged_in_client):
+    now = datetime.now(UTC)
+    store(
+        event_data("prefect.flow-run.Completed", occurred=now - timedelta(minutes=90)),
+        event_data("prefect.flow-run.Failed", occurred=now - timedelta(minutes=30)),
+        event_data("prefect.flow-run.Completed", occurred=now - timedelta(minutes=30)),
+    )
+
+    page = logged_in_client.get(FEED, {"range": "7d"}).content.decode()
+
+    # Seven days asked, two hours of data: the bars cover the data, by minute, not 168 hours.
+    assert "per minute" in page
+    width = int(re.search(r'<svg class="histogram" viewBox="0 0 (\d+) 40"', page)[1])
+    assert 90 <= width <= 92
+    assert re.search(r"<b>3</b> events", page)
+    bar = re.search(r'data-counts="1,0,0,1,0">.*?</a>', page)[0]
+    failed_y = float(re.search(r's-failed" x="\d+" y="([\d.]+)"', bar)[1])
+    completed_y = float(re.search(r's-completed" x="\d+" y="([\d.]+)"', bar)[1])
+    assert failed_y > completed_y  # the failed segment sits at the bottom
+
+
+def test_a_fresh_install_shows_no_count_and_no_histogram_for_its_own_audit_events(
+    logged_in_client, user
+):
+    # Signing in and creating a token are audited; the feed leaves the audit trail out, and its
+    # count and histogram must agree with its (empty) rows.
+    ApiToken.issue(user, name="first-run")
+    logged_in_client.post(reverse("logout"))
+    logged_in_client.post(
+        reverse("login"), {"username": "alice", "password": "correct horse battery"}
+    )
+
+    page = logged_in_client.get(FEED).content.decode()
+
+    assert "No events yet" in page
+    assert re.search(r"<b>0</b> events", page)
+    assert '<svg class="histogram"' not in page
 
 
 def test_name_picker_offers_every_dotted_prefix_with_counts(logged_in_client):
@@ -395,8 +446,9 @@ def test_very_long_values_are_cut_short_in_rows(logged_in_client):
 
     page = logged_in_client.get(FEED).content.decode()
 
-    row = page[page.index('<article class="ev"') : page.index("</article>")]
-    assert len(row) < 4000
+    row = page[page.index('<article class="ev') : page.index("</article>")]
+    # What the row shows is cut short; only the links carry a whole id (they must).
+    assert len(re.sub(r'href="[^"]*"', "", row)) < 4000
 
 
 def test_feed_renders_with_a_one_megabyte_event(logged_in_client):

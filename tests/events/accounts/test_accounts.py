@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -105,7 +106,9 @@ def test_a_token_name_is_required(logged_in_client):
     response = logged_in_client.post("/account/tokens/", {"name": ""})
 
     assert response.status_code == 200
-    assert 'id="id_name_errors"' in response.content.decode()
+    html = response.content.decode()
+    assert 'id="id_name_error"' in html
+    assert re.search(r'<input[^>]*aria-describedby="[^"]*id_name_error"', html)
     assert not ApiToken.objects.exists()
 
 

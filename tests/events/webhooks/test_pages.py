@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from events import audit
@@ -63,7 +65,12 @@ def test_a_template_with_a_syntax_error_is_shown_next_to_the_field(logged_in_cli
     assert response.status_code == 200
     assert not Webhook.objects.exists()
     html = response.content.decode()
-    assert 'id="id_template_errors"' in html
+    assert 'id="id_template_error"' in html
+    # The field names its error and help for a screen reader.
+    assert re.search(
+        r'<textarea[^>]*aria-describedby="id_template_helptext id_template_error"', html
+    )
+    assert 'aria-invalid="true"' in html
     assert "line 1: Expected an expression" in html
 
 
@@ -250,3 +257,33 @@ def test_webhook_list_shows_state_and_unknown_url_requests(logged_in_client):
 
     assert "Alpha" in html and "disabled" in html
     assert "/hooks/gone" in html and "lost?" in html
+
+
+def test_the_list_toggle_goes_back_to_the_list_and_refuses_to_leave_the_site(logged_in_client):
+    webhook = Webhook.objects.create(name="w", template=STARTERS["static"])
+    toggle = f"/webhooks/{webhook.pk}/toggle/"
+
+    back = logged_in_client.post(toggle, {"next": "/webhooks/"})
+    elsewhere = logged_in_client.post(toggle, {"next": "https://evil.example/"})
+
+    assert back.status_code == 302 and back["Location"] == "/webhooks/"
+    assert elsewhere.status_code == 302 and elsewhere["Location"] == f"/webhooks/{webhook.pk}/"
+    webhook.refresh_from_db()
+    assert webhook.enabled  # toggled twice
+
+
+def test_the_list_toggle_over_htmx_answers_with_the_new_row_and_a_toast(logged_in_client):
+    webhook = Webhook.objects.create(name="CI", template=STARTERS["static"])
+
+    response = logged_in_client.post(
+        f"/webhooks/{webhook.pk}/toggle/", {"next": "/webhooks/"}, HTTP_HX_REQUEST="true"
+    )
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<tr class="webhook-row disabled"')
+    assert "<html" not in html
+    assert 'aria-label="Enable CI"' in html
+    assert "Webhook disabled" in response["HX-Trigger"]
+    webhook.refresh_from_db()
+    assert not webhook.enabled

@@ -1,0 +1,1 @@
+"""What each person keeps for themselves: saved views of the feed and display preferences."""

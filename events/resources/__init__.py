@@ -1,0 +1,1 @@
+"""Resource pages: one resource's labels, timeline, counts by event and company it keeps."""
