@@ -132,7 +132,7 @@ def test_the_pagerduty_preset_form_says_what_is_missing_next_to_the_field(
     page.select_option("#id_actions-0-pagerduty-severity", "critical")
     page.click("#save")
 
-    error = page.locator("#id_actions-0-pagerduty-routing_key-error")
+    error = page.locator("#id_actions-0-pagerduty-routing_key_error")
     expect(error).to_have_text("This field is required.")
     expect(page.locator("#id_actions-0-pagerduty-severity")).to_have_value("critical")
     page.screenshot(path=str(screenshots / "preset-pagerduty-error.png"), full_page=True)
