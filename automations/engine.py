@@ -55,6 +55,7 @@ from automations.models import (
     bucket_key_text,
 )
 from automations.triggers import (
+    SWEEP_EVERY,
     AutomationSpec,
     Bucket,
     Evaluator,
@@ -72,7 +73,6 @@ logger = logging.getLogger(__name__)
 
 LATE_CHECK_EVERY = timedelta(seconds=1)
 CURSOR_WRITE_EVERY = timedelta(seconds=1)
-SWEEP_EVERY = timedelta(seconds=30)
 STALE_RUNNING = timedelta(minutes=10)
 
 
