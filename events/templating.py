@@ -311,8 +311,33 @@ def _guard_filter(name: str, func: Callable) -> Callable:
 _CONTAINERS = (Mapping, list, tuple, set, frozenset)
 # Filters that look into a container without writing all of it out.
 _STRUCTURAL_FILTERS = frozenset(
-    "attr batch count d default dictsort first groupby items last length list map max min "
-    "random reject rejectattr reverse select selectattr slice sort sum unique".split()
+    [
+        "attr",
+        "batch",
+        "count",
+        "d",
+        "default",
+        "dictsort",
+        "first",
+        "groupby",
+        "items",
+        "last",
+        "length",
+        "list",
+        "map",
+        "max",
+        "min",
+        "random",
+        "reject",
+        "rejectattr",
+        "reverse",
+        "select",
+        "selectattr",
+        "slice",
+        "sort",
+        "sum",
+        "unique",
+    ]
 )
 
 
