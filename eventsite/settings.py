@@ -294,9 +294,10 @@ SPECTACULAR_SETTINGS.update(
 )
 
 # --- automations -------------------------------------------------------------------------------
-# How often proactive triggers are evaluated, and how often an idle engine looks for new events.
+# How often proactive triggers are evaluated, and how often an idle engine looks for new events
+# without being woken (stores wake it: `events.wakeup`; this poll is only a safety net).
 EVENTSITE_ENGINE_TICK = envduration("EVENTSITE_ENGINE_TICK", "5s")
-EVENTSITE_ENGINE_POLL = envduration("EVENTSITE_ENGINE_POLL", "0.02s")
+EVENTSITE_ENGINE_POLL = envduration("EVENTSITE_ENGINE_POLL", "1s")
 # Events committed out of `received` order are caught up to this long after the cursor passed.
 EVENTSITE_ENGINE_OVERLAP = envduration("EVENTSITE_ENGINE_OVERLAP", "30s")
 EVENTSITE_ENGINE_BATCH = envint("EVENTSITE_ENGINE_BATCH", 2000)
