@@ -13,6 +13,7 @@ Resource pages, suggestions, the detail page's story and export read through
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,8 +28,8 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from events import rollups, schema
-from events.filters import EventFilter, startswith_q
+from events import rollups, schema, timebox
+from events.filters import EventFilter, OccurredFilter, startswith_q
 from events.models import Event
 from events.schema import resource_name
 
@@ -44,6 +45,15 @@ class Page:
     events: list[Event]
     total: int
     next_token: str | None
+    # The total is an estimate when counting exactly would have taken longer than COUNT_BUDGET.
+    total_is_estimate: bool = False
+
+
+# A page's total is exact when it can be had within this many seconds (the rollups, a short page,
+# or a COUNT that finishes in time); otherwise it is estimated within ESTIMATE_BUDGET more.
+COUNT_BUDGET = 0.02
+ESTIMATE_BUDGET = 0.015
+FIRST_SLICE = timedelta(minutes=1)
 
 
 def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
@@ -62,15 +72,15 @@ def matching(event_filter: EventFilter) -> QuerySet[Event]:
     return event_filter.apply(Event.objects.all())
 
 
-def first_page(event_filter: EventFilter, *, limit: int, total: int | None = None) -> Page:
-    """The first page; pass `total` when the caller already knows it (the feed's histogram)."""
-    matching = event_filter.apply(Event.objects.all())
+def first_page(
+    event_filter: EventFilter, *, limit: int, total: int | None = None, estimate: bool = False
+) -> Page:
+    """The first page; pass `total` (and whether it is an `estimate`) when the caller already
+    knows it (the feed's histogram)."""
+    events = _newest(event_filter, event_filter.apply(Event.objects.all()), limit)
     if total is None:
-        if rollups.answerable(event_filter) and not event_filter.distinct:
-            total = rollups.total(event_filter)
-        else:
-            total = matching.count()
-    return _page(event_filter, matching, limit=limit, total=total, offset=0)
+        total, estimate = total_of(event_filter, shown=len(events), limit=limit)
+    return _page(event_filter, events, limit=limit, total=total, offset=0, estimate=estimate)
 
 
 def next_page(token: str) -> Page:
@@ -81,35 +91,122 @@ def next_page(token: str) -> Page:
         occurred = datetime.fromisoformat(state["after"][0])
         after_id = uuid.UUID(state["after"][1])
         limit, total, offset = int(state["limit"]), int(state["total"]), int(state["offset"])
+        estimate = bool(state.get("estimate", False))
     except (signing.BadSignature, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InvalidPageToken("Invalid page token") from exc
     matching = event_filter.apply(Event.objects.all()).filter(
         keyset_q(occurred, after_id, event_filter.descending)
     )
-    return _page(event_filter, matching, limit=limit, total=total, offset=offset)
+    events = _newest(event_filter, matching, limit)
+    return _page(event_filter, events, limit=limit, total=total, offset=offset, estimate=estimate)
 
 
-def _page(event_filter: EventFilter, matching, *, limit: int, total: int, offset: int) -> Page:
+def _newest(event_filter: EventFilter, matching: QuerySet[Event], limit: int) -> list[Event]:
     ordering = (
         [F("occurred").desc(), F("id").desc()] if event_filter.descending else ["occurred", "id"]
     )
-    events = list(matching.order_by(*ordering)[:limit]) if limit else []
+    return list(matching.order_by(*ordering)[:limit]) if limit else []
+
+
+def _page(
+    event_filter: EventFilter,
+    events: list[Event],
+    *,
+    limit: int,
+    total: int,
+    offset: int,
+    estimate: bool,
+) -> Page:
     delivered = offset + len(events)
     token = None
-    if events and len(events) == limit and delivered < total:
+    if events and len(events) == limit and (estimate or delivered < total):
         last = events[-1]
         token = signing.dumps(
             {
                 "filter": event_filter.to_json(),
                 "after": [last.occurred.isoformat(), last.id.hex],
                 "limit": limit,
-                "total": total,
+                "total": max(total, delivered),
                 "offset": delivered,
+                "estimate": estimate,
             },
             salt=PAGE_TOKEN_SALT,
             compress=True,
         )
-    return Page(events=events, total=total, next_token=token)
+    return Page(events=events, total=total, next_token=token, total_is_estimate=estimate)
+
+
+# --- totals --------------------------------------------------------------------------------------
+
+
+def total_of(event_filter: EventFilter, *, shown: int = 0, limit: int = 0) -> tuple[int, bool]:
+    """How many events match, and whether that is an estimate.
+
+    Exact when cheap: a first page that was not full holds them all (`shown` < `limit`), the
+    rollups answer time and names, and any other COUNT gets COUNT_BUDGET. Past it, the matches
+    are counted exactly in time slices from the newest back, as far as ESTIMATE_BUDGET allows,
+    and scaled up by the share of the window's events those slices hold (from the rollups).
+    """
+    if limit and shown < limit:
+        return shown, False
+    plain = not event_filter.distinct
+    if plain and rollups.answerable(event_filter):
+        return rollups.total(event_filter), False
+    try:
+        with timebox.within(COUNT_BUDGET):
+            return event_filter.apply(Event.objects.all()).count(), False
+    except timebox.OutOfTime:
+        pass
+    at_least = shown + (1 if limit and shown == limit else 0)
+    return max(_estimate(event_filter), at_least), True
+
+
+def count_or_estimate(rows: QuerySet[Event], *, budget: float) -> tuple[int, bool]:
+    """COUNT(*) of any queryset of events within `budget` seconds, else the planner's estimate
+    (PostgreSQL) or the size of the log (SQLite has no estimate; an upper bound). For lists
+    that are not `EventFilter`s, such as the admin's."""
+    try:
+        with timebox.within(budget):
+            return rows.count(), False
+    except timebox.OutOfTime:
+        pass
+    if connection.vendor == "postgresql":
+        try:
+            sql, params = rows.order_by().query.sql_with_params()
+        except EmptyResultSet:
+            return 0, False
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            (plan,) = cursor.fetchone()
+        plan = orjson.loads(plan) if isinstance(plan, str | bytes) else plan
+        return int(plan[0]["Plan"]["Plan Rows"]), True
+    return rollups.stored_total(), True
+
+
+def _estimate(event_filter: EventFilter) -> int:
+    since, until = event_filter.occurred.since, event_filter.occurred.until
+    deadline = time.monotonic() + ESTIMATE_BUDGET
+    counted, covered_from, width, hi = 0, None, FIRST_SLICE, until
+    while hi >= since:
+        lo = max(since, hi - width)
+        part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
+        try:
+            with timebox.within(deadline - time.monotonic()):
+                counted += part.apply(Event.objects.all()).count()
+        except timebox.OutOfTime:
+            break
+        covered_from, hi, width = lo, lo - timedelta(microseconds=1), width * 4
+    if covered_from is None:
+        return 0
+    if covered_from <= since:
+        return counted
+    # Scale by the window's events (time and names only: what the rollups answer exactly).
+    names_only = EventFilter(occurred=event_filter.occurred, event=event_filter.event)
+    covered = names_only.model_copy(
+        update={"occurred": OccurredFilter(since=covered_from, until=until)}
+    )
+    in_covered = rollups.total(covered)
+    return round(counted * rollups.total(names_only) / in_covered) if in_covered else counted
 
 
 # --- counting ------------------------------------------------------------------------------------
@@ -358,9 +455,11 @@ def _after_cursor_q(cursor: Cursor) -> Q:
     return Q(received__gte=received) & (Q(received__gt=received) | Q(id__gt=event_id))
 
 
-def last_received() -> Cursor | None:
-    """The (received, id) of the newest stored event, or None for an empty log."""
-    return Event.objects.order_by("-received", "-id").values_list("received", "id").first()
+def last_received(*, since: datetime | None = None) -> Cursor | None:
+    """The (received, id) of the newest stored event (received at or after `since`, a bound on
+    the index search), or None for an empty log."""
+    rows = Event.objects.all() if since is None else Event.objects.filter(received__gte=since)
+    return rows.order_by("-received", "-id").values_list("received", "id").first()
 
 
 def read_after(cursor: Cursor | None, *, limit: int) -> list[schema.Event]:
@@ -390,7 +489,10 @@ def received_behind(cursor: Cursor, *, since: datetime) -> dict[uuid.UUID, datet
 
 def events_by_ids(ids) -> list[schema.Event]:
     """Stored events with these ids, in (received, id) order."""
-    return as_schema_events(Event.objects.filter(id__in=list(ids)).order_by("received", "id"))
+    # Sorted here, not by the database: an ORDER BY lets SQLite prefer walking the (received,
+    # id) index over the primary-key lookups, which at 1M rows is a scan of the log.
+    events = as_schema_events(Event.objects.filter(id__in=list(ids)))
+    return sorted(events, key=lambda e: (e.received, e.id))
 
 
 def received_of(event_id: uuid.UUID) -> datetime | None:

@@ -153,6 +153,11 @@ def total(event_filter: EventFilter) -> int:
     return sum(t.count for t in tally_by_event(event_filter, since, end).values())
 
 
+def stored_total() -> int:
+    """How many events are stored (all time), from the hour rows."""
+    return EventCount.objects.filter(width=HOUR).aggregate(n=Sum("count"))["n"] or 0
+
+
 def counts_by_bucket(
     event_filter: EventFilter, first: datetime, step: timedelta, n: int
 ) -> list[int] | None:
