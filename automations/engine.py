@@ -291,13 +291,13 @@ class Engine:
             return False
         if leader in self.seen:
             return True
-        # Older than the window the engine remembers: it was evaluated long ago, if stored.
+        # Older than the window the engine remembers, or passed over by `_skip_to_end`: it was
+        # read (the replay's differential test found followers of skipped leaders waiting).
         received = queries.received_of(leader)
-        return (
-            received is not None
-            and self.cursor is not None
-            and (received < self.cursor[0] - self.overlap)
-        )
+        if received is None or self.cursor is None:
+            return False
+        skipped = self.horizon is not None and received <= self.horizon
+        return skipped or received < self.cursor[0] - self.overlap
 
     def _evaluate(self, event: Event, now: datetime, work: _Work) -> None:
         triggers = self.evaluator.interested(event)

@@ -3,7 +3,8 @@
 The engine reads the log in (received, id) order and evaluates each event with its clock at the
 moment it reads it, which is the event's `received` when it keeps up; followers wait for their
 leader (`Ordering`); the proactive tick runs every `tick`, after the events read at the same
-moment; a disabled automation has no trigger state, and when enabled again starts afresh. The
+moment; a disabled automation has no trigger state, and when enabled again starts afresh; with
+nothing enabled and no follower waiting, the engine skips over the log without admitting events. The
 replay does exactly that with the engine's own `Evaluator`, so the firings it reports are the
 ones the engine makes (a differential test holds the two together).
 """
@@ -128,6 +129,8 @@ def replay(
         result.events += 1
         position = read_order(event)
         read.add(event.id)
+        if evaluator is None and not parked:
+            continue  # the engine skips over the log while nothing is enabled or waiting
         released = ordering.admit(event, now, leader_seen)
         if not released:
             parked.add(event.id)
