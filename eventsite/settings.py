@@ -253,6 +253,11 @@ EVENTSITE_MAX_EVENT_NAME_LENGTH = envint("EVENTSITE_MAX_EVENT_NAME_LENGTH", 1024
 EVENTSITE_MAX_LABELS_PER_RESOURCE = envint("EVENTSITE_MAX_LABELS_PER_RESOURCE", 500)
 EVENTSITE_MAX_RELATED_RESOURCES = envint("EVENTSITE_MAX_RELATED_RESOURCES", 100)
 EVENTSITE_MAX_EVENT_SIZE_BYTES = envint("EVENTSITE_MAX_EVENT_SIZE_BYTES", 1_500_000)
+# A websocket message up to this size is read (an event over the limit is then skipped and
+# reported, the connection stays up); past it the server closes the socket with 1009.
+EVENTSITE_WEBSOCKET_MAX_MESSAGE_BYTES = envint(
+    "EVENTSITE_WEBSOCKET_MAX_MESSAGE_BYTES", 4 * EVENTSITE_MAX_EVENT_SIZE_BYTES
+)
 EVENTSITE_EVENT_RETENTION = envduration("EVENTSITE_EVENT_RETENTION", "7d")
 EVENTSITE_AUDIT_RETENTION = envduration("EVENTSITE_AUDIT_RETENTION", "365d")
 # A batch may hold many events; each one is still held to the per-event limit above.
