@@ -53,6 +53,9 @@ class Page:
 # or a COUNT that finishes in time); otherwise it is estimated within ESTIMATE_BUDGET more.
 COUNT_BUDGET = 0.02
 ESTIMATE_BUDGET = 0.015
+# How long a page may walk the occurred index looking for matches before it reads them from
+# their own index instead (see `_newest`).
+WALK_BUDGET = 0.015
 FIRST_SLICE = timedelta(minutes=1)
 
 
@@ -77,7 +80,7 @@ def first_page(
 ) -> Page:
     """The first page; pass `total` (and whether it is an `estimate`) when the caller already
     knows it (the feed's histogram)."""
-    events = _newest(event_filter, event_filter.apply(Event.objects.all()), limit)
+    events = _newest(event_filter, Q(), limit)
     if total is None:
         total, estimate = total_of(event_filter, shown=len(events), limit=limit)
     return _page(event_filter, events, limit=limit, total=total, offset=0, estimate=estimate)
@@ -94,18 +97,64 @@ def next_page(token: str) -> Page:
         estimate = bool(state.get("estimate", False))
     except (signing.BadSignature, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InvalidPageToken("Invalid page token") from exc
-    matching = event_filter.apply(Event.objects.all()).filter(
-        keyset_q(occurred, after_id, event_filter.descending)
-    )
-    events = _newest(event_filter, matching, limit)
+    events = _newest(event_filter, keyset_q(occurred, after_id, event_filter.descending), limit)
     return _page(event_filter, events, limit=limit, total=total, offset=offset, estimate=estimate)
 
 
-def _newest(event_filter: EventFilter, matching: QuerySet[Event], limit: int) -> list[Event]:
-    ordering = (
-        [F("occurred").desc(), F("id").desc()] if event_filter.descending else ["occurred", "id"]
+def _newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
+    """The first `limit` matches in the filter's order (after the keyset bound `after`).
+
+    Two plans, because SQLite keeps no statistics to choose between them: walking the occurred
+    index newest first and testing each event (quick when matches are common), and reading the
+    matches from their own index and sorting them (quick when they are rare). The walk gets
+    WALK_BUDGET; past it the matches are rare, and the second plan answers. PostgreSQL, which
+    has statistics, plans the query itself.
+    """
+    if not limit:
+        return []
+    ordering = _order_by(event_filter.descending)
+    if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
+        rows = event_filter.apply(Event.objects.all()).filter(after)
+        return list(rows.order_by(*ordering)[:limit])
+    walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
+    try:
+        with timebox.within(WALK_BUDGET):
+            return list(walk.order_by(*ordering)[:limit])
+    except timebox.OutOfTime:
+        pass
+    found = _by_criteria(event_filter).filter(after).values("id")
+    return list(Event.objects.filter(id__in=found).order_by(*ordering)[:limit])
+
+
+def _by_criteria(event_filter: EventFilter) -> QuerySet[Event]:
+    """The matches, planned to be read from the criteria's own indexes when there are any."""
+    by_criteria = event_filter.indexed_criteria()
+    return event_filter.apply(Event.objects.all(), by_criteria=by_criteria)
+
+
+def explain(event_filter: EventFilter) -> dict[str, str]:
+    """The database's plans for the two ways a page is read (see `_newest`) and the count."""
+    ordering = _order_by(event_filter.descending)
+    walk = event_filter.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
+    found = _by_criteria(event_filter).values("id")
+    return {
+        "walk": walk[:50].explain(),
+        "by_criteria": Event.objects.filter(id__in=found).order_by(*ordering)[:50].explain(),
+        "count": _by_criteria(event_filter).explain(),
+    }
+
+
+def _narrows_beyond_time(event_filter: EventFilter) -> bool:
+    f = event_filter
+    return not f.distinct and bool(
+        f.event or f.resource or f.related or f.any_resource or f.id.id or f.text
     )
-    return list(matching.order_by(*ordering)[:limit]) if limit else []
+
+
+def _order_by(descending: bool) -> list:
+    if descending:
+        return [F("occurred").desc(), F("id").desc()]
+    return [F("occurred").asc(), F("id").asc()]
 
 
 def _page(
@@ -154,7 +203,7 @@ def total_of(event_filter: EventFilter, *, shown: int = 0, limit: int = 0) -> tu
         return rollups.total(event_filter), False
     try:
         with timebox.within(COUNT_BUDGET):
-            return event_filter.apply(Event.objects.all()).count(), False
+            return _by_criteria(event_filter).count(), False
     except timebox.OutOfTime:
         pass
     at_least = shown + (1 if limit and shown == limit else 0)
@@ -192,7 +241,7 @@ def _estimate(event_filter: EventFilter) -> int:
         part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
         try:
             with timebox.within(deadline - time.monotonic()):
-                counted += part.apply(Event.objects.all()).count()
+                counted += _by_criteria(part).count()
         except timebox.OutOfTime:
             break
         covered_from, hi, width = lo, lo - timedelta(microseconds=1), width * 4
