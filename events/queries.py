@@ -536,7 +536,10 @@ def received_behind(cursor: Cursor, *, since: datetime) -> dict[uuid.UUID, datet
 
 def events_by_ids(ids) -> list[schema.Event]:
     """Stored events with these ids, in (received, id) order."""
-    return as_schema_events(Event.objects.filter(id__in=list(ids)).order_by("received", "id"))
+    # Sorted here, not by the database: an ORDER BY lets SQLite prefer walking the (received,
+    # id) index over the primary-key lookups, which at 1M rows is a scan of the log.
+    events = as_schema_events(Event.objects.filter(id__in=list(ids)))
+    return sorted(events, key=lambda e: (e.received, e.id))
 
 
 def received_of(event_id: uuid.UUID) -> datetime | None:
