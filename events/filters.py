@@ -218,26 +218,26 @@ class EventFilter(_Filter):
         rows = EventResource.objects.alias(_occurred=occurred).filter(
             _occurred__gte=since, _occurred__lte=until
         )
-        if semijoin == "exists":
-            # One event's rows, found by event_id: on SQLite the row criteria are written as
-            # `+column` so that it looks the rows up by event_id rather than by, say, role.
-            names = {"rid": "resource_id", "role": "role"}
-            rows = EventResource.objects.filter(event_id=OuterRef("id"))
-            if connection.vendor == "sqlite":
-                names = {"rid": "_rid", "role": "_role"}
-                rows = rows.alias(_rid=_no_index("resource_id", TextField()))
-                rows = rows.alias(_role=_no_index("role", TextField()))
-            row_criteria = [_related_row_q(r, **names) for r in self._related_list()]
-            row_criteria += [_any_row_q(a, rid=names["rid"]) for a in self._any_list()]
-            for q in row_criteria:
-                if q is not None:
-                    qs = qs.filter(Exists(rows.filter(q)))
-        else:
-            row_criteria = [_related_row_q(related) for related in self._related_list()]
-            row_criteria += [_any_row_q(spec) for spec in self._any_list()]
-            for q in row_criteria:
-                if q is not None:
-                    qs = qs.filter(id__in=rows.filter(q).values("event_id"))
+        # One event's rows, found by event_id: on SQLite the row criteria are written as
+        # `+column` so that it looks the rows up by event_id rather than by, say, role.
+        names = {"rid": "resource_id", "role": "role"}
+        own_rows = EventResource.objects.filter(event_id=OuterRef("id"))
+        if connection.vendor == "sqlite":
+            names = {"rid": "_rid", "role": "_role"}
+            own_rows = own_rows.alias(_rid=_no_index("resource_id", TextField()))
+            own_rows = own_rows.alias(_role=_no_index("role", TextField()))
+        specs = [
+            (r, _related_row_q, r.id or r.role or r.resources_in_roles)
+            for r in self._related_list()
+        ]
+        specs += [(a, _any_row_q, a.id or a.id_prefix) for a in self._any_list()]
+        for spec, row_q, indexed in specs:
+            if (q := row_q(spec)) is None:
+                continue
+            if semijoin == "exists" or (by_criteria and not indexed):
+                qs = qs.filter(Exists(own_rows.filter(row_q(spec, **names))))
+            else:
+                qs = qs.filter(id__in=rows.filter(q).values("event_id"))
         if self.text and (q := _text_q(self.text.query)) is not None:
             qs = qs.alias(_search=_search_expression()).filter(q)
         if self.distinct:
@@ -451,7 +451,7 @@ def _related_resource_matches(f: RelatedFilter, resource: dict[str, str]) -> boo
     return True
 
 
-def _any_row_q(f: AnyResourceFilter, rid: str = "resource_id") -> Q | None:
+def _any_row_q(f: AnyResourceFilter, rid: str = "resource_id", role: str = "role") -> Q | None:
     q = Q()
     if f.id:
         q &= Q(**{f"{rid}__in": f.id})

@@ -55,7 +55,9 @@ COUNT_BUDGET = 0.02
 ESTIMATE_BUDGET = 0.015
 # How long a page may walk the occurred index looking for matches before it reads them from
 # their own index instead (see `_newest`).
-WALK_BUDGET = 0.015
+WALK_BUDGET = 0.008
+# A window of at most this many events is counted exactly even when every one must be read.
+SCANNED_EXACTLY = 20_000
 FIRST_SLICE = timedelta(minutes=1)
 
 
@@ -82,7 +84,7 @@ def first_page(
     knows it (the feed's histogram)."""
     events = _newest(event_filter, Q(), limit)
     if total is None:
-        total, estimate = total_of(event_filter, shown=len(events), limit=limit)
+        total, estimate = total_of(event_filter, events=events, limit=limit)
     return _page(event_filter, events, limit=limit, total=total, offset=0, estimate=estimate)
 
 
@@ -117,6 +119,8 @@ def _newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
         rows = event_filter.apply(Event.objects.all()).filter(after)
         return list(rows.order_by(*ordering)[:limit])
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
+    if not event_filter.indexed_criteria():  # no index to read the matches from: walk
+        return list(walk.order_by(*ordering)[:limit])
     try:
         with timebox.within(WALK_BUDGET):
             return list(walk.order_by(*ordering)[:limit])
@@ -188,26 +192,52 @@ def _page(
 # --- totals --------------------------------------------------------------------------------------
 
 
-def total_of(event_filter: EventFilter, *, shown: int = 0, limit: int = 0) -> tuple[int, bool]:
+def total_of(
+    event_filter: EventFilter, *, events: list[Event] = (), limit: int = 0
+) -> tuple[int, bool]:
     """How many events match, and whether that is an estimate.
 
-    Exact when cheap: a first page that was not full holds them all (`shown` < `limit`), the
-    rollups answer time and names, and any other COUNT gets COUNT_BUDGET. Past it, the matches
-    are counted exactly in time slices from the newest back, as far as ESTIMATE_BUDGET allows,
-    and scaled up by the share of the window's events those slices hold (from the rollups).
+    Exact when cheap: a first page that was not full holds them all, the rollups answer time
+    and names, and a COUNT gets COUNT_BUDGET when the matches look few and have an index (or
+    the window is small). Otherwise an estimate: the page's density among the events it spans
+    (from the rollups), scaled to the window; without a page (`limit` 0), the matches counted
+    in time slices from the newest back within ESTIMATE_BUDGET, scaled the same way.
     """
+    shown = len(events)
     if limit and shown < limit:
         return shown, False
     plain = not event_filter.distinct
     if plain and rollups.answerable(event_filter):
         return rollups.total(event_filter), False
-    try:
-        with timebox.within(COUNT_BUDGET):
-            return _by_criteria(event_filter).count(), False
-    except timebox.OutOfTime:
-        pass
+    # The window's events (time and names only: what the rollups answer exactly).
+    window = EventFilter(occurred=event_filter.occurred, event=event_filter.event)
+    in_window = rollups.total(window)
+    # The page's density: its matches among the window's events from the newest back to the
+    # page's last (the rollups count those), scaled to the whole window.
+    guess = None
+    if events and limit and in_window:
+        last = events[-1].occurred
+        since, until = window.occurred.since, window.occurred.until
+        covered = (
+            OccurredFilter(since=last, until=until)
+            if event_filter.descending
+            else OccurredFilter(since=since, until=last)
+        )
+        in_covered = rollups.total(window.model_copy(update={"occurred": covered}))
+        if in_covered:
+            guess = max(round(shown * in_window / in_covered), shown + 1)
+    # Count exactly when the matches are few and have an index, or the window is small.
+    few = guess is None or guess <= SCANNED_EXACTLY
+    if few and (event_filter.indexed_criteria() or in_window <= SCANNED_EXACTLY):
+        try:
+            with timebox.within(COUNT_BUDGET):
+                return _by_criteria(event_filter).count(), False
+        except timebox.OutOfTime:
+            pass
+    if guess is not None:
+        return guess, True
     at_least = shown + (1 if limit and shown == limit else 0)
-    return max(_estimate(event_filter), at_least), True
+    return max(_estimate(event_filter, window, in_window), at_least), True
 
 
 def count_or_estimate(rows: QuerySet[Event], *, budget: float) -> tuple[int, bool]:
@@ -232,7 +262,7 @@ def count_or_estimate(rows: QuerySet[Event], *, budget: float) -> tuple[int, boo
     return rollups.stored_total(), True
 
 
-def _estimate(event_filter: EventFilter) -> int:
+def _estimate(event_filter: EventFilter, window: EventFilter, in_window: int) -> int:
     since, until = event_filter.occurred.since, event_filter.occurred.until
     deadline = time.monotonic() + ESTIMATE_BUDGET
     counted, covered_from, width, hi = 0, None, FIRST_SLICE, until
@@ -241,7 +271,7 @@ def _estimate(event_filter: EventFilter) -> int:
         part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
         try:
             with timebox.within(deadline - time.monotonic()):
-                counted += _by_criteria(part).count()
+                counted += part.apply(Event.objects.all()).count()
         except timebox.OutOfTime:
             break
         covered_from, hi, width = lo, lo - timedelta(microseconds=1), width * 4
@@ -249,13 +279,11 @@ def _estimate(event_filter: EventFilter) -> int:
         return 0
     if covered_from <= since:
         return counted
-    # Scale by the window's events (time and names only: what the rollups answer exactly).
-    names_only = EventFilter(occurred=event_filter.occurred, event=event_filter.event)
-    covered = names_only.model_copy(
+    covered = window.model_copy(
         update={"occurred": OccurredFilter(since=covered_from, until=until)}
     )
     in_covered = rollups.total(covered)
-    return round(counted * rollups.total(names_only) / in_covered) if in_covered else counted
+    return round(counted * in_window / in_covered) if in_covered else counted
 
 
 # --- counting ------------------------------------------------------------------------------------
