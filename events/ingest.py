@@ -13,7 +13,7 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from events import rollups, schema
+from events import rollups, schema, wakeup
 from events.broadcast import broadcast_stored
 from events.models import Event as EventRow
 from events.models import EventResource
@@ -98,6 +98,7 @@ def store(events: Iterable[Event], *, source: str) -> IngestResult:
             _insert_resources(stored)
             rollups.record(stored)
             transaction.on_commit(lambda: broadcast_stored(stored))
+            wakeup.stored_in_transaction()
     duplicates = len(unique) - len(stored)
     if duplicates:
         logger.debug("ingest from %s: %d duplicate ids ignored", source, duplicates)

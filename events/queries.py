@@ -532,9 +532,11 @@ def _after_cursor_q(cursor: Cursor) -> Q:
     return Q(received__gte=received) & (Q(received__gt=received) | Q(id__gt=event_id))
 
 
-def last_received() -> Cursor | None:
-    """The (received, id) of the newest stored event, or None for an empty log."""
-    return Event.objects.order_by("-received", "-id").values_list("received", "id").first()
+def last_received(*, since: datetime | None = None) -> Cursor | None:
+    """The (received, id) of the newest stored event (received at or after `since`, a bound on
+    the index search), or None for an empty log."""
+    rows = Event.objects.all() if since is None else Event.objects.filter(received__gte=since)
+    return rows.order_by("-received", "-id").values_list("received", "id").first()
 
 
 def read_after(cursor: Cursor | None, *, limit: int) -> list[schema.Event]:

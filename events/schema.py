@@ -18,6 +18,9 @@ from django.conf import settings
 RESOURCE_ID = "prefect.resource.id"
 RESOURCE_ROLE = "prefect.resource.role"
 NAME_LABELS = ("prefect.resource.name", "prefect.name", "prefect-cloud.name")
+# Levels of nesting in an event, the event object itself being the first: orjson writes 254 and
+# refuses more (the payload, stored on its own, is then at most 253 deep).
+MAX_DEPTH = 254
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,15 +177,26 @@ def _labels(
 def parse_event(data: Any, *, limits: Limits, size: int | None = None) -> Event:
     """Validate one event object; raise `EventInvalid` listing every problem found.
 
-    `size` is the event's serialised size when the caller knows it (a websocket frame); pass
-    `size=0` when the caller has already checked a bound on it (a small request body).
+    Whatever passes can be stored on both backends: nesting, NUL characters and lone surrogates
+    are refused here, never by the database. (`size` is accepted for the callers that know a
+    bound; the event is serialised anyway, to prove it storable.)
     """
     if not isinstance(data, dict):
         raise EventInvalid([Problem((), "each event must be a JSON object")])
     problems: list[Problem] = []
 
-    if size is None:
-        size = len(orjson.dumps(data))
+    # Serialising (C speed) also proves the event is storable: orjson's writer refuses nesting
+    # past `MAX_DEPTH` and lone surrogates, and PostgreSQL refuses NUL, which it writes as
+    # `\u0000`. Only an event that fails is walked, to say where.
+    try:
+        encoded = orjson.dumps(data)
+    except (orjson.JSONEncodeError, TypeError):
+        encoded = None
+    if encoded is None or b"\\u0000" in encoded:  # (or an escaped backslash before "u0000")
+        found = unstorable(data)
+        if found or encoded is None:
+            raise EventInvalid(found or [Problem((), "cannot be stored as JSON")])
+    size = len(encoded)
     if size > limits.size_bytes:
         problems.append(
             Problem(
@@ -278,6 +292,59 @@ def parse_events(items: list[Any], *, limits: Limits, body_size: int | None = No
         except EventInvalid as exc:
             problems.extend((index, p) for p in exc.problems)
     return events, problems
+
+
+def _printable(key: Any) -> str | int:
+    """A key as a problem's field path shows it: NUL and lone surrogates escaped."""
+    if isinstance(key, int):
+        return key
+    text = str(key).replace("\x00", "\\u0000")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _string_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (invalid Unicode), which cannot be stored"
+    return None
+
+
+def unstorable(data: Any, *, most: int = 10) -> list[Problem]:
+    """Where `data` holds what the store would refuse: nesting deeper than `MAX_DEPTH`, NUL
+    characters, lone surrogates, keys that are not strings, values that are not JSON."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, tuple, int]] = [(data, (), 1)]
+    while stack and len(problems) < most:
+        value, loc, depth = stack.pop()
+        if isinstance(value, str):
+            message = _string_problem(value)
+            if message:
+                problems.append(Problem(loc, message))
+        elif isinstance(value, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                where = (*loc[:6], "…") if len(loc) > 6 else loc
+                problems.append(
+                    Problem(where, f"is nested more than {MAX_DEPTH} levels deep; not stored")
+                )
+                continue
+            pairs = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in pairs:
+                if isinstance(value, dict):
+                    if not isinstance(key, str):
+                        problems.append(Problem((*loc, _printable(key)), "keys must be strings"))
+                        continue
+                    message = _string_problem(key)
+                    if message:
+                        problems.append(Problem((*loc, _printable(key)), f"the key {message}"))
+                        continue
+                stack.append((item, (*loc, _printable(key)), depth + 1))
+        elif not isinstance(value, int | float | bool | type(None) | datetime | uuid.UUID):
+            problems.append(Problem(loc, f"is a {type(value).__name__}, not a JSON value"))
+    return problems
 
 
 def _required(data: dict, key: str) -> Any:
