@@ -29,10 +29,10 @@ HOUR = {"since": (NOW - timedelta(hours=1)).isoformat(), "until": NOW.isoformat(
 SELECTIVE = {
     "time": ({"occurred": HOUR}, "event_occurred_id"),
     "name": ({"event": {"name": ["acme.payment.failed"]}}, "event_name_occurred"),
-    "name prefix": ({"event": {"prefix": ["acme.payment."]}}, "event_name_occurred"),
+    "name prefix": ({"event": {"prefix": ["acme.payment.failed1"]}}, "event_name_occurred"),
     "resource id": ({"resource": {"id": ["acme.order.42"]}}, "event_resource_occurred"),
     "resource id prefix": (
-        {"resource": {"id_prefix": ["acme.order.4"]}},
+        {"resource": {"id_prefix": ["acme.order.42"]}},
         "event_resource_occurred",
     ),
     "related id": ({"related": {"id": ["acme.customer.7"]}}, "eventresource_id_occurred"),
@@ -43,7 +43,7 @@ SELECTIVE = {
     ),
     "any_resource id": ({"any_resource": {"id": ["acme.customer.7"]}}, "eventresource_id_occurred"),
     "any_resource id prefix": (
-        {"any_resource": {"id_prefix": ["acme.customer.7"]}},
+        {"any_resource": {"id_prefix": ["acme.customer.77"]}},
         "eventresource_id_occurred",
     ),
     "event id": ({"id": {"id": ["0190c8f4-0000-7000-8000-000000000000"]}}, "pkey|autoindex"),
