@@ -176,6 +176,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA synchronous=NORMAL;"
             "PRAGMA temp_store=MEMORY;"
             "PRAGMA cache_size=-16384;"
+            # What a reset WAL keeps on disk (`eventsite.sqlite_wal` resets it past a size).
+            "PRAGMA journal_size_limit=67108864;"
         ),
     }
     # A file, not :memory:, so a server started by a test (a separate process) sees the same data.
@@ -264,6 +266,10 @@ EVENTSITE_AUDIT_RETENTION = envduration("EVENTSITE_AUDIT_RETENTION", "365d")
 # A batch may hold many events; each one is still held to the per-event limit above.
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EVENTSITE_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
 EVENTSITE_PRUNE_INTERVAL = envduration("EVENTSITE_PRUNE_INTERVAL", "1h")
+# SQLite: how often the WAL's size is looked at, and past what size it is checkpointed and
+# truncated (`eventsite.sqlite_wal`).
+EVENTSITE_SQLITE_WAL_CHECK = envduration("EVENTSITE_SQLITE_WAL_CHECK", "1s")
+EVENTSITE_SQLITE_WAL_LIMIT_MB = envint("EVENTSITE_SQLITE_WAL_LIMIT_MB", 64)
 # How often a process checks that it still holds a once-per-deployment service's lock, and a
 # standby process whether the lock is free to take over (eventsite/services.py).
 EVENTSITE_SERVICE_LOCK_POLL = envduration("EVENTSITE_SERVICE_LOCK_POLL", "10s")

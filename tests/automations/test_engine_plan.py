@@ -11,21 +11,19 @@ hundred rows the planner rightly prefers one, so only an index it *cannot* use s
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from automations.engine import Engine
 from events import queries
 from events.models import Event
 from tests.automations.conftest import event, make_automation, store
+from tests.plans import assert_searches, no_seqscan, plans_of
 
 pytestmark = pytest.mark.django_db
 
-TABLE = "events_event"
 INDEX = "event_received_id"
 DAY = timedelta(days=1)
 
@@ -38,56 +36,6 @@ def cursor_in_the_middle():
         with connection.cursor() as db:
             db.execute("ANALYZE")  # as `optimize` would have; the plan must not depend on it
     return (rows[-1].received, rows[-1].id)
-
-
-@contextlib.contextmanager
-def no_seqscan():
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as db:
-        db.execute("SET enable_seqscan = off")
-    try:
-        yield
-    finally:
-        with connection.cursor() as db:
-            db.execute("RESET enable_seqscan")
-
-
-def plans_of(run) -> list[tuple[str, str]]:
-    """(sql, plan text) of every query on the events table that `run()` makes."""
-    with CaptureQueriesContext(connection) as captured:
-        run()
-    out = []
-    for query in captured.captured_queries:
-        sql = query["sql"]
-        if f'FROM "{TABLE}"' not in sql:
-            continue
-        with connection.cursor() as db:
-            if connection.vendor == "sqlite":
-                db.execute("EXPLAIN QUERY PLAN " + sql)
-                plan = "\n".join(row[-1] for row in db.fetchall())
-            else:
-                db.execute("EXPLAIN " + sql)
-                plan = "\n".join(row[0] for row in db.fetchall())
-        out.append((sql, plan))
-    assert out, "the function made no query on the events table"
-    return out
-
-
-def assert_searches(plans: list[tuple[str, str]], index: str | None = None) -> None:
-    """Every plan is bounded by an index (`index`, when given), and none walks the table."""
-    for sql, plan in plans:
-        if connection.vendor == "sqlite":
-            # "SCAN events_event" (with or without "USING INDEX ...") walks every row.
-            scans = [line for line in plan.splitlines() if line.startswith(f"SCAN {TABLE}")]
-            assert not scans, f"{plan}\n{sql}"
-            assert f"SEARCH {TABLE} USING" in plan, f"{plan}\n{sql}"
-        else:
-            assert f"Seq Scan on {TABLE}" not in plan, f"{plan}\n{sql}"
-            # An index scan without an Index Cond walks the whole index.
-            assert "Index Cond" in plan, f"{plan}\n{sql}"
-        assert index is None or index in plan, f"{plan}\n{sql}"
 
 
 def test_the_read_after_the_cursor_searches_the_received_id_index(cursor_in_the_middle):
