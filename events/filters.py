@@ -31,7 +31,14 @@ from django.db.models import (
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Concat, RowNumber
 from django.utils import timezone
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from events.labels import Patterns, as_list, glob_regex, label_matches, labels_match
 from events.models import EventResource
@@ -72,25 +79,39 @@ class OccurredFilter(_Filter):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Every list and string of a filter is bounded (a 422 names the field past its bound): 200k names
+# or 10k label keys made expression trees SQLite refuses after a minute, and slow queries anywhere.
+MAX_FILTER_VALUES = 200
+MAX_FILTER_LABELS = 50
+MAX_FILTER_RESOURCES = 20
+MAX_FILTER_STRING = 4096
+Text = Annotated[str, StringConstraints(max_length=MAX_FILTER_STRING)]
+Values = Annotated[list[Text], Field(max_length=MAX_FILTER_VALUES)]
+BoundedPatterns = Text | Annotated[list[Text], Field(max_length=MAX_FILTER_VALUES)]
+Labels = Annotated[dict[Text, BoundedPatterns], Field(max_length=MAX_FILTER_LABELS)]
+
+
 class EventNameFilter(_Filter):
-    prefix: list[str] | None = None
-    exclude_prefix: list[str] | None = None
-    name: list[str] | None = None
-    exclude_name: list[str] | None = None
+    prefix: Values | None = None
+    exclude_prefix: Values | None = None
+    name: Values | None = None
+    exclude_name: Values | None = None
 
 
 class ResourceFilter(_Filter):
-    id: list[str] | None = None
-    id_prefix: list[str] | None = None
-    labels: dict[str, Patterns] | None = None
+    id: Values | None = None
+    id_prefix: Values | None = None
+    labels: Labels | None = None
     distinct: bool = False
 
 
 class RelatedFilter(_Filter):
-    id: list[str] | None = None
-    role: list[str] | None = None
-    resources_in_roles: list[tuple[str, str]] | None = None
-    labels: dict[str, Patterns] | None = None
+    id: Values | None = None
+    role: Values | None = None
+    resources_in_roles: (
+        Annotated[list[tuple[Text, Text]], Field(max_length=MAX_FILTER_VALUES)] | None
+    ) = None
+    labels: Labels | None = None
 
     @property
     def constrains(self) -> bool:
@@ -99,13 +120,13 @@ class RelatedFilter(_Filter):
 
 
 class AnyResourceFilter(_Filter):
-    id: list[str] | None = None
-    id_prefix: list[str] | None = None
-    labels: dict[str, Patterns] | None = None
+    id: Values | None = None
+    id_prefix: Values | None = None
+    labels: Labels | None = None
 
 
 class IdFilter(_Filter):
-    id: list[uuid.UUID] | None = None
+    id: Annotated[list[uuid.UUID], Field(max_length=MAX_FILTER_VALUES)] | None = None
 
 
 class TextFilter(_Filter):
@@ -118,8 +139,16 @@ class EventFilter(_Filter):
     )
     event: EventNameFilter | None = None
     resource: ResourceFilter | None = None
-    related: RelatedFilter | list[RelatedFilter] | None = None
-    any_resource: AnyResourceFilter | list[AnyResourceFilter] | None = None
+    related: (
+        RelatedFilter
+        | Annotated[list[RelatedFilter], Field(max_length=MAX_FILTER_RESOURCES)]
+        | None
+    ) = None
+    any_resource: (
+        AnyResourceFilter
+        | Annotated[list[AnyResourceFilter], Field(max_length=MAX_FILTER_RESOURCES)]
+        | None
+    ) = None
     id: Annotated[IdFilter, BeforeValidator(_none_to_default)] = Field(default_factory=IdFilter)
     text: TextFilter | None = None
     order: Literal["ASC", "DESC"] = "DESC"

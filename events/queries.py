@@ -466,7 +466,12 @@ def received_of(event_id: uuid.UUID) -> datetime | None:
     return Event.objects.filter(id=event_id).values_list("received", flat=True).first()
 
 
-def in_window(
+def oldest_received() -> datetime | None:
+    """When the oldest stored event was received: where the stored log begins."""
+    return Event.objects.order_by("received", "id").values_list("received", flat=True).first()
+
+
+def received_in(
     since: datetime,
     until: datetime,
     *,
@@ -474,15 +479,27 @@ def in_window(
     prefixes: Iterable[str] = (),
     limit: int,
 ) -> list[schema.Event]:
-    """Events that occurred in [since, until], oldest first; with `names`, only those names or
-    names starting with one of `prefixes`."""
-    rows = Event.objects.filter(occurred__gte=since, occurred__lte=until)
+    """Events received in [since, until] in the engine's (received, id) order; with `names`,
+    only those names or names starting with one of `prefixes`."""
+    rows = Event.objects.filter(received__gte=since, received__lte=until)
     if names is not None:
         either = Q(event__in=list(names))
         for prefix in prefixes:
             either |= startswith_q("event", prefix)
         rows = rows.filter(either)
-    return as_schema_events(rows.order_by("occurred", "id")[:limit])
+    return as_schema_events(rows.order_by("received", "id")[:limit])
+
+
+def read_positions(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[datetime, str]]:
+    """id → (received, id hex), the engine's read position, of the stored events among `ids`."""
+    rows = Event.objects.filter(id__in=list(ids)).values_list("id", "received")
+    return {_uuid(i): (_datetime(r), _uuid(i).hex) for i, r in rows}
+
+
+def lifecycle(resource_id: str, *, names: Iterable[str]) -> list[schema.Event]:
+    """The events of these names about one resource, in (received, id) order."""
+    rows = Event.objects.filter(resource_id=resource_id, event__in=list(names))
+    return as_schema_events(rows.order_by("received", "id"))
 
 
 _EVENT_FIELDS = ("occurred", "event", "resource", "related", "payload", "id", "follows", "received")
