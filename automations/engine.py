@@ -55,6 +55,7 @@ from automations.models import (
 )
 from automations.sql import sql_adapters
 from automations.triggers import (
+    SWEEP_EVERY,
     AutomationSpec,
     Bucket,
     Evaluator,
@@ -72,7 +73,6 @@ logger = logging.getLogger(__name__)
 
 LATE_CHECK_EVERY = timedelta(seconds=1)
 CURSOR_WRITE_EVERY = timedelta(seconds=1)
-SWEEP_EVERY = timedelta(seconds=30)
 DUE_CHECK_EVERY = timedelta(seconds=1)  # action runs due for a retry
 STALE_RUNNING = timedelta(minutes=10)
 
@@ -291,13 +291,13 @@ class Engine:
             return False
         if leader in self.seen:
             return True
-        # Older than the window the engine remembers: it was evaluated long ago, if stored.
+        # Older than the window the engine remembers, or passed over by `_skip_to_end`: it was
+        # read (the replay's differential test found followers of skipped leaders waiting).
         received = queries.received_of(leader)
-        return (
-            received is not None
-            and self.cursor is not None
-            and (received < self.cursor[0] - self.overlap)
-        )
+        if received is None or self.cursor is None:
+            return False
+        skipped = self.horizon is not None and received <= self.horizon
+        return skipped or received < self.cursor[0] - self.overlap
 
     def _evaluate(self, event: Event, now: datetime, work: _Work) -> None:
         triggers = self.evaluator.interested(event)
