@@ -402,10 +402,11 @@ def backfill_page(
 def received_since(
     event_filter: EventFilter, after: datetime, *, occurred_since: datetime, limit: int
 ) -> list[Event]:
-    """Matching events received after `after` (and occurred since `occurred_since`), newest first."""
+    """Matching events received at or after `after` (and occurred since `occurred_since`), newest
+    first; the page skips a row it already shows."""
     return list(
         event_filter.apply(Event.objects.all())
-        .filter(received__gt=after, occurred__gte=occurred_since)
+        .filter(received__gte=after, occurred__gte=occurred_since)
         .order_by("-occurred", "-id")[:limit]
     )
 
