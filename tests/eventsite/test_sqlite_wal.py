@@ -107,3 +107,29 @@ def test_the_service_truncates_the_wal_once_it_passes_the_limit():
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_the_write_path_waits_for_a_running_checkpoint_then_goes_on():
+    """Ingest transactions of this process hold back while a checkpoint runs, so a steady stream
+    of them cannot keep the checkpoint from the write lock; they go on once it is done."""
+    grow_the_wal()
+    old = reader()
+    old.execute("BEGIN")
+    old.execute("SELECT count(*) FROM events_event").fetchone()
+    grow_the_wal(20)  # the old reader now holds the checkpoint up until it gives up (BUSY_MS)
+    done, stored = [], threading.Event()
+    checkpointing = threading.Thread(target=lambda: done.append(sqlite_wal.checkpoint()))
+    writer = threading.Thread(target=lambda: (grow_the_wal(5), stored.set()))
+    try:
+        checkpointing.start()
+        while not sqlite_wal.checkpointing():
+            time.sleep(0.001)
+        writer.start()
+        assert not stored.wait(sqlite_wal.BUSY_MS / 1000 / 2)  # held while the checkpoint runs
+        checkpointing.join()
+        assert done[0].busy  # it gave up on the old reader...
+        assert stored.wait(30)  # ...and the writer went on
+    finally:
+        writer.join(30)
+        old.execute("COMMIT")
+        old.close()
