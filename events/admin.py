@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils.html import format_html
 
-from events import queries
+from events import totals
 from events.filters import startswith_q
 from events.models import ApiToken, Event, EventResource, Webhook, WebhookRequest
 
@@ -56,14 +56,14 @@ class EventFamilyFilter(admin.SimpleListFilter):
 
 class EstimatedPaginator(Paginator):
     """The admin's page count without a full COUNT: exact when it takes under COUNT_BUDGET,
-    else an estimate (`queries.count_or_estimate`)."""
+    else an estimate (`totals.count_or_estimate`)."""
 
     COUNT_BUDGET = 0.05
 
     @property
     def count(self) -> int:
         if not hasattr(self, "_count"):
-            self._count, _ = queries.count_or_estimate(self.object_list, budget=self.COUNT_BUDGET)
+            self._count, _ = totals.count_or_estimate(self.object_list, budget=self.COUNT_BUDGET)
         return self._count
 
 

@@ -13,7 +13,6 @@ Resource pages, suggestions, the detail page's story and export read through
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,10 +27,11 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from events import rollups, schema, timebox
-from events.filters import EventFilter, OccurredFilter, startswith_q
+from events import rollups, schema, timebox, totals
+from events.filters import EventFilter, startswith_q
 from events.models import Event
 from events.schema import resource_name
+from events.totals import by_criteria
 
 PAGE_TOKEN_SALT = "events.page-token"
 
@@ -45,15 +45,16 @@ class Page:
     events: list[Event]
     total: int
     next_token: str | None
-    # The total is an estimate when counting exactly would have taken longer than COUNT_BUDGET.
+    # The total is an estimate when counting exactly would have been slow (`events.totals`).
     total_is_estimate: bool = False
 
 
-# A page's total is exact when it can be had within this many seconds (the rollups, a short page,
-# or a COUNT that finishes in time); otherwise it is estimated within ESTIMATE_BUDGET more.
-COUNT_BUDGET = 0.02
-ESTIMATE_BUDGET = 0.015
-FIRST_SLICE = timedelta(minutes=1)
+# How long a page may walk the occurred index looking for matches before it reads them from
+# their own index instead (see `_newest`).
+WALK_BUDGET = 0.008
+# `distinct` pages walk the matches in chunks for at most this long (see `_newest_distinct`).
+DISTINCT_BUDGET = 0.03
+DISTINCT_CHUNK = 200
 
 
 def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
@@ -77,9 +78,9 @@ def first_page(
 ) -> Page:
     """The first page; pass `total` (and whether it is an `estimate`) when the caller already
     knows it (the feed's histogram)."""
-    events = _newest(event_filter, event_filter.apply(Event.objects.all()), limit)
+    events = _newest(event_filter, Q(), limit)
     if total is None:
-        total, estimate = total_of(event_filter, shown=len(events), limit=limit)
+        total, estimate = totals.total_of(event_filter, events=events, limit=limit)
     return _page(event_filter, events, limit=limit, total=total, offset=0, estimate=estimate)
 
 
@@ -94,18 +95,99 @@ def next_page(token: str) -> Page:
         estimate = bool(state.get("estimate", False))
     except (signing.BadSignature, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InvalidPageToken("Invalid page token") from exc
-    matching = event_filter.apply(Event.objects.all()).filter(
-        keyset_q(occurred, after_id, event_filter.descending)
-    )
-    events = _newest(event_filter, matching, limit)
+    events = _newest(event_filter, keyset_q(occurred, after_id, event_filter.descending), limit)
     return _page(event_filter, events, limit=limit, total=total, offset=offset, estimate=estimate)
 
 
-def _newest(event_filter: EventFilter, matching: QuerySet[Event], limit: int) -> list[Event]:
-    ordering = (
-        [F("occurred").desc(), F("id").desc()] if event_filter.descending else ["occurred", "id"]
+def _newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
+    """The first `limit` matches in the filter's order (after the keyset bound `after`).
+
+    Two plans, because SQLite keeps no statistics to choose between them: walking the occurred
+    index newest first and testing each event (quick when matches are common), and reading the
+    matches from their own index and sorting them (quick when they are rare). The walk gets
+    WALK_BUDGET; past it the matches are rare, and the second plan answers. PostgreSQL, which
+    has statistics, plans the query itself.
+    """
+    if not limit:
+        return []
+    if event_filter.distinct:
+        return _newest_distinct(event_filter, after, limit)
+    ordering = _order_by(event_filter.descending)
+    if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
+        rows = event_filter.apply(Event.objects.all()).filter(after)
+        return list(rows.order_by(*ordering)[:limit])
+    walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
+    if not event_filter.indexed_criteria():  # no index to read the matches from: walk
+        return list(walk.order_by(*ordering)[:limit])
+    try:
+        with timebox.within(WALK_BUDGET):
+            return list(walk.order_by(*ordering)[:limit])
+    except timebox.OutOfTime:
+        pass
+    found = by_criteria(event_filter).filter(after).values("id")
+    return list(Event.objects.filter(id__in=found).order_by(*ordering)[:limit])
+
+
+def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
+    """`distinct`: the first `limit` events that are each their resource's first match.
+
+    Walked in the filter's order in chunks, keeping the first event seen of each resource (and,
+    past the first page, not a resource that matched before the keyset bound): quick while
+    resources vary, which is the common case. Past DISTINCT_BUDGET (a few resources repeated
+    throughout), SQL's window over every match answers instead.
+    """
+    resource = event_filter.resource.model_copy(update={"distinct": False})
+    plain = event_filter.model_copy(update={"resource": resource})
+    ordering = _order_by(event_filter.descending)
+    rows = plain.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
+    found: list[Event] = []
+    seen: set[str] = set()
+    bound = after
+    try:
+        with timebox.within(DISTINCT_BUDGET):
+            while len(found) < limit:
+                chunk = list(rows.filter(bound)[:DISTINCT_CHUNK])
+                if not chunk:
+                    break
+                fresh = [e for e in chunk if not (e.resource_id in seen or seen.add(e.resource_id))]
+                if after and fresh:  # resources first matched on an earlier page
+                    ids = {e.resource_id for e in fresh}
+                    earlier = rows.exclude(after).filter(resource_id__in=ids)
+                    shown = set(earlier.values_list("resource_id", flat=True))
+                    fresh = [e for e in fresh if e.resource_id not in shown]
+                found += fresh
+                last = chunk[-1]
+                bound = after & keyset_q(last.occurred, last.id, event_filter.descending)
+            return found[:limit]
+    except timebox.OutOfTime:
+        pass
+    rows = event_filter.apply(Event.objects.all()).filter(after)
+    return list(rows.order_by(*ordering)[:limit])
+
+
+def explain(event_filter: EventFilter) -> dict[str, str]:
+    """The database's plans for the two ways a page is read (see `_newest`) and the count."""
+    ordering = _order_by(event_filter.descending)
+    walk = event_filter.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
+    found = by_criteria(event_filter).values("id")
+    return {
+        "walk": walk[:50].explain(),
+        "by_criteria": Event.objects.filter(id__in=found).order_by(*ordering)[:50].explain(),
+        "count": by_criteria(event_filter).explain(),
+    }
+
+
+def _narrows_beyond_time(event_filter: EventFilter) -> bool:
+    f = event_filter
+    return not f.distinct and bool(
+        f.event or f.resource or f.related or f.any_resource or f.id.id or f.text
     )
-    return list(matching.order_by(*ordering)[:limit]) if limit else []
+
+
+def _order_by(descending: bool) -> list:
+    if descending:
+        return [F("occurred").desc(), F("id").desc()]
+    return [F("occurred").asc(), F("id").asc()]
 
 
 def _page(
@@ -134,79 +216,6 @@ def _page(
             compress=True,
         )
     return Page(events=events, total=total, next_token=token, total_is_estimate=estimate)
-
-
-# --- totals --------------------------------------------------------------------------------------
-
-
-def total_of(event_filter: EventFilter, *, shown: int = 0, limit: int = 0) -> tuple[int, bool]:
-    """How many events match, and whether that is an estimate.
-
-    Exact when cheap: a first page that was not full holds them all (`shown` < `limit`), the
-    rollups answer time and names, and any other COUNT gets COUNT_BUDGET. Past it, the matches
-    are counted exactly in time slices from the newest back, as far as ESTIMATE_BUDGET allows,
-    and scaled up by the share of the window's events those slices hold (from the rollups).
-    """
-    if limit and shown < limit:
-        return shown, False
-    plain = not event_filter.distinct
-    if plain and rollups.answerable(event_filter):
-        return rollups.total(event_filter), False
-    try:
-        with timebox.within(COUNT_BUDGET):
-            return event_filter.apply(Event.objects.all()).count(), False
-    except timebox.OutOfTime:
-        pass
-    at_least = shown + (1 if limit and shown == limit else 0)
-    return max(_estimate(event_filter), at_least), True
-
-
-def count_or_estimate(rows: QuerySet[Event], *, budget: float) -> tuple[int, bool]:
-    """COUNT(*) of any queryset of events within `budget` seconds, else the planner's estimate
-    (PostgreSQL) or the size of the log (SQLite has no estimate; an upper bound). For lists
-    that are not `EventFilter`s, such as the admin's."""
-    try:
-        with timebox.within(budget):
-            return rows.count(), False
-    except timebox.OutOfTime:
-        pass
-    if connection.vendor == "postgresql":
-        try:
-            sql, params = rows.order_by().query.sql_with_params()
-        except EmptyResultSet:
-            return 0, False
-        with connection.cursor() as cursor:
-            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-            (plan,) = cursor.fetchone()
-        plan = orjson.loads(plan) if isinstance(plan, str | bytes) else plan
-        return int(plan[0]["Plan"]["Plan Rows"]), True
-    return rollups.stored_total(), True
-
-
-def _estimate(event_filter: EventFilter) -> int:
-    since, until = event_filter.occurred.since, event_filter.occurred.until
-    deadline = time.monotonic() + ESTIMATE_BUDGET
-    counted, covered_from, width, hi = 0, None, FIRST_SLICE, until
-    while hi >= since:
-        lo = max(since, hi - width)
-        part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
-        try:
-            with timebox.within(deadline - time.monotonic()):
-                counted += part.apply(Event.objects.all()).count()
-        except timebox.OutOfTime:
-            break
-        covered_from, hi, width = lo, lo - timedelta(microseconds=1), width * 4
-    if covered_from is None:
-        return 0
-    if covered_from <= since:
-        return counted
-    # Scale by the window's events (time and names only: what the rollups answer exactly).
-    names_only = EventFilter(occurred=event_filter.occurred, event=event_filter.event)
-    covered = names_only.model_copy(
-        update={"occurred": OccurredFilter(since=covered_from, until=until)}
-    )
-    in_covered = rollups.total(covered)
-    return round(counted * rollups.total(names_only) / in_covered) if in_covered else counted
 
 
 # --- counting ------------------------------------------------------------------------------------
@@ -435,10 +444,11 @@ def backfill_page(
 def received_since(
     event_filter: EventFilter, after: datetime, *, occurred_since: datetime, limit: int
 ) -> list[Event]:
-    """Matching events received after `after` (and occurred since `occurred_since`), newest first."""
+    """Matching events received at or after `after` (and occurred since `occurred_since`), newest
+    first; the page skips a row it already shows."""
     return list(
         event_filter.apply(Event.objects.all())
-        .filter(received__gt=after, occurred__gte=occurred_since)
+        .filter(received__gte=after, occurred__gte=occurred_since)
         .order_by("-occurred", "-id")[:limit]
     )
 

@@ -21,6 +21,9 @@ NAME_LABELS = ("prefect.resource.name", "prefect.name", "prefect-cloud.name")
 # Levels of nesting in an event, the event object itself being the first: orjson writes 254 and
 # refuses more (the payload, stored on its own, is then at most 253 deep).
 MAX_DEPTH = 254
+# Audit events (Prefect Cloud's names) and eventsite's own: refused from any client or template
+# (422 / a rejected frame / a failed webhook request), so the audit log cannot be forged.
+RESERVED_PREFIXES = ("prefect-cloud.", "eventsite.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +177,22 @@ def _labels(
     return value
 
 
-def parse_event(data: Any, *, limits: Limits, size: int | None = None) -> Event:
+def reserved(name: str) -> bool:
+    """Whether `name` is one only eventsite itself may emit (`RESERVED_PREFIXES`)."""
+    return name.startswith(RESERVED_PREFIXES)
+
+
+def parse_event(
+    data: Any, *, limits: Limits, size: int | None = None, allow_reserved: bool = False
+) -> Event:
     """Validate one event object; raise `EventInvalid` listing every problem found.
 
     Whatever passes can be stored on both backends: nesting, NUL characters and lone surrogates
     are refused here, never by the database. (`size` is accepted for the callers that know a
     bound; the event is serialised anyway, to prove it storable.)
+
+    Names under `RESERVED_PREFIXES` (audit events, eventsite's own) are refused unless
+    `allow_reserved` (`ingest.internal_event`, for the events eventsite makes itself).
     """
     if not isinstance(data, dict):
         raise EventInvalid([Problem((), "each event must be a JSON object")])
@@ -221,6 +234,14 @@ def parse_event(data: Any, *, limits: Limits, size: int | None = None) -> Event:
         problems.append(
             Problem(
                 ("event",), f"is {len(name)} characters; at most {limits.name_length} are allowed"
+            )
+        )
+    elif not allow_reserved and reserved(name):
+        problems.append(
+            Problem(
+                ("event",),
+                f"{name!r} is reserved: names starting with "
+                f"{' or '.join(repr(p) for p in RESERVED_PREFIXES)} come only from eventsite itself",
             )
         )
 
@@ -277,7 +298,13 @@ def parse_event(data: Any, *, limits: Limits, size: int | None = None) -> Event:
     )
 
 
-def parse_events(items: list[Any], *, limits: Limits, body_size: int | None = None):
+def parse_events(
+    items: list[Any],
+    *,
+    limits: Limits,
+    body_size: int | None = None,
+    allow_reserved: bool = False,
+):
     """Validate a batch. Returns (events, problems) where problems are `(index, Problem)` pairs.
 
     When the whole body is within the per-event size limit, no event can exceed it, so the
@@ -288,7 +315,9 @@ def parse_events(items: list[Any], *, limits: Limits, body_size: int | None = No
     problems: list[tuple[int, Problem]] = []
     for index, item in enumerate(items):
         try:
-            events.append(parse_event(item, limits=limits, size=size))
+            events.append(
+                parse_event(item, limits=limits, size=size, allow_reserved=allow_reserved)
+            )
         except EventInvalid as exc:
             problems.extend((index, p) for p in exc.problems)
     return events, problems

@@ -125,6 +125,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "eventsite.query_deadline.QueryDeadlineMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -253,6 +254,8 @@ EVENTSITE_MAX_EVENT_NAME_LENGTH = envint("EVENTSITE_MAX_EVENT_NAME_LENGTH", 1024
 EVENTSITE_MAX_LABELS_PER_RESOURCE = envint("EVENTSITE_MAX_LABELS_PER_RESOURCE", 500)
 EVENTSITE_MAX_RELATED_RESOURCES = envint("EVENTSITE_MAX_RELATED_RESOURCES", 100)
 EVENTSITE_MAX_EVENT_SIZE_BYTES = envint("EVENTSITE_MAX_EVENT_SIZE_BYTES", 1_500_000)
+# Every read a request makes is stopped past this (503 with the reason): eventsite/query_deadline.py.
+EVENTSITE_QUERY_TIMEOUT = envduration("EVENTSITE_QUERY_TIMEOUT", "10s")
 # A websocket message up to this size is read (an event over the limit is then skipped and
 # reported, the connection stays up); past it the server closes the socket with 1009.
 EVENTSITE_WEBSOCKET_MAX_MESSAGE_BYTES = envint(

@@ -164,3 +164,17 @@ def test_a_worker_refuses_to_grow_past_its_memory_limit(settings):
 
     assert answer.status == 400
     assert "memory" in answer.error
+
+
+@pytest.mark.django_db
+def test_a_webhook_template_cannot_forge_an_audit_event(client):
+    forger = Webhook.objects.create(
+        name="forger",
+        template='{"event": "prefect-cloud.user.logged-in",'
+        ' "resource": {"prefect.resource.id": "prefect-cloud.user.1"}}',
+    )
+
+    response = client.post(f"/hooks/{forger.slug}", {}, content_type="application/json")
+
+    assert response.status_code == 400
+    assert "reserved" in response.json()["detail"]
