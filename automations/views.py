@@ -22,6 +22,7 @@ from automations.forms import ActionForm, ActionFormSet, AutomationForm
 from automations.models import ActionRun, Automation
 from automations.triggers import TriggerInvalid, describe, parse_trigger, trigger_from_event
 from events import queries
+from events.accounts.roles import Capability, capability_required
 
 DELIVERIES_SHOWN = 50
 PREVIEW_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -46,6 +47,7 @@ def automation_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def automation_toggle(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     changes.set_enabled(automation, not automation.enabled)
@@ -121,6 +123,7 @@ def _form_page(request, *, automation: Automation | None, initial: dict, action_
 
 
 @login_required
+@capability_required(Capability.MANAGE)
 def automation_new(request: HttpRequest) -> HttpResponse:
     trigger = {"type": "event", "posture": "Reactive", "expect": [], "match": {}}
     name = ""
@@ -148,6 +151,7 @@ def automation_new(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@capability_required(Capability.MANAGE)
 def automation_edit(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     initial = AutomationForm.initial_for(
@@ -169,6 +173,7 @@ def automation_edit(request: HttpRequest, automation_id: uuid.UUID) -> HttpRespo
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def automation_delete(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     changes.delete(automation)
@@ -178,6 +183,7 @@ def automation_delete(request: HttpRequest, automation_id: uuid.UUID) -> HttpRes
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def automation_test_action(
     request: HttpRequest, automation_id: uuid.UUID, index: int
 ) -> HttpResponse:
