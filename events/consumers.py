@@ -46,6 +46,9 @@ def _row(event) -> str:
 
 
 class FeedConsumer(AsyncWebsocketConsumer):
+    # No channel of its own: rows come from the process's tail (`events.live`), so a channel
+    # layer that fails (Redis restarting) cannot take the socket down with it.
+    channel_layer_alias = None
     event_filter: EventFilter | None = None
     subscription: live.Subscription | None = None
     sender: asyncio.Task | None = None

@@ -424,6 +424,9 @@ class EventsOutConsumer(_TokenSocket):
     reconnects, resuming from the backfill) instead of silently missing events.
     """
 
+    # No channel of its own: events come from the process's tail (`events.live`), so a channel
+    # layer that fails (Redis restarting) cannot take the socket down with it.
+    channel_layer_alias = None
     max_pending = 10_000
     backfill_page_size = 250
     max_backfill = timedelta(minutes=15)
