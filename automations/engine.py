@@ -142,7 +142,6 @@ class Engine:
         self.loaded = True
 
     def _cursor_row(self) -> tuple[EngineCursor, bool]:
-        """The engine's cursor row, and whether it was made just now."""
         row = EngineCursor.objects.filter(name=self.name).first()
         if row is not None:
             return row, False
