@@ -52,6 +52,9 @@ class Page:
 # How long a page may walk the occurred index looking for matches before it reads them from
 # their own index instead (see `_newest`).
 WALK_BUDGET = 0.008
+# `distinct` pages walk the matches in chunks for at most this long (see `_newest_distinct`).
+DISTINCT_BUDGET = 0.03
+DISTINCT_CHUNK = 200
 
 
 def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
@@ -107,6 +110,8 @@ def _newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
     """
     if not limit:
         return []
+    if event_filter.distinct:
+        return _newest_distinct(event_filter, after, limit)
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         rows = event_filter.apply(Event.objects.all()).filter(after)
@@ -121,6 +126,43 @@ def _newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
         pass
     found = by_criteria(event_filter).filter(after).values("id")
     return list(Event.objects.filter(id__in=found).order_by(*ordering)[:limit])
+
+
+def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
+    """`distinct`: the first `limit` events that are each their resource's first match.
+
+    Walked in the filter's order in chunks, keeping the first event seen of each resource (and,
+    past the first page, not a resource that matched before the keyset bound): quick while
+    resources vary, which is the common case. Past DISTINCT_BUDGET (a few resources repeated
+    throughout), SQL's window over every match answers instead.
+    """
+    resource = event_filter.resource.model_copy(update={"distinct": False})
+    plain = event_filter.model_copy(update={"resource": resource})
+    ordering = _order_by(event_filter.descending)
+    rows = plain.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
+    found: list[Event] = []
+    seen: set[str] = set()
+    bound = after
+    try:
+        with timebox.within(DISTINCT_BUDGET):
+            while len(found) < limit:
+                chunk = list(rows.filter(bound)[:DISTINCT_CHUNK])
+                if not chunk:
+                    break
+                fresh = [e for e in chunk if not (e.resource_id in seen or seen.add(e.resource_id))]
+                if after and fresh:  # resources first matched on an earlier page
+                    ids = {e.resource_id for e in fresh}
+                    earlier = rows.exclude(after).filter(resource_id__in=ids)
+                    shown = set(earlier.values_list("resource_id", flat=True))
+                    fresh = [e for e in fresh if e.resource_id not in shown]
+                found += fresh
+                last = chunk[-1]
+                bound = after & keyset_q(last.occurred, last.id, event_filter.descending)
+            return found[:limit]
+    except timebox.OutOfTime:
+        pass
+    rows = event_filter.apply(Event.objects.all()).filter(after)
+    return list(rows.order_by(*ordering)[:limit])
 
 
 def explain(event_filter: EventFilter) -> dict[str, str]:
@@ -402,10 +444,11 @@ def backfill_page(
 def received_since(
     event_filter: EventFilter, after: datetime, *, occurred_since: datetime, limit: int
 ) -> list[Event]:
-    """Matching events received after `after` (and occurred since `occurred_since`), newest first."""
+    """Matching events received at or after `after` (and occurred since `occurred_since`), newest
+    first; the page skips a row it already shows."""
     return list(
         event_filter.apply(Event.objects.all())
-        .filter(received__gt=after, occurred__gte=occurred_since)
+        .filter(received__gte=after, occurred__gte=occurred_since)
         .order_by("-occurred", "-id")[:limit]
     )
 

@@ -23,10 +23,9 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
-from events import queries, schema
+from events import live, queries, schema
 from events.accounts.roles import Capability, grants, readable
 from events.api.auth import authenticate_secret, secret_from_auth_string, secret_from_authorization
-from events.broadcast import Membership
 from events.filters import EventFilter
 from events.ingest import ingest, internal_event, store
 from events.models import ApiToken
@@ -429,15 +428,23 @@ def _rejection(
     )
 
 
+def _event_frame(event: schema.Event) -> str:
+    return orjson.dumps({"type": "event", "event": event.to_wire()}).decode()
+
+
 class EventsOutConsumer(_TokenSocket):
     """`/api/events/out`: after auth, one filter message; then backfill and live events.
 
-    The socket joins the `events` group before reading the backfill, so no event falls between
-    the two; ids sent by the backfill are skipped when their live notification arrives. Live
-    events wait in a bounded queue: a subscriber that reads too slowly to keep up is closed with
-    a reason (and reconnects, resuming from the backfill) instead of silently missing events.
+    Live events come from the store through the process's live reader (`events.live`). The
+    socket follows the log before reading the backfill, so no event falls between the two; ids
+    sent by the backfill are skipped when they arrive live. Live events wait in a bounded queue:
+    a subscriber that reads too slowly to keep up is closed with 1013 and a reason (and
+    reconnects, resuming from the backfill) instead of silently missing events.
     """
 
+    # No channel of its own: events come from the process's tail (`events.live`), so a channel
+    # layer that fails (Redis restarting) cannot take the socket down with it.
+    channel_layer_alias = None
     max_pending = 10_000
     backfill_page_size = 250
     max_backfill = timedelta(minutes=15)
@@ -445,9 +452,8 @@ class EventsOutConsumer(_TokenSocket):
 
     async def connect(self) -> None:
         self.filter: EventFilter | None = None
-        self.pending: asyncio.Queue = asyncio.Queue(maxsize=self.max_pending)
+        self.subscription: live.Subscription | None = None
         self.streamer: asyncio.Task | None = None
-        self.joined = False
         await super().connect()
 
     async def on_frame(self, frame) -> None:
@@ -476,31 +482,19 @@ class EventsOutConsumer(_TokenSocket):
             return
         # Live first, then the backfill: an event stored in between arrives both ways and the
         # duplicate is skipped, rather than arriving neither way.
-        self.membership = Membership(self.channel_layer, self.channel_name)
-        await self.membership.join()
-        self.joined = True
         self.filter = event_filter
+        self.subscription = await live.subscribe(
+            event_filter, max_pending=self.max_pending, on_too_slow=self._too_slow
+        )
         self.streamer = asyncio.create_task(self._stream(backfill=message.get("backfill", True)))
 
-    async def events_stored(self, message: dict) -> None:
-        if self.filter is None or self.closing:
-            return
-        for wire in message["events"]:
-            if not self.filter.matches(schema.Event.from_wire(wire)):
-                continue
-            try:
-                self.pending.put_nowait(wire)
-            except asyncio.QueueFull:
-                await self._too_slow()
-                return
-
-    async def _too_slow(self) -> None:
+    def _too_slow(self, reason: str) -> None:
         logger.warning("events/out: subscriber fell %d events behind; closing", self.max_pending)
+        asyncio.get_running_loop().create_task(self._close_too_slow(reason))
+
+    async def _close_too_slow(self, reason: str) -> None:
         await self._stop_streaming()
-        await self.refuse(
-            TRY_AGAIN_LATER,
-            f"Subscriber too slow: over {self.max_pending} events waiting; reconnect to resume",
-        )
+        await self.refuse(TRY_AGAIN_LATER, reason)
 
     async def _stream(self, *, backfill: bool) -> None:
         sent: set[str] = set()
@@ -510,29 +504,27 @@ class EventsOutConsumer(_TokenSocket):
                 page = await _backfill_page(self.filter, after, self.backfill_page_size)
                 for wire in page:
                     sent.add(wire["id"])
-                    await self._send_event(wire)
+                    await self.send(
+                        text_data=orjson.dumps({"type": "event", "event": wire}).decode()
+                    )
                 if len(page) < self.backfill_page_size:
                     break
                 after = page[-1]
-        # Notifications of events the backfill already read arrive within moments of it (they
-        # were stored before its query); past this window the set only costs memory.
+        # Events the backfill already read arrive live within moments of it (they were stored
+        # before its query); past this window the set only costs memory.
         forget_at = asyncio.get_running_loop().time() + self.dedup_window
         while True:
-            wire = await self.pending.get()
-            if sent:
-                if wire["id"] in sent:
-                    continue
-                if asyncio.get_running_loop().time() > forget_at:
-                    sent = set()
-            await self._send_event(wire)
-
-    async def _send_event(self, wire: dict) -> None:
-        await self.send(text_data=orjson.dumps({"type": "event", "event": wire}).decode())
+            for item in await self.subscription.take():
+                if sent:
+                    if str(item.event.id) in sent:
+                        continue
+                    if asyncio.get_running_loop().time() > forget_at:
+                        sent = set()
+                await self.send(text_data=item.cached("out", _event_frame))
 
     async def _stop_streaming(self) -> None:
-        if self.joined:
-            self.joined = False
-            await self.membership.leave()
+        if self.subscription is not None:
+            self.subscription.close()
         if self.streamer is not None and self.streamer is not asyncio.current_task():
             self.streamer.cancel()
             try:
