@@ -194,7 +194,7 @@ class Engine:
                 row.count,
                 Event.from_wire(row.last_event) if row.last_event else None,
             )
-            state.buckets[bucket.ident] = bucket
+            state.put(bucket)  # not dirty: `clean()` follows the load
             self.persisted.add(bucket.ident)
         for row in HeldEvents.objects.filter(trigger_id__in=trigger_ids):
             ident = (row.trigger_id, tuple(json.loads(row.bucketing_key)))
