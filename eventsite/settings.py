@@ -258,6 +258,8 @@ EVENTSITE_MAX_EVENT_NAME_LENGTH = envint("EVENTSITE_MAX_EVENT_NAME_LENGTH", 1024
 EVENTSITE_MAX_LABELS_PER_RESOURCE = envint("EVENTSITE_MAX_LABELS_PER_RESOURCE", 500)
 EVENTSITE_MAX_RELATED_RESOURCES = envint("EVENTSITE_MAX_RELATED_RESOURCES", 100)
 EVENTSITE_MAX_EVENT_SIZE_BYTES = envint("EVENTSITE_MAX_EVENT_SIZE_BYTES", 1_500_000)
+# How often open sockets re-check their token and role (events/accounts/revocation.py).
+EVENTSITE_SOCKET_RECHECK = envduration("EVENTSITE_SOCKET_RECHECK", "2s")
 # Every read a request makes is stopped past this (503 with the reason): eventsite/query_deadline.py.
 EVENTSITE_QUERY_TIMEOUT = envduration("EVENTSITE_QUERY_TIMEOUT", "10s")
 # A websocket message up to this size is read (an event over the limit is then skipped and
