@@ -24,6 +24,7 @@ from automations.models import ActionRun, Automation, Firing
 from automations.triggers import TriggerInvalid, automate, describe, parse_trigger
 from automations.triggers.describe import sentence
 from events import queries
+from events.accounts.roles import Capability, capability_required
 
 DELIVERIES_SHOWN = 50
 PREVIEW_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -48,6 +49,7 @@ def automation_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def automation_toggle(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     changes.set_enabled(automation, not automation.enabled)
@@ -172,6 +174,7 @@ def automation_action_slot(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@capability_required(Capability.MANAGE)
 def automation_new(request: HttpRequest) -> HttpResponse:
     trigger = {"type": "event", "posture": "Reactive", "expect": [], "match": {}}
     name = ""
@@ -207,6 +210,7 @@ def automation_new(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@capability_required(Capability.MANAGE)
 def automation_edit(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     initial = AutomationForm.initial_for(
@@ -228,6 +232,7 @@ def automation_edit(request: HttpRequest, automation_id: uuid.UUID) -> HttpRespo
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def automation_delete(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     changes.delete(automation)
@@ -237,6 +242,7 @@ def automation_delete(request: HttpRequest, automation_id: uuid.UUID) -> HttpRes
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def automation_test_action(
     request: HttpRequest, automation_id: uuid.UUID, index: int
 ) -> HttpResponse:
