@@ -20,6 +20,7 @@ from automations.validation import AutomationInvalid, previous_actions, validate
 from events import queries
 from events.api.bodies import error_response, json_response, parse_body, read_json
 from events.api.shapes import ErrorBody
+from events.schema import MAX_CLIENT_INT
 
 MAX_LIMIT = 200
 INVALID = OpenApiResponse(ErrorBody, description="Invalid automation, by field")
@@ -91,7 +92,7 @@ class AutomationFilter(_Strict):
 class FilterRequest(_Strict):
     sort: Literal["CREATED_DESC", "UPDATED_DESC", "NAME_ASC", "NAME_DESC"] | None = "NAME_ASC"
     limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_CLIENT_INT)
     automations: AutomationFilter | None = None
 
 

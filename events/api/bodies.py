@@ -117,12 +117,15 @@ def parse_body(
 ) -> tuple[Model | None, HttpResponse | None]:
     """Read the JSON body into `model`: (the value, None) or (None, the 400/413/422 response).
 
-    An empty body is validated as `{}`, so a model whose fields all have defaults accepts it.
+    An empty body is validated as `{}`, so a model whose fields all have defaults accepts it; a
+    JSON `null` is validated as what it is (and refused).
     """
     data, error = read_json(request)
     if error is not None:
         return None, error
+    if data is None and not request.body.strip():
+        data = {}
     try:
-        return model.model_validate(data if data is not None else {}), None
+        return model.model_validate(data), None
     except ValidationError as exc:
         return None, error_response(422, detail, pydantic_errors(exc), request_body=data)
