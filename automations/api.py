@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rest_framework.views import APIView
 
 from automations import changes, explain
 from automations.models import Automation
 from automations.shapes import Automation as AutomationShape
-from automations.shapes import AutomationIn, AutomationList, Explanation
+from automations.shapes import AutomationIn, AutomationList, Explanation, Preview, PreviewBody
+from automations.triggers import TriggerInvalid
 from automations.validation import AutomationInvalid, previous_actions, validate_definition
 from events import queries
 from events.api.bodies import error_response, json_response, parse_body, read_json
@@ -98,6 +99,22 @@ class FilterRequest(_Strict):
 
 class CountRequest(_Strict):
     automations: AutomationFilter | None = None
+
+
+class PreviewRequest(_Strict):
+    trigger: dict[str, Any]
+    since: datetime
+    until: datetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PreviewRequest:
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                setattr(self, name, value.replace(tzinfo=UTC))
+        if self.until is not None and self.until < self.since:
+            raise ValueError("`until` must not be before `since`")
+        return self
 
 
 class PatchRequest(_Strict):
@@ -253,6 +270,22 @@ class AutomationsOwnedBy(APIView):
             if automation.created <= now:
                 changes.delete(automation)
         return HttpResponse(status=202)
+
+
+class AutomationsPreview(APIView):
+    @extend_schema(
+        request=PreviewBody,
+        responses={200: Preview, 422: INVALID},
+        summary="The firings a trigger would have made over the stored events",
+    )
+    def post(self, request):
+        body, error = parse_body(request, PreviewRequest, detail="Invalid preview request.")
+        if error:
+            return error
+        try:
+            return json_response(explain.preview(body.trigger, since=body.since, until=body.until))
+        except TriggerInvalid as exc:
+            return error_response(422, "Invalid trigger.", exc.errors, request_body=body.trigger)
 
 
 class AutomationExplain(APIView):

@@ -33,9 +33,8 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-import orjson
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import Count, Max, Q
@@ -54,7 +53,9 @@ from automations.models import (
     TriggerBucket,
     bucket_key_text,
 )
+from automations.sql import sql_adapters
 from automations.triggers import (
+    SWEEP_EVERY,
     AutomationSpec,
     Bucket,
     Evaluator,
@@ -64,7 +65,7 @@ from automations.triggers import (
     TriggerInvalid,
     parse_trigger,
 )
-from events import queries
+from events import queries, wakeup
 from events.schema import Event
 from eventsite.locks import DeploymentLock
 
@@ -72,7 +73,7 @@ logger = logging.getLogger(__name__)
 
 LATE_CHECK_EVERY = timedelta(seconds=1)
 CURSOR_WRITE_EVERY = timedelta(seconds=1)
-SWEEP_EVERY = timedelta(seconds=30)
+DUE_CHECK_EVERY = timedelta(seconds=1)  # action runs due for a retry
 STALE_RUNNING = timedelta(minutes=10)
 
 
@@ -126,6 +127,7 @@ class Engine:
                 self.ordering.park(stored[p.event_id])
                 self.parked_ids.add(p.event_id)
         self.seen: dict[uuid.UUID, datetime] = {}
+        self.horizon: datetime | None = None
         if self.cursor:
             since = self.cursor[0] - self.overlap
             self.seen = dict(
@@ -222,6 +224,8 @@ class Engine:
         self._ensure_loaded()
         now = self.clock()
         self._refresh_automations()
+        if not self.automations and not self.parked_ids:
+            return self._skip_to_end(now)
         late = self._late_events(now)
         rows = self._read_batch()
         if not rows and not late:
@@ -235,6 +239,17 @@ class Engine:
             return 0
         return len(rows) + len(late)
 
+    def _skip_to_end(self, now: datetime) -> int:
+        """No enabled automation: move the cursor to the end of the log (an index probe) without
+        reading what it passes, which would change nothing. The late check looks after it."""
+        last = queries.last_received(since=self.cursor[0] if self.cursor else None)
+        if last is None or (self.cursor is not None and last <= self.cursor):
+            return 0
+        self.horizon = last[0]
+        self.seen = {}
+        self._commit(_Work(), last, now)
+        return 0
+
     def _read_batch(self) -> list[Event]:
         return queries.read_after(self.cursor, limit=self.batch_size)
 
@@ -244,6 +259,9 @@ class Engine:
             return []
         self.next_late_check = now + LATE_CHECK_EVERY
         since = self.cursor[0] - self.overlap
+        if self.horizon is not None and self.horizon >= since:
+            # Skipped over with no automation enabled (`_skip_to_end`): look only after it.
+            since = self.horizon + timedelta(microseconds=1)
         self.seen = {k: v for k, v in self.seen.items() if v >= since}
         if queries.count_behind(self.cursor, since=since) == len(self.seen):
             return []
@@ -273,13 +291,13 @@ class Engine:
             return False
         if leader in self.seen:
             return True
-        # Older than the window the engine remembers: it was evaluated long ago, if stored.
+        # Older than the window the engine remembers, or passed over by `_skip_to_end`: it was
+        # read (the replay's differential test found followers of skipped leaders waiting).
         received = queries.received_of(leader)
-        return (
-            received is not None
-            and self.cursor is not None
-            and (received < self.cursor[0] - self.overlap)
-        )
+        if received is None or self.cursor is None:
+            return False
+        skipped = self.horizon is not None and received <= self.horizon
+        return skipped or received < self.cursor[0] - self.overlap
 
     def _evaluate(self, event: Event, now: datetime, work: _Work) -> None:
         triggers = self.evaluator.interested(event)
@@ -335,7 +353,7 @@ class Engine:
                     raise _Stale
                 self._write_state()
                 if work.covered:
-                    uid, dt, _, _ = _adapters()
+                    uid, dt, _, _ = sql_adapters()
                     table = connection.ops.quote_name(SeenEvent._meta.db_table)
                     with connection.cursor() as db:
                         db.executemany(
@@ -383,7 +401,7 @@ class Engine:
     def _write_state(self) -> None:
         state, owner = self.state, self.evaluator.owner
         owner_trigger = self.evaluator.triggers.__getitem__
-        uid, dt, js, jp = _adapters()
+        uid, dt, js, jp = sql_adapters()
         upserts, deletes, written, removed = [], [], [], []
         for ident in state.dirty_buckets:
             bucket = state.buckets.get(ident)
@@ -497,24 +515,6 @@ class Engine:
         self._leader_until = 0.0
 
 
-def _adapters():
-    """Python values → SQL parameters for the plain-SQL writes (both databases)."""
-    native_uuid = connection.features.has_native_uuid_field
-    adapt = connection.ops.adapt_datetimefield_value
-    if connection.vendor == "sqlite":
-        # What Django's SQLite adapter produces (naive UTC text), without its per-call checks.
-        def adapt(value: datetime) -> str:
-            return str(value.astimezone(UTC).replace(tzinfo=None))
-
-    def uid(value: uuid.UUID):
-        return value if native_uuid else value.hex
-
-    def js(value) -> str:
-        return orjson.dumps(value).decode()
-
-    return uid, adapt, js, "%s::jsonb" if connection.vendor == "postgresql" else "%s"
-
-
 class _Work:
     """What one batch did, to be written in one transaction."""
 
@@ -526,23 +526,21 @@ class _Work:
         self.housekeeping = False
 
 
-def _chunks(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 # --- the service ---------------------------------------------------------------------------------
 
 
 def run_forever(stop: threading.Event, *, engine: Engine | None = None) -> None:
     """The engine service of `manage.py serve` and `manage.py run_engine`.
 
-    Polls the log every `EVENTSITE_ENGINE_POLL` when idle (an index-only probe), runs the
-    proactive tick every `EVENTSITE_ENGINE_TICK`, and hands action runs to worker threads.
+    Reads the log when woken by a store (`events.wakeup`: in this process, or through
+    LISTEN/NOTIFY on PostgreSQL) and at least every `EVENTSITE_ENGINE_POLL` (a safety poll: an
+    index probe), runs the proactive tick every `EVENTSITE_ENGINE_TICK`, and hands action runs
+    to worker threads.
     """
     engine = engine or Engine()
     poll = settings.EVENTSITE_ENGINE_POLL.total_seconds()
     tick_every = settings.EVENTSITE_ENGINE_TICK
+    wake = wakeup.Wakeup(stop)
     workers = ThreadPoolExecutor(
         max_workers=settings.EVENTSITE_ACTION_WORKERS, thread_name_prefix="automation-action"
     )
@@ -584,14 +582,17 @@ def run_forever(stop: threading.Event, *, engine: Engine | None = None) -> None:
                 engine.new_runs = []
                 if now >= next_due_check:
                     submit(engine.due_runs())
-                    next_due_check = now + timedelta(seconds=1)
+                    next_due_check = now + DUE_CHECK_EVERY
                 if not read:
-                    stop.wait(poll)
+                    # Until new events, the next tick or due-run check, or the safety poll.
+                    soonest = min(next_tick, next_due_check) - timezone.now()
+                    wake.wait(min(poll, soonest.total_seconds()))
             except Exception:
                 logger.exception("engine step failed; retrying")
                 close_old_connections()
                 stop.wait(1.0)
     finally:
+        wake.close()
         workers.shutdown(wait=True, cancel_futures=False)
         engine.stand_down()
         close_old_connections()

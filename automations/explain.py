@@ -3,28 +3,36 @@ run over what is stored."""
 
 from __future__ import annotations
 
+import heapq
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from automations.models import Automation, EngineCursor, Firing, TriggerBucket, bucket_key_text
 from automations.triggers import (
+    MAX_FOLLOWER_DEPTH,
     NEVER_EVALUATED,
     Bucket,
     EventTrigger,
+    Replay,
     parse_trigger,
-    simulate,
+    read_order,
+    replay,
 )
 from automations.triggers import explain as explain_clauses
 from events import queries
 from events.models import Event as StoredEvent
 from events.schema import Event
 
-PREVIEW_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
-PREVIEW_MAX_EVENTS = 50_000
-PREVIEW_SHOWN = 5
+# The most events one replay reads; past it the replay stops at the last event read.
+REPLAY_MAX_EVENTS = 1_000_000
+# How far before `since` the replay starts, so that windows open at `since` are as the engine had
+# them: the longest window of the trigger, at most this.
+WARMUP_CAP = timedelta(hours=24)
 
 
 def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
@@ -107,35 +115,124 @@ def _names(trigger) -> tuple[list[str], list[str]] | None:
     return names, prefixes
 
 
-def preview(
-    trigger_data: Any, *, window: str = "24h", now: datetime | None = None
-) -> dict[str, Any]:
-    """How many times the trigger would have fired over the stored events of the window."""
-    trigger = parse_trigger(trigger_data)
-    now = now or timezone.now()
-    since = now - PREVIEW_WINDOWS[window]
+def _warmup(trigger) -> timedelta:
+    windows = [t.within for t in trigger.all_triggers() if getattr(t, "within", None)]
+    return min(max(windows, default=timedelta(0)), WARMUP_CAP)
+
+
+@dataclass
+class StoredReplay:
+    """A replay over the stored log, with the span it covered."""
+
+    replay: Replay
+    since: datetime  # `since` clipped to where the stored log begins
+    until: datetime  # `until`, or the last event read when the read was cut short
+    horizon: datetime | None  # where the stored log begins (None: nothing stored)
+    truncated: bool
+
+
+def replay_stored(
+    trigger, *, since: datetime, until: datetime, automation: Automation | None = None, **kwargs
+) -> StoredReplay:
+    """Replay the engine over the stored events for this trigger, clipped to the stored log.
+
+    With `automation`, its enabled/disabled history (its `prefect.automation.*` events) is
+    honoured; a bare trigger is taken as enabled throughout.
+    """
+    horizon = queries.oldest_received()
+    if horizon is None or horizon > until:
+        return StoredReplay(Replay(), since=until, until=until, horizon=horizon, truncated=False)
+    since = max(since, horizon)
+    start = max(since - _warmup(trigger), horizon)
     names, prefixes = _names(trigger) or (None, ())
-    found = queries.in_window(
-        since, now, names=names, prefixes=prefixes, limit=PREVIEW_MAX_EVENTS + 1
+    events = queries.received_in(
+        start, until, names=names, prefixes=prefixes, limit=REPLAY_MAX_EVENTS + 1
     )
-    truncated = len(found) > PREVIEW_MAX_EVENTS
-    events: list[Event] = found[:PREVIEW_MAX_EVENTS]
-    fired = simulate(trigger, events, since=since, until=now)
+    truncated = len(events) > REPLAY_MAX_EVENTS
+    if truncated:
+        events = events[:REPLAY_MAX_EVENTS]
+        until = events[-1].received
+    events, leaders = _with_leaders(events, start=start, until=until)
+    enabled, history = (True, []) if automation is None else _enabled_history(automation, start)
+    result = replay(
+        trigger,
+        events,
+        since=since,
+        until=until,
+        start=start,
+        enabled=enabled,
+        changes=history,
+        leader_read=leaders.get,
+        tick=settings.EVENTSITE_ENGINE_TICK,
+        **kwargs,
+    )
+    return StoredReplay(result, since=since, until=until, horizon=horizon, truncated=truncated)
+
+
+def _with_leaders(
+    events: list[Event], *, start: datetime, until: datetime
+) -> tuple[list[Event], dict[uuid.UUID, tuple[datetime, str]]]:
+    """The events plus the leaders their followers wait for, in read order; and the read
+    position of every leader (a leader read in the span releases its followers, as in the
+    engine, even when the trigger does not cover it)."""
+    known = {e.id for e in events}
+    positions: dict[uuid.UUID, tuple[datetime, str]] = {}
+    found: list[Event] = []
+    wanted = {e.follows for e in events if e.follows} - known
+    for _ in range(MAX_FOLLOWER_DEPTH):
+        if not wanted:
+            break
+        positions.update(queries.read_positions(wanted))
+        leaders = [
+            e for e in queries.events_by_ids(wanted) if start <= (e.received or start) <= until
+        ]
+        found += leaders
+        known |= wanted
+        wanted = {e.follows for e in leaders if e.follows} - known
+    if found:
+        events = list(heapq.merge(events, sorted(found, key=read_order), key=read_order))
+    return events, positions
+
+
+def _enabled_history(
+    automation: Automation, start: datetime
+) -> tuple[bool, list[tuple[datetime, bool]]]:
+    """Whether the automation was enabled at `start`, and its changes after, from its events."""
+    states = [
+        (e.received, bool(e.payload.get("enabled", True)))
+        for e in queries.lifecycle(automation.resource_id, names=LIFECYCLE_EVENTS)
+    ]
+    before = [on for at, on in states if at <= start]
+    if before:
+        enabled = before[-1]
+    elif states or automation.created > start:
+        enabled = False  # created after `start`; its first event enables it
+    else:
+        enabled = automation.enabled  # older than the stored log: its state now
+    return enabled, [(at, on) for at, on in states if at > start]
+
+
+LIFECYCLE_EVENTS = ("prefect.automation.created", "prefect.automation.updated")
+
+
+def preview(trigger_data: Any, *, since: datetime, until: datetime | None = None) -> dict[str, Any]:
+    """The firings this trigger would have made over the stored events of [since, until]."""
+    trigger = parse_trigger(trigger_data)
+    until = until or timezone.now()
+    found = replay_stored(trigger, since=since, until=until)
     return {
-        "window": window,
-        "since": since.isoformat(),
-        "until": now.isoformat(),
-        "events": len(events),
-        "truncated": truncated,
-        "count": len(fired),
-        "first": [
+        "firings": [
             {
-                "triggered": f.triggered.isoformat(),
-                "labels": f.triggering_labels,
-                "event": str(f.triggering_event.id) if f.triggering_event else None,
-                "event_name": f.triggering_event.event if f.triggering_event else None,
+                "occurred": f.triggered.isoformat(),
+                "triggering_labels": f.triggering_labels,
+                "triggering_event": str(f.triggering_event.id) if f.triggering_event else None,
             }
-            for f in fired[:PREVIEW_SHOWN]
+            for f in found.replay.firings
         ],
-        "id": str(uuid.uuid4()),
+        "count": len(found.replay.firings),
+        "since": found.since.isoformat(),
+        "until": found.until.isoformat(),
+        "horizon": found.horizon.isoformat() if found.horizon else None,
+        "events": found.replay.events,
+        "truncated": found.truncated,
     }

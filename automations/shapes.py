@@ -75,3 +75,29 @@ class Explanation(BaseModel):
     firings: list[ExplainFiring]
     verdict: str
     clauses: list[ExplainClause]
+
+
+class PreviewBody(BaseModel):
+    """What to replay: a trigger as in an automation, over [since, until] (until: now)."""
+
+    trigger: AnyTrigger
+    since: datetime
+    until: datetime | None = None
+
+
+class PreviewFiring(BaseModel):
+    occurred: datetime = Field(description="when the engine would have fired")
+    triggering_labels: dict[str, str]
+    triggering_event: uuid.UUID | None = Field(description="null: fired on absence")
+
+
+class Preview(BaseModel):
+    """The firings, in order; `since` is clipped to where the stored log begins (`horizon`)."""
+
+    firings: list[PreviewFiring]
+    count: int
+    since: datetime
+    until: datetime
+    horizon: datetime | None
+    events: int = Field(description="stored events replayed")
+    truncated: bool = Field(description="the read stopped early; `until` is the last event read")

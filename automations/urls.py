@@ -35,6 +35,7 @@ api_urlpatterns = [
         api.AutomationsOwnedBy.as_view(),
         name="automations-owned-by",
     ),
+    path("automations/preview", api.AutomationsPreview.as_view(), name="automations-preview"),
     path("automations/<uuid:automation_id>", api.AutomationDetail.as_view(), name="automation"),
     path(
         "automations/<uuid:automation_id>/explain",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import messages
@@ -11,6 +12,7 @@ from django.db.models import Max
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from automations import actions as action_kinds
@@ -22,6 +24,8 @@ from automations.triggers import TriggerInvalid, describe, parse_trigger, trigge
 from events import queries
 
 DELIVERIES_SHOWN = 50
+PREVIEW_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
+PREVIEW_PAGE = 50  # firings a preview page lists
 
 
 def _summary(trigger: dict) -> str:
@@ -217,15 +221,52 @@ def automation_explain(request: HttpRequest, automation_id: uuid.UUID) -> HttpRe
 @login_required
 @require_POST
 def automation_preview(request: HttpRequest) -> HttpResponse:
-    """The form's preview: how often this trigger would have fired over stored events."""
+    """The form's preview: every firing this trigger would have made over the stored events."""
     form = AutomationForm(request.POST)
     form.is_valid()
-    previews, error = [], None
+    window = request.POST.get("preview_window", "24h")
+    window = window if window in PREVIEW_WINDOWS else "24h"
+    try:
+        page = max(int(request.POST.get("preview_page", "1")), 1)
+    except ValueError:
+        page = 1
+    context: dict = {"window": window, "windows": list(PREVIEW_WINDOWS), "error": None}
     try:
         trigger = form.trigger_data()
-        previews = [explain.preview(trigger, window=w) for w in explain.PREVIEW_WINDOWS]
+        now = timezone.now()
+        asked = now - PREVIEW_WINDOWS[window]
+        result = explain.preview(trigger, since=asked, until=now)
     except TriggerInvalid as exc:
-        error = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
+        context["error"] = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
     except forms.ValidationError as exc:  # unreadable input (JSON, label lines)
-        error = "; ".join(m for messages_ in exc.message_dict.values() for m in messages_)
-    return render(request, "automations/_preview.html", {"previews": previews, "error": error})
+        context["error"] = "; ".join(m for msgs in exc.message_dict.values() for m in msgs)
+    else:
+        context.update(_preview_context(result, asked=asked, now=now, page=page))
+    return render(request, "automations/_preview.html", context)
+
+
+def _preview_context(result: dict, *, asked: datetime, now: datetime, page: int) -> dict:
+    """The page of firings shown, and the timeline: firings and the data horizon as % of the
+    window asked for."""
+    span = (now - asked).total_seconds() or 1.0
+
+    def position(value: str) -> float:
+        seconds = (datetime.fromisoformat(value) - asked).total_seconds()
+        return round(min(max(seconds / span * 100, 0.0), 100.0), 2)
+
+    firings = result["firings"]
+    pages = max((len(firings) + PREVIEW_PAGE - 1) // PREVIEW_PAGE, 1)
+    page = min(page, pages)
+    shown = firings[(page - 1) * PREVIEW_PAGE : page * PREVIEW_PAGE]
+    horizon = result["horizon"]
+    return {
+        "preview": result,
+        "shown": [f | {"at": datetime.fromisoformat(f["occurred"])} for f in shown],
+        "page": page,
+        "pages": pages,
+        "shown_start": (page - 1) * PREVIEW_PAGE + 1,
+        "marks": sorted({position(f["occurred"]) for f in firings}),
+        "horizon_at": datetime.fromisoformat(horizon) if horizon else None,
+        "horizon_pos": position(horizon) if horizon else 100.0,
+        "clipped": horizon is not None and datetime.fromisoformat(horizon) > asked,
+    }

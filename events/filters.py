@@ -16,8 +16,11 @@ from django.db import connection
 from django.db.models import (
     BooleanField,
     CharField,
+    DateTimeField,
+    Exists,
     F,
     Func,
+    OuterRef,
     Q,
     QuerySet,
     Subquery,
@@ -28,7 +31,14 @@ from django.db.models import (
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Concat, RowNumber
 from django.utils import timezone
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from events.labels import Patterns, as_list, glob_regex, label_matches, labels_match
 from events.models import EventResource
@@ -69,25 +79,39 @@ class OccurredFilter(_Filter):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Every list and string of a filter is bounded (a 422 names the field past its bound): 200k names
+# or 10k label keys made expression trees SQLite refuses after a minute, and slow queries anywhere.
+MAX_FILTER_VALUES = 200
+MAX_FILTER_LABELS = 50
+MAX_FILTER_RESOURCES = 20
+MAX_FILTER_STRING = 4096
+Text = Annotated[str, StringConstraints(max_length=MAX_FILTER_STRING)]
+Values = Annotated[list[Text], Field(max_length=MAX_FILTER_VALUES)]
+BoundedPatterns = Text | Annotated[list[Text], Field(max_length=MAX_FILTER_VALUES)]
+Labels = Annotated[dict[Text, BoundedPatterns], Field(max_length=MAX_FILTER_LABELS)]
+
+
 class EventNameFilter(_Filter):
-    prefix: list[str] | None = None
-    exclude_prefix: list[str] | None = None
-    name: list[str] | None = None
-    exclude_name: list[str] | None = None
+    prefix: Values | None = None
+    exclude_prefix: Values | None = None
+    name: Values | None = None
+    exclude_name: Values | None = None
 
 
 class ResourceFilter(_Filter):
-    id: list[str] | None = None
-    id_prefix: list[str] | None = None
-    labels: dict[str, Patterns] | None = None
+    id: Values | None = None
+    id_prefix: Values | None = None
+    labels: Labels | None = None
     distinct: bool = False
 
 
 class RelatedFilter(_Filter):
-    id: list[str] | None = None
-    role: list[str] | None = None
-    resources_in_roles: list[tuple[str, str]] | None = None
-    labels: dict[str, Patterns] | None = None
+    id: Values | None = None
+    role: Values | None = None
+    resources_in_roles: (
+        Annotated[list[tuple[Text, Text]], Field(max_length=MAX_FILTER_VALUES)] | None
+    ) = None
+    labels: Labels | None = None
 
     @property
     def constrains(self) -> bool:
@@ -96,13 +120,13 @@ class RelatedFilter(_Filter):
 
 
 class AnyResourceFilter(_Filter):
-    id: list[str] | None = None
-    id_prefix: list[str] | None = None
-    labels: dict[str, Patterns] | None = None
+    id: Values | None = None
+    id_prefix: Values | None = None
+    labels: Labels | None = None
 
 
 class IdFilter(_Filter):
-    id: list[uuid.UUID] | None = None
+    id: Annotated[list[uuid.UUID], Field(max_length=MAX_FILTER_VALUES)] | None = None
 
 
 class TextFilter(_Filter):
@@ -115,8 +139,16 @@ class EventFilter(_Filter):
     )
     event: EventNameFilter | None = None
     resource: ResourceFilter | None = None
-    related: RelatedFilter | list[RelatedFilter] | None = None
-    any_resource: AnyResourceFilter | list[AnyResourceFilter] | None = None
+    related: (
+        RelatedFilter
+        | Annotated[list[RelatedFilter], Field(max_length=MAX_FILTER_RESOURCES)]
+        | None
+    ) = None
+    any_resource: (
+        AnyResourceFilter
+        | Annotated[list[AnyResourceFilter], Field(max_length=MAX_FILTER_RESOURCES)]
+        | None
+    ) = None
     id: Annotated[IdFilter, BeforeValidator(_none_to_default)] = Field(default_factory=IdFilter)
     text: TextFilter | None = None
     order: Literal["ASC", "DESC"] = "DESC"
@@ -182,10 +214,28 @@ class EventFilter(_Filter):
 
     # --- SQL ------------------------------------------------------------------------------------
 
-    def apply(self, queryset: QuerySet) -> QuerySet:
-        """Narrow a queryset of `events.Event` to this filter (unordered; see `ordered`)."""
+    def apply(
+        self,
+        queryset: QuerySet,
+        *,
+        semijoin: Literal["in", "exists"] = "in",
+        by_criteria: bool = False,
+    ) -> QuerySet:
+        """Narrow a queryset of `events.Event` to this filter (unordered; see `ordered`).
+
+        Resource-row criteria are `id IN (rows)` by default, which SQLite answers from the rows'
+        indexes first (best when they are few); `semijoin="exists"` writes them as a correlated
+        EXISTS instead, which lets a newest-first walk of the occurred index stop at a page
+        (best when they are many). PostgreSQL plans both as the same semi-join.
+
+        `by_criteria=True` (with `indexed_criteria()`) keeps SQLite, which has no statistics,
+        from choosing the occurred index over the criteria's own: the time bounds are written
+        as `+occurred`, which no index serves (no effect on PostgreSQL).
+        """
         since, until = self.occurred.since, self.occurred.until
-        qs = queryset.filter(occurred__gte=since, occurred__lte=until)
+        time_bound = by_criteria and connection.vendor == "sqlite"
+        occurred = _no_index("occurred") if time_bound else F("occurred")
+        qs = queryset.alias(_occurred=occurred).filter(_occurred__gte=since, _occurred__lte=until)
         if self.id.id:
             qs = qs.filter(id__in=self.id.id)
         if self.event:
@@ -194,12 +244,28 @@ class EventFilter(_Filter):
             qs = qs.filter(_resource_q(self.resource))
         # Related and any-resource criteria are answered from the resource rows, restricted to
         # the same time window so the (resource_id, occurred) index bounds the lookup.
-        rows = EventResource.objects.filter(occurred__gte=since, occurred__lte=until)
-        for related in self._related_list():
-            if q := _related_row_q(related):
-                qs = qs.filter(id__in=rows.filter(q).values("event_id"))
-        for spec in self._any_list():
-            if q := _any_row_q(spec):
+        rows = EventResource.objects.alias(_occurred=occurred).filter(
+            _occurred__gte=since, _occurred__lte=until
+        )
+        # One event's rows, found by event_id: on SQLite the row criteria are written as
+        # `+column` so that it looks the rows up by event_id rather than by, say, role.
+        names = {"rid": "resource_id", "role": "role"}
+        own_rows = EventResource.objects.filter(event_id=OuterRef("id"))
+        if connection.vendor == "sqlite":
+            names = {"rid": "_rid", "role": "_role"}
+            own_rows = own_rows.alias(_rid=_no_index("resource_id", TextField()))
+            own_rows = own_rows.alias(_role=_no_index("role", TextField()))
+        specs = [
+            (r, _related_row_q, r.id or r.role or r.resources_in_roles)
+            for r in self._related_list()
+        ]
+        specs += [(a, _any_row_q, a.id or a.id_prefix) for a in self._any_list()]
+        for spec, row_q, indexed in specs:
+            if (q := row_q(spec)) is None:
+                continue
+            if semijoin == "exists" or (by_criteria and not indexed):
+                qs = qs.filter(Exists(own_rows.filter(row_q(spec, **names))))
+            else:
                 qs = qs.filter(id__in=rows.filter(q).values("event_id"))
         if self.text and (q := _text_q(self.text.query)) is not None:
             qs = qs.alias(_search=_search_expression()).filter(q)
@@ -213,6 +279,15 @@ class EventFilter(_Filter):
             qs = queryset.filter(id__in=Subquery(firsts))
         return qs
 
+    def indexed_criteria(self) -> bool:
+        """Whether a criterion has an index of its own (names, resource ids and prefixes, related
+        ids and roles, event ids): the matches can be read from it instead of walking time."""
+        names = self.event and (self.event.name or self.event.prefix)
+        resource = self.resource and (self.resource.id or self.resource.id_prefix)
+        related = any(r.id or r.role or r.resources_in_roles for r in self._related_list())
+        anything = any(a.id or a.id_prefix for a in self._any_list())
+        return bool(names or resource or related or anything or self.id.id)
+
     def ordered(self, queryset: QuerySet) -> QuerySet:
         return self.apply(queryset).order_by(*_order_by(self.descending))
 
@@ -221,6 +296,13 @@ def _order_by(descending: bool):
     if descending:
         return [F("occurred").desc(), F("id").desc()]
     return [F("occurred").asc(), F("id").asc()]
+
+
+def _no_index(column: str, output_field=None) -> Func:
+    """`+column`: the same value, but SQLite will not use an index on the column for it."""
+    return Func(
+        F(column), template="+%(expressions)s", output_field=output_field or DateTimeField()
+    )
 
 
 # --- label globs ---------------------------------------------------------------------------------
@@ -351,24 +433,25 @@ def _resource_matches(f: ResourceFilter, resource: dict[str, str]) -> bool:
     return not (f.labels and not labels_match(f.labels, resource))
 
 
-def _related_row_q(f: RelatedFilter) -> Q | None:
-    """Criteria on one resource row; all must hold on the same row. None: no constraint."""
+def _related_row_q(f: RelatedFilter, rid: str = "resource_id", role: str = "role") -> Q | None:
+    """Criteria on one resource row (columns `rid` and `role`, or aliases of them); all must
+    hold on the same row. None: no constraint."""
     if not f.constrains:
         return None
     q = Q()
     if f.id:
-        q &= Q(resource_id__in=f.id)
+        q &= Q(**{f"{rid}__in": f.id})
     if f.role:
-        q &= Q(role__in=f.role)
+        q &= Q(**{f"{role}__in": f.role})
     else:
-        q &= ~Q(role="")
+        q &= ~Q(**{role: ""})
     if f.resources_in_roles:
         either = Q()
-        for rid, role in f.resources_in_roles:
-            either |= Q(resource_id=rid, role=role)
+        for resource_id, role_name in f.resources_in_roles:
+            either |= Q(**{rid: resource_id, role: role_name})
         q &= either
     if f.labels:
-        q &= _labels_q(f.labels, json_field="labels", id_field="resource_id", role_field="role")
+        q &= _labels_q(f.labels, json_field="labels", id_field=rid, role_field=role)
     return q
 
 
@@ -397,14 +480,14 @@ def _related_resource_matches(f: RelatedFilter, resource: dict[str, str]) -> boo
     return True
 
 
-def _any_row_q(f: AnyResourceFilter) -> Q | None:
+def _any_row_q(f: AnyResourceFilter, rid: str = "resource_id", role: str = "role") -> Q | None:
     q = Q()
     if f.id:
-        q &= Q(resource_id__in=f.id)
+        q &= Q(**{f"{rid}__in": f.id})
     if f.id_prefix:
-        q &= _any_prefix_q("resource_id", f.id_prefix)
+        q &= _any_prefix_q(rid, f.id_prefix)
     if f.labels:
-        q &= _labels_q(f.labels, json_field="labels", id_field="resource_id", role_field=None)
+        q &= _labels_q(f.labels, json_field="labels", id_field=rid, role_field=None)
     return q if (f.id or f.id_prefix or f.labels) else None
 
 

@@ -13,7 +13,7 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from events import rollups, schema
+from events import rollups, schema, wakeup
 from events.broadcast import broadcast_stored
 from events.models import Event as EventRow
 from events.models import EventResource
@@ -56,6 +56,7 @@ def ingest(
     all_or_nothing: bool = True,
     body_size: int | None = None,
     limits: Limits | None = None,
+    allow_reserved: bool = False,
 ) -> IngestResult:
     """Validate raw event objects and store the valid ones.
 
@@ -64,7 +65,10 @@ def ingest(
     are returned for the caller to report.
     """
     events, problems = schema.parse_events(
-        list(items), limits=limits or Limits.from_settings(), body_size=body_size
+        list(items),
+        limits=limits or Limits.from_settings(),
+        body_size=body_size,
+        allow_reserved=allow_reserved,
     )
     if problems and all_or_nothing:
         return IngestResult(rejected=problems)
@@ -98,6 +102,7 @@ def store(events: Iterable[Event], *, source: str) -> IngestResult:
             _insert_resources(stored)
             rollups.record(stored)
             transaction.on_commit(lambda: broadcast_stored(stored))
+            wakeup.stored_in_transaction()
     duplicates = len(unique) - len(stored)
     if duplicates:
         logger.debug("ingest from %s: %d duplicate ids ignored", source, duplicates)
@@ -113,8 +118,12 @@ def internal_event(
     occurred: datetime | None = None,
     id: uuid.UUID | None = None,
     follows: uuid.UUID | None = None,
+    allow_reserved: bool = True,
 ) -> Event:
     """Build an event that eventsite itself makes, held to the same contract as any client's.
+
+    `allow_reserved=False` for an event whose name a person chose (the emit-event action): it
+    may not take a reserved name (`schema.RESERVED_PREFIXES`).
 
     The one builder of internal events (audit, automation and action events, rejected frames,
     webhook notices, the emit-event action): a problem raises `schema.EventInvalid`. Store the
@@ -129,7 +138,7 @@ def internal_event(
         "id": id or uuid.uuid4(),
         "follows": follows,
     }
-    return schema.parse_event(data, limits=Limits.from_settings())
+    return schema.parse_event(data, limits=Limits.from_settings(), allow_reserved=allow_reserved)
 
 
 def emit(name: str, *, source: str = "internal", **fields: Any) -> Event:

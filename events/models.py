@@ -29,8 +29,18 @@ class Event(models.Model):
         # those columns first and then walk occurred, so each index ends with it.
         indexes = [
             models.Index(fields=["occurred", "id"], name="event_occurred_id"),
-            models.Index(fields=["event", "occurred"], name="event_name_occurred"),
-            models.Index(fields=["resource_id", "occurred"], name="event_resource_occurred"),
+            # Pattern operator classes: on PostgreSQL they serve prefixes (LIKE 'x%') as well as
+            # `=`, in any collation; SQLite ignores them (0007_prefix_indexes).
+            models.Index(
+                fields=["event", "occurred"],
+                name="event_name_occurred",
+                opclasses=["varchar_pattern_ops", "timestamptz_ops"],
+            ),
+            models.Index(
+                fields=["resource_id", "occurred"],
+                name="event_resource_occurred",
+                opclasses=["text_pattern_ops", "timestamptz_ops"],
+            ),
             # The automation engine reads the log after its durable cursor in (received, id) order.
             models.Index(fields=["received", "id"], name="event_received_id"),
         ]
@@ -74,7 +84,11 @@ class EventResource(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["resource_id", "occurred"], name="eventresource_id_occurred"),
+            models.Index(
+                fields=["resource_id", "occurred"],
+                name="eventresource_id_occurred",
+                opclasses=["text_pattern_ops", "timestamptz_ops"],
+            ),
             models.Index(fields=["occurred"], name="eventresource_occurred"),
             models.Index(fields=["role", "occurred"], name="eventresource_role_occurred"),
         ]

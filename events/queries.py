@@ -27,10 +27,11 @@ from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from events import rollups, schema
+from events import rollups, schema, timebox, totals
 from events.filters import EventFilter, startswith_q
 from events.models import Event
 from events.schema import resource_name
+from events.totals import by_criteria
 
 PAGE_TOKEN_SALT = "events.page-token"
 
@@ -44,6 +45,13 @@ class Page:
     events: list[Event]
     total: int
     next_token: str | None
+    # The total is an estimate when counting exactly would have been slow (`events.totals`).
+    total_is_estimate: bool = False
+
+
+# How long a page may walk the occurred index looking for matches before it reads them from
+# their own index instead (see `_newest`).
+WALK_BUDGET = 0.008
 
 
 def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
@@ -62,15 +70,15 @@ def matching(event_filter: EventFilter) -> QuerySet[Event]:
     return event_filter.apply(Event.objects.all())
 
 
-def first_page(event_filter: EventFilter, *, limit: int, total: int | None = None) -> Page:
-    """The first page; pass `total` when the caller already knows it (the feed's histogram)."""
-    matching = event_filter.apply(Event.objects.all())
+def first_page(
+    event_filter: EventFilter, *, limit: int, total: int | None = None, estimate: bool = False
+) -> Page:
+    """The first page; pass `total` (and whether it is an `estimate`) when the caller already
+    knows it (the feed's histogram)."""
+    events = _newest(event_filter, Q(), limit)
     if total is None:
-        if rollups.answerable(event_filter) and not event_filter.distinct:
-            total = rollups.total(event_filter)
-        else:
-            total = matching.count()
-    return _page(event_filter, matching, limit=limit, total=total, offset=0)
+        total, estimate = totals.total_of(event_filter, events=events, limit=limit)
+    return _page(event_filter, events, limit=limit, total=total, offset=0, estimate=estimate)
 
 
 def next_page(token: str) -> Page:
@@ -81,35 +89,91 @@ def next_page(token: str) -> Page:
         occurred = datetime.fromisoformat(state["after"][0])
         after_id = uuid.UUID(state["after"][1])
         limit, total, offset = int(state["limit"]), int(state["total"]), int(state["offset"])
+        estimate = bool(state.get("estimate", False))
     except (signing.BadSignature, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InvalidPageToken("Invalid page token") from exc
-    matching = event_filter.apply(Event.objects.all()).filter(
-        keyset_q(occurred, after_id, event_filter.descending)
-    )
-    return _page(event_filter, matching, limit=limit, total=total, offset=offset)
+    events = _newest(event_filter, keyset_q(occurred, after_id, event_filter.descending), limit)
+    return _page(event_filter, events, limit=limit, total=total, offset=offset, estimate=estimate)
 
 
-def _page(event_filter: EventFilter, matching, *, limit: int, total: int, offset: int) -> Page:
-    ordering = (
-        [F("occurred").desc(), F("id").desc()] if event_filter.descending else ["occurred", "id"]
+def _newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
+    """The first `limit` matches in the filter's order (after the keyset bound `after`).
+
+    Two plans, because SQLite keeps no statistics to choose between them: walking the occurred
+    index newest first and testing each event (quick when matches are common), and reading the
+    matches from their own index and sorting them (quick when they are rare). The walk gets
+    WALK_BUDGET; past it the matches are rare, and the second plan answers. PostgreSQL, which
+    has statistics, plans the query itself.
+    """
+    if not limit:
+        return []
+    ordering = _order_by(event_filter.descending)
+    if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
+        rows = event_filter.apply(Event.objects.all()).filter(after)
+        return list(rows.order_by(*ordering)[:limit])
+    walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
+    if not event_filter.indexed_criteria():  # no index to read the matches from: walk
+        return list(walk.order_by(*ordering)[:limit])
+    try:
+        with timebox.within(WALK_BUDGET):
+            return list(walk.order_by(*ordering)[:limit])
+    except timebox.OutOfTime:
+        pass
+    found = by_criteria(event_filter).filter(after).values("id")
+    return list(Event.objects.filter(id__in=found).order_by(*ordering)[:limit])
+
+
+def explain(event_filter: EventFilter) -> dict[str, str]:
+    """The database's plans for the two ways a page is read (see `_newest`) and the count."""
+    ordering = _order_by(event_filter.descending)
+    walk = event_filter.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
+    found = by_criteria(event_filter).values("id")
+    return {
+        "walk": walk[:50].explain(),
+        "by_criteria": Event.objects.filter(id__in=found).order_by(*ordering)[:50].explain(),
+        "count": by_criteria(event_filter).explain(),
+    }
+
+
+def _narrows_beyond_time(event_filter: EventFilter) -> bool:
+    f = event_filter
+    return not f.distinct and bool(
+        f.event or f.resource or f.related or f.any_resource or f.id.id or f.text
     )
-    events = list(matching.order_by(*ordering)[:limit]) if limit else []
+
+
+def _order_by(descending: bool) -> list:
+    if descending:
+        return [F("occurred").desc(), F("id").desc()]
+    return [F("occurred").asc(), F("id").asc()]
+
+
+def _page(
+    event_filter: EventFilter,
+    events: list[Event],
+    *,
+    limit: int,
+    total: int,
+    offset: int,
+    estimate: bool,
+) -> Page:
     delivered = offset + len(events)
     token = None
-    if events and len(events) == limit and delivered < total:
+    if events and len(events) == limit and (estimate or delivered < total):
         last = events[-1]
         token = signing.dumps(
             {
                 "filter": event_filter.to_json(),
                 "after": [last.occurred.isoformat(), last.id.hex],
                 "limit": limit,
-                "total": total,
+                "total": max(total, delivered),
                 "offset": delivered,
+                "estimate": estimate,
             },
             salt=PAGE_TOKEN_SALT,
             compress=True,
         )
-    return Page(events=events, total=total, next_token=token)
+    return Page(events=events, total=total, next_token=token, total_is_estimate=estimate)
 
 
 # --- counting ------------------------------------------------------------------------------------
@@ -365,9 +429,11 @@ def _after_cursor_q(cursor: Cursor) -> Q:
     return Q(received__gte=received) & (Q(received__gt=received) | Q(id__gt=event_id))
 
 
-def last_received() -> Cursor | None:
-    """The (received, id) of the newest stored event, or None for an empty log."""
-    return Event.objects.order_by("-received", "-id").values_list("received", "id").first()
+def last_received(*, since: datetime | None = None) -> Cursor | None:
+    """The (received, id) of the newest stored event (received at or after `since`, a bound on
+    the index search), or None for an empty log."""
+    rows = Event.objects.all() if since is None else Event.objects.filter(received__gte=since)
+    return rows.order_by("-received", "-id").values_list("received", "id").first()
 
 
 def read_after(cursor: Cursor | None, *, limit: int) -> list[schema.Event]:
@@ -397,14 +463,22 @@ def received_behind(cursor: Cursor, *, since: datetime) -> dict[uuid.UUID, datet
 
 def events_by_ids(ids) -> list[schema.Event]:
     """Stored events with these ids, in (received, id) order."""
-    return as_schema_events(Event.objects.filter(id__in=list(ids)).order_by("received", "id"))
+    # Sorted here, not by the database: an ORDER BY lets SQLite prefer walking the (received,
+    # id) index over the primary-key lookups, which at 1M rows is a scan of the log.
+    events = as_schema_events(Event.objects.filter(id__in=list(ids)))
+    return sorted(events, key=lambda e: (e.received, e.id))
 
 
 def received_of(event_id: uuid.UUID) -> datetime | None:
     return Event.objects.filter(id=event_id).values_list("received", flat=True).first()
 
 
-def in_window(
+def oldest_received() -> datetime | None:
+    """When the oldest stored event was received: where the stored log begins."""
+    return Event.objects.order_by("received", "id").values_list("received", flat=True).first()
+
+
+def received_in(
     since: datetime,
     until: datetime,
     *,
@@ -412,15 +486,27 @@ def in_window(
     prefixes: Iterable[str] = (),
     limit: int,
 ) -> list[schema.Event]:
-    """Events that occurred in [since, until], oldest first; with `names`, only those names or
-    names starting with one of `prefixes`."""
-    rows = Event.objects.filter(occurred__gte=since, occurred__lte=until)
+    """Events received in [since, until] in the engine's (received, id) order; with `names`,
+    only those names or names starting with one of `prefixes`."""
+    rows = Event.objects.filter(received__gte=since, received__lte=until)
     if names is not None:
         either = Q(event__in=list(names))
         for prefix in prefixes:
             either |= startswith_q("event", prefix)
         rows = rows.filter(either)
-    return as_schema_events(rows.order_by("occurred", "id")[:limit])
+    return as_schema_events(rows.order_by("received", "id")[:limit])
+
+
+def read_positions(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[datetime, str]]:
+    """id → (received, id hex), the engine's read position, of the stored events among `ids`."""
+    rows = Event.objects.filter(id__in=list(ids)).values_list("id", "received")
+    return {_uuid(i): (_datetime(r), _uuid(i).hex) for i, r in rows}
+
+
+def lifecycle(resource_id: str, *, names: Iterable[str]) -> list[schema.Event]:
+    """The events of these names about one resource, in (received, id) order."""
+    rows = Event.objects.filter(resource_id=resource_id, event__in=list(names))
+    return as_schema_events(rows.order_by("received", "id"))
 
 
 _EVENT_FIELDS = ("occurred", "event", "resource", "related", "payload", "id", "follows", "received")

@@ -153,6 +153,11 @@ def total(event_filter: EventFilter) -> int:
     return sum(t.count for t in tally_by_event(event_filter, since, end).values())
 
 
+def stored_total() -> int:
+    """How many events are stored (all time), from the hour rows."""
+    return EventCount.objects.filter(width=HOUR).aggregate(n=Sum("count"))["n"] or 0
+
+
 def counts_by_bucket(
     event_filter: EventFilter, first: datetime, step: timedelta, n: int
 ) -> list[int] | None:
@@ -209,7 +214,8 @@ def counts_by_bucket_and_name(
 
 def forget_before(cutoff: datetime, *, names_q=None) -> None:
     """Drop rollup rows wholly before `cutoff` (hour-aligned), for the names being pruned."""
-    qs = EventCount.objects.filter(bucket__lt=cutoff)
+    # `width` named so the (width, bucket, event) index bounds the delete: no scan per pass.
+    qs = EventCount.objects.filter(width__in=WIDTHS, bucket__lt=cutoff)
     if names_q is not None:
         qs = qs.filter(names_q)
     qs.delete()

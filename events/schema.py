@@ -22,6 +22,12 @@ RESOURCE_ROLE = "prefect.resource.role"
 # where it comes in, never an overflow further on.
 MAX_CLIENT_INT = 2**31 - 1
 NAME_LABELS = ("prefect.resource.name", "prefect.name", "prefect-cloud.name")
+# Levels of nesting in an event, the event object itself being the first: orjson writes 254 and
+# refuses more (the payload, stored on its own, is then at most 253 deep).
+MAX_DEPTH = 254
+# Audit events (Prefect Cloud's names) and eventsite's own: refused from any client or template
+# (422 / a rejected frame / a failed webhook request), so the audit log cannot be forged.
+RESERVED_PREFIXES = ("prefect-cloud.", "eventsite.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,18 +181,39 @@ def _labels(
     return value
 
 
-def parse_event(data: Any, *, limits: Limits, size: int | None = None) -> Event:
+def reserved(name: str) -> bool:
+    """Whether `name` is one only eventsite itself may emit (`RESERVED_PREFIXES`)."""
+    return name.startswith(RESERVED_PREFIXES)
+
+
+def parse_event(
+    data: Any, *, limits: Limits, size: int | None = None, allow_reserved: bool = False
+) -> Event:
     """Validate one event object; raise `EventInvalid` listing every problem found.
 
-    `size` is the event's serialised size when the caller knows it (a websocket frame); pass
-    `size=0` when the caller has already checked a bound on it (a small request body).
+    Whatever passes can be stored on both backends: nesting, NUL characters and lone surrogates
+    are refused here, never by the database. (`size` is accepted for the callers that know a
+    bound; the event is serialised anyway, to prove it storable.)
+
+    Names under `RESERVED_PREFIXES` (audit events, eventsite's own) are refused unless
+    `allow_reserved` (`ingest.internal_event`, for the events eventsite makes itself).
     """
     if not isinstance(data, dict):
         raise EventInvalid([Problem((), "each event must be a JSON object")])
     problems: list[Problem] = []
 
-    if size is None:
-        size = len(orjson.dumps(data))
+    # Serialising (C speed) also proves the event is storable: orjson's writer refuses nesting
+    # past `MAX_DEPTH` and lone surrogates, and PostgreSQL refuses NUL, which it writes as
+    # `\u0000`. Only an event that fails is walked, to say where.
+    try:
+        encoded = orjson.dumps(data)
+    except (orjson.JSONEncodeError, TypeError):
+        encoded = None
+    if encoded is None or b"\\u0000" in encoded:  # (or an escaped backslash before "u0000")
+        found = unstorable(data)
+        if found or encoded is None:
+            raise EventInvalid(found or [Problem((), "cannot be stored as JSON")])
+    size = len(encoded)
     if size > limits.size_bytes:
         problems.append(
             Problem(
@@ -211,6 +238,14 @@ def parse_event(data: Any, *, limits: Limits, size: int | None = None) -> Event:
         problems.append(
             Problem(
                 ("event",), f"is {len(name)} characters; at most {limits.name_length} are allowed"
+            )
+        )
+    elif not allow_reserved and reserved(name):
+        problems.append(
+            Problem(
+                ("event",),
+                f"{name!r} is reserved: names starting with "
+                f"{' or '.join(repr(p) for p in RESERVED_PREFIXES)} come only from eventsite itself",
             )
         )
 
@@ -267,7 +302,13 @@ def parse_event(data: Any, *, limits: Limits, size: int | None = None) -> Event:
     )
 
 
-def parse_events(items: list[Any], *, limits: Limits, body_size: int | None = None):
+def parse_events(
+    items: list[Any],
+    *,
+    limits: Limits,
+    body_size: int | None = None,
+    allow_reserved: bool = False,
+):
     """Validate a batch. Returns (events, problems) where problems are `(index, Problem)` pairs.
 
     When the whole body is within the per-event size limit, no event can exceed it, so the
@@ -278,10 +319,65 @@ def parse_events(items: list[Any], *, limits: Limits, body_size: int | None = No
     problems: list[tuple[int, Problem]] = []
     for index, item in enumerate(items):
         try:
-            events.append(parse_event(item, limits=limits, size=size))
+            events.append(
+                parse_event(item, limits=limits, size=size, allow_reserved=allow_reserved)
+            )
         except EventInvalid as exc:
             problems.extend((index, p) for p in exc.problems)
     return events, problems
+
+
+def _printable(key: Any) -> str | int:
+    """A key as a problem's field path shows it: NUL and lone surrogates escaped."""
+    if isinstance(key, int):
+        return key
+    text = str(key).replace("\x00", "\\u0000")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _string_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (invalid Unicode), which cannot be stored"
+    return None
+
+
+def unstorable(data: Any, *, most: int = 10) -> list[Problem]:
+    """Where `data` holds what the store would refuse: nesting deeper than `MAX_DEPTH`, NUL
+    characters, lone surrogates, keys that are not strings, values that are not JSON."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, tuple, int]] = [(data, (), 1)]
+    while stack and len(problems) < most:
+        value, loc, depth = stack.pop()
+        if isinstance(value, str):
+            message = _string_problem(value)
+            if message:
+                problems.append(Problem(loc, message))
+        elif isinstance(value, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                where = (*loc[:6], "…") if len(loc) > 6 else loc
+                problems.append(
+                    Problem(where, f"is nested more than {MAX_DEPTH} levels deep; not stored")
+                )
+                continue
+            pairs = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in pairs:
+                if isinstance(value, dict):
+                    if not isinstance(key, str):
+                        problems.append(Problem((*loc, _printable(key)), "keys must be strings"))
+                        continue
+                    message = _string_problem(key)
+                    if message:
+                        problems.append(Problem((*loc, _printable(key)), f"the key {message}"))
+                        continue
+                stack.append((item, (*loc, _printable(key)), depth + 1))
+        elif not isinstance(value, int | float | bool | type(None) | datetime | uuid.UUID):
+            problems.append(Problem(loc, f"is a {type(value).__name__}, not a JSON value"))
+    return problems
 
 
 def _required(data: dict, key: str) -> Any:

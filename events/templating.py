@@ -18,6 +18,7 @@ import contextvars
 import json
 import math
 import re
+import string
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -105,18 +106,91 @@ def _check_int_arguments(args: Iterable[Any]) -> None:
 
 
 _FORMAT_NUMBERS = re.compile(r"\d+")
+_FORMATTER = string.Formatter()
 
 
 def _check_format_string(fmt: str, extra: int = 0) -> None:
-    # A width or precision of N can produce N characters, once per field.
+    # A width or precision of N can produce N characters, once per field; `%*d` takes them
+    # from the arguments, which `extra` then counts (see `call_binop`).
     _check_size(len(fmt) + extra + sum(int(n) for n in _FORMAT_NUMBERS.findall(fmt)))
 
 
-def _length(value: Any) -> int:
+def _format_size(fmt: str, args: tuple, kwargs: dict) -> int:
+    """An upper bound on the length of `fmt.format(*args, **kwargs)`.
+
+    Widths and precisions count once per field, including those a field takes from the
+    arguments (`'{0:{1}}'.format('a', 100000)`): the nested fields are resolved first."""
+    values = [*args, *kwargs.values()]
+    size = _items_size(values)
     try:
-        return len(value)
-    except TypeError:
-        return len(str(value))
+        fields = list(_FORMATTER.parse(fmt))
+    except ValueError:  # str.format will refuse it too
+        return len(fmt) + size
+    for literal, _field, spec, _conversion in fields:
+        size += len(literal)
+        if not spec:
+            continue
+        if "{" in spec:
+            try:
+                spec = spec.format(*args, **kwargs)
+            except (IndexError, KeyError, ValueError, AttributeError, TypeError):
+                continue
+        size += sum(int(n) for n in _FORMAT_NUMBERS.findall(spec)) + len(spec)
+        if size > 4 * DEFAULT_MAX_OUTPUT:
+            break
+    return size
+
+
+def _text_size(value: Any, limit: int | None = None) -> int:
+    """An upper bound on the length of `str(value)` / `repr` / `tojson`, found without building it.
+
+    Containers are walked (a list can hold the same big list a thousand times), and the walk
+    stops as soon as the bound passes `limit`, so it costs at most `limit` steps."""
+    if limit is None:
+        limit = _current().max_output
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, bytes | bytearray):
+        return 4 * len(value) + 3
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return value.bit_length() // 3 + 2
+    if isinstance(value, float):
+        return 24
+    if isinstance(value, Mapping | list | tuple | set | frozenset):
+        size = 2
+        stack = [value]
+        while stack:
+            current = stack.pop()
+            items = (
+                [*current.keys(), *current.values()]
+                if isinstance(current, Mapping)
+                else list(current)
+            )
+            size += 2 * len(items) + 2
+            for item in items:
+                if isinstance(item, Mapping | list | tuple | set | frozenset):
+                    stack.append(item)
+                else:
+                    size += _text_size(item, limit)
+                if size > limit:
+                    return size
+        return size
+    if isinstance(value, ChainableUndefined | StrictUndefined):
+        return 0
+    return len(str(value))
+
+
+def _items_size(items: Iterable[Any], sep: str = "") -> int:
+    """`_text_size` of each item plus a separator, stopping once over the limit."""
+    limit = _current().max_output
+    size = 0
+    for item in items:
+        size += _text_size(item, limit) + len(sep)
+        if size > limit:
+            break
+    return size
 
 
 # --- guarded operations ---------------------------------------------------------------------
@@ -133,6 +207,7 @@ def _guarded_iter(iterable: Any) -> Iterator[Any]:
 
 
 def _guarded_concat(*parts: Any) -> str:
+    _check_size(sum(len(p) if isinstance(p, str) else _text_size(p) for p in parts))
     strings = [part if isinstance(part, str) else str(part) for part in parts]
     _check_size(sum(len(s) for s in strings))
     return "".join(strings)
@@ -159,9 +234,11 @@ def _estimate_str_method(text: str, name: str, args: tuple, kwargs: dict) -> int
         old, new = str(values[0]), str(values[1])
         count = text.count(old) if old else len(text) + 1
         return len(text) + count * len(new)
-    if name in ("format", "format_map"):
-        size = sum(_length(v) for v in values)
-        return len(text) + size + sum(int(n) for n in _FORMAT_NUMBERS.findall(text))
+    if name == "format":
+        return _format_size(text, args, kwargs)
+    if name == "format_map":
+        mapping = values[0] if values and isinstance(values[0], Mapping) else {}
+        return _format_size(text, (), dict(mapping))
     return len(text)
 
 
@@ -177,10 +254,13 @@ def _estimate_filter(name: str, value: Any, args: tuple, kwargs: dict) -> int:
         count = text.count(old) if old else len(text) + 1
         return len(text) + count * len(new)
     if name == "format":
+        # Jinja's `format` filter is `%`-formatting: `*` widths come from the arguments.
         text = str(value)
+        numbers = sum(abs(v) for v in values if isinstance(v, int)) if "*" in text else 0
         return (
             len(text)
-            + sum(_length(v) for v in values)
+            + numbers
+            + sum(_text_size(v) for v in values)
             + sum(int(n) for n in _FORMAT_NUMBERS.findall(text))
         )
     if name == "wordwrap":
@@ -210,9 +290,13 @@ def _guard_filter(name: str, func: Callable) -> Callable:
         if name in ("join",):
             value = list(value) if value is not None else []
             sep = str(extra[0]) if extra else str(kwargs.get("d", ""))
-            _check_size(sum(_length(v) for v in value) + len(sep) * len(value))
+            _check_size(_items_size(value, sep))
             args = (*args[:offset], value, *extra)
         else:
+            if name not in _STRUCTURAL_FILTERS and isinstance(value, _CONTAINERS):
+                # The filter writes the container out (`tojson`, `string`, `pprint`, …):
+                # bound what that builds before it is built.
+                _check_size(_text_size(value) * (2 if name == "tojson" else 1))
             _check_size(_estimate_filter(name, value, extra, kwargs))
         result = func(*args, **kwargs)
         if isinstance(result, (str, list, tuple)):
@@ -222,6 +306,39 @@ def _guard_filter(name: str, func: Callable) -> Callable:
     guarded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
     guarded.__name__ = getattr(func, "__name__", name)
     return guarded
+
+
+_CONTAINERS = (Mapping, list, tuple, set, frozenset)
+# Filters that look into a container without writing all of it out.
+_STRUCTURAL_FILTERS = frozenset(
+    [
+        "attr",
+        "batch",
+        "count",
+        "d",
+        "default",
+        "dictsort",
+        "first",
+        "groupby",
+        "items",
+        "last",
+        "length",
+        "list",
+        "map",
+        "max",
+        "min",
+        "random",
+        "reject",
+        "rejectattr",
+        "reverse",
+        "select",
+        "selectattr",
+        "slice",
+        "sort",
+        "sum",
+        "unique",
+    ]
+)
 
 
 def _indent_of(args: tuple, kwargs: dict) -> int:
@@ -252,7 +369,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
         def bounded(*args: Any, **kwargs: Any) -> str:
             _check_int_arguments(args)
-            _check_size(_estimate_str_method(fmt, "format", args, kwargs))
+            _check_size(_estimate_str_method(fmt, value.__name__, args, kwargs))
             return wrapper(*args, **kwargs)
 
         return bounded
@@ -279,7 +396,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             values = right if isinstance(right, (tuple, list)) else [right]
             if isinstance(right, Mapping):
                 values = list(right.values())
-            _check_format_string(left, sum(_length(v) for v in values))
+            extra = _items_size(values)
+            if "*" in left:  # `'%*s' % (n, s)`: the width is an argument
+                extra += sum(abs(v) for v in values if isinstance(v, int))
+            _check_format_string(left, extra)
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -292,7 +412,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         elif getattr(__obj, "__name__", "") == "join" and args:
             items = list(args[0])
             sep = owner if isinstance(owner, str) else ""
-            _check_size(sum(_length(i) for i in items) + len(sep) * len(items))
+            _check_size(_items_size(items, sep))
             args = (items, *args[1:])
         result = super().call(__context, __obj, *args, **kwargs)
         if isinstance(result, (str, list, tuple)):
@@ -304,6 +424,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 def _finalize(context, value: Any) -> Any:
     if isinstance(value, ChainableUndefined):
         return value
+    if not isinstance(value, str):
+        _check_size(_text_size(value))
     text = value if isinstance(value, str) else str(value)
     _current().grow(len(text))
     return text

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from eventsite.locks import DeploymentLock
 
@@ -30,6 +30,7 @@ class Service:
     target: str  # "module:function", the function taking a threading.Event to stop on
     engine: bool = False  # part of the automation engine: left out by `serve --no-engine`
     once_per_deployment: bool = False  # one process of the deployment at a time (see above)
+    sqlite_only: bool = False  # started only when the database is SQLite
 
     def load(self) -> Callable[[threading.Event], None]:
         module, _, func = self.target.partition(":")
@@ -42,6 +43,9 @@ class Service:
 
 SERVICES = [
     Service("retention", "events.retention:run_forever", once_per_deployment=True),
+    Service(
+        "sqlite-wal", "eventsite.sqlite_wal:run_forever", once_per_deployment=True, sqlite_only=True
+    ),
     # The engine elects its own leader per cursor (automations.engine), so it is not marked here.
     Service("automation-engine", "automations.engine:run_forever", engine=True),
 ]
@@ -108,6 +112,8 @@ def start(*, engine: bool = True) -> tuple[threading.Event, list[threading.Threa
     threads = []
     for service in SERVICES:
         if service.engine and not engine:
+            continue
+        if service.sqlite_only and connection.vendor != "sqlite":
             continue
         thread = threading.Thread(target=run, args=(service, stop), name=service.name, daemon=True)
         thread.start()

@@ -125,6 +125,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "eventsite.query_deadline.QueryDeadlineMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -175,6 +176,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA synchronous=NORMAL;"
             "PRAGMA temp_store=MEMORY;"
             "PRAGMA cache_size=-16384;"
+            # What a reset WAL keeps on disk (`eventsite.sqlite_wal` resets it past a size).
+            "PRAGMA journal_size_limit=67108864;"
         ),
     }
     # A file, not :memory:, so a server started by a test (a separate process) sees the same data.
@@ -255,11 +258,22 @@ EVENTSITE_MAX_EVENT_NAME_LENGTH = envint("EVENTSITE_MAX_EVENT_NAME_LENGTH", 1024
 EVENTSITE_MAX_LABELS_PER_RESOURCE = envint("EVENTSITE_MAX_LABELS_PER_RESOURCE", 500)
 EVENTSITE_MAX_RELATED_RESOURCES = envint("EVENTSITE_MAX_RELATED_RESOURCES", 100)
 EVENTSITE_MAX_EVENT_SIZE_BYTES = envint("EVENTSITE_MAX_EVENT_SIZE_BYTES", 1_500_000)
+# Every read a request makes is stopped past this (503 with the reason): eventsite/query_deadline.py.
+EVENTSITE_QUERY_TIMEOUT = envduration("EVENTSITE_QUERY_TIMEOUT", "10s")
+# A websocket message up to this size is read (an event over the limit is then skipped and
+# reported, the connection stays up); past it the server closes the socket with 1009.
+EVENTSITE_WEBSOCKET_MAX_MESSAGE_BYTES = envint(
+    "EVENTSITE_WEBSOCKET_MAX_MESSAGE_BYTES", 4 * EVENTSITE_MAX_EVENT_SIZE_BYTES
+)
 EVENTSITE_EVENT_RETENTION = envduration("EVENTSITE_EVENT_RETENTION", "7d")
 EVENTSITE_AUDIT_RETENTION = envduration("EVENTSITE_AUDIT_RETENTION", "365d")
 # A batch may hold many events; each one is still held to the per-event limit above.
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("EVENTSITE_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
 EVENTSITE_PRUNE_INTERVAL = envduration("EVENTSITE_PRUNE_INTERVAL", "1h")
+# SQLite: how often the WAL's size is looked at, and past what size it is checkpointed and
+# truncated (`eventsite.sqlite_wal`).
+EVENTSITE_SQLITE_WAL_CHECK = envduration("EVENTSITE_SQLITE_WAL_CHECK", "1s")
+EVENTSITE_SQLITE_WAL_LIMIT_MB = envint("EVENTSITE_SQLITE_WAL_LIMIT_MB", 64)
 # How often a process checks that it still holds a once-per-deployment service's lock, and a
 # standby process whether the lock is free to take over (eventsite/services.py).
 EVENTSITE_SERVICE_LOCK_POLL = envduration("EVENTSITE_SERVICE_LOCK_POLL", "10s")
@@ -269,6 +283,10 @@ EVENTSITE_SERVICE_LOCK_POLL = envduration("EVENTSITE_SERVICE_LOCK_POLL", "10s")
 EVENTSITE_WEBHOOK_MAX_BODY_BYTES = envint(
     "EVENTSITE_WEBHOOK_MAX_BODY_BYTES", EVENTSITE_MAX_EVENT_SIZE_BYTES
 )
+# Webhook templates render in this many worker processes (0: in the server's threads), each
+# allowed this much memory above its size at rest (events/webhooks/render_workers.py).
+EVENTSITE_TEMPLATE_WORKERS = envint("EVENTSITE_TEMPLATE_WORKERS", 2)
+EVENTSITE_TEMPLATE_WORKER_MEMORY_MB = envint("EVENTSITE_TEMPLATE_WORKER_MEMORY_MB", 512)
 EVENTSITE_WEBHOOK_LOG_RETENTION = envduration("EVENTSITE_WEBHOOK_LOG_RETENTION", "30d")
 EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT = envint("EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT", 5)
 EVENTSITE_LOGIN_FAILURES_PER_IP = envint("EVENTSITE_LOGIN_FAILURES_PER_IP", 20)
@@ -289,9 +307,10 @@ SPECTACULAR_SETTINGS.update(
 )
 
 # --- automations -------------------------------------------------------------------------------
-# How often proactive triggers are evaluated, and how often an idle engine looks for new events.
+# How often proactive triggers are evaluated, and how often an idle engine looks for new events
+# without being woken (stores wake it: `events.wakeup`; this poll is only a safety net).
 EVENTSITE_ENGINE_TICK = envduration("EVENTSITE_ENGINE_TICK", "5s")
-EVENTSITE_ENGINE_POLL = envduration("EVENTSITE_ENGINE_POLL", "0.02s")
+EVENTSITE_ENGINE_POLL = envduration("EVENTSITE_ENGINE_POLL", "1s")
 # Events committed out of `received` order are caught up to this long after the cursor passed.
 EVENTSITE_ENGINE_OVERLAP = envduration("EVENTSITE_ENGINE_OVERLAP", "30s")
 EVENTSITE_ENGINE_BATCH = envint("EVENTSITE_ENGINE_BATCH", 2000)

@@ -218,6 +218,7 @@ def test_internal_events_are_built_only_by_the_one_builder():
 LOG_READERS = {
     "events.queries",  # the read path
     "events.page_queries",  # the read path's second half (resources, stories, export)
+    "events.totals",  # the read path's totals (exact when cheap, else estimated)
     "events.filters",  # the filter model's SQL evaluator, used by the read path
     "events.rollups",  # counts for the read path, kept by the write path
     "events.ingest",  # the write path

@@ -332,6 +332,7 @@ def _build_event(data: dict[str, Any], *, follows: uuid.UUID | None) -> Event:
             related=data.get("related") or [],
             payload=data.get("payload") or {},
             follows=follows,
+            allow_reserved=False,  # a person chose the name: no audit or eventsite.* event
         )
     except EventInvalid as exc:
         raise ValueError(str(exc)) from None

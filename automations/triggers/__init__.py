@@ -6,7 +6,8 @@ form's preview and the "why did it fire" page run the very same code over stored
 
 - `definitions`: the trigger models and `parse_trigger`;
 - `state`: windows (`Bucket`), `Firing`, `State`;
-- `evaluator`: `Evaluator` (on_event / on_tick) and `simulate`;
+- `evaluator`: `Evaluator` (on_event / on_tick);
+- `simulation`: `replay`, the engine's loop over stored events (preview and explain);
 - `ordering`: events wait for the event they `follow`;
 - `describe`: triggers in words, "Automate" prefill, clause-by-clause `explain`.
 """
@@ -19,6 +20,7 @@ from automations.triggers.definitions import (
     MAX_FOLLOWER_DEPTH,
     NEVER_EVALUATED,
     PROACTIVE_MINIMUM_WITHIN,
+    SWEEP_EVERY,
     TRIGGER_TYPES,
     CompoundTrigger,
     EventTrigger,
@@ -29,8 +31,9 @@ from automations.triggers.definitions import (
     validation_errors,
 )
 from automations.triggers.describe import Clause, describe, explain, trigger_from_event
-from automations.triggers.evaluator import AutomationSpec, Evaluator, simulate
+from automations.triggers.evaluator import AutomationSpec, Evaluator
 from automations.triggers.ordering import Ordering
+from automations.triggers.simulation import Replay, read_order, replay
 from automations.triggers.state import Bucket, BucketId, Firing, State
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "MAX_FOLLOWER_DEPTH",
     "NEVER_EVALUATED",
     "PROACTIVE_MINIMUM_WITHIN",
+    "SWEEP_EVERY",
     "TRIGGER_TYPES",
     "AutomationSpec",
     "Bucket",
@@ -51,6 +55,7 @@ __all__ = [
     "EventTrigger",
     "Firing",
     "Ordering",
+    "Replay",
     "SequenceTrigger",
     "State",
     "TriggerInvalid",
@@ -58,7 +63,8 @@ __all__ = [
     "explain",
     "find_resource_label",
     "parse_trigger",
-    "simulate",
+    "read_order",
+    "replay",
     "trigger_from_event",
     "validation_errors",
 ]

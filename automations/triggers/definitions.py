@@ -35,6 +35,8 @@ LOOKBACK = timedelta(minutes=15)
 PROACTIVE_MINIMUM_WITHIN = timedelta(seconds=10)
 # Buckets that ended this long ago are deleted by the periodic sweep.
 EXPIRED_BUCKET_BUFFER = timedelta(seconds=60)
+# How often the engine (and its replay) runs that sweep.
+SWEEP_EVERY = timedelta(seconds=30)
 # Held `expect` events (proactive triggers with `after`) are kept this long.
 HELD_EVENTS_RETENTION = 2 * LOOKBACK
 # Followers wait at most this long for the event they follow (reference §1.5).

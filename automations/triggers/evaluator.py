@@ -4,8 +4,8 @@ The algorithm follows Prefect 3.9.1's `server/events/triggers.py` (reference §5
 one bucket per (trigger, for_each key) with start/end/count/last_event; reactive triggers
 fire as soon as the count meets the threshold and then debounce until the window ends;
 proactive triggers fire at the end of a window when the count stayed under the threshold.
-The engine keeps `State` in the database and calls `Evaluator.on_event` / `on_tick`; `simulate`
-runs the very same code over stored events for previews.
+The engine keeps `State` in the database and calls `Evaluator.on_event` / `on_tick`;
+`simulation.replay` drives the very same code over stored events as the engine does.
 """
 
 from __future__ import annotations
@@ -483,33 +483,3 @@ def _slot_start(occurred: datetime, width: timedelta) -> datetime:
     if width <= timedelta(0):
         return occurred
     return epoch + (occurred - epoch) // width * width
-
-
-def simulate(
-    automation_trigger: Any,
-    events: Iterable[Event],
-    *,
-    since: datetime,
-    until: datetime,
-    tick: timedelta = timedelta(seconds=5),
-) -> list[Firing]:
-    """The firings the trigger would have produced over these events, in `occurred` order.
-
-    Proactive triggers are ticked every `tick` of simulated time, as the engine does.
-    """
-    spec = AutomationSpec(id=uuid.uuid4(), trigger=automation_trigger)
-    evaluator = Evaluator([spec])
-    proactive = any(not t.reactive for t in evaluator.event_triggers)
-    fired: list[Firing] = []
-    clock = since
-    for event in sorted(events, key=lambda e: (e.occurred, e.id.hex)):
-        if proactive:
-            while clock + tick <= event.occurred:
-                clock += tick
-                fired += evaluator.on_tick(clock)
-        fired += evaluator.on_event(event, clock=max(event.occurred, clock))
-    if proactive:
-        while clock + tick <= until:
-            clock += tick
-            fired += evaluator.on_tick(clock)
-    return fired

@@ -74,6 +74,11 @@ class EventPage(BaseModel):
     next_page: str | None = Field(
         description="Absolute URL of the next page (from EVENTSITE_PUBLIC_URL), or null"
     )
+    total_is_estimate: bool = Field(
+        default=False,
+        description="An eventsite extension: `total` is an estimate, because counting every "
+        "match exactly would have been slow (a filter matching a large share of a large log)",
+    )
 
 
 class EventCount(BaseModel):

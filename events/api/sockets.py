@@ -19,7 +19,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -334,28 +334,59 @@ def _store_frames(frames: list, *, token: ApiToken | None) -> tuple[int, int, in
     # A frame's size bounds its event's size, so per-event sizes need no re-serialising when
     # every frame is within the limit.
     body_size = biggest if biggest <= limits.size_bytes else None
-    with transaction.atomic():
-        result = ingest(
-            items, source="websocket", all_or_nothing=False, body_size=body_size, limits=limits
-        )
-        problems: dict[int, list[schema.Problem]] = {}
-        for index, problem in result.rejected:
-            problems.setdefault(index, []).append(problem)
-        for index, found in problems.items():
-            detail = "; ".join(f"{p.field or 'event'}: {p.message}" for p in found)
-            frame = frames[positions[index]]
-            rejections.append(_rejection(frame, f"Invalid event: {detail}", found, token))
-        if rejections:
+    stored, duplicates, refused = _store_items(items, positions, frames, token, limits, body_size)
+    rejections += refused
+    if rejections:
+        with transaction.atomic():
             store(rejections, source="internal")
     for rejection in rejections:
         logger.warning("events/in: skipped a frame: %s", rejection.payload["reason"])
-    return len(result.stored), result.duplicates, len(rejections)
+    return stored, duplicates, len(rejections)
+
+
+def _store_items(
+    items: list, positions: list[int], frames: list, token, limits, body_size
+) -> tuple[int, int, list[schema.Event]]:
+    """Store the valid items in one transaction; (stored, duplicates, rejection events).
+
+    A storage error splits the batch in halves, down to the one event the store refuses (it is
+    then reported like an invalid one): a bad event never takes its neighbours with it."""
+    rejections: list[schema.Event] = []
+    try:
+        with transaction.atomic():
+            result = ingest(
+                items, source="websocket", all_or_nothing=False, body_size=body_size, limits=limits
+            )
+    except DatabaseError as exc:
+        if not items:
+            raise
+        if len(items) == 1:
+            frame = frames[positions[0]]
+            logger.warning("events/in: the store refused an event: %s", exc)
+            reason = f"The store refused this event: {type(exc).__name__}: {exc}"
+            return 0, 0, [_rejection(frame, reason, [], token)]
+        half = len(items) // 2
+        first = _store_items(items[:half], positions[:half], frames, token, limits, body_size)
+        second = _store_items(items[half:], positions[half:], frames, token, limits, body_size)
+        return first[0] + second[0], first[1] + second[1], first[2] + second[2]
+    problems: dict[int, list[schema.Problem]] = {}
+    for index, problem in result.rejected:
+        problems.setdefault(index, []).append(problem)
+    for index, found in problems.items():
+        detail = "; ".join(f"{p.field or 'event'}: {p.message}" for p in found)
+        frame = frames[positions[index]]
+        rejections.append(_rejection(frame, f"Invalid event: {detail}", found, token))
+    return len(result.stored), result.duplicates, rejections
 
 
 def _rejection(
     frame, reason: str, problems: list[schema.Problem], token: ApiToken | None
 ) -> schema.Event:
     text = frame.decode(errors="replace") if isinstance(frame, bytes | bytearray) else str(frame)
+    # The excerpt is stored: no NUL, no lone surrogate (what made the frame unstorable, maybe).
+    excerpt = text[:EXCERPT_CHARS].replace("\x00", "\ufffd")
+    excerpt = excerpt.encode("utf-8", "replace").decode("utf-8")
+    reason = reason.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
     related = []
     if token is not None:
         related.append(
@@ -373,7 +404,7 @@ def _rejection(
             "source": "/api/events/in",
             "reason": reason,
             "problems": [p.as_dict() for p in problems],
-            "frame": text[:EXCERPT_CHARS],
+            "frame": excerpt,
             "frame_length": len(text),
             "truncated": len(text) > EXCERPT_CHARS,
         },

@@ -50,7 +50,12 @@ def _page_response(request, page: queries.Page) -> HttpResponse:
             + page.next_token
         )
     return json_response(
-        {"events": [e.to_wire() for e in page.events], "total": page.total, "next_page": next_url}
+        {
+            "events": [e.to_wire() for e in page.events],
+            "total": page.total,
+            "next_page": next_url,
+            "total_is_estimate": page.total_is_estimate,
+        }
     )
 
 

@@ -250,6 +250,18 @@ def thousands(value: int) -> str:
 
 
 @register.filter
+def about(value: int) -> str:
+    """An estimated count, rounded as a person would say it: "about 400k", "about 1.2M"."""
+    if value >= 1_000_000:
+        return f"about {value / 1_000_000:.1f}M".replace(".0M", "M")
+    if value >= 10_000:
+        return f"about {round(value / 1000):,}k"
+    if value >= 1000:
+        return f"about {value / 1000:.1f}k".replace(".0k", "k")
+    return f"about {value:,}"
+
+
+@register.filter
 def input_value(value: datetime | None) -> str:
     """A UTC datetime as a `datetime-local` input value."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") if value else ""

@@ -2,7 +2,8 @@
 
 It answers `/hooks/` before Django's ASGI handler, because that handler runs every request's
 middleware in a fresh thread (about 3 ms of CPU each on our 2-core machine, ~300 requests/s).
-`asgi_app` renders on the event loop and sends the database work to one thread that groups
+`asgi_app` reads the body on the event loop, renders in a template worker process (through a
+thread: `events.webhooks.render_workers`) and sends the database work to one thread that groups
 concurrent requests into one lookup query and one transaction (group commit), which is what lets
 it take well over 1,000 requests/s. The steps are `events.webhooks.receive`'s.
 """
@@ -14,7 +15,7 @@ import logging
 import queue
 import threading
 import weakref
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -83,6 +84,9 @@ class _DaemonThreadExecutor(Executor):
 # lookup never waits behind a commit; jobs from concurrent requests are run as one batch.
 _LOOKUP_EXECUTOR = _DaemonThreadExecutor("webhook-lookup")
 _WRITE_EXECUTOR = _DaemonThreadExecutor("webhook-write")
+# Threads that wait for the template workers (and validate what they render), a few more than
+# there are workers so that a free worker never waits for a thread.
+_RENDER_EXECUTOR = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-render")
 MAX_BATCH = 500
 IDLE_CLOSE_SECONDS = 2.0
 
@@ -179,7 +183,11 @@ async def handle_async(slug: str, incoming: Incoming) -> Result:
     if result is None and nonce is not None and not await claim(nonce):
         logger.warning("webhook %s refused a replayed signature", webhook.id)
         result = Result(401, Outcome.UNAUTHORIZED, REPLAYED)
-    result = result or evaluate(webhook, incoming)
+    if result is None:
+        # Never on the loop: the body and the template are the sender's (`render_workers`).
+        result = await asyncio.get_running_loop().run_in_executor(
+            _RENDER_EXECUTOR, evaluate, webhook, incoming
+        )
     await writes.submit(build_write(webhook, slug, incoming, result))
     return result
 

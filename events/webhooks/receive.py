@@ -39,10 +39,10 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from events import schema, templating
+from events import schema
 from events.ingest import internal_event, store
 from events.schema import RESOURCE_ID, RESOURCE_ROLE, EventInvalid, Limits
-from events.webhooks import verify
+from events.webhooks import render_workers, verify
 from events.webhooks.incoming import Incoming
 from events.webhooks.models import Webhook, WebhookRequest
 
@@ -82,29 +82,15 @@ def evaluate(webhook: Webhook, incoming: Incoming, *, occurred: datetime | None 
     `occurred` is the default time of the event (now; a replay gives the original request's).
     """
     limits = Limits.from_settings()
-    environment = templating.WEBHOOKS_STRICT if webhook.strict else templating.WEBHOOKS
-    try:
-        rendered = templating.render(
-            webhook.template,
-            incoming.context(),
-            environment=environment,
-            max_output=limits.size_bytes,
-        )
-    except (templating.TemplateInvalid, templating.RenderFailed) as exc:
-        return Result(400, Outcome.FAILED, f"Template error: {exc}")
-    try:
-        data = orjson.loads(rendered)
-    except orjson.JSONDecodeError as exc:
-        return Result(
-            400, Outcome.FAILED, f"The template did not render valid JSON: {exc}", rendered
-        )
-    if not isinstance(data, dict):
-        return Result(
-            400,
-            Outcome.FAILED,
-            f"The template must render a JSON object, not {type(data).__name__}.",
-            rendered,
-        )
+    # Body parsing and rendering happen in a worker process (`render_workers`).
+    work = render_workers.render(
+        webhook.template, webhook.strict, incoming, max_output=limits.size_bytes
+    )
+    if work.status:
+        outcome = Outcome.TOO_LARGE if work.status == 413 else Outcome.FAILED
+        return Result(work.status, outcome, work.error, work.rendered)
+    data = orjson.loads(work.data)
+    rendered = work.rendered
     try:
         event = schema.parse_event(
             complete(data, webhook, incoming, occurred=occurred), limits=limits
@@ -121,7 +107,8 @@ def complete(
     *,
     occurred: datetime | None = None,
 ) -> dict[str, Any]:
-    """Fill in what a template may leave out: occurred, id, the webhook, and a payload."""
+    """Fill in what a template may leave out: occurred, id, the webhook (the payload is filled
+    in by `render_workers.render_event_data`, which has the parsed body)."""
     data = dict(data)
     if data.get("occurred") is None:
         data["occurred"] = occurred or timezone.now()
@@ -139,12 +126,6 @@ def complete(
                 "prefect.resource.name": webhook.name,
             },
         ]
-    if data.get("payload") is None:
-        data["payload"] = {
-            "method": incoming.method,
-            "headers": incoming.headers,
-            "body": incoming.parsed_body(),
-        }
     return data
 
 

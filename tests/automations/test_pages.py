@@ -301,8 +301,11 @@ def test_preview_counts_firings_over_stored_events(logged_in_client):
     store(event_data("acme.order.created", "acme.invoice.1"))
     response = logged_in_client.post("/automations/preview", form_data())
     assert response.status_code == 200
-    counts = [p["count"] for p in response.context["previews"]]
-    assert counts == [3, 3]
+    assert response.context["preview"]["count"] == 3
+    html = response.content.decode()
+    assert html.count("<li>") == 3 and "(absence)" not in html
+    week = logged_in_client.post("/automations/preview", form_data() | {"preview_window": "7d"})
+    assert week.context["window"] == "7d" and week.context["preview"]["count"] == 3
     response = logged_in_client.post(
         "/automations/preview", form_data(trigger_mode="json", trigger_json="{")
     )

@@ -32,7 +32,7 @@ def communicator(query: dict | None = None, cookie: str | None = None) -> Websoc
 
 
 async def store(*items):
-    result = await sync_to_async(ingest)(list(items), source="test")
+    result = await sync_to_async(ingest)(list(items), source="test", allow_reserved=True)
     assert result.ok, result.rejected
     return result.stored
 

@@ -23,7 +23,7 @@ def _fresh_cache():
 
 
 def store(*items):
-    result = ingest(list(items), source="test")
+    result = ingest(list(items), source="test", allow_reserved=True)
     assert result.ok, result.rejected
     return result.stored
 

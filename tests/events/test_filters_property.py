@@ -153,7 +153,14 @@ def test_sql_and_in_memory_evaluation_agree(stored, filter_json):
         in_sql = [e.id for e in event_filter.ordered(Event.objects.all())]
         in_memory = [e.id for e in event_filter.evaluate(stored)]
         total = event_filter.apply(Event.objects.all()).count()
+        # The other plans a page may take (queries._newest): a walk with EXISTS, and a read
+        # by the criteria's own indexes.
+        order = event_filter.ordered(Event.objects.all()).query.order_by
+        walked = event_filter.apply(Event.objects.all(), semijoin="exists").order_by(*order)
+        by_criteria = event_filter.apply(Event.objects.all(), by_criteria=True).order_by(*order)
+        walked, by_criteria = [e.id for e in walked], [e.id for e in by_criteria]
         transaction.set_rollback(True)
 
     assert in_sql == in_memory
     assert total == len(in_memory)
+    assert walked == by_criteria == in_memory

@@ -68,6 +68,26 @@ def test_render_refuses_attribute_escapes(template):
         "{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}",
         "{{ lipsum(10**6) }}",
         "{{ body|tojson(indent=100000) }}",
+        # Widths and precisions taken from the arguments (the security review's freezing case).
+        "{{ ('{0:{1}}' * 8000).format('a', 100000) }}",
+        "{{ '{x:{w}}'.format_map({'x': 'a', 'w': 10000000}) }}",
+        "{{ ('%*s' * 8000) % ((100000, 'a') * 8000) }}",
+        "{{ ('%*s' * 20)|format(" + "100000, 'a', " * 19 + "100000, 'a') }}",
+        # Containers that share one big list: written out, they would be huge.
+        *(
+            "{% set a = ['x' * 1000] * 1000 %}{% set b = [a] * 1000 %}" + out
+            for out in (
+                "{{ b }}",
+                "{{ b|tojson }}",
+                "{{ b|join(',') }}",
+                "{{ ','.join(b) }}",
+                "{{ b ~ '' }}",
+                "{{ '%s' % (b,) }}",
+                "{{ '{}'.format(b) }}",
+                "{{ b|string }}",
+                "{{ b|pprint }}",
+            )
+        ),
     ],
 )
 def test_render_refuses_work_that_would_hurt_the_server_quickly(template):
@@ -123,3 +143,19 @@ def test_check_template_enforces_prefects_loop_limits():
 def test_check_template_refuses_a_huge_template():
     with pytest.raises(TemplateInvalid, match="longer than"):
         check_template("x" * (templating.MAX_TEMPLATE_CHARS + 1))
+
+
+def test_format_widths_from_arguments_still_work_when_small():
+    out = render("{{ '{0:>{1}}|'.format('a', 3) }}{{ '%*d' % (4, 7) }}", CONTEXT)
+
+    assert out == "  a|   7"
+
+
+def test_the_request_body_of_the_freezing_template_is_refused_quickly():
+    context = {**CONTEXT, "body": {"f": "{0:{1}}", "n": 100000}}
+    started = time.perf_counter()
+
+    with pytest.raises(RenderFailed, match="would build a value"):
+        render("{{ (body.f * 8000).format('a', body.n) }}", context)
+
+    assert time.perf_counter() - started < 1.0

@@ -81,6 +81,10 @@ class Command(BaseCommand):
                 verbosity=0,
                 websocket_timeout=86400 * 365,
                 websocket_handshake_timeout=10,
+                # Daphne's default (1 MiB) would drop the connection on a valid 1.4 MB event;
+                # up to this size an oversized frame is read, skipped and reported instead.
+                websocket_max_message_size=settings.EVENTSITE_WEBSOCKET_MAX_MESSAGE_BYTES,
+                websocket_max_frame_size=settings.EVENTSITE_WEBSOCKET_MAX_MESSAGE_BYTES,
                 application_close_timeout=5,
                 **proxy,
             ).run()

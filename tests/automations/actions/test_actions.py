@@ -316,6 +316,33 @@ def test_emit_event_refuses_an_event_without_a_resource_id():
     assert exc.value.errors[0]["field"] == "action.event"
 
 
+def test_emit_event_refuses_a_reserved_name_whether_static_or_templated(clock):
+    with pytest.raises(ActionsInvalid) as exc:
+        parse_action(
+            {
+                "type": "emit-event",
+                "event": {
+                    "event": "prefect-cloud.user.logged-in",
+                    "resource": {"prefect.resource.id": "prefect-cloud.user.1"},
+                },
+            }
+        )
+    assert "reserved" in exc.value.errors[0]["message"]
+
+    run = fire(
+        {
+            "type": "emit-event",
+            "event": {
+                "event": "{{ 'prefect-cloud' }}.user.logged-in",
+                "resource": {"prefect.resource.id": "prefect-cloud.user.1"},
+            },
+        }
+    )
+    assert run.status == ActionRun.Status.FAILED
+    assert "reserved" in run.last_error
+    assert not EventRow.objects.filter(event="prefect-cloud.user.logged-in").exists()
+
+
 # --- pause / resume ------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from automations.triggers import (
     TriggerInvalid,
     explain,
     parse_trigger,
-    simulate,
+    replay,
 )
 from tests.automations.helpers import T0, at, ev, evaluator, event_trigger, rel
 
@@ -620,15 +620,39 @@ def test_explain_shows_the_bucket_window_when_given():
     assert "bucket count 1" in clauses["window"].note
 
 
-def test_simulate_counts_reactive_and_proactive_firings_over_stored_events():
+def test_replay_counts_reactive_and_proactive_firings_over_stored_events():
     events = [ev("x", "r1", t=i) for i in range(5)]
     reactive = parse_trigger(event_trigger(expect=["x"], within=60))
-    assert len(simulate(reactive, events, since=at(-10), until=at(100))) == 1
+    assert len(replay(reactive, events, since=at(-10), until=at(100)).firings) == 1
     proactive = parse_trigger(event_trigger(posture="Proactive", expect=["x"], within=10))
-    fired = simulate(proactive, events, since=at(0), until=at(60))
-    # events at 0..4 fill the first window, dropped at the 5 s tick; the next window opens at
-    # the next run (15 s) and every window after it is empty
-    assert [f.triggered for f in fired] == [at(t) for t in (25, 35, 45, 55)]
+    fired = replay(proactive, events, since=at(0), until=at(60)).firings
+    # the tick at 0 drops the window the event at 0 filled and runs again at 10, when it drops
+    # the one events 1..4 filled; the window opened at 20 stays empty, and so does each after
+    assert [f.triggered for f in fired] == [at(t) for t in (30, 40, 50, 60)]
+
+
+def test_replay_reads_in_received_order_with_the_clock_at_reading():
+    late = ev("x", "r1", t=0, received=at(50))
+    trigger = parse_trigger(event_trigger(expect=["x"]))
+    (firing,) = replay(trigger, [late], since=at(0), until=at(60)).firings
+    assert firing.triggered == at(50)  # the engine stamps the time it read the event
+
+
+def test_replay_has_no_trigger_state_while_the_automation_is_paused():
+    events = [ev("x", "r1", t=t) for t in (10, 20, 30)]
+    trigger = parse_trigger(event_trigger(expect=["x"], threshold=2, within=60))
+    assert len(replay(trigger, events, since=at(0), until=at(60)).firings) == 1
+    paused = replay(
+        trigger, events, since=at(0), until=at(60), changes=[(at(15), False), (at(25), True)]
+    )
+    assert paused.firings == []  # 10 was forgotten at the pause, 20 came while paused
+    assert paused.evaluated == 2
+
+
+def test_replay_stamps_only_the_firings_between_since_and_until():
+    proactive = parse_trigger(event_trigger(posture="Proactive", expect=["x"], within=10))
+    fired = replay(proactive, [], since=at(30), until=at(50), start=at(0)).firings
+    assert [f.triggered for f in fired] == [at(30), at(40), at(50)]
 
 
 def test_the_trigger_index_selects_exactly_the_triggers_that_cover_an_event():

@@ -237,7 +237,9 @@ from prefect.events.clients import PrefectEventsClient
 async def main():
     total = int(sys.argv[1])
     ids = []
-    async with PrefectEventsClient() as client:
+    # Prefect's default (10 attempts, about 8 s) is shorter than a restart takes on a loaded CI
+    # machine; a minute of attempts keeps the test about resending, not about start-up time.
+    async with PrefectEventsClient(reconnection_attempts=60) as client:
         for i in range(total):
             event = Event(event="acme.stream", resource={"prefect.resource.id": f"acme.r.{i}"})
             await client.emit(event)

@@ -162,8 +162,27 @@ def test_audit_events_cannot_be_changed_or_deleted_through_the_api(api_client, u
 
     assert delete.status_code in (404, 405)
     assert put.status_code == 405
-    assert repost.status_code == 204  # idempotent by id: the first copy wins
+    assert repost.status_code == 422  # an audit name comes only from eventsite itself
+    assert "reserved" in repost.json()["errors"][0]["message"]
     assert Event.objects.get(id=event.id).payload["actor"]["via"] == "system"
+
+
+@pytest.mark.parametrize("name", ["prefect-cloud.user.logged-in", "eventsite.ingest.rejected"])
+def test_a_client_cannot_forge_an_audit_or_eventsite_event(api_client, name):
+    forged = {
+        "occurred": "2024-01-01T00:00:00Z",
+        "event": name,
+        "resource": {"prefect.resource.id": "prefect-cloud.user.1"},
+        "id": str(uuid.uuid4()),
+    }
+
+    response = api_client.post("/api/events", [forged], format="json")
+
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "event"
+    assert "reserved" in error["message"]
+    assert not Event.objects.filter(event=name, id=forged["id"]).exists()
 
 
 def test_record_refuses_a_name_outside_the_audit_list(user):

@@ -1,0 +1,130 @@
+"""A page's `total` without a long COUNT: exact when cheap, else a flagged estimate (issue 14).
+
+Part of the read path (`events.queries` calls `total_of` for its pages; the admin calls
+`count_or_estimate`). Reads are bounded by `events.timebox`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import orjson
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
+from django.db.models import QuerySet
+
+from events import rollups, timebox
+from events.filters import EventFilter, OccurredFilter
+from events.models import Event
+
+# A page's total is exact when it can be had within this many seconds (the rollups, a short page,
+# or a COUNT that finishes in time); otherwise it is estimated within ESTIMATE_BUDGET more.
+COUNT_BUDGET = 0.02
+ESTIMATE_BUDGET = 0.015
+FIRST_SLICE = timedelta(minutes=1)  # the newest slice counted for an estimate; each next is 4×
+# A window of at most this many events is counted exactly even when every one must be read.
+SCANNED_EXACTLY = 20_000
+
+
+def by_criteria(event_filter: EventFilter) -> QuerySet[Event]:
+    """The matches, planned to be read from the criteria's own indexes when there are any."""
+    indexed = event_filter.indexed_criteria()
+    return event_filter.apply(Event.objects.all(), by_criteria=indexed)
+
+
+# --- totals --------------------------------------------------------------------------------------
+
+
+def total_of(
+    event_filter: EventFilter, *, events: list[Event] = (), limit: int = 0
+) -> tuple[int, bool]:
+    """How many events match, and whether that is an estimate.
+
+    Exact when cheap: a first page that was not full holds them all, the rollups answer time
+    and names, and a COUNT gets COUNT_BUDGET when the matches look few and have an index (or
+    the window is small). Otherwise an estimate: the page's density among the events it spans
+    (from the rollups), scaled to the window; without a page (`limit` 0), the matches counted
+    in time slices from the newest back within ESTIMATE_BUDGET, scaled the same way.
+    """
+    shown = len(events)
+    if limit and shown < limit:
+        return shown, False
+    plain = not event_filter.distinct
+    if plain and rollups.answerable(event_filter):
+        return rollups.total(event_filter), False
+    # The window's events (time and names only: what the rollups answer exactly).
+    window = EventFilter(occurred=event_filter.occurred, event=event_filter.event)
+    in_window = rollups.total(window)
+    # The page's density: its matches among the window's events from the newest back to the
+    # page's last (the rollups count those), scaled to the whole window.
+    guess = None
+    if events and limit and in_window:
+        last = events[-1].occurred
+        since, until = window.occurred.since, window.occurred.until
+        covered = (
+            OccurredFilter(since=last, until=until)
+            if event_filter.descending
+            else OccurredFilter(since=since, until=last)
+        )
+        in_covered = rollups.total(window.model_copy(update={"occurred": covered}))
+        if in_covered:
+            guess = max(round(shown * in_window / in_covered), shown + 1)
+    # Count exactly when the matches are few and have an index, or the window is small.
+    few = guess is None or guess <= SCANNED_EXACTLY
+    if few and (event_filter.indexed_criteria() or in_window <= SCANNED_EXACTLY):
+        try:
+            with timebox.within(COUNT_BUDGET):
+                return by_criteria(event_filter).count(), False
+        except timebox.OutOfTime:
+            pass
+    if guess is not None:
+        return guess, True
+    at_least = shown + (1 if limit and shown == limit else 0)
+    return max(_estimate(event_filter, window, in_window), at_least), True
+
+
+def count_or_estimate(rows: QuerySet[Event], *, budget: float) -> tuple[int, bool]:
+    """COUNT(*) of any queryset of events within `budget` seconds, else the planner's estimate
+    (PostgreSQL) or the size of the log (SQLite has no estimate; an upper bound). For lists
+    that are not `EventFilter`s, such as the admin's."""
+    try:
+        with timebox.within(budget):
+            return rows.count(), False
+    except timebox.OutOfTime:
+        pass
+    if connection.vendor == "postgresql":
+        try:
+            sql, params = rows.order_by().query.sql_with_params()
+        except EmptyResultSet:
+            return 0, False
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+            (plan,) = cursor.fetchone()
+        plan = orjson.loads(plan) if isinstance(plan, str | bytes) else plan
+        return int(plan[0]["Plan"]["Plan Rows"]), True
+    return rollups.stored_total(), True
+
+
+def _estimate(event_filter: EventFilter, window: EventFilter, in_window: int) -> int:
+    since, until = event_filter.occurred.since, event_filter.occurred.until
+    deadline = time.monotonic() + ESTIMATE_BUDGET
+    counted, covered_from, width, hi = 0, None, FIRST_SLICE, until
+    while hi >= since:
+        lo = max(since, hi - width)
+        part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
+        try:
+            with timebox.within(deadline - time.monotonic()):
+                counted += part.apply(Event.objects.all()).count()
+        except timebox.OutOfTime:
+            break
+        covered_from, hi, width = lo, lo - timedelta(microseconds=1), width * 4
+    if covered_from is None:
+        return 0
+    if covered_from <= since:
+        return counted
+    covered = window.model_copy(
+        update={"occurred": OccurredFilter(since=covered_from, until=until)}
+    )
+    in_covered = rollups.total(covered)
+    return round(counted * in_window / in_covered) if in_covered else counted

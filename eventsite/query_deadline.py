@@ -1,0 +1,108 @@
+"""A deadline on every query a request runs: past it the query is stopped and the answer is 503.
+
+A filter can be made expensive (the lists of `EventFilter` are bounded, but patterns and time
+ranges are not), so every read a request makes runs under `EVENTSITE_QUERY_TIMEOUT`:
+
+- SQLite: a progress handler that interrupts the statement once the deadline passed;
+- PostgreSQL: `statement_timeout`, set on the connection before the request's first read and
+  put back to none before a write (ingest, audit rows), so a large batch is never cut short.
+
+`QueryDeadlineMiddleware` installs it (a `connection.execute_wrapper`) around each request and
+turns the stopped query into `503` with the reason (Prefect's error keys under `/api/`) instead
+of a 500 or a worker held for minutes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.db import OperationalError, connection
+from django.http import HttpRequest, HttpResponse
+
+TIMEOUT_MESSAGES = ("interrupted", "statement timeout", "canceling statement")
+_READS = ("SELECT", "WITH")
+
+
+def _is_read(sql: str) -> bool:
+    return sql.lstrip()[:6].upper().startswith(_READS)
+
+
+class QueryDeadline:
+    """`connection.execute_wrapper` that bounds each read statement to `seconds`."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.pg_timeout: int | None = None  # what this connection's statement_timeout is (ms)
+
+    def __call__(self, execute: Callable, sql: str, params: Any, many: bool, context: dict):
+        db = context["connection"]
+        read = isinstance(sql, str) and _is_read(sql)
+        if db.vendor == "sqlite":
+            if not read:
+                return execute(sql, params, many, context)
+            deadline = time.monotonic() + self.seconds
+            raw = db.connection
+            raw.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                raw.set_progress_handler(None, 0)
+        if db.vendor == "postgresql":
+            wanted = max(1, int(self.seconds * 1000)) if read else 0
+            if self.pg_timeout != wanted:
+                # On the driver's cursor: not through the wrappers again.
+                context["cursor"].cursor.execute(f"SET statement_timeout = {wanted}")
+                self.pg_timeout = wanted
+        return execute(sql, params, many, context)
+
+    def reset(self) -> None:
+        if self.pg_timeout:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET statement_timeout = 0")
+            except Exception:  # a broken connection is closed by Django; nothing to reset
+                connection.close()
+        self.pg_timeout = None
+
+
+def is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and any(
+        text in str(exc).lower() for text in TIMEOUT_MESSAGES
+    )
+
+
+def timeout_response(request: HttpRequest) -> HttpResponse:
+    seconds = settings.EVENTSITE_QUERY_TIMEOUT.total_seconds()
+    detail = (
+        f"The query took longer than {seconds:g} seconds and was stopped; "
+        "narrow the filter (a shorter time range, fewer or more precise patterns) and retry."
+    )
+    if request.path.startswith("/api/"):
+        body = orjson.dumps({"detail": detail, "exception_message": detail})
+        return HttpResponse(body, status=503, content_type="application/json")
+    return HttpResponse(detail, status=503, content_type="text/plain; charset=utf-8")
+
+
+class QueryDeadlineMiddleware:
+    def __init__(self, get_response: Callable):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        seconds = settings.EVENTSITE_QUERY_TIMEOUT.total_seconds()
+        if seconds <= 0:
+            return self.get_response(request)
+        deadline = QueryDeadline(seconds)
+        try:
+            with connection.execute_wrapper(deadline):
+                return self.get_response(request)
+        finally:
+            deadline.reset()
+
+    def process_exception(self, request: HttpRequest, exception: Exception):
+        if is_timeout(exception):
+            return timeout_response(request)
+        return None

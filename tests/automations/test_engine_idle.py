@@ -1,0 +1,154 @@
+"""An engine at rest costs O(new work) (issue 17): no automation, no per-event work."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from automations import engine as engine_module
+from automations.engine import Engine
+from automations.models import EngineCursor, Firing
+from events import queries, wakeup
+from tests.automations.conftest import event, make_automation, store
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.django_db
+
+REACTIVE = {"type": "event", "posture": "Reactive", "expect": ["acme.idle.ping"]}
+
+
+def event_rows_read(run) -> list[str]:
+    """The queries of `run()` that fetch stored events' contents (not just their keys)."""
+    with CaptureQueriesContext(connection) as captured:
+        run()
+    return [q["sql"] for q in captured.captured_queries if '"events_event"."payload"' in q["sql"]]
+
+
+def test_with_no_enabled_automation_a_step_reads_no_event_and_moves_to_the_end(clock):
+    make_automation(REACTIVE, enabled=False)
+    engine = Engine()
+    engine.load()
+    store(*[event("acme.idle.ping", f"acme.thing.{i}") for i in range(50)])
+    assert event_rows_read(engine.step) == []
+    assert engine.cursor == queries.last_received()
+    clock.shift(2)  # the cursor is written at most once a second when nothing else changed
+    store(event("acme.idle.other"))
+    engine.step()
+    row = EngineCursor.objects.get(name="default")
+    assert (row.received, row.event_id) == queries.last_received()
+    assert not Firing.objects.exists()
+
+
+def test_an_automation_enabled_after_a_quiet_stretch_reacts_from_then_on_only(clock):
+    engine = Engine()
+    engine.load()
+    store(event("acme.idle.ping", "acme.thing.before"))
+    engine.step()
+    clock.shift(2)  # past the late check's interval: it must not bring the skipped event back
+    automation = make_automation(REACTIVE)
+    store(event("acme.idle.ping", "acme.thing.after"))
+    while engine.step():
+        pass
+    (firing,) = Firing.objects.filter(automation=automation)
+    assert firing.triggering_event["resource"]["prefect.resource.id"] == "acme.thing.after"
+
+
+def test_a_quiet_engine_still_catches_an_event_committed_late_after_its_horizon(clock):
+    """The late check keeps working after a skip: an event stamped after the skipped-to point
+    but behind the cursor (committed after the engine passed it) is still evaluated."""
+    engine = Engine()
+    engine.load()
+    store(event("acme.idle.other"))
+    engine.step()  # skips to the end: the horizon
+    automation = make_automation(REACTIVE)
+    clock.shift(0.5)
+    store(event("acme.idle.ping", "acme.thing.late"))
+    clock.shift(0.5)
+    store(event("acme.idle.other"))
+    engine.cursor = queries.last_received()  # as if it had read past the ping before it committed
+    engine.next_late_check = engine.clock()
+    engine.step()
+    (firing,) = Firing.objects.filter(automation=automation)
+    assert firing.triggering_event["resource"]["prefect.resource.id"] == "acme.thing.late"
+
+
+# --- waking instead of polling (issue 11, item 3) ------------------------------------------------
+
+
+def wait_for(condition, *, within: float) -> float:
+    """Seconds until `condition()` held; fails after `within` seconds."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < within, "not within the time allowed"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(
+    EVENTSITE_ENGINE_POLL=timedelta(seconds=120), EVENTSITE_ENGINE_TICK=timedelta(seconds=120)
+)
+def test_a_stored_event_wakes_the_engine_long_before_its_safety_poll(monkeypatch):
+    # Nothing else brings the engine round sooner: only a wake-up can get an event in in time.
+    monkeypatch.setattr(engine_module, "DUE_CHECK_EVERY", timedelta(seconds=120))
+    automation = make_automation(REACTIVE)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=engine_module.run_forever, args=(stop,), kwargs={"engine": Engine(name="wake")}
+    )
+    thread.start()
+    try:
+        # Started and at rest: its cursor row exists and no firing is pending.
+        wait_for(lambda: EngineCursor.objects.filter(name="wake").exists(), within=30)
+        for i in range(3):
+            store(event("acme.idle.ping", f"acme.thing.{i}"))
+            took = wait_for(
+                lambda n=i + 1: Firing.objects.filter(automation=automation).count() == n,
+                within=30,  # a quarter of the safety poll
+            )
+            assert took < 30
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_a_store_in_another_process_wakes_a_waiter_through_listen_notify(live_server_env):
+    """Another process's commit reaches this one as a NOTIFY; no local wake is involved."""
+    stop = threading.Event()
+    waiter = wakeup.Wakeup(stop)
+    try:
+        assert waiter.listening(10)
+        waiter.wait(0)  # the wake-up every (re)connection gives
+        assert waiter.wait(0.2) is False
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import django; django.setup()\n"
+                "from events.ingest import ingest\n"
+                "from tests.factories import event_data\n"
+                "assert ingest([event_data('acme.idle.ping', 'acme.thing.other')], "
+                "source='test').ok\n",
+            ],
+            env=live_server_env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert other.returncode == 0, other.stderr
+        assert waiter.wait(30) is True
+    finally:
+        stop.set()
+        waiter.close()

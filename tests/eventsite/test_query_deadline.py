@@ -1,0 +1,57 @@
+"""A deadline on every read a request runs: the query is stopped and the answer is 503."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import OperationalError, connection
+
+from events.ingest import ingest
+from eventsite.query_deadline import QueryDeadline, is_timeout
+from tests.factories import event_data
+
+ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+
+
+@pytest.mark.django_db
+def test_an_endless_read_is_stopped_at_the_deadline():
+    started = time.monotonic()
+    with (
+        pytest.raises(OperationalError) as raised,
+        connection.execute_wrapper(QueryDeadline(0.2)),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(ENDLESS)
+
+    assert is_timeout(raised.value)
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.django_db
+def test_writes_are_not_under_the_deadline():
+    deadline = QueryDeadline(0.000_001)
+    with connection.execute_wrapper(deadline):
+        result = ingest([event_data(payload={"n": i}) for i in range(300)], source="test")
+    deadline.reset()
+
+    assert len(result.stored) == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_query_past_the_deadline_is_a_503_with_the_reason(api_client, settings):
+    ingest(
+        [event_data(resource_id=f"acme.order.{i}", payload={"i": i}) for i in range(3000)],
+        source="test",
+    )
+    settings.EVENTSITE_QUERY_TIMEOUT = timedelta(microseconds=1)
+    filter_ = {"filter": {"text": {"query": "nothing matches this"}}}
+
+    slow = api_client.post("/api/events/filter", filter_, format="json")
+    settings.EVENTSITE_QUERY_TIMEOUT = timedelta(seconds=10)
+    fine = api_client.post("/api/events/filter", filter_, format="json")
+
+    assert slow.status_code == 503
+    assert "took longer than" in slow.json()["detail"]
+    assert fine.status_code == 200
