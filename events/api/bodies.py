@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from pydantic import BaseModel, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from events.schema import unstorable
 from eventsite.field_secrets import REDACTED
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -112,6 +113,16 @@ def read_json(request: HttpRequest) -> tuple[Any, HttpResponse | None]:
         return None, error_response(400, f"Malformed JSON: {exc}")
 
 
+def unstorable_response(data: Any, *, detail: str) -> HttpResponse | None:
+    """A 422 naming the fields whose strings no store can hold (NUL, lone surrogates; PostgreSQL
+    refuses them even in a query), or None. Event batches say it per event (`events.schema`)."""
+    problems = unstorable(data)
+    if not problems:
+        return None
+    errors = [{"field": p.field or "body", "message": p.message} for p in problems]
+    return error_response(422, detail, errors, request_body=data)
+
+
 def parse_body(
     request: HttpRequest, model: type[Model], *, detail: str = "Invalid request."
 ) -> tuple[Model | None, HttpResponse | None]:
@@ -125,6 +136,8 @@ def parse_body(
         return None, error
     if data is None and not request.body.strip():
         data = {}
+    if error := unstorable_response(data, detail=detail):
+        return None, error
     try:
         return model.model_validate(data), None
     except ValidationError as exc:

@@ -205,3 +205,29 @@ def test_an_action_whose_type_is_not_a_string_is_a_422(api_client):
 
     assert response.status_code == 422
     assert response.json()["errors"][0]["field"] == "actions.0.type"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/events/filter", {"filter": {"event": {"name": ["a\x00b"]}}}, "filter.event.name.0"),
+        ("/api/webhooks/", {"name": "n\x00", "template": "{}"}, "name"),
+        (
+            "/api/automations/",
+            {"name": "n\x00", "trigger": {"posture": "Reactive"}, "actions": []},
+            "name",
+        ),
+    ],
+)
+def test_a_string_no_store_can_hold_is_a_422_on_both_backends(api_client, path, body, field):
+    response = api_client.post(path, body, format="json")
+
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
+def test_automations_related_to_a_resource_id_with_nul_are_none(api_client):
+    response = api_client.get("/api/automations/related-to/acme%00thing")
+
+    assert response.status_code == 200
+    assert response.json() == []
