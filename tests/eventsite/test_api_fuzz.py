@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-FUZZ_EXAMPLES = int(os.environ.get("EVENTSITE_FUZZ_EXAMPLES", "100"))
+FUZZ_EXAMPLES = int(os.environ.get("EVENTSITE_FUZZ_EXAMPLES", "200"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -231,3 +231,25 @@ def test_automations_related_to_a_resource_id_with_nul_are_none(api_client):
 
     assert response.status_code == 200
     assert response.json() == []
+
+
+def test_a_preview_of_nested_triggers_sharing_one_id_answers(api_client):
+    same = "e3e70682-c209-1cac-a29f-6fbed82c07cd"
+    leaf = {"id": same, "type": "event", "posture": "Reactive", "expect": ["acme.*"]}
+    compound = {"id": same, "type": "compound", "require": 1, "triggers": [leaf]}
+    inner = {"id": same, "type": "sequence", "triggers": [compound]}
+    trigger = {"id": same, "type": "sequence", "triggers": [inner]}
+    ingest_body = [
+        {
+            "id": "0b9e6ad2-8b5c-4b8e-9a55-3c8c1d1f0a01",
+            "occurred": "2026-01-01T00:00:00Z",
+            "event": "acme.thing",
+            "resource": {"prefect.resource.id": "acme.1"},
+        }
+    ]
+    assert api_client.post("/api/events", ingest_body, format="json").status_code == 204
+
+    body = {"trigger": trigger, "since": "2025-12-31T00:00:00Z"}
+    response = api_client.post("/api/automations/preview", body, format="json")
+
+    assert response.status_code == 200, response.json()
