@@ -333,7 +333,7 @@ def bench_env(database_url: str | None = None, data_dir: str | None = None) -> d
         data_dir = str(ROOT / "var" / "bench-data" / "postgres-home")
         Path(data_dir).mkdir(parents=True, exist_ok=True)
     env["EVENTSITE_DATA_DIR"] = data_dir or tempfile.mkdtemp(prefix="eventsite-bench-")
-    env["EVENTSITE_LOG_LEVEL"] = "WARNING"
+    env["EVENTSITE_LOG_LEVEL"] = os.environ.get("BENCH_SERVE_LOG_LEVEL", "WARNING")
     env["PYTHONPATH"] = str(ROOT)
     if database_url:
         env["EVENTSITE_DATABASE_URL"] = database_url

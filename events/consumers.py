@@ -2,11 +2,14 @@
 
 The page connects with its own query string; the consumer reads it through the same FilterSet as
 the page, so both use one `EventFilter` — in SQL for the page, `matches()` in memory here — and
-renders the same `_event_row.html` the page does.
+renders the same `_event_row.html` the page does. Events come from the store through the
+process's live reader (`events.live`); a page that cannot keep up is closed with 1013 and a
+reason, and its reconnect (with `live_after`, the newest `received` it has) backfills the rest.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime, timedelta
@@ -17,8 +20,7 @@ from django.http import QueryDict
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from events import queries, schema
-from events.broadcast import Membership
+from events import live, queries, schema
 from events.filters import EventFilter
 from events.forms import FeedFilterSet
 from events.models import Event
@@ -39,8 +41,19 @@ def render_rows(events: list) -> str:
     return "".join(render_to_string(ROW_TEMPLATE, {"event": e}) for e in events)
 
 
+def _row(event) -> str:
+    return render_to_string(ROW_TEMPLATE, {"event": event})
+
+
 class FeedConsumer(AsyncWebsocketConsumer):
+    # No channel of its own: rows come from the process's tail (`events.live`), so a channel
+    # layer that fails (Redis restarting) cannot take the socket down with it.
+    channel_layer_alias = None
     event_filter: EventFilter | None = None
+    subscription: live.Subscription | None = None
+    sender: asyncio.Task | None = None
+    # Rows waiting for a page that reads slowly (the socket's send waits on a full buffer).
+    max_pending = 5_000
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -56,34 +69,45 @@ class FeedConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self.close(code=4400)
             return
-        self.membership = Membership(self.channel_layer, self.channel_name)
-        await self.membership.join()
+        # Follow the log first, then read the backfill: an event stored in between arrives
+        # both ways (the page skips a row it has), rather than neither way.
+        self.subscription = await live.subscribe(
+            self.event_filter, max_pending=self.max_pending, on_too_slow=self._too_slow
+        )
         await self.accept()
         if after := _parse_time(params.get("live_after")):
             events = await self._backfill(after)
             if events:
                 await self._send_rows(events, backfill=True)
+        self.sender = asyncio.create_task(self._send_live())
 
     async def disconnect(self, code: int) -> None:
-        if self.event_filter is not None:
-            await self.membership.leave()
+        if self.subscription is not None:
+            self.subscription.close()
+        if self.sender is not None and self.sender is not asyncio.current_task():
+            self.sender.cancel()
 
     async def receive(self, text_data=None, bytes_data=None) -> None:
         if text_data == "ping":
             await self.send(text_data=json.dumps({"type": "pong"}))
 
-    async def events_stored(self, message: dict) -> None:
-        matched = []
-        for data in message.get("events", []):
-            try:
-                event = schema.Event.from_wire(data)
-            except (KeyError, TypeError, ValueError):
-                logger.warning("feed: skipped a malformed broadcast event")
-                continue
-            if self.event_filter.matches(event):
-                matched.append(event)
-        if matched:
-            await self._send_rows(matched)
+    async def _send_live(self) -> None:
+        while True:
+            items = await self.subscription.take()
+            rows = [(item.event, item.cached("row", _row)) for item in items]
+            rows.sort(key=lambda pair: (pair[0].occurred, pair[0].id.hex), reverse=True)
+            html = "".join(row for _event, row in rows)
+            await self.send(
+                text_data=json.dumps(
+                    {"type": "rows", "count": len(rows), "backfill": False, "html": html}
+                )
+            )
+
+    def _too_slow(self, reason: str) -> None:
+        logger.warning("feed: a page fell %d rows behind; closing", self.max_pending)
+        if self.sender is not None:
+            self.sender.cancel()
+        asyncio.get_running_loop().create_task(self.close(code=live.TOO_SLOW, reason=reason[:120]))
 
     async def _send_rows(self, events: list, *, backfill: bool = False) -> None:
         html = render_rows(events)

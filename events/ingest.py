@@ -18,6 +18,7 @@ from events.broadcast import broadcast_stored
 from events.models import Event as EventRow
 from events.models import EventResource
 from events.schema import RESOURCE_ID, RESOURCE_ROLE, Event, Limits, Problem
+from eventsite import sqlite_wal
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def store(events: Iterable[Event], *, source: str) -> IngestResult:
     if not unique:
         return IngestResult()
 
+    sqlite_wal.writers_wait()
     with transaction.atomic():
         inserted = _insert_events(unique)
         stored = [e for e in unique if e.id in inserted]

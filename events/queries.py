@@ -52,6 +52,9 @@ class Page:
 # How long a page may walk the occurred index looking for matches before it reads them from
 # their own index instead (see `_newest`).
 WALK_BUDGET = 0.008
+# `distinct` pages walk the matches in chunks for at most this long (see `_newest_distinct`).
+DISTINCT_BUDGET = 0.03
+DISTINCT_CHUNK = 200
 
 
 def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
@@ -107,6 +110,8 @@ def _newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
     """
     if not limit:
         return []
+    if event_filter.distinct:
+        return _newest_distinct(event_filter, after, limit)
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         rows = event_filter.apply(Event.objects.all()).filter(after)
@@ -121,6 +126,43 @@ def _newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
         pass
     found = by_criteria(event_filter).filter(after).values("id")
     return list(Event.objects.filter(id__in=found).order_by(*ordering)[:limit])
+
+
+def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
+    """`distinct`: the first `limit` events that are each their resource's first match.
+
+    Walked in the filter's order in chunks, keeping the first event seen of each resource (and,
+    past the first page, not a resource that matched before the keyset bound): quick while
+    resources vary, which is the common case. Past DISTINCT_BUDGET (a few resources repeated
+    throughout), SQL's window over every match answers instead.
+    """
+    resource = event_filter.resource.model_copy(update={"distinct": False})
+    plain = event_filter.model_copy(update={"resource": resource})
+    ordering = _order_by(event_filter.descending)
+    rows = plain.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
+    found: list[Event] = []
+    seen: set[str] = set()
+    bound = after
+    try:
+        with timebox.within(DISTINCT_BUDGET):
+            while len(found) < limit:
+                chunk = list(rows.filter(bound)[:DISTINCT_CHUNK])
+                if not chunk:
+                    break
+                fresh = [e for e in chunk if not (e.resource_id in seen or seen.add(e.resource_id))]
+                if after and fresh:  # resources first matched on an earlier page
+                    ids = {e.resource_id for e in fresh}
+                    earlier = rows.exclude(after).filter(resource_id__in=ids)
+                    shown = set(earlier.values_list("resource_id", flat=True))
+                    fresh = [e for e in fresh if e.resource_id not in shown]
+                found += fresh
+                last = chunk[-1]
+                bound = after & keyset_q(last.occurred, last.id, event_filter.descending)
+            return found[:limit]
+    except timebox.OutOfTime:
+        pass
+    rows = event_filter.apply(Event.objects.all()).filter(after)
+    return list(rows.order_by(*ordering)[:limit])
 
 
 def explain(event_filter: EventFilter) -> dict[str, str]:
@@ -253,16 +295,13 @@ def time_buckets(
         if until > now:
             # Prefect cuts a future range off at the end of the current unit period.
             period = UNIT_SECONDS[unit]
-            epoch = now.timestamp()
-            until = datetime.fromtimestamp((math.floor(epoch / period) + 1) * period, tz=UTC)
+            until = datetime.fromtimestamp((now.timestamp() // period + 1) * period, tz=UTC)
         first = PIVOT + step * math.floor((since - PIVOT) / step)
         count = max(0, math.ceil((until - first) / step))
         _ = first + step * min(count, MAX_BUCKETS)  # the last bucket's end must be a datetime too
     except OverflowError:
-        raise TooManyBuckets(
-            "The buckets of this range and interval would reach past the calendar's ends "
-            "(years 1 to 9999). Please reduce the interval or the time range."
-        ) from None
+        past = "would reach past the calendar's ends (years 1 to 9999)"
+        raise TooManyBuckets(f"The buckets {past}; reduce the interval or range.") from None
     if count > MAX_BUCKETS:
         raise TooManyBuckets(
             f"The given interval would create {count} buckets, which is too many. "
@@ -409,10 +448,11 @@ def backfill_page(
 def received_since(
     event_filter: EventFilter, after: datetime, *, occurred_since: datetime, limit: int
 ) -> list[Event]:
-    """Matching events received after `after` (and occurred since `occurred_since`), newest first."""
+    """Matching events received at or after `after` (and occurred since `occurred_since`), newest
+    first; the page skips a row it already shows."""
     return list(
         event_filter.apply(Event.objects.all())
-        .filter(received__gt=after, occurred__gte=occurred_since)
+        .filter(received__gte=after, occurred__gte=occurred_since)
         .order_by("-occurred", "-id")[:limit]
     )
 
@@ -486,15 +526,15 @@ def received_in(
     prefixes: Iterable[str] = (),
     limit: int,
 ) -> list[schema.Event]:
-    """Events received in [since, until] in the engine's (received, id) order; with `names`,
-    only those names or names starting with one of `prefixes`."""
+    """Events received in [since, until] in the engine's (received, id) order, without their
+    payloads; with `names`, only those names or names starting with one of `prefixes`."""
     rows = Event.objects.filter(received__gte=since, received__lte=until)
     if names is not None:
         either = Q(event__in=list(names))
         for prefix in prefixes:
             either |= startswith_q("event", prefix)
         rows = rows.filter(either)
-    return as_schema_events(rows.order_by("received", "id")[:limit])
+    return as_schema_events(rows.order_by("received", "id")[:limit], payload=False)
 
 
 def read_positions(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[datetime, str]]:
@@ -512,31 +552,36 @@ def lifecycle(resource_id: str, *, names: Iterable[str]) -> list[schema.Event]:
 _EVENT_FIELDS = ("occurred", "event", "resource", "related", "payload", "id", "follows", "received")
 
 
-def as_schema_events(rows: QuerySet[Event]) -> list[schema.Event]:
+def as_schema_events(rows: QuerySet[Event], *, payload: bool = True) -> list[schema.Event]:
     """Stored events as `schema.Event`s, without building model instances.
 
     The engine's hot read: the rows are fetched with the queryset's SQL and decoded here
     (orjson, fromisoformat), which costs a fraction of the ORM's per-field converters.
+    `payload=False` leaves payloads out (`{}`): triggers never read them, and a replay over a
+    day of events spends much of its read decoding them.
     """
+    fields = _EVENT_FIELDS if payload else tuple(f for f in _EVENT_FIELDS if f != "payload")
     try:
-        sql, params = rows.values_list(*_EVENT_FIELDS).query.sql_with_params()
+        sql, params = rows.values_list(*fields).query.sql_with_params()
     except EmptyResultSet:  # e.g. `id__in=[]`: nothing to read
         return []
     with connection.cursor() as db:
         db.execute(sql, params)
         fetched = db.fetchall()
+    if not payload:
+        fetched = [(*row[:4], "{}", *row[4:]) for row in fetched]
     return [
         schema.Event(
             _datetime(occurred),
             name,
             _json(resource),
             _json(related),
-            _json(payload),
+            _json(data),
             _uuid(event_id),
             _uuid(follows) if follows else None,
             _datetime(received),
         )
-        for occurred, name, resource, related, payload, event_id, follows, received in fetched
+        for occurred, name, resource, related, data, event_id, follows, received in fetched
     ]
 
 

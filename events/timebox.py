@@ -4,8 +4,9 @@ Used where an exact answer is a nicety and a slow one is a fault (a page's `tota
 count): past the budget the statement is cancelled by the database itself and `OutOfTime` is
 raised, so the caller can fall back to an estimate.
 
-- SQLite: a progress handler on the connection that interrupts the statement (checked every few
-  thousand virtual-machine steps, i.e. every few tens of microseconds).
+- SQLite: the connection's progress handler interrupts the statement (checked every few
+  thousand virtual-machine steps); shared with the request's deadline
+  (`eventsite.query_deadline.sqlite_deadline`), the nearer one wins.
 - PostgreSQL: `statement_timeout`, set for the one statement inside a savepoint and put back to
   what it was (a deployment's own timeout stays in force around it).
 """
@@ -16,10 +17,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
+
+from eventsite.query_deadline import sqlite_deadline
 
 SET_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
-SQLITE_STEPS = 2000  # virtual-machine instructions between two looks at the clock
 
 
 class OutOfTime(Exception):
@@ -42,44 +44,37 @@ def within(seconds: float) -> Iterator[None]:
 
 @contextmanager
 def _sqlite(seconds: float) -> Iterator[None]:
-    connection.ensure_connection()
-    raw = connection.connection
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself (the request's deadline uses it)
+    db.ensure_connection()
     deadline = time.monotonic() + seconds
-    expired = False
-
-    def check() -> int:
-        nonlocal expired
-        expired = time.monotonic() > deadline
-        return 1 if expired else 0
-
-    raw.set_progress_handler(check, SQLITE_STEPS)
     try:
-        yield
+        with sqlite_deadline(db, deadline):
+            yield
     except DatabaseError as exc:
-        if expired:
+        if time.monotonic() > deadline:
             raise OutOfTime from exc
-        raise
-    finally:
-        raw.set_progress_handler(None, 0)
+        raise  # another deadline (the request's): its own error
 
 
 @contextmanager
 def _postgres(seconds: float) -> Iterator[None]:
-    milliseconds = max(1, round(seconds * 1000))
+    deadline = time.monotonic() + seconds
+    wanted = max(1, round(seconds * 1000))
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('statement_timeout')")
-        (previous,) = cursor.fetchone()
+        cursor.execute("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'")
+        previous = int(cursor.fetchone()[0])  # milliseconds; 0 is none
     try:
         # A savepoint: when the statement is cancelled, rolling it back also undoes the setting.
         with transaction.atomic():
             with connection.cursor() as cursor:
-                cursor.execute(SET_TIMEOUT, [f"{milliseconds}ms"])
+                # A shorter timeout already in force (the request's deadline) stays in force.
+                shortest = min(wanted, previous) if previous else wanted
+                cursor.execute(SET_TIMEOUT, [f"{shortest}ms"])
             yield
             with connection.cursor() as cursor:
-                cursor.execute(SET_TIMEOUT, [previous])
+                cursor.execute(SET_TIMEOUT, [f"{previous}ms"])
     except DatabaseError as exc:
-        if getattr(exc, "__cause__", None) is not None and (
-            getattr(exc.__cause__, "sqlstate", None) == "57014"  # query_canceled
-        ):
+        cancelled = getattr(exc.__cause__, "sqlstate", None) == "57014"  # query_canceled
+        if cancelled and time.monotonic() >= deadline - 0.001:
             raise OutOfTime from exc
         raise

@@ -14,8 +14,9 @@ of a 500 or a worker held for minutes.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -27,8 +28,40 @@ TIMEOUT_MESSAGES = ("interrupted", "statement timeout", "canceling statement")
 _READS = ("SELECT", "WITH")
 
 
+def _is_transaction_control(sql) -> bool:
+    return isinstance(sql, str) and sql.lstrip()[:9].upper().startswith(
+        ("SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "BEGIN")
+    )
+
+
 def _is_read(sql: str) -> bool:
     return sql.lstrip()[:6].upper().startswith(_READS)
+
+
+@contextlib.contextmanager
+def sqlite_deadline(db, deadline: float) -> Iterator[None]:
+    """Interrupt SQLite statements past `deadline` (a `time.monotonic()` value) within the block.
+
+    SQLite has one progress handler per connection: the deadlines in force (this request's, and
+    a shorter budget of `events.timebox` around one read) are kept on the connection, and the
+    handler checks the nearest, so neither removes the other.
+    """
+    stack = db.__dict__.setdefault("_eventsite_deadlines", [])
+    stack.append(deadline)
+    _install(db, stack)
+    try:
+        yield
+    finally:
+        stack.remove(deadline)
+        _install(db, stack)
+
+
+def _install(db, stack: list[float]) -> None:
+    if stack:
+        nearest = min(stack)
+        db.connection.set_progress_handler(lambda: time.monotonic() > nearest, 2_000)
+    else:
+        db.connection.set_progress_handler(None, 0)
 
 
 class QueryDeadline:
@@ -44,14 +77,11 @@ class QueryDeadline:
         if db.vendor == "sqlite":
             if not read:
                 return execute(sql, params, many, context)
-            deadline = time.monotonic() + self.seconds
-            raw = db.connection
-            raw.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
-            try:
+            with sqlite_deadline(db, time.monotonic() + self.seconds):
                 return execute(sql, params, many, context)
-            finally:
-                raw.set_progress_handler(None, 0)
-        if db.vendor == "postgresql":
+        if db.vendor == "postgresql" and not _is_transaction_control(sql):
+            # (Savepoints and rollbacks pass untouched: after a cancelled statement, a SET before
+            # the ROLLBACK TO SAVEPOINT would fail in the aborted transaction.)
             wanted = max(1, int(self.seconds * 1000)) if read else 0
             if self.pg_timeout != wanted:
                 # On the driver's cursor: not through the wrappers again.

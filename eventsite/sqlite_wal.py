@@ -9,8 +9,13 @@ looks at the log's size every `EVENTSITE_SQLITE_WAL_CHECK` and, past
 waits for the readers of older snapshots to finish (new readers then read the database file and
 do not hold it up), and truncates the file to zero bytes.
 
-While it waits it blocks new writers, so it waits at most `BUSY_MS`; a checkpoint that could not
-finish (a long reader) is simply tried again at the next check. `journal_size_limit` (set on every
+A checkpoint that truncates needs the write lock, and SQLite hands that lock to whoever polls for
+it first: under a steady stream of ingest transactions the checkpointer could wait for seconds
+while the log grew by 40 MB a second. So the write path of this process (`events.ingest.store`)
+holds new transactions back at `writers_wait()` while a checkpoint runs; the transactions already
+open finish, and the checkpoint gets its turn. Once it holds the write lock it waits for readers
+of older snapshots at most `BUSY_MS` (writers wait meanwhile); a checkpoint that could not finish
+(a long reader) is simply tried again at the next check. `journal_size_limit` (set on every
 connection, `eventsite.settings`) caps what a reset log keeps on disk as well.
 """
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -26,7 +32,25 @@ from django.db import close_old_connections, connection
 
 logger = logging.getLogger(__name__)
 
-BUSY_MS = 2000  # longest a checkpoint may hold writers up waiting for old readers
+BUSY_MS = 1000  # longest a checkpoint may hold writers up waiting for old readers
+MAX_BACKOFF_SECONDS = 16.0
+RETRY_SECONDS = 0.005
+
+# Set when no checkpoint runs: the write path passes at once (see the module docstring).
+_no_checkpoint = threading.Event()
+_no_checkpoint.set()
+
+
+def checkpointing() -> bool:
+    """Whether a checkpoint of this process runs now."""
+    return not _no_checkpoint.is_set()
+
+
+def writers_wait() -> None:
+    """Called by the write path before it opens a transaction: waits while a checkpoint runs
+    (not inside a transaction already open, which may hold the write lock the checkpoint needs)."""
+    if not connection.in_atomic_block:
+        _no_checkpoint.wait(BUSY_MS / 1000 + 10)
 
 
 @dataclass
@@ -57,15 +81,35 @@ def checkpoint() -> Checkpoint:
     path = wal_path()
     assert path is not None, "a checkpoint needs an SQLite database file"
     before = wal_mb(path)
+    _no_checkpoint.clear()
+    try:
+        busy = _truncate()
+    finally:
+        _no_checkpoint.set()
+    return Checkpoint(busy=busy, wal_mb_before=before, wal_mb_after=wal_mb(path))
+
+
+def _truncate() -> bool:
+    """True when it could not finish within `BUSY_MS`.
+
+    SQLite answers busy at once, without its busy handler, while another connection runs a
+    checkpoint (a writer's automatic PASSIVE one, at commit): so it is asked again until then.
+    """
+    deadline = time.monotonic() + BUSY_MS / 1000
     with connection.cursor() as cursor:
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         try:
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            busy, _, _ = cursor.fetchone()
+            while True:
+                left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+                cursor.execute(f"PRAGMA busy_timeout = {left_ms}")
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                busy, _, _ = cursor.fetchone()
+                if not busy or time.monotonic() >= deadline:
+                    break
+                time.sleep(RETRY_SECONDS)
         finally:
             timeout_ms = int(connection.settings_dict["OPTIONS"].get("timeout", 5) * 1000)
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-    return Checkpoint(busy=bool(busy), wal_mb_before=before, wal_mb_after=wal_mb(path))
+    return bool(busy)
 
 
 def run_forever(stop: threading.Event) -> None:
@@ -76,9 +120,12 @@ def run_forever(stop: threading.Event) -> None:
         return
     every = settings.EVENTSITE_SQLITE_WAL_CHECK.total_seconds()
     limit = settings.EVENTSITE_SQLITE_WAL_LIMIT_MB
-    while not stop.wait(every):
+    pause = every  # grows while a long reader keeps making checkpoints give up
+    while not stop.wait(pause):
         if wal_mb(path) <= limit:
+            pause = every
             continue
+        started = time.monotonic()
         try:
             done = checkpoint()
         except Exception:
@@ -86,10 +133,13 @@ def run_forever(stop: threading.Event) -> None:
             continue
         finally:
             close_old_connections()
+        # Each attempt a reader holds up makes writers wait up to BUSY_MS: back off meanwhile.
+        pause = min(pause * 2, MAX_BACKOFF_SECONDS) if done.busy else every
         log = logger.info if done.busy else logger.debug
         log(
-            "WAL checkpoint%s: %.0f MB → %.0f MB",
-            " held up by a reader (retrying)" if done.busy else "",
+            "WAL checkpoint%s: %.0f MB → %.0f MB in %.2f s",
+            f" held up by a reader (next try in {pause:.1f} s)" if done.busy else "",
             done.wal_mb_before,
             done.wal_mb_after,
+            time.monotonic() - started,
         )

@@ -23,9 +23,9 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
-from events import queries, schema
+from events import live, queries, schema
+from events.accounts.roles import Capability, grants, readable
 from events.api.auth import authenticate_secret, secret_from_auth_string, secret_from_authorization
-from events.broadcast import Membership
 from events.filters import EventFilter
 from events.ingest import ingest, internal_event, store
 from events.models import ApiToken
@@ -41,6 +41,7 @@ TRY_AGAIN_LATER = 1013
 EXPECTED_AUTH = "Expected 'auth' message"
 NO_TOKEN = "Auth required but no token provided"
 INVALID_TOKEN = "Invalid token"
+NOT_ALLOWED = "This token's role or scope does not allow this socket"
 EXPECTED_FILTER = "Expected 'filter' message"
 MAX_REASON_BYTES = 123
 AUTH_TIMEOUT_SECONDS = 10.0
@@ -68,7 +69,10 @@ def _loads(data: str | bytes | None) -> Any:
         return None
 
 
-_authenticate = database_sync_to_async(authenticate_secret)
+@database_sync_to_async
+def _authenticate(secret: str) -> tuple[ApiToken | None, frozenset[Capability]]:
+    token = authenticate_secret(secret)
+    return token, (grants(token.user, token) if token is not None else frozenset())
 
 
 class _TokenSocket(AsyncWebsocketConsumer):
@@ -78,6 +82,8 @@ class _TokenSocket(AsyncWebsocketConsumer):
     (the upgrade's Authorization header stands in when the message carries no token); without
     it the header alone authenticates and frames start at once. No token, no socket.
     """
+
+    capability = Capability.READ  # what the token's role or scope must allow
 
     token: ApiToken | None = None
     closing = False
@@ -94,9 +100,8 @@ class _TokenSocket(AsyncWebsocketConsumer):
         if not self.header_secret:
             await self.refuse(POLICY_VIOLATION, NO_TOKEN)
             return
-        token = await _authenticate(self.header_secret)
+        token = await self._authorize(self.header_secret)
         if token is None:
-            await self.refuse(POLICY_VIOLATION, INVALID_TOKEN)
             return
         self.token = token
         await self.authenticated()
@@ -131,14 +136,24 @@ class _TokenSocket(AsyncWebsocketConsumer):
         if not secret:
             await self.refuse(POLICY_VIOLATION, NO_TOKEN)
             return
-        token = await _authenticate(secret)
+        token = await self._authorize(secret)
         if token is None:
-            await self.refuse(POLICY_VIOLATION, INVALID_TOKEN)
             return
         self._cancel_auth_timer()
         self.token = token
         await self.send(text_data='{"type":"auth_success"}')
         await self.authenticated()
+
+    async def _authorize(self, secret: str) -> ApiToken | None:
+        """The token when it is valid and its role allows this socket; else refuse (1008)."""
+        token, allowed = await _authenticate(secret)
+        if token is None:
+            await self.refuse(POLICY_VIOLATION, INVALID_TOKEN)
+            return None
+        if self.capability not in allowed:
+            await self.refuse(POLICY_VIOLATION, NOT_ALLOWED)
+            return None
+        return token
 
     async def _require_auth_within(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -179,6 +194,8 @@ class EventsInConsumer(_TokenSocket):
     nothing is dropped. An invalid frame is skipped, counted and stored as an
     `eventsite.ingest.rejected` event; the connection stays up.
     """
+
+    capability = Capability.WRITE_EVENTS
 
     batch_size = 1000
     linger = 0.003
@@ -411,15 +428,23 @@ def _rejection(
     )
 
 
+def _event_frame(event: schema.Event) -> str:
+    return orjson.dumps({"type": "event", "event": event.to_wire()}).decode()
+
+
 class EventsOutConsumer(_TokenSocket):
     """`/api/events/out`: after auth, one filter message; then backfill and live events.
 
-    The socket joins the `events` group before reading the backfill, so no event falls between
-    the two; ids sent by the backfill are skipped when their live notification arrives. Live
-    events wait in a bounded queue: a subscriber that reads too slowly to keep up is closed with
-    a reason (and reconnects, resuming from the backfill) instead of silently missing events.
+    Live events come from the store through the process's live reader (`events.live`). The
+    socket follows the log before reading the backfill, so no event falls between the two; ids
+    sent by the backfill are skipped when they arrive live. Live events wait in a bounded queue:
+    a subscriber that reads too slowly to keep up is closed with 1013 and a reason (and
+    reconnects, resuming from the backfill) instead of silently missing events.
     """
 
+    # No channel of its own: events come from the process's tail (`events.live`), so a channel
+    # layer that fails (Redis restarting) cannot take the socket down with it.
+    channel_layer_alias = None
     max_pending = 10_000
     backfill_page_size = 250
     max_backfill = timedelta(minutes=15)
@@ -427,9 +452,8 @@ class EventsOutConsumer(_TokenSocket):
 
     async def connect(self) -> None:
         self.filter: EventFilter | None = None
-        self.pending: asyncio.Queue = asyncio.Queue(maxsize=self.max_pending)
+        self.subscription: live.Subscription | None = None
         self.streamer: asyncio.Task | None = None
-        self.joined = False
         await super().connect()
 
     async def on_frame(self, frame) -> None:
@@ -445,6 +469,9 @@ class EventsOutConsumer(_TokenSocket):
             return
         try:
             event_filter = _subscription_filter(message.get("filter"), self.max_backfill)
+            event_filter = await database_sync_to_async(readable)(
+                event_filter, self.token.user, self.token
+            )
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "filter"
@@ -455,31 +482,19 @@ class EventsOutConsumer(_TokenSocket):
             return
         # Live first, then the backfill: an event stored in between arrives both ways and the
         # duplicate is skipped, rather than arriving neither way.
-        self.membership = Membership(self.channel_layer, self.channel_name)
-        await self.membership.join()
-        self.joined = True
         self.filter = event_filter
+        self.subscription = await live.subscribe(
+            event_filter, max_pending=self.max_pending, on_too_slow=self._too_slow
+        )
         self.streamer = asyncio.create_task(self._stream(backfill=message.get("backfill", True)))
 
-    async def events_stored(self, message: dict) -> None:
-        if self.filter is None or self.closing:
-            return
-        for wire in message["events"]:
-            if not self.filter.matches(schema.Event.from_wire(wire)):
-                continue
-            try:
-                self.pending.put_nowait(wire)
-            except asyncio.QueueFull:
-                await self._too_slow()
-                return
-
-    async def _too_slow(self) -> None:
+    def _too_slow(self, reason: str) -> None:
         logger.warning("events/out: subscriber fell %d events behind; closing", self.max_pending)
+        asyncio.get_running_loop().create_task(self._close_too_slow(reason))
+
+    async def _close_too_slow(self, reason: str) -> None:
         await self._stop_streaming()
-        await self.refuse(
-            TRY_AGAIN_LATER,
-            f"Subscriber too slow: over {self.max_pending} events waiting; reconnect to resume",
-        )
+        await self.refuse(TRY_AGAIN_LATER, reason)
 
     async def _stream(self, *, backfill: bool) -> None:
         sent: set[str] = set()
@@ -489,29 +504,27 @@ class EventsOutConsumer(_TokenSocket):
                 page = await _backfill_page(self.filter, after, self.backfill_page_size)
                 for wire in page:
                     sent.add(wire["id"])
-                    await self._send_event(wire)
+                    await self.send(
+                        text_data=orjson.dumps({"type": "event", "event": wire}).decode()
+                    )
                 if len(page) < self.backfill_page_size:
                     break
                 after = page[-1]
-        # Notifications of events the backfill already read arrive within moments of it (they
-        # were stored before its query); past this window the set only costs memory.
+        # Events the backfill already read arrive live within moments of it (they were stored
+        # before its query); past this window the set only costs memory.
         forget_at = asyncio.get_running_loop().time() + self.dedup_window
         while True:
-            wire = await self.pending.get()
-            if sent:
-                if wire["id"] in sent:
-                    continue
-                if asyncio.get_running_loop().time() > forget_at:
-                    sent = set()
-            await self._send_event(wire)
-
-    async def _send_event(self, wire: dict) -> None:
-        await self.send(text_data=orjson.dumps({"type": "event", "event": wire}).decode())
+            for item in await self.subscription.take():
+                if sent:
+                    if str(item.event.id) in sent:
+                        continue
+                    if asyncio.get_running_loop().time() > forget_at:
+                        sent = set()
+                await self.send(text_data=item.cached("out", _event_frame))
 
     async def _stop_streaming(self) -> None:
-        if self.joined:
-            self.joined = False
-            await self.membership.leave()
+        if self.subscription is not None:
+            self.subscription.close()
         if self.streamer is not None and self.streamer is not asyncio.current_task():
             self.streamer.cancel()
             try:

@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from events import queries, timebox, totals
 from events.filters import EventFilter
 from events.ingest import ingest
+from eventsite.query_deadline import QueryDeadline
 from tests.factories import event_data
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +68,22 @@ def test_a_statement_past_its_budget_is_cancelled_and_the_connection_stays_usabl
         if connection.vendor == "postgresql":
             cursor.execute("SELECT current_setting('statement_timeout')")
             assert cursor.fetchone()[0] != "50ms"
+
+
+@pytest.mark.parametrize("shorter", ["budget", "request"])
+def test_a_budget_and_the_requests_deadline_each_stop_a_statement(shorter):
+    """The request's deadline (eventsite.query_deadline) and a read's budget share SQLite's one
+    progress handler: whichever is nearer stops the statement, and only the budget's is
+    OutOfTime (the request's is its own error, a 503)."""
+    budget, request = (0.05, 5.0) if shorter == "budget" else (5.0, 0.05)
+    expected = timebox.OutOfTime if shorter == "budget" else OperationalError
+    deadline = connection.execute_wrapper(QueryDeadline(request))
+    with deadline, pytest.raises(expected), timebox.within(budget), connection.cursor() as cursor:
+        cursor.execute(SLOW_SQL[connection.vendor])
+        cursor.fetchall()
+    with connection.cursor() as cursor:
+        cursor.execute(SLOW_SQL[connection.vendor].replace("1000000000", "10").replace("5", "0"))
+        assert cursor.fetchall()
 
 
 def test_a_statement_within_its_budget_answers_and_the_setting_is_put_back():
