@@ -19,6 +19,7 @@ from automations.shapes import AutomationIn, AutomationList, Explanation, Previe
 from automations.triggers import TriggerInvalid
 from automations.validation import AutomationInvalid, previous_actions, validate_definition
 from events import queries
+from events.accounts.roles import Capability
 from events.api.bodies import error_response, json_response, parse_body, read_json
 from events.api.shapes import ErrorBody
 
@@ -216,6 +217,8 @@ class AutomationDetail(APIView):
 
 
 class AutomationsFilter(APIView):
+    capabilities = {"POST": Capability.READ}
+
     @extend_schema(
         request=FilterRequest, responses={200: AutomationList, 422: INVALID}, summary="List"
     )
@@ -235,6 +238,8 @@ class AutomationsFilter(APIView):
 
 
 class AutomationsCount(APIView):
+    capabilities = {"POST": Capability.READ}
+
     @extend_schema(
         request=CountRequest, responses={200: int, 422: INVALID}, summary="Count automations"
     )
@@ -272,6 +277,8 @@ class AutomationsOwnedBy(APIView):
 
 
 class AutomationsPreview(APIView):
+    capabilities = {"POST": Capability.READ}
+
     @extend_schema(
         request=PreviewBody,
         responses={200: Preview, 422: INVALID},

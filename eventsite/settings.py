@@ -150,6 +150,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "events.personal.context.preferences",
+                "events.accounts.roles.can",
             ],
         },
     },
@@ -231,7 +232,10 @@ WHITENOISE_USE_FINDERS = True
 # --- API ---------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["events.api.auth.TokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "events.accounts.roles.HasCapability",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -254,6 +258,8 @@ EVENTSITE_MAX_EVENT_NAME_LENGTH = envint("EVENTSITE_MAX_EVENT_NAME_LENGTH", 1024
 EVENTSITE_MAX_LABELS_PER_RESOURCE = envint("EVENTSITE_MAX_LABELS_PER_RESOURCE", 500)
 EVENTSITE_MAX_RELATED_RESOURCES = envint("EVENTSITE_MAX_RELATED_RESOURCES", 100)
 EVENTSITE_MAX_EVENT_SIZE_BYTES = envint("EVENTSITE_MAX_EVENT_SIZE_BYTES", 1_500_000)
+# How often open sockets re-check their token and role (events/accounts/revocation.py).
+EVENTSITE_SOCKET_RECHECK = envduration("EVENTSITE_SOCKET_RECHECK", "2s")
 # Every read a request makes is stopped past this (503 with the reason): eventsite/query_deadline.py.
 EVENTSITE_QUERY_TIMEOUT = envduration("EVENTSITE_QUERY_TIMEOUT", "10s")
 # A websocket message up to this size is read (an event over the limit is then skipped and

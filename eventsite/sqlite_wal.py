@@ -32,7 +32,8 @@ from django.db import close_old_connections, connection
 
 logger = logging.getLogger(__name__)
 
-BUSY_MS = 2000  # longest a checkpoint may hold writers up waiting for old readers
+BUSY_MS = 1000  # longest a checkpoint may hold writers up waiting for old readers
+MAX_BACKOFF_SECONDS = 16.0
 RETRY_SECONDS = 0.005
 
 # Set when no checkpoint runs: the write path passes at once (see the module docstring).
@@ -119,8 +120,10 @@ def run_forever(stop: threading.Event) -> None:
         return
     every = settings.EVENTSITE_SQLITE_WAL_CHECK.total_seconds()
     limit = settings.EVENTSITE_SQLITE_WAL_LIMIT_MB
-    while not stop.wait(every):
+    pause = every  # grows while a long reader keeps making checkpoints give up
+    while not stop.wait(pause):
         if wal_mb(path) <= limit:
+            pause = every
             continue
         started = time.monotonic()
         try:
@@ -130,10 +133,12 @@ def run_forever(stop: threading.Event) -> None:
             continue
         finally:
             close_old_connections()
+        # Each attempt a reader holds up makes writers wait up to BUSY_MS: back off meanwhile.
+        pause = min(pause * 2, MAX_BACKOFF_SECONDS) if done.busy else every
         log = logger.info if done.busy else logger.debug
         log(
             "WAL checkpoint%s: %.0f MB → %.0f MB in %.2f s",
-            " held up by a reader (retrying)" if done.busy else "",
+            f" held up by a reader (next try in {pause:.1f} s)" if done.busy else "",
             done.wal_mb_before,
             done.wal_mb_after,
             time.monotonic() - started,

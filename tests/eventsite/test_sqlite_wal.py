@@ -4,6 +4,8 @@ without holding writers for long, and succeeds once that reader is done."""
 
 from __future__ import annotations
 
+import logging
+import re
 import sqlite3
 import threading
 import time
@@ -133,3 +135,34 @@ def test_the_write_path_waits_for_a_running_checkpoint_then_goes_on():
         writer.join(30)
         old.execute("COMMIT")
         old.close()
+
+
+@override_settings(
+    EVENTSITE_SQLITE_WAL_CHECK=timedelta(seconds=0.05), EVENTSITE_SQLITE_WAL_LIMIT_MB=0
+)
+def test_the_service_backs_off_while_a_long_reader_holds_checkpoints_up(caplog):
+    """Every attempt a reader holds up costs writers up to BUSY_MS, so they get rarer."""
+    (service,) = [s for s in services.SERVICES if s.name == "sqlite-wal"]
+    grow_the_wal()
+    old = reader()
+    old.execute("BEGIN")
+    old.execute("SELECT count(*) FROM events_event").fetchone()
+    grow_the_wal(20)
+    stop = threading.Event()
+    thread = threading.Thread(target=services.run, args=(service, stop), kwargs={"poll": 0.05})
+    caplog.set_level(logging.INFO, logger="eventsite.sqlite_wal")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(held := [r for r in caplog.records if "held up" in r.getMessage()]) < 2:
+            assert time.monotonic() < deadline, "no two held-up attempts"
+            time.sleep(0.05)
+        pauses = [float(re.search(r"next try in ([\d.]+) s", r.getMessage())[1]) for r in held]
+        assert pauses[:2] == [0.1, 0.2]  # the 0.05 s check interval, doubled at each attempt
+    finally:
+        stop.set()
+        old.execute("COMMIT")
+        old.close()
+        thread.join(10)
+    done = sqlite_wal.checkpoint()
+    assert not done.busy and done.wal_mb_after == 0
