@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from events import queries
+from events import page_plans, queries
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.models import Event
@@ -103,7 +103,7 @@ def log():
 
 
 def plans(filter_json: dict) -> dict[str, str]:
-    return queries.explain(EventFilter.model_validate(filter_json))
+    return page_plans.explain(EventFilter.model_validate(filter_json))
 
 
 @pytest.mark.parametrize("criterion", SELECTIVE)
@@ -132,7 +132,7 @@ def test_a_walk_follows_time_and_never_scans(criterion):
 @pytest.mark.parametrize("criterion", [*SELECTIVE, *WALKED])
 def test_either_plan_pages_through_the_same_events(criterion, walk_budget, monkeypatch):
     """A page read by walking time and one read from the criteria's index are the same page."""
-    monkeypatch.setattr(queries, "WALK_BUDGET", walk_budget)
+    monkeypatch.setattr(page_plans, "WALK_BUDGET", walk_budget)
     filter_json = SELECTIVE[criterion][0] if criterion in SELECTIVE else WALKED[criterion]
     event_filter = EventFilter.model_validate({**filter_json, "occurred": HOUR})
 
