@@ -24,6 +24,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from events import live, queries, schema
+from events.accounts import revocation
 from events.accounts.roles import Capability, grants, readable
 from events.api.auth import authenticate_secret, secret_from_auth_string, secret_from_authorization
 from events.filters import EventFilter
@@ -86,6 +87,7 @@ class _TokenSocket(AsyncWebsocketConsumer):
     capability = Capability.READ  # what the token's role or scope must allow
 
     token: ApiToken | None = None
+    watch: revocation.Watch | None = None
     closing = False
 
     async def connect(self) -> None:
@@ -153,6 +155,13 @@ class _TokenSocket(AsyncWebsocketConsumer):
         if self.capability not in allowed:
             await self.refuse(POLICY_VIOLATION, NOT_ALLOWED)
             return None
+        # From now on a revoked token or a demoted user closes the socket (1008).
+        self.watch = revocation.watch(
+            user_id=token.user_id,
+            capability=self.capability,
+            close=self._revoked,
+            token_id=token.pk,
+        )
         return token
 
     async def _require_auth_within(self, seconds: float) -> None:
@@ -175,6 +184,11 @@ class _TokenSocket(AsyncWebsocketConsumer):
 
     async def disconnect(self, code) -> None:
         self._cancel_auth_timer()
+        if self.watch is not None:
+            self.watch.stop()
+
+    async def _revoked(self, reason: str) -> None:
+        await self.refuse(POLICY_VIOLATION, reason)
 
     # --- for subclasses ----------------------------------------------------------------------
 
