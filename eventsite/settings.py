@@ -251,6 +251,10 @@ SPECTACULAR_SETTINGS = {
     # 3.1: request models are pydantic's JSON Schema (2020-12), which 3.1 is built on; 3.0 has
     # no `null` type for optional fields.
     "OAS_VERSION": "3.1.0",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "eventsite.openapi.document_common_answers",
+    ],
 }
 
 # --- events ------------------------------------------------------------------------------------
