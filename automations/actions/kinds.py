@@ -123,6 +123,7 @@ class CallWebhook(Action):
             content_type=content_type,
             timeout=self.timeout,
             related=related,
+            delivery=ctx.invocation,
             what="Webhook",
         )
 
@@ -153,9 +154,17 @@ def http_call(
     related: list[dict[str, str]],
     what: str,
     ok_statuses: tuple[int, ...] = (),
+    delivery: uuid.UUID | None = None,
 ) -> Outcome:
-    """Send one request through `outbound` and report it (a retry for 5xx / 429 / network)."""
+    """Send one request through `outbound` and report it (a retry for 5xx / 429 / network).
+
+    Delivery is at least once: a call sent just before a crash, or whose answer was lost, is sent
+    again. `delivery` (the action run's id, the same for every attempt) goes out as
+    `Idempotency-Key` and `X-Eventsite-Delivery` so that the receiver can drop repeats."""
     sent_headers = {"user-agent": "eventsite-automations", **headers}
+    if delivery is not None:
+        sent_headers["idempotency-key"] = str(delivery)
+        sent_headers["x-eventsite-delivery"] = str(delivery)
     if content_type:
         sent_headers["content-type"] = content_type
     exchange = Exchange(

@@ -193,6 +193,10 @@ def test_call_webhook_retries_a_500_with_backoff_then_gives_up(clock, settings, 
         assert run.status == ActionRun.Status.FAILED and run.attempts == 3
         assert run.result["status_code"] == 500 and run.result["response_body"] == "boom"
         assert len(sink.requests) == 3
+        # Every attempt carries the same delivery id, so the receiver can drop repeats.
+        keys = {r["headers"]["idempotency-key"] for r in sink.requests}
+        assert keys == {str(run.id)}
+        assert {r["headers"]["x-eventsite-delivery"] for r in sink.requests} == keys
         failed = action_events("failed")
         assert [f.payload["will_retry"] for f in failed] == [True, True, False]
         assert len(action_events("triggered")) == 1  # one invocation, several attempts
