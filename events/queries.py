@@ -187,15 +187,19 @@ def time_buckets(
     since: datetime, until: datetime, *, unit: TimeUnit, interval: float
 ) -> tuple[datetime, timedelta, int]:
     """The first bucket start, the bucket width and the number of buckets (aligned to PIVOT)."""
-    step = timedelta(seconds=UNIT_SECONDS[unit] * interval)
     now = timezone.now()
-    if until > now:
-        # Prefect cuts a future range off at the end of the current unit period.
-        period = UNIT_SECONDS[unit]
-        epoch = now.timestamp()
-        until = datetime.fromtimestamp((math.floor(epoch / period) + 1) * period, tz=UTC)
-    first = PIVOT + step * math.floor((since - PIVOT) / step)
-    count = max(0, math.ceil((until - first) / step))
+    try:
+        step = timedelta(seconds=UNIT_SECONDS[unit] * interval)
+        if until > now:
+            # Prefect cuts a future range off at the end of the current unit period.
+            period = UNIT_SECONDS[unit]
+            until = datetime.fromtimestamp((now.timestamp() // period + 1) * period, tz=UTC)
+        first = PIVOT + step * math.floor((since - PIVOT) / step)
+        count = max(0, math.ceil((until - first) / step))
+        _ = first + step * min(count, MAX_BUCKETS)  # the last bucket's end must be a datetime too
+    except OverflowError:
+        past = "would reach past the calendar's ends (years 1 to 9999)"
+        raise TooManyBuckets(f"The buckets {past}; reduce the interval or range.") from None
     if count > MAX_BUCKETS:
         raise TooManyBuckets(
             f"The given interval would create {count} buckets, which is too many. "

@@ -251,6 +251,10 @@ SPECTACULAR_SETTINGS = {
     # 3.1: request models are pydantic's JSON Schema (2020-12), which 3.1 is built on; 3.0 has
     # no `null` type for optional fields.
     "OAS_VERSION": "3.1.0",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "eventsite.openapi.document_common_answers",
+    ],
 }
 
 # --- events ------------------------------------------------------------------------------------
@@ -289,10 +293,13 @@ EVENTSITE_WEBHOOK_MAX_BODY_BYTES = envint(
 # allowed this much memory above its size at rest (events/webhooks/render_workers.py).
 EVENTSITE_TEMPLATE_WORKERS = envint("EVENTSITE_TEMPLATE_WORKERS", 2)
 EVENTSITE_TEMPLATE_WORKER_MEMORY_MB = envint("EVENTSITE_TEMPLATE_WORKER_MEMORY_MB", 512)
+# Requests to made-up /hooks/ URLs logged a minute (metadata only); the rest are answered only.
+EVENTSITE_WEBHOOK_UNKNOWN_PER_MINUTE = envint("EVENTSITE_WEBHOOK_UNKNOWN_PER_MINUTE", 60)
 EVENTSITE_WEBHOOK_LOG_RETENTION = envduration("EVENTSITE_WEBHOOK_LOG_RETENTION", "30d")
 EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT = envint("EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT", 5)
 EVENTSITE_LOGIN_FAILURES_PER_IP = envint("EVENTSITE_LOGIN_FAILURES_PER_IP", 20)
 EVENTSITE_LOGIN_THROTTLE_WINDOW = envduration("EVENTSITE_LOGIN_THROTTLE_WINDOW", "15m")
+EVENTSITE_LOGIN_SLOW_INTERVAL = envduration("EVENTSITE_LOGIN_SLOW_INTERVAL", "5s")
 AUTHENTICATION_BACKENDS = ["events.accounts.throttle.ThrottledModelBackend"]
 MIDDLEWARE.append("events.audit.middleware.CurrentRequestMiddleware")
 

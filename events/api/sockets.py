@@ -202,8 +202,8 @@ class _TokenSocket(AsyncWebsocketConsumer):
 class EventsInConsumer(_TokenSocket):
     """`/api/events/in`: every text frame is one event, stored once per id.
 
-    Frames are written in micro-batches (what has arrived, up to `batch_size`, after at most
-    `linger` seconds), one transaction each. The frame queue is bounded and is only read by the
+    Frames are written in micro-batches (what has arrived, up to `batch_size`; in a burst after
+    at most `linger` seconds more), one transaction each. The frame queue is bounded and is only read by the
     writer, so a slow database stops this socket from being read: the sender slows down, and
     nothing is dropped. An invalid frame is skipped, counted and stored as an
     `eventsite.ingest.rejected` event; the connection stays up.
@@ -301,7 +301,9 @@ class EventsInConsumer(_TokenSocket):
                 return
             batch = [first]
             finished = self._take_ready(batch)
-            if not finished and len(batch) < self.batch_size:
+            # Linger for more only in a burst (frames already queued behind the first): a lone
+            # frame is written at once, so a trickle of events pays no batching delay.
+            if not finished and 1 < len(batch) < self.batch_size:
                 await asyncio.sleep(self.linger)
                 finished = self._take_ready(batch)
             if not await self._write(batch) or finished:

@@ -20,6 +20,7 @@ from eventsite.links import public_url
 
 PREFECT_VERSION = "3.9.1"
 MAX_LIMIT = 200
+MAX_TIME_INTERVAL = 1_000_000
 
 
 class FilterRequest(BaseModel):
@@ -32,7 +33,8 @@ class CountByRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filter: EventFilter
     time_unit: queries.TimeUnit = "day"
-    time_interval: float = Field(default=1.0, ge=0.01)
+    # Prefect's lower bound; the upper one keeps a bucket (interval × unit) a `timedelta`.
+    time_interval: float = Field(default=1.0, ge=0.01, le=MAX_TIME_INTERVAL)
 
 
 PROBLEMS = OpenApiResponse(

@@ -16,6 +16,7 @@ from events import templating
 from events.accounts.roles import Capability, allows
 from events.api.bodies import error_response, json_response, parse_body
 from events.api.shapes import ErrorBody
+from events.schema import MAX_CLIENT_INT
 from events.webhooks import changes
 from events.webhooks.changes import STARTERS
 from events.webhooks.models import Webhook
@@ -108,7 +109,7 @@ class WebhookList(RootModel[list[WebhookOut]]):
 
 
 class FilterIn(_Strict):
-    offset: int = Field(default=0, ge=0, le=2**31 - 1)
+    offset: int = Field(default=0, ge=0, le=MAX_CLIENT_INT)
     limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
 
 
