@@ -19,8 +19,16 @@ from automations.shapes import AutomationIn, AutomationList, Explanation, Previe
 from automations.triggers import TriggerInvalid
 from automations.validation import AutomationInvalid, previous_actions, validate_definition
 from events import queries
-from events.api.bodies import error_response, json_response, parse_body, read_json
+from events.accounts.roles import Capability
+from events.api.bodies import (
+    error_response,
+    json_response,
+    parse_body,
+    read_json,
+    unstorable_response,
+)
 from events.api.shapes import ErrorBody
+from events.schema import MAX_CLIENT_INT, unstorable
 
 MAX_LIMIT = 200
 INVALID = OpenApiResponse(ErrorBody, description="Invalid automation, by field")
@@ -92,7 +100,7 @@ class AutomationFilter(_Strict):
 class FilterRequest(_Strict):
     sort: Literal["CREATED_DESC", "UPDATED_DESC", "NAME_ASC", "NAME_DESC"] | None = "NAME_ASC"
     limit: int | None = Field(default=None, ge=0, le=MAX_LIMIT)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_CLIENT_INT)
     automations: AutomationFilter | None = None
 
 
@@ -143,7 +151,7 @@ class AutomationsCreate(APIView):
     )
     def post(self, request):
         data, error = read_json(request)
-        if error:
+        if error or (error := unstorable_response(data, detail="Invalid automation.")):
             return error
         automation_id = uuid.uuid4()
         try:
@@ -174,7 +182,7 @@ class AutomationDetail(APIView):
     )
     def put(self, request, automation_id: uuid.UUID):
         data, error = read_json(request)
-        if error:
+        if error or (error := unstorable_response(data, detail="Invalid automation.")):
             return error
         automation = Automation.objects.filter(pk=automation_id).first()
         if automation is None:
@@ -216,6 +224,8 @@ class AutomationDetail(APIView):
 
 
 class AutomationsFilter(APIView):
+    capabilities = {"POST": Capability.READ}
+
     @extend_schema(
         request=FilterRequest, responses={200: AutomationList, 422: INVALID}, summary="List"
     )
@@ -235,6 +245,8 @@ class AutomationsFilter(APIView):
 
 
 class AutomationsCount(APIView):
+    capabilities = {"POST": Capability.READ}
+
     @extend_schema(
         request=CountRequest, responses={200: int, 422: INVALID}, summary="Count automations"
     )
@@ -252,6 +264,8 @@ def _related_to(resource_id: str) -> list[Automation]:
     run-deployment actions select; eventsite has no run-deployment, so only owners remain. An
     automation that pauses or resumes another is not related to it (Prefect returns none).
     """
+    if unstorable(resource_id):  # no stored owner holds NUL, and PostgreSQL refuses it in a query
+        return []
     return list(Automation.objects.filter(owner_resource=resource_id).order_by("created"))
 
 
@@ -272,6 +286,8 @@ class AutomationsOwnedBy(APIView):
 
 
 class AutomationsPreview(APIView):
+    capabilities = {"POST": Capability.READ}
+
     @extend_schema(
         request=PreviewBody,
         responses={200: Preview, 422: INVALID},

@@ -109,7 +109,7 @@ class Engine:
 
     def load(self) -> None:
         """(Re)load everything from the database: cursor, automations, trigger state."""
-        row = self._cursor_row()
+        row, new = self._cursor_row()
         self.version = row.version
         self.cursor: tuple[datetime, uuid.UUID] | None = (
             (row.received, row.event_id) if row.received else None
@@ -127,7 +127,8 @@ class Engine:
                 self.ordering.park(stored[p.event_id])
                 self.parked_ids.add(p.event_id)
         self.seen: dict[uuid.UUID, datetime] = {}
-        self.horizon: datetime | None = None
+        # A new engine starts at the end of the log; nothing before that point is late for it.
+        self.horizon: datetime | None = self.cursor[0] if new and self.cursor else None
         if self.cursor:
             since = self.cursor[0] - self.overlap
             self.seen = dict(
@@ -140,20 +141,21 @@ class Engine:
         self.next_sweep = self.clock()
         self.loaded = True
 
-    def _cursor_row(self) -> EngineCursor:
+    def _cursor_row(self) -> tuple[EngineCursor, bool]:
         row = EngineCursor.objects.filter(name=self.name).first()
         if row is not None:
-            return row
+            return row, False
         # A new engine starts at the end of the log: it reacts to what happens from now on.
         last = queries.last_received()
         try:
-            return EngineCursor.objects.create(
+            row = EngineCursor.objects.create(
                 name=self.name,
                 received=last[0] if last else None,
                 event_id=last[1] if last else None,
             )
         except IntegrityError:  # another engine created it first
-            return EngineCursor.objects.get(name=self.name)
+            return EngineCursor.objects.get(name=self.name), False
+        return row, True
 
     def _refresh_automations(self, *, force: bool = False, load_state: bool = False) -> None:
         snapshot = tuple(
@@ -192,7 +194,7 @@ class Engine:
                 row.count,
                 Event.from_wire(row.last_event) if row.last_event else None,
             )
-            state.buckets[bucket.ident] = bucket
+            state.put(bucket)  # not dirty: `clean()` follows the load
             self.persisted.add(bucket.ident)
         for row in HeldEvents.objects.filter(trigger_id__in=trigger_ids):
             ident = (row.trigger_id, tuple(json.loads(row.bucketing_key)))

@@ -218,6 +218,9 @@ LIFECYCLE_EVENTS = ("prefect.automation.created", "prefect.automation.updated")
 def preview(trigger_data: Any, *, since: datetime, until: datetime | None = None) -> dict[str, Any]:
     """The firings this trigger would have made over the stored events of [since, until]."""
     trigger = parse_trigger(trigger_data)
+    # Ids of its own, as a saved trigger gets: the evaluator finds a child's parent by id, and a
+    # client's repeated ids would send it round in circles.
+    trigger.reset_ids()
     until = until or timezone.now()
     found = replay_stored(trigger, since=since, until=until)
     return {

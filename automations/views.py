@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
 
@@ -19,9 +20,11 @@ from automations import actions as action_kinds
 from automations import changes, explain
 from automations.action_forms import is_resolved
 from automations.forms import ActionForm, ActionFormSet, AutomationForm
-from automations.models import ActionRun, Automation
-from automations.triggers import TriggerInvalid, describe, parse_trigger, trigger_from_event
+from automations.models import ActionRun, Automation, Firing
+from automations.triggers import TriggerInvalid, automate, describe, parse_trigger
+from automations.triggers.describe import sentence
 from events import queries
+from events.accounts.roles import Capability, capability_required
 
 DELIVERIES_SHOWN = 50
 PREVIEW_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -46,6 +49,7 @@ def automation_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def automation_toggle(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     changes.set_enabled(automation, not automation.enabled)
@@ -92,7 +96,14 @@ def _action_summary(action: dict) -> str:
         return action.get("type", "?")
 
 
-def _form_page(request, *, automation: Automation | None, initial: dict, action_initial: list):
+def _form_page(
+    request,
+    *,
+    automation: Automation | None,
+    initial: dict,
+    action_initial: list,
+    scopes: dict | None = None,
+):
     if request.method == "POST":
         form = AutomationForm(request.POST, automation=automation)
         # The stored actions again: each form knows which secrets its action has stored.
@@ -115,15 +126,59 @@ def _form_page(request, *, automation: Automation | None, initial: dict, action_
     return render(
         request,
         "automations/form.html",
-        {"form": form, "formset": formset, "automation": automation},
+        {
+            "form": form,
+            "formset": formset,
+            "automation": automation,
+            "scopes": scopes,
+            "starters": automate.starters() if automation is None and not scopes else {},
+            "sentence": _sentence(form),
+        },
         status=status,
     )
 
 
+def _sentence(form: AutomationForm) -> str:
+    """The trigger the form holds, in plain words (or why it cannot be read yet)."""
+    try:
+        if form.is_bound:
+            form.is_valid()
+            trigger = form.trigger_data()
+        else:
+            trigger = json.loads(form.initial.get("trigger_json") or "{}")
+        return sentence(parse_trigger(trigger))
+    except TriggerInvalid as exc:
+        return "Not a complete trigger yet: " + "; ".join(e["message"] for e in exc.errors[:2])
+    except forms.ValidationError as exc:
+        return "Not a complete trigger yet: " + "; ".join(exc.messages[:2])
+
+
 @login_required
+@require_POST
+def automation_sentence(request: HttpRequest) -> HttpResponse:
+    """The live sentence under the trigger, while the form is edited."""
+    form = AutomationForm(request.POST)
+    return render(request, "automations/form.html#sentence", {"sentence": _sentence(form)})
+
+
+@login_required
+def automation_action_slot(request: HttpRequest) -> HttpResponse:
+    """One more empty action slot for the form (the formset's next index), without a save."""
+    try:
+        index = min(max(int(request.GET.get("actions-TOTAL_FORMS", "1")), 0), 50)
+    except ValueError:
+        index = 1
+    slot = ActionForm(prefix=f"actions-{index}", empty_permitted=True, use_required_attribute=False)
+    context = {"action_form": slot, "index": index, "total": index + 1}
+    return render(request, "automations/_action_slot.html", context)
+
+
+@login_required
+@capability_required(Capability.MANAGE)
 def automation_new(request: HttpRequest) -> HttpResponse:
     trigger = {"type": "event", "posture": "Reactive", "expect": [], "match": {}}
     name = ""
+    scopes = None
     if event_id := request.GET.get("event"):
         try:
             row = queries.event(uuid.UUID(event_id))
@@ -131,8 +186,15 @@ def automation_new(request: HttpRequest) -> HttpResponse:
             row = None
         if row is None:
             raise Http404("No such event.")
-        trigger = trigger_from_event(row.as_schema())
-        name = f"When {row.event} happens to {row.resource_name}"[:500]
+        offered = automate.scopes(row.as_schema())
+        chosen = next((o for o in offered if o.key == request.GET.get("scope")), offered[0])
+        trigger = chosen.trigger
+        target = row.resource_name if chosen.key == "this" else chosen.label.partition(" of ")[2]
+        name = f"When {row.event} happens to {target or row.resource_name}"[:500]
+        scopes = {"event": row.id, "offered": offered, "chosen": chosen.key}
+    elif (starter := automate.starters().get(request.GET.get("template", ""))) is not None:
+        name = f"When {starter[0]}"[:500]
+        trigger = starter[1]
     elif resource_id := request.GET.get("resource", "").strip()[:1024]:
         # "Automate this resource" (/resources/<id>/): as the primary resource, or in a role.
         if role := request.GET.get("role", "").strip()[:100]:
@@ -144,10 +206,11 @@ def automation_new(request: HttpRequest) -> HttpResponse:
             trigger["match"] = {"prefect.resource.id": resource_id}
         name = f"When something happens to {resource_id}"[:500]
     initial = AutomationForm.initial_for(trigger, name=name, enabled=True)
-    return _form_page(request, automation=None, initial=initial, action_initial=[])
+    return _form_page(request, automation=None, initial=initial, action_initial=[], scopes=scopes)
 
 
 @login_required
+@capability_required(Capability.MANAGE)
 def automation_edit(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     initial = AutomationForm.initial_for(
@@ -169,6 +232,7 @@ def automation_edit(request: HttpRequest, automation_id: uuid.UUID) -> HttpRespo
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def automation_delete(request: HttpRequest, automation_id: uuid.UUID) -> HttpResponse:
     automation = get_object_or_404(Automation, pk=automation_id)
     changes.delete(automation)
@@ -178,6 +242,7 @@ def automation_delete(request: HttpRequest, automation_id: uuid.UUID) -> HttpRes
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def automation_test_action(
     request: HttpRequest, automation_id: uuid.UUID, index: int
 ) -> HttpResponse:
@@ -270,3 +335,44 @@ def _preview_context(result: dict, *, asked: datetime, now: datetime, page: int)
         "horizon_pos": position(horizon) if horizon else 100.0,
         "clipped": horizon is not None and datetime.fromisoformat(horizon) > asked,
     }
+
+
+@login_required
+def caused_by(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
+    """The firings an event caused (it is their triggering event), for its event page."""
+    firings = (
+        Firing.objects.filter(triggering_event_id=event_id)
+        .select_related("automation")
+        .order_by("-triggered")[:50]
+    )
+    return render(request, "automations/_caused_by.html", {"firings": firings})
+
+
+@login_required
+def firing_detail(request: HttpRequest, firing_id: uuid.UUID) -> HttpResponse:
+    """One firing traced: event → firing → each action run and its attempts → resulting events."""
+    firing = get_object_or_404(Firing.objects.select_related("automation"), pk=firing_id)
+    runs = list(firing.action_runs.prefetch_related("deliveries"))
+    ids = [firing.triggered_event_id, *(r.triggered_event_id for r in runs)]
+    resulting = [e for e in (queries.event(i) for i in ids if i) if e is not None]
+    known = {e.id for e in resulting}
+    for leader in list(resulting):  # what each emitted event led to (an action's outcome)
+        more = [e for e in queries.followers(leader, limit=20) if e.id not in known]
+        known |= {e.id for e in more}
+        resulting += more
+    return render(
+        request,
+        "automations/firing.html",
+        {
+            "firing": firing,
+            "automation": firing.automation,
+            "triggering": queries.event(firing.triggering_event_id)
+            if firing.triggering_event_id
+            else None,
+            "runs": [
+                {"run": r, "deliveries": sorted(r.deliveries.all(), key=lambda d: d.attempt)}
+                for r in runs
+            ],
+            "resulting": resulting,
+        },
+    )

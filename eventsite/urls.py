@@ -1,10 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views import defaults
 from django.views.generic import RedirectView
 
 from automations import urls as automations_urls
 from events.accounts import views as account_views
 from events.api import urls as api_urls
+from events.api.bodies import error_response
 from events.webhooks import receive
 from events.webhooks import urls as webhooks_urls
 
@@ -32,3 +34,10 @@ urlpatterns = [
     path("", include("events.personal.urls")),
     path("", RedirectView.as_view(url="/events/", permanent=False)),
 ]
+
+
+def handler404(request, exception):
+    """Under /api/ a JSON error body (also for ids the URL patterns refuse), elsewhere the page."""
+    if request.path_info.startswith("/api/"):
+        return error_response(404, "Not found.")
+    return defaults.page_not_found(request, exception)

@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def user(django_user_model):
+    """The suite's signed-in person: an admin (staff), who may do everything; the role tests
+    (tests/events/accounts/test_roles.py) make viewers and editors of their own."""
     return django_user_model.objects.create_user(
-        "alice", "alice@example.com", "correct horse battery"
+        "alice", "alice@example.com", "correct horse battery", is_staff=True
     )
 
 

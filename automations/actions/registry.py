@@ -66,6 +66,8 @@ def parse_action(
     """
     if not isinstance(data, dict):
         raise ActionsInvalid([{"field": loc, "message": "must be a JSON object"}])
+    if not isinstance(data.get("type"), str):
+        raise ActionsInvalid([{"field": f"{loc}.type", "message": "must be a string"}])
     data = normalized(data)
     kind = data.get("type")
     if kind in LEGACY_TYPES and "block_document_id" in data:

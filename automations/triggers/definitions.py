@@ -19,13 +19,14 @@ from pydantic import (
     Tag,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_serializer,
     field_validator,
 )
 
 from automations.triggers.state import Firing
 from events.labels import glob_matches, labels_match
-from events.schema import Event
+from events.schema import MAX_CLIENT_INT, Event
 
 # Events that occurred up to this long before the first one of a window still count in it, so
 # events that arrive slightly out of order are not lost (Prefect's PRECEDING_EVENT_LOOKBACK).
@@ -40,6 +41,23 @@ SWEEP_EVERY = timedelta(seconds=30)
 HELD_EVENTS_RETENTION = 2 * LOOKBACK
 # Followers wait at most this long for the event they follow (reference §1.5).
 FOLLOWER_WAIT = LOOKBACK
+# The longest window a trigger may have: windows are added to event times, which must stay
+# within the calendar (and a bucket of ten years outlives any retention).
+MAX_WITHIN = timedelta(days=3650)
+# A window as clients send it (seconds, or an ISO 8601 duration) and as it is answered (seconds).
+Window = Annotated[
+    timedelta,
+    Field(le=MAX_WITHIN),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": MAX_WITHIN.total_seconds()},
+                {"type": "string", "format": "duration"},
+            ],
+            "description": "Seconds, or an ISO 8601 duration; answered in seconds",
+        }
+    ),
+]
 MAX_FOLLOWER_DEPTH = 20
 NEVER_EVALUATED = frozenset({"prefect.log.write"})
 TRIGGER_TYPES = ("event", "compound", "sequence")
@@ -80,8 +98,8 @@ class EventTrigger(_Trigger):
     expect: list[str] = Field(default_factory=list)
     for_each: list[str] = Field(default_factory=list)
     posture: Literal["Reactive", "Proactive"]
-    threshold: int = Field(default=1, ge=1)
-    within: timedelta = Field(default=timedelta(0), validate_default=True)
+    threshold: int = Field(default=1, ge=1, le=MAX_CLIENT_INT)
+    within: Window = Field(default=timedelta(0), validate_default=True)
     # (expect|after, event name) → matches: event names repeat, globbing them again is waste
     _names: dict = PrivateAttr(default_factory=dict)
 
@@ -180,7 +198,7 @@ class EventTrigger(_Trigger):
 
 class _CompositeTrigger(_Trigger):
     triggers: list[AnyTrigger] = Field(min_length=1)
-    within: timedelta | None = None
+    within: Window | None = None
 
     @field_validator("within")
     @classmethod
@@ -208,7 +226,19 @@ class CompoundTrigger(_CompositeTrigger):
     """Fire when `require` (any, all or N) of the child triggers have fired."""
 
     type: Literal["compound"] = "compound"
-    require: int | Literal["any", "all"]
+    # Bounded by the number of children (`_require_in_range`), which the schema cannot say.
+    require: Annotated[
+        int | Literal["any", "all"],
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 1, "maximum": MAX_CLIENT_INT},
+                    {"enum": ["any", "all"], "type": "string"},
+                ],
+                "description": "How many of the triggers must fire: a number, any or all",
+            }
+        ),
+    ]
 
     @field_validator("require")
     @classmethod

@@ -34,6 +34,63 @@ def describe(trigger: Any) -> str:
     return "in sequence: " + " → ".join(describe(t) for t in trigger.triggers)
 
 
+def _duration(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
+
+
+def _either(values: list[str] | str) -> str:
+    values = [values] if isinstance(values, str) else list(values)
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+
+
+def sentence(trigger: Any) -> str:
+    """The trigger in plain words, as the form shows it while it is edited."""
+    if isinstance(trigger, EventTrigger):
+        names = _either(trigger.expect) if trigger.expect else "any event"
+        where = ""
+        if rid := trigger.match.get("prefect.resource.id"):
+            where = f" on {_either(rid)}"
+        related = trigger.match_related if isinstance(trigger.match_related, dict) else {}
+        if role := related.get("prefect.resource.role"):
+            rid = related.get("prefect.resource.id")
+            where += f" related as {_either(role)}" + (f" to {_either(rid)}" if rid else "")
+        each = (
+            f", counted separately for each {', '.join(sorted(trigger.for_each))}"
+            if trigger.for_each
+            else ""
+        )
+        times = "once" if trigger.threshold == 1 else f"{trigger.threshold} times"
+        window = _duration(trigger.within.total_seconds())
+        if trigger.reactive:
+            span = f" within {window}" if trigger.within and trigger.threshold > 1 else ""
+            gate = f", after {_either(trigger.after)}" if trigger.after else ""
+            return f"Fires when {names} happens{where} {times}{span}{gate}{each}."
+        fewer = "no" if trigger.threshold == 1 else f"fewer than {trigger.threshold}"
+        said = f"Fires when {fewer} {names}{where} arrive within {window}"
+        if trigger.after:
+            return f"{said} after each {_either(trigger.after)}{each}."
+        if trigger.for_each:
+            return (
+                f"{said}{each}; a window opens only with an event, so one that stops sending "
+                "altogether is never alerted on (set “after” to the same event for that)."
+            )
+        return f"{said}, and again every {window} while they stay away."
+    children = [sentence(t).removeprefix("Fires when ").rstrip(".") for t in trigger.triggers]
+    within = (
+        f" within {_duration(trigger.within.total_seconds())}"
+        if getattr(trigger, "within", None)
+        else ""
+    )
+    if isinstance(trigger, CompoundTrigger):
+        need = {"any": "any of", "all": "all of"}.get(str(trigger.require), f"{trigger.require} of")
+        return f"Fires when {need} these happen{within}: " + "; ".join(children) + "."
+    return f"Fires when these happen in order{within}: " + "; then ".join(children) + "."
+
+
 def trigger_from_event(event: Event) -> dict[str, Any]:
     """The trigger Prefect's UI builds from an event for "Automate" (reference §7.5)."""
     parts = event.event.split(".")

@@ -178,11 +178,19 @@ class Evaluator:
             self._ensure_bucket(
                 trigger, (), start=as_of, end=as_of + trigger.within, last_event=None
             )
-        for bucket in self.state.buckets_of(trigger.id):
+        due = []
+        for bucket in self.state.buckets_of(trigger.id, ordered=False):
             # A window that already has enough events cannot fire; drop it without evaluating.
             if bucket.count >= trigger.threshold:
                 self.state.remove(bucket)
-                continue
+            elif bucket.end > as_of:
+                # Its window is still open: evaluating it would change nothing (`_evaluate`
+                # returns it as it is); only its end matters, for the next run.
+                if bucket.end < run_again_at:
+                    run_again_at = bucket.end
+            else:
+                due.append(bucket)
+        for bucket in sorted(due, key=lambda b: b.start):
             following = self._evaluate(trigger, bucket, as_of, None, as_of, fired)
             if following and as_of < following.end < run_again_at:
                 run_again_at = following.end

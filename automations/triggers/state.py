@@ -82,7 +82,10 @@ class State:
     """
 
     def __init__(self) -> None:
-        self.buckets: dict[BucketId, Bucket] = {}
+        self.buckets: dict[BucketId, Bucket] = {}  # change it through put / remove only
+        self._of_trigger: dict[
+            uuid.UUID, dict[tuple[str, ...], Bucket]
+        ] = {}  # the same, by trigger
         # (trigger, key) → {event id: occurred}: `expect` events held for windows opening later
         self.held: dict[BucketId, dict[uuid.UUID, datetime]] = {}
         self.held_at: dict[BucketId, datetime] = {}
@@ -105,22 +108,27 @@ class State:
 
     def put(self, bucket: Bucket) -> Bucket:
         self.buckets[bucket.ident] = bucket
+        self._of_trigger.setdefault(bucket.trigger_id, {})[bucket.key] = bucket
         self.dirty_buckets.add(bucket.ident)
         return bucket
 
     def remove(self, bucket: Bucket) -> None:
         if self.buckets.pop(bucket.ident, None) is not None:
+            self._of_trigger.get(bucket.trigger_id, {}).pop(bucket.key, None)
             self.dirty_buckets.add(bucket.ident)
 
-    def buckets_of(self, trigger_id: uuid.UUID) -> list[Bucket]:
-        found = [b for (tid, _), b in self.buckets.items() if tid == trigger_id]
-        return sorted(found, key=lambda b: b.start)
+    def buckets_of(self, trigger_id: uuid.UUID, *, ordered: bool = True) -> list[Bucket]:
+        """The trigger's windows (oldest start first when `ordered`)."""
+        found = list(self._of_trigger.get(trigger_id, {}).values())
+        return sorted(found, key=lambda b: b.start) if ordered else found
 
     def forget_triggers(self, keep: set[uuid.UUID]) -> None:
         """Drop the state of triggers that no longer exist (an automation edited or deleted)."""
         for ident in [i for i in self.buckets if i[0] not in keep]:
             del self.buckets[ident]
             self.dirty_buckets.add(ident)
+        for tid in [t for t in self._of_trigger if t not in keep]:
+            del self._of_trigger[tid]
         for ident in [i for i in self.held if i[0] not in keep]:
             del self.held[ident]
             self.held_at.pop(ident, None)

@@ -28,6 +28,8 @@ class ApiToken(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     last_used = models.DateTimeField(null=True, blank=True, editable=False)
     revoked = models.DateTimeField(null=True, blank=True)
+    # "" (the user's role), or narrower: "viewer", "editor", "events-write" (events/accounts/roles.py)
+    scope = models.CharField(max_length=20, blank=True, default="")
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -45,11 +47,11 @@ class ApiToken(models.Model):
         return hashlib.sha256(secret.encode()).hexdigest()
 
     @classmethod
-    def issue(cls, user, name: str = "default") -> tuple[ApiToken, str]:
+    def issue(cls, user, name: str = "default", scope: str = "") -> tuple[ApiToken, str]:
         """Create a token and return it with its secret, which is not stored."""
         secret = "es_" + secrets.token_urlsafe(32)
         token = cls.objects.create(
-            user=user, name=name, prefix=secret[:8], digest=cls.digest_of(secret)
+            user=user, name=name, prefix=secret[:8], digest=cls.digest_of(secret), scope=scope
         )
         return token, secret
 

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from events.accounts.models import ApiToken
+from events.accounts.roles import scopes_for
 from events.accounts.throttle import ThrottledAuthenticationForm
 
 login = auth_views.LoginView.as_view(authentication_form=ThrottledAuthenticationForm)
@@ -24,6 +25,15 @@ class TokenForm(forms.Form):
         max_length=100,
         help_text="What uses this token, e.g. “ci-pipeline” or “laptop”.",
     )
+    scope = forms.ChoiceField(
+        required=False,
+        help_text="What the token may do: your role, or less. An SDK or a Prefect client needs "
+        "only “Write events only”.",
+    )
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["scope"].choices = scopes_for(user)
 
 
 @login_required
@@ -32,12 +42,16 @@ def tokens(request: HttpRequest) -> HttpResponse:
     secret = None
     created = None
     if request.method == "POST":
-        form = TokenForm(request.POST)
+        form = TokenForm(request.POST, user=request.user)
         if form.is_valid():
-            created, secret = ApiToken.issue(request.user, name=form.cleaned_data["name"])
-            form = TokenForm()
+            created, secret = ApiToken.issue(
+                request.user,
+                name=form.cleaned_data["name"],
+                scope=form.cleaned_data["scope"] or "",
+            )
+            form = TokenForm(user=request.user)
     else:
-        form = TokenForm()
+        form = TokenForm(user=request.user)
     response = render(
         request,
         "accounts/tokens.html",

@@ -22,6 +22,7 @@ from django.http import HttpRequest, HttpResponse
 from pydantic import BaseModel, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from events.schema import unstorable
 from eventsite.field_secrets import REDACTED
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -112,17 +113,32 @@ def read_json(request: HttpRequest) -> tuple[Any, HttpResponse | None]:
         return None, error_response(400, f"Malformed JSON: {exc}")
 
 
+def unstorable_response(data: Any, *, detail: str) -> HttpResponse | None:
+    """A 422 naming the fields whose strings no store can hold (NUL, lone surrogates; PostgreSQL
+    refuses them even in a query), or None. Event batches say it per event (`events.schema`)."""
+    problems = unstorable(data)
+    if not problems:
+        return None
+    errors = [{"field": p.field or "body", "message": p.message} for p in problems]
+    return error_response(422, detail, errors, request_body=data)
+
+
 def parse_body(
     request: HttpRequest, model: type[Model], *, detail: str = "Invalid request."
 ) -> tuple[Model | None, HttpResponse | None]:
     """Read the JSON body into `model`: (the value, None) or (None, the 400/413/422 response).
 
-    An empty body is validated as `{}`, so a model whose fields all have defaults accepts it.
+    An empty body is validated as `{}`, so a model whose fields all have defaults accepts it; a
+    JSON `null` is validated as what it is (and refused).
     """
     data, error = read_json(request)
     if error is not None:
         return None, error
+    if data is None and not request.body.strip():
+        data = {}
+    if error := unstorable_response(data, detail=detail):
+        return None, error
     try:
-        return model.model_validate(data if data is not None else {}), None
+        return model.model_validate(data), None
     except ValidationError as exc:
         return None, error_response(422, detail, pydantic_errors(exc), request_body=data)

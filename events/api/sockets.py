@@ -24,6 +24,8 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from events import live, queries, schema
+from events.accounts import revocation
+from events.accounts.roles import Capability, grants, readable
 from events.api.auth import authenticate_secret, secret_from_auth_string, secret_from_authorization
 from events.filters import EventFilter
 from events.ingest import ingest, internal_event, store
@@ -40,6 +42,7 @@ TRY_AGAIN_LATER = 1013
 EXPECTED_AUTH = "Expected 'auth' message"
 NO_TOKEN = "Auth required but no token provided"
 INVALID_TOKEN = "Invalid token"
+NOT_ALLOWED = "This token's role or scope does not allow this socket"
 EXPECTED_FILTER = "Expected 'filter' message"
 MAX_REASON_BYTES = 123
 AUTH_TIMEOUT_SECONDS = 10.0
@@ -67,7 +70,10 @@ def _loads(data: str | bytes | None) -> Any:
         return None
 
 
-_authenticate = database_sync_to_async(authenticate_secret)
+@database_sync_to_async
+def _authenticate(secret: str) -> tuple[ApiToken | None, frozenset[Capability]]:
+    token = authenticate_secret(secret)
+    return token, (grants(token.user, token) if token is not None else frozenset())
 
 
 class _TokenSocket(AsyncWebsocketConsumer):
@@ -78,7 +84,10 @@ class _TokenSocket(AsyncWebsocketConsumer):
     it the header alone authenticates and frames start at once. No token, no socket.
     """
 
+    capability = Capability.READ  # what the token's role or scope must allow
+
     token: ApiToken | None = None
+    watch: revocation.Watch | None = None
     closing = False
 
     async def connect(self) -> None:
@@ -93,9 +102,8 @@ class _TokenSocket(AsyncWebsocketConsumer):
         if not self.header_secret:
             await self.refuse(POLICY_VIOLATION, NO_TOKEN)
             return
-        token = await _authenticate(self.header_secret)
+        token = await self._authorize(self.header_secret)
         if token is None:
-            await self.refuse(POLICY_VIOLATION, INVALID_TOKEN)
             return
         self.token = token
         await self.authenticated()
@@ -130,14 +138,31 @@ class _TokenSocket(AsyncWebsocketConsumer):
         if not secret:
             await self.refuse(POLICY_VIOLATION, NO_TOKEN)
             return
-        token = await _authenticate(secret)
+        token = await self._authorize(secret)
         if token is None:
-            await self.refuse(POLICY_VIOLATION, INVALID_TOKEN)
             return
         self._cancel_auth_timer()
         self.token = token
         await self.send(text_data='{"type":"auth_success"}')
         await self.authenticated()
+
+    async def _authorize(self, secret: str) -> ApiToken | None:
+        """The token when it is valid and its role allows this socket; else refuse (1008)."""
+        token, allowed = await _authenticate(secret)
+        if token is None:
+            await self.refuse(POLICY_VIOLATION, INVALID_TOKEN)
+            return None
+        if self.capability not in allowed:
+            await self.refuse(POLICY_VIOLATION, NOT_ALLOWED)
+            return None
+        # From now on a revoked token or a demoted user closes the socket (1008).
+        self.watch = revocation.watch(
+            user_id=token.user_id,
+            capability=self.capability,
+            close=self._revoked,
+            token_id=token.pk,
+        )
+        return token
 
     async def _require_auth_within(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -159,6 +184,11 @@ class _TokenSocket(AsyncWebsocketConsumer):
 
     async def disconnect(self, code) -> None:
         self._cancel_auth_timer()
+        if self.watch is not None:
+            self.watch.stop()
+
+    async def _revoked(self, reason: str) -> None:
+        await self.refuse(POLICY_VIOLATION, reason)
 
     # --- for subclasses ----------------------------------------------------------------------
 
@@ -172,12 +202,14 @@ class _TokenSocket(AsyncWebsocketConsumer):
 class EventsInConsumer(_TokenSocket):
     """`/api/events/in`: every text frame is one event, stored once per id.
 
-    Frames are written in micro-batches (what has arrived, up to `batch_size`, after at most
-    `linger` seconds), one transaction each. The frame queue is bounded and is only read by the
+    Frames are written in micro-batches (what has arrived, up to `batch_size`; in a burst after
+    at most `linger` seconds more), one transaction each. The frame queue is bounded and is only read by the
     writer, so a slow database stops this socket from being read: the sender slows down, and
     nothing is dropped. An invalid frame is skipped, counted and stored as an
     `eventsite.ingest.rejected` event; the connection stays up.
     """
+
+    capability = Capability.WRITE_EVENTS
 
     batch_size = 1000
     linger = 0.003
@@ -269,7 +301,9 @@ class EventsInConsumer(_TokenSocket):
                 return
             batch = [first]
             finished = self._take_ready(batch)
-            if not finished and len(batch) < self.batch_size:
+            # Linger for more only in a burst (frames already queued behind the first): a lone
+            # frame is written at once, so a trickle of events pays no batching delay.
+            if not finished and 1 < len(batch) < self.batch_size:
                 await asyncio.sleep(self.linger)
                 finished = self._take_ready(batch)
             if not await self._write(batch) or finished:
@@ -424,6 +458,9 @@ class EventsOutConsumer(_TokenSocket):
     reconnects, resuming from the backfill) instead of silently missing events.
     """
 
+    # No channel of its own: events come from the process's tail (`events.live`), so a channel
+    # layer that fails (Redis restarting) cannot take the socket down with it.
+    channel_layer_alias = None
     max_pending = 10_000
     backfill_page_size = 250
     max_backfill = timedelta(minutes=15)
@@ -448,6 +485,9 @@ class EventsOutConsumer(_TokenSocket):
             return
         try:
             event_filter = _subscription_filter(message.get("filter"), self.max_backfill)
+            event_filter = await database_sync_to_async(readable)(
+                event_filter, self.token.user, self.token
+            )
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "filter"

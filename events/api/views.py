@@ -10,6 +10,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from events import queries
+from events.accounts.roles import Capability, readable
 from events.api.bodies import error_response, json_response, parse_body, read_json
 from events.api.shapes import ErrorBody, EventBatch, EventCounts, EventPage
 from events.filters import EventFilter
@@ -19,6 +20,7 @@ from eventsite.links import public_url
 
 PREFECT_VERSION = "3.9.1"
 MAX_LIMIT = 200
+MAX_TIME_INTERVAL = 1_000_000
 
 
 class FilterRequest(BaseModel):
@@ -31,7 +33,8 @@ class CountByRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     filter: EventFilter
     time_unit: queries.TimeUnit = "day"
-    time_interval: float = Field(default=1.0, ge=0.01)
+    # Prefect's lower bound; the upper one keeps a bucket (interval × unit) a `timedelta`.
+    time_interval: float = Field(default=1.0, ge=0.01, le=MAX_TIME_INTERVAL)
 
 
 PROBLEMS = OpenApiResponse(
@@ -91,6 +94,8 @@ class CsrfToken(APIView):
 
 
 class Events(APIView):
+    capabilities = {"POST": Capability.WRITE_EVENTS}
+
     @extend_schema(
         request=EventBatch,
         responses={
@@ -125,6 +130,8 @@ class Events(APIView):
 
 
 class EventsFilter(APIView):
+    capabilities = {"POST": Capability.READ}
+
     @extend_schema(
         request=FilterRequest,
         responses={200: EventPage, 422: PROBLEMS},
@@ -134,7 +141,8 @@ class EventsFilter(APIView):
         body, error = parse_body(request, FilterRequest, detail="Invalid filter.")
         if error:
             return error
-        page = queries.first_page(body.filter or EventFilter(), limit=body.limit)
+        event_filter = readable(body.filter or EventFilter(), request.user, request.auth)
+        page = queries.first_page(event_filter, limit=body.limit)
         return _page_response(request, page)
 
 
@@ -156,6 +164,8 @@ class EventsFilterNext(APIView):
 
 
 class EventsCountBy(APIView):
+    capabilities = {"POST": Capability.READ}
+
     @extend_schema(
         request=CountByRequest,
         parameters=[
@@ -174,6 +184,7 @@ class EventsCountBy(APIView):
         body, error = parse_body(request, CountByRequest, detail="Invalid count request.")
         if error:
             return error
+        body = body.model_copy(update={"filter": readable(body.filter, request.user, request.auth)})
         if countable == "event":
             return json_response(queries.count_by_event(body.filter))
         if countable == "resource":

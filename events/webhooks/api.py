@@ -13,8 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 from rest_framework.views import APIView
 
 from events import templating
+from events.accounts.roles import Capability, allows
 from events.api.bodies import error_response, json_response, parse_body
 from events.api.shapes import ErrorBody
+from events.schema import MAX_CLIENT_INT
 from events.webhooks import changes
 from events.webhooks.changes import STARTERS
 from events.webhooks.models import Webhook
@@ -87,8 +89,8 @@ class WebhookOut(BaseModel):
     template: str
     kind: Kind
     enabled: bool
-    slug: str
-    url: str
+    slug: str | None = Field(description="Admins only (the webhook's credential); else null")
+    url: str | None = Field(description="Admins only; else null")
     strict: bool
     verification: Verification
     verification_secret: str
@@ -107,11 +109,13 @@ class WebhookList(RootModel[list[WebhookOut]]):
 
 
 class FilterIn(_Strict):
-    offset: int = Field(default=0, ge=0, le=2**31 - 1)
+    offset: int = Field(default=0, ge=0, le=MAX_CLIENT_INT)
     limit: int = Field(default=MAX_LIMIT, ge=1, le=MAX_LIMIT)
 
 
 def _out(request, webhook: Webhook) -> dict:
+    # The slug is the webhook's credential: admins only (events/accounts/roles.py).
+    admin = allows(request.user, Capability.ADMIN, request.auth)
     return {
         "id": str(webhook.id),
         "name": webhook.name,
@@ -119,8 +123,12 @@ def _out(request, webhook: Webhook) -> dict:
         "template": webhook.template,
         "kind": webhook.kind,
         "enabled": webhook.enabled,
-        "slug": webhook.slug,
-        "url": public_url(reverse("webhook-receive", args=[webhook.slug]), request=request),
+        "slug": webhook.slug if admin else None,
+        "url": (
+            public_url(reverse("webhook-receive", args=[webhook.slug]), request=request)
+            if admin
+            else None
+        ),
         "strict": webhook.strict,
         "verification": webhook.verification,
         # Write-only: whether one is set, never what it is.
@@ -198,6 +206,8 @@ class Webhooks(APIView):
 
 
 class WebhooksFilter(APIView):
+    capabilities = {"POST": Capability.READ}
+
     @extend_schema(request=FilterIn, responses={200: WebhookList, 422: INVALID}, summary="List")
     def post(self, request):
         body, error = parse_body(request, FilterIn, detail="Invalid filter.")
@@ -257,6 +267,8 @@ class RotateIn(_Strict):
 
 
 class WebhookRotate(APIView):
+    capabilities = {"POST": Capability.ADMIN}
+
     @extend_schema(
         request=RotateIn, responses={200: WebhookOut, 404: NOT_FOUND}, summary="Issue a new slug"
     )

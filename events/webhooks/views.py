@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,6 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 from django_htmx.http import trigger_client_event
 
+from events.accounts.roles import Capability, allows, capability_required
 from events.webhooks import changes, receive
 from events.webhooks.changes import GRACE_PERIODS, STARTERS
 from events.webhooks.forms import SAMPLES, SampleRequestForm, WebhookForm, sample_initial
@@ -69,6 +71,7 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@capability_required(Capability.MANAGE)
 def webhook_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = WebhookForm(request.POST)
@@ -121,7 +124,10 @@ def _sample_request(request: HttpRequest, webhook: Webhook) -> WebhookRequest | 
 @login_required
 def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
+    admin = allows(request.user, Capability.ADMIN)
     if request.method == "POST":
+        if not allows(request.user, Capability.MANAGE):
+            raise PermissionDenied("Your role does not allow changing webhooks.")
         form = WebhookForm(request.POST, instance=Webhook.objects.get(pk=pk))
         if form.is_valid():
             changes.update(webhook, request=request, **form.saved_fields())
@@ -130,7 +136,8 @@ def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     else:
         form = WebhookForm(instance=webhook)
     log, more, failures_only = _log_page(request, webhook)
-    url = _receive_url(request, webhook)
+    # The URL holds the slug, the webhook's credential: admins only.
+    url = _receive_url(request, webhook) if admin else None
     sample = SAMPLES.get(webhook.kind, SAMPLES[Webhook.Kind.DYNAMIC])
     initial = {"sample_headers": sample["headers"], "sample_body": sample["body"]}
     loaded = _sample_request(request, webhook)
@@ -142,7 +149,7 @@ def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
         "form": form,
         "sample_form": sample_form,
         "receive_url": url,
-        "curl": _curl(url, webhook),
+        "curl": _curl(url, webhook) if url else None,
         "log": log,
         "more": more,
         "failures_only": failures_only,
@@ -157,6 +164,7 @@ def webhook_detail(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def webhook_toggle(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
     changes.set_enabled(webhook, not webhook.enabled, request=request)
@@ -179,6 +187,7 @@ def webhook_toggle(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
+@capability_required(Capability.ADMIN)
 def webhook_rotate(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
     grace = GRACE_PERIODS.get(request.POST.get("grace", "0"), GRACE_PERIODS["0"])
@@ -199,6 +208,7 @@ def webhook_rotate(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def webhook_delete(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
     webhook = get_object_or_404(Webhook, pk=pk)
     name = webhook.name
@@ -209,6 +219,7 @@ def webhook_delete(request: HttpRequest, pk: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def webhook_replay(request: HttpRequest, pk: uuid.UUID, request_id: uuid.UUID) -> HttpResponse:
     original = get_object_or_404(WebhookRequest, pk=request_id, webhook_id=pk)
     accepted_before = (
@@ -240,6 +251,7 @@ def webhook_replay(request: HttpRequest, pk: uuid.UUID, request_id: uuid.UUID) -
 
 @login_required
 @require_POST
+@capability_required(Capability.MANAGE)
 def webhook_test(request: HttpRequest) -> HttpResponse:
     """The test panel: render a template against a sample request, store nothing."""
     form = SampleRequestForm(request.POST)

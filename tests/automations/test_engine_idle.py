@@ -62,6 +62,21 @@ def test_an_automation_enabled_after_a_quiet_stretch_reacts_from_then_on_only(cl
     assert firing.triggering_event["resource"]["prefect.resource.id"] == "acme.thing.after"
 
 
+def test_a_new_engine_never_counts_the_events_before_its_start_as_late(clock):
+    """A new engine starts at the end of the log. Its late check must not bring back what was
+    there before (an automation made just after would fire on an old event)."""
+    store(event("acme.idle.ping", "acme.thing.before"))
+    engine = Engine()
+    engine.load()
+    automation = make_automation(REACTIVE)
+    clock.shift(2)  # past the late check's interval
+    store(event("acme.idle.ping", "acme.thing.after"))
+    while engine.step():
+        pass
+    (firing,) = Firing.objects.filter(automation=automation)
+    assert firing.triggering_event["resource"]["prefect.resource.id"] == "acme.thing.after"
+
+
 def test_a_quiet_engine_still_catches_an_event_committed_late_after_its_horizon(clock):
     """The late check keeps working after a skip: an event stamped after the skipped-to point
     but behind the cursor (committed after the engine passed it) is still evaluated."""

@@ -129,6 +129,10 @@ def test_new_from_a_flow_run_event_matches_its_flow_for_each_run(logged_in_clien
         "prefect.resource.id": "prefect.flow.f1",
     }
     assert trigger["for_each"] == ["prefect.resource.id"]
+    # Any run of the flow (Prefect pins this run, which has ended and cannot fire again).
+    assert trigger["match"] == {"prefect.resource.id": "prefect.flow-run.*"}
+    pinned = logged_in_client.get(f"/automations/new/?event={data['id']}&scope=this")
+    trigger = json.loads(pinned.context["form"].initial["trigger_json"])
     assert trigger["match"] == {"prefect.resource.id": "prefect.flow-run.abc"}
 
 

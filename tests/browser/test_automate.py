@@ -98,3 +98,47 @@ def test_automate_from_an_event_then_a_matching_event_fires_it(server, token, br
     page.wait_for_selector(".automation-row .badge:text-is('Disabled')")
     assert page.locator("button.toggle").inner_text() == "Enable"
     page.screenshot(path=str(SCREENSHOTS / "automation-list.png"), full_page=True)
+
+
+def test_the_form_from_a_template_says_the_trigger_in_words_previews_and_saves(
+    server, token, browser_page
+):
+    page = browser_page
+    for i in range(3):
+        _post_event(server, token, event_data("prefect.flow-run.Failed", f"prefect.flow-run.{i}"))
+    page.goto(f"{server.url}/automations/new/")
+    page.click("a.starter[data-template=fails]")
+    page.wait_for_url("**/automations/new/?template=fails")
+    sentence = page.locator("#trigger-sentence")
+    assert "Fires when prefect.flow-run.Failed happens" in sentence.inner_text()
+
+    # The sentence follows the fields without a save.
+    page.fill("#id_threshold", "2")
+    page.fill("#id_within", "600")
+    page.locator("#id_within").dispatch_event("change")
+    expect_text = "2 times within 10 minutes"
+    page.wait_for_function(
+        "t => document.querySelector('#trigger-sentence').innerText.includes(t)", arg=expect_text
+    )
+
+    # Preview: the engine's replay over the stored failures, one firing per failed run.
+    page.fill("#id_threshold", "1")
+    page.click("#preview-button")
+    page.wait_for_selector(".preview-count")
+    assert page.locator(".preview-count").inner_text() == "3"
+    assert page.locator(".preview-firings li").count() == 3
+    assert page.locator(".preview-timeline .preview-mark").count() >= 1
+
+    # One more action slot, without a save round trip.
+    page.click("#add-action")
+    page.wait_for_selector("select[name=actions-1-type]")
+    page.select_option("#id_actions-0-type", "do-nothing")
+    page.select_option("select[name=actions-1-type]", "do-nothing")
+    page.click("#save")
+    page.wait_for_url(f"{server.url}/automations/*/")
+    assert page.locator("h1").inner_text().startswith("When a flow run fails")
+    from automations.models import Automation
+
+    saved = Automation.objects.get(name__contains="a flow run fails")
+    assert len(saved.actions) == 2
+    assert saved.trigger["match"] == {"prefect.resource.id": "prefect.flow-run.*"}

@@ -10,8 +10,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--name", default="cli")
+        parser.add_argument(
+            "--scope",
+            default="",
+            choices=["", "viewer", "editor", "events-write"],
+            help="narrower than the user's role: viewer, editor, or events-write (SDKs)",
+        )
 
-    def handle(self, *args, username: str, name: str, **options):
+    def handle(self, *args, username: str, name: str, scope: str = "", **options):
         try:
             user = get_user_model().objects.get(username=username)
         except get_user_model().DoesNotExist:
@@ -20,6 +26,6 @@ class Command(BaseCommand):
             ) from None
         if not user.is_active:
             raise CommandError(f"User {username!r} is inactive.")
-        _, secret = ApiToken.issue(user, name=name)
+        _, secret = ApiToken.issue(user, name=name, scope=scope)
         self.stderr.write(f"Created API token {name!r} for {username}. It is shown only once:")
         self.stdout.write(secret)
