@@ -31,8 +31,8 @@ it has delivered; only when they differ does it list the ids and deliver the mis
 event that commits more than `LONG_OVERLAP` after its stamp is not seen live (its subscribers
 find it in the store).
 
-Reads run on a thread of the tail's own with its own database connection, so they never queue
-behind the writes of the process's shared database thread.
+Reads run on a thread of the tail's own with its own, long-lived database connection, so they
+never queue behind the writes of the process's shared database thread.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from events import broadcast, queries, schema
 from events.broadcast import GROUP
@@ -327,8 +327,13 @@ async def _leave(layer, channel: str) -> None:
 
 
 def _with_connection(function, *args):
-    close_old_connections()
-    return function(*args)
+    # The tail's thread keeps its connection between reads (one per process, not one per read,
+    # whatever CONN_MAX_AGE says for requests); a failed read drops it, the next opens a new one.
+    try:
+        return function(*args)
+    except Exception:
+        connection.close()
+        raise
 
 
 def _start_position(overlap: timedelta):
