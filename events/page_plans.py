@@ -39,7 +39,7 @@ def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
     return Q(occurred__gte=occurred) & (Q(occurred__gt=occurred) | Q(id__gt=event_id))
 
 
-def newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
+def newest(event_filter: EventFilter, after: Q, limit: int) -> tuple[list[Event], bool | None]:
     """The first `limit` matches in the filter's order (after the keyset bound `after`).
 
     Two plans, because SQLite keeps no statistics to choose between them: walking the occurred
@@ -49,19 +49,19 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
     has statistics, plans the query itself.
     """
     if not limit:
-        return []
+        return [], None
     if event_filter.distinct:
-        return _newest_distinct(event_filter, after, limit)
+        return _newest_distinct(event_filter, after, limit), None
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         rows = event_filter.apply(Event.objects.all()).filter(after)
-        return list(rows.order_by(*ordering)[:limit])
+        return list(rows.order_by(*ordering)[:limit]), None
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
     if not event_filter.indexed_criteria():  # no index to read the matches from: walk
-        return list(walk.order_by(*ordering)[:limit])
+        return list(walk.order_by(*ordering)[:limit]), None
     try:
         with timebox.within(WALK_BUDGET):
-            return list(walk.order_by(*ordering)[:limit])
+            return list(walk.order_by(*ordering)[:limit]), False
     except timebox.OutOfTime:
         pass
     # Sorted by `+occurred`, which no index serves: SQLite reads the matches from the criteria's
@@ -69,7 +69,7 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
     unindexed = Func(F("occurred"), template="+%(expressions)s", output_field=DateTimeField())
     direction = "desc" if event_filter.descending else "asc"
     ordering = [getattr(unindexed, direction)(), getattr(F("id"), direction)()]
-    return list(by_criteria(event_filter).filter(after).order_by(*ordering)[:limit])
+    return list(by_criteria(event_filter).filter(after).order_by(*ordering)[:limit]), True
 
 
 def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
