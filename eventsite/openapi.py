@@ -60,11 +60,14 @@ class ProjectPydanticExtension(PydanticExtension):
 
 
 # Answers every operation can give besides its own, by what the operation takes: a token (401
-# without a valid one), a path parameter (404 for one the URL does not take, e.g. not a UUID) and
+# without a valid one, 403 when its role or scope does not allow the operation), a path parameter (404 for one the URL does not take, e.g. not a UUID) and
 # a JSON body (400 when it is not JSON, 413 when it is over the limit). Each is an `ErrorBody`,
 # as `events.api.bodies` writes them (and `eventsite.urls.handler404` under /api/).
 _COMMON_ANSWERS = {
-    "security": {"401": "No valid API token (`Authorization: Bearer <token>`)"},
+    "security": {
+        "401": "No valid API token (`Authorization: Bearer <token>`)",
+        "403": "The token's role or scope does not allow this",
+    },
     "parameters": {"404": "Not found"},
     "requestBody": {
         "400": "The body is not JSON",
@@ -81,7 +84,7 @@ def document_common_answers(result, generator, request, public):
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             for key, answers in _COMMON_ANSWERS.items():
-                if not operation.get(key):
+                if not operation.get(key) or operation[key] == [{}]:  # ([{}]: no token needed)
                     continue
                 if key == "parameters" and not any(
                     p.get("in") == "path" for p in operation["parameters"]
