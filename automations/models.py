@@ -167,7 +167,11 @@ class Firing(models.Model):
 
     class Meta:
         ordering = ["-triggered"]
-        indexes = [models.Index(fields=["automation", "-triggered"], name="firing_automation_time")]
+        indexes = [
+            models.Index(fields=["automation", "-triggered"], name="firing_automation_time"),
+            # The event page lists the firings an event caused (however late it came).
+            models.Index(fields=["triggering_event_id"], name="firing_triggering_event"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.automation_id} at {self.triggered}"

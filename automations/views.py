@@ -20,7 +20,7 @@ from automations import actions as action_kinds
 from automations import changes, explain
 from automations.action_forms import is_resolved
 from automations.forms import ActionForm, ActionFormSet, AutomationForm
-from automations.models import ActionRun, Automation
+from automations.models import ActionRun, Automation, Firing
 from automations.triggers import TriggerInvalid, automate, describe, parse_trigger
 from automations.triggers.describe import sentence
 from events import queries
@@ -335,3 +335,44 @@ def _preview_context(result: dict, *, asked: datetime, now: datetime, page: int)
         "horizon_pos": position(horizon) if horizon else 100.0,
         "clipped": horizon is not None and datetime.fromisoformat(horizon) > asked,
     }
+
+
+@login_required
+def caused_by(request: HttpRequest, event_id: uuid.UUID) -> HttpResponse:
+    """The firings an event caused (it is their triggering event), for its event page."""
+    firings = (
+        Firing.objects.filter(triggering_event_id=event_id)
+        .select_related("automation")
+        .order_by("-triggered")[:50]
+    )
+    return render(request, "automations/_caused_by.html", {"firings": firings})
+
+
+@login_required
+def firing_detail(request: HttpRequest, firing_id: uuid.UUID) -> HttpResponse:
+    """One firing traced: event → firing → each action run and its attempts → resulting events."""
+    firing = get_object_or_404(Firing.objects.select_related("automation"), pk=firing_id)
+    runs = list(firing.action_runs.prefetch_related("deliveries"))
+    ids = [firing.triggered_event_id, *(r.triggered_event_id for r in runs)]
+    resulting = [e for e in (queries.event(i) for i in ids if i) if e is not None]
+    known = {e.id for e in resulting}
+    for leader in list(resulting):  # what each emitted event led to (an action's outcome)
+        more = [e for e in queries.followers(leader, limit=20) if e.id not in known]
+        known |= {e.id for e in more}
+        resulting += more
+    return render(
+        request,
+        "automations/firing.html",
+        {
+            "firing": firing,
+            "automation": firing.automation,
+            "triggering": queries.event(firing.triggering_event_id)
+            if firing.triggering_event_id
+            else None,
+            "runs": [
+                {"run": r, "deliveries": sorted(r.deliveries.all(), key=lambda d: d.attempt)}
+                for r in runs
+            ],
+            "resulting": resulting,
+        },
+    )

@@ -191,12 +191,13 @@ def scenario(
         shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
     from_send: dict[str, list[float]] = {"raw": [], "prefect": [], "feed": []}
     from_reply: list[float] = []
+    from_stored: list[float] = []
     pairs: set[tuple[int, int, str]] = set()
     duplicates = 0
     closed: list[str] = []
     for p, result in enumerate(results):
         closed += result["closed"]
-        for index, kind, event_id, at in result["arrivals"]:
+        for index, kind, event_id, at, stored_ms in result["arrivals"]:
             key = (p, index, event_id)
             if key in pairs:
                 duplicates += 1
@@ -204,6 +205,8 @@ def scenario(
             pairs.add(key)
             t0, t1 = sent[event_id]
             from_send[kind].append((at - t0) * 1000)
+            if stored_ms is not None:
+                from_stored.append(stored_ms)
             from_reply.append((at - t1) * 1000)
     expected = events * subscribers
     call_ms = sorted((t1 - t0) * 1000 for t0, t1 in sent.values())
@@ -226,6 +229,8 @@ def scenario(
         "send_to_arrival_ms": distribution_ms(from_send["raw"] + from_send["feed"]),
         "send_to_arrival_prefect_subscriber_ms": distribution_ms(from_send["prefect"]),
         "reply_to_arrival_ms": distribution_ms(from_reply) if sender == "rest" else None,
+        # The server's `received` stamp (just before the commit) → arrival on a raw socket.
+        "stored_to_arrival_ms": distribution_ms(from_stored),
         "send_call_ms_p50": round(call_ms[len(call_ms) // 2], 3) if call_ms else None,
         "serve_cpu_seconds": round(cpu, 2),
         "serve_cpu_us_per_delivery": round(cpu / len(pairs) * 1e6, 1) if pairs else None,
@@ -242,6 +247,10 @@ def report(figures: Figures, r: dict) -> None:
         f" events/s   serve CPU {r['serve_cpu_us_per_delivery']} µs per delivery"
     )
     figures.say(f"      send → arrival:                   {fmt_dist(r['send_to_arrival_ms'])}")
+    if r["stored_to_arrival_ms"]["n"]:
+        figures.say(
+            f"      stored → arrival (raw sockets):   {fmt_dist(r['stored_to_arrival_ms'])}"
+        )
     if r["send_to_arrival_prefect_subscriber_ms"]["n"]:
         figures.say(
             f"      send → Prefect subscriber ({r['prefect_subscribers']}):    "

@@ -65,8 +65,14 @@ class Subscribers:
         self.connected += 1
         self.gate.release()
 
-    def arrived(self, index: int, kind: str, event_id: str) -> None:
-        self.arrivals.append((index, kind, event_id, time.monotonic()))
+    def arrived(self, index: int, kind: str, event_id: str, received: str | None = None) -> None:
+        # With the event's `received` stamp (the server's clock just before its commit, same
+        # machine): stored → arrival, the live-delivery half of send → arrival.
+        stored_ms = None
+        if received:
+            stamp = datetime.fromisoformat(received.replace("Z", "+00:00")).timestamp()
+            stored_ms = (time.time() - stamp) * 1000
+        self.arrivals.append((index, kind, event_id, time.monotonic(), stored_ms))
         self.seen[index].add(event_id)
 
 
@@ -84,7 +90,8 @@ async def out_socket(url: str, token: str, prefix: str, index: int, subs: Subscr
             async for message in ws:
                 data = orjson.loads(message)
                 if data.get("type") == "event":
-                    subs.arrived(index, "raw", data["event"]["id"])
+                    event = data["event"]
+                    subs.arrived(index, "raw", event["id"], event.get("received"))
         except Exception as exc:  # a close with a reason is a figure, not a crash
             subs.closed.append(f"{index}: {exc!r}")
             return

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -17,6 +18,20 @@ logger = logging.getLogger(__name__)
 
 GROUP = "events"
 MESSAGE_TYPE = "events.stored"
+# Who sent a wake-up: readers in the storing process are woken directly (`add_waker`), so they
+# skip the layer's copy of their own process's wake-ups.
+ORIGIN = uuid.uuid4().hex
+_wakers: set[Callable[[], None]] = set()
+
+
+def add_waker(wake: Callable[[], None]) -> None:
+    """Call `wake` (from any thread) whenever this process stores events."""
+    _wakers.add(wake)
+
+
+def remove_waker(wake: Callable[[], None]) -> None:
+    _wakers.discard(wake)
+
 
 # The server's event loop, remembered by the ASGI app (`remember_loop`). Writes from any thread of
 # that process (request threads, the engine, retention) hand their notification to it, so the
@@ -40,7 +55,7 @@ def remember_loop_middleware(app):
 
 async def _send(layer, count: int) -> None:
     try:
-        await layer.group_send(GROUP, {"type": MESSAGE_TYPE, "count": count})
+        await layer.group_send(GROUP, {"type": MESSAGE_TYPE, "count": count, "origin": ORIGIN})
     except Exception:  # a wake-up failing must never fail the write that already committed
         # Nothing is lost: live sockets find the events in the store on their next read.
         logger.warning("wake-up for %d stored events failed", count, exc_info=True)
@@ -48,8 +63,12 @@ async def _send(layer, count: int) -> None:
 
 def broadcast_stored(events: Sequence) -> None:
     """Wake the live readers of every process (`events.live`): events were stored."""
+    if not events:
+        return
+    for wake in list(_wakers):  # this process's readers, without a hop through the layer
+        wake()
     layer = get_channel_layer()
-    if layer is None or not events:
+    if layer is None:
         return
     count = len(events)
     try:

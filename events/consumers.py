@@ -21,6 +21,8 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from events import live, queries, schema
+from events.accounts import revocation
+from events.accounts.roles import Capability, allows
 from events.filters import EventFilter
 from events.forms import FeedFilterSet
 from events.models import Event
@@ -52,6 +54,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
     event_filter: EventFilter | None = None
     subscription: live.Subscription | None = None
     sender: asyncio.Task | None = None
+    watch: revocation.Watch | None = None
     # Rows waiting for a page that reads slowly (the socket's send waits on a full buffer).
     max_pending = 5_000
 
@@ -61,6 +64,12 @@ class FeedConsumer(AsyncWebsocketConsumer):
             await self.close(code=4401)
             return
         params = QueryDict(self.scope.get("query_string", b"").decode("latin-1"))
+        # The audit trail is for admins; a role taken away (or a deactivated account) later
+        # closes the socket (`revocation`).
+        needed = Capability.ADMIN if params.get("scope") == "audit" else Capability.READ
+        if not await database_sync_to_async(allows)(user, needed):
+            await self.close(code=4403)
+            return
         filterset = FeedFilterSet(params, scope=params.get("scope"))
         # Like the page: invalid parameters are left out and the valid ones still apply.
         filterset.is_valid()
@@ -75,6 +84,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
             self.event_filter, max_pending=self.max_pending, on_too_slow=self._too_slow
         )
         await self.accept()
+        self.watch = revocation.watch(user_id=user.pk, capability=needed, close=self._revoked)
         if after := _parse_time(params.get("live_after")):
             events = await self._backfill(after)
             if events:
@@ -82,6 +92,8 @@ class FeedConsumer(AsyncWebsocketConsumer):
         self.sender = asyncio.create_task(self._send_live())
 
     async def disconnect(self, code: int) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         if self.subscription is not None:
             self.subscription.close()
         if self.sender is not None and self.sender is not asyncio.current_task():
@@ -102,6 +114,13 @@ class FeedConsumer(AsyncWebsocketConsumer):
                     {"type": "rows", "count": len(rows), "backfill": False, "html": html}
                 )
             )
+
+    async def _revoked(self, reason: str) -> None:
+        if self.subscription is not None:
+            self.subscription.close()
+        if self.sender is not None:
+            self.sender.cancel()
+        await self.close(code=1008, reason=reason)
 
     def _too_slow(self, reason: str) -> None:
         logger.warning("feed: a page fell %d rows behind; closing", self.max_pending)

@@ -15,6 +15,7 @@ in-memory `matches()` per event plus its send (a matching event's frame or row i
 process, `LiveEvent.cached`).
 
 What wakes the tail:
+- a commit in its own process, directly (`broadcast.add_waker`);
 - a wake-up on the channel layer (`events.broadcast` sends one per commit to the `events` group,
   which holds one channel per process: the tail's), so other processes' writes arrive at once;
 - every `TICK_SECONDS` regardless, so a lost, expired or dropped wake-up (a full channel, Redis
@@ -30,8 +31,8 @@ it has delivered; only when they differ does it list the ids and deliver the mis
 event that commits more than `LONG_OVERLAP` after its stamp is not seen live (its subscribers
 find it in the store).
 
-Reads run on a thread of the tail's own with its own database connection, so they never queue
-behind the writes of the process's shared database thread.
+Reads run on a thread of the tail's own with its own, long-lived database connection, so they
+never queue behind the writes of the process's shared database thread.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db import close_old_connections, connection
+from django.db import connection
 
-from events import queries, schema
+from events import broadcast, queries, schema
 from events.broadcast import GROUP
 from events.filters import EventFilter
 
@@ -150,6 +151,7 @@ class Tail:
         self.listener: asyncio.Task | None = None
         self.starting = asyncio.Lock()
         self.executor: ThreadPoolExecutor | None = None
+        self.waker: Callable[[], None] | None = None
         self.reads = 0
 
     async def subscribe(
@@ -177,6 +179,9 @@ class Tail:
         self.seen = sorted((received, event_id) for event_id, received in behind.items())
         self.seen_ids = set(behind)
         self.wake.clear()
+        loop = asyncio.get_running_loop()
+        self.waker = lambda: loop.call_soon_threadsafe(self.wake.set)
+        broadcast.add_waker(self.waker)
         self.runner = asyncio.create_task(self._run())
         self.listener = asyncio.create_task(self._listen())
 
@@ -185,6 +190,9 @@ class Tail:
         for task in (self.runner, self.listener):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
+        if self.waker is not None:
+            broadcast.remove_waker(self.waker)
+            self.waker = None
         executor = self.executor
         if executor is not None:
             executor.submit(connection.close)
@@ -287,8 +295,9 @@ class Tail:
                     if renewal is None or renewal.done():
                         renewal = asyncio.create_task(self._renew(layer, channel))
                     while True:
-                        await layer.receive(channel)
-                        self.wake.set()
+                        message = await layer.receive(channel)
+                        if message.get("origin") != broadcast.ORIGIN:  # ours came directly
+                            self.wake.set()
                         delay = 0.05
                 except asyncio.CancelledError:
                     raise
@@ -318,8 +327,13 @@ async def _leave(layer, channel: str) -> None:
 
 
 def _with_connection(function, *args):
-    close_old_connections()
-    return function(*args)
+    # The tail's thread keeps its connection between reads (one per process, not one per read,
+    # whatever CONN_MAX_AGE says for requests); a failed read drops it, the next opens a new one.
+    try:
+        return function(*args)
+    except Exception:
+        connection.close()
+        raise
 
 
 def _start_position(overlap: timedelta):

@@ -23,15 +23,23 @@ import orjson
 from django.core import signing
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Count,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from events import rollups, schema, timebox, totals
+from events import rollups, schema, totals
 from events.filters import EventFilter, startswith_q
 from events.models import Event
+from events.page_plans import keyset_q, newest
 from events.schema import resource_name
-from events.totals import by_criteria
 
 PAGE_TOKEN_SALT = "events.page-token"
 
@@ -49,25 +57,6 @@ class Page:
     total_is_estimate: bool = False
 
 
-# How long a page may walk the occurred index looking for matches before it reads them from
-# their own index instead (see `_newest`).
-WALK_BUDGET = 0.008
-# `distinct` pages walk the matches in chunks for at most this long (see `_newest_distinct`).
-DISTINCT_BUDGET = 0.03
-DISTINCT_CHUNK = 200
-
-
-def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
-    """Rows strictly after (occurred, id) in the given order.
-
-    Written as `occurred <= x AND (occurred < x OR id < y)` (not a bare OR of two ranges) so
-    that both databases bound the index scan on `occurred` instead of walking every row.
-    """
-    if descending:
-        return Q(occurred__lte=occurred) & (Q(occurred__lt=occurred) | Q(id__lt=event_id))
-    return Q(occurred__gte=occurred) & (Q(occurred__gt=occurred) | Q(id__gt=event_id))
-
-
 def matching(event_filter: EventFilter) -> QuerySet[Event]:
     """The stored events `event_filter` selects (unordered)."""
     return event_filter.apply(Event.objects.all())
@@ -78,9 +67,12 @@ def first_page(
 ) -> Page:
     """The first page; pass `total` (and whether it is an `estimate`) when the caller already
     knows it (the feed's histogram)."""
-    events = _newest(event_filter, Q(), limit)
+    found = newest(event_filter, Q(), limit)
+    events = found.events
+    if total is None and found.count is not None:
+        total = found.count  # the rare read counted every match
     if total is None:
-        total, estimate = totals.total_of(event_filter, events=events, limit=limit)
+        total, estimate = totals.total_of(event_filter, events=events, limit=limit, rare=found.rare)
     return _page(event_filter, events, limit=limit, total=total, offset=0, estimate=estimate)
 
 
@@ -95,99 +87,9 @@ def next_page(token: str) -> Page:
         estimate = bool(state.get("estimate", False))
     except (signing.BadSignature, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InvalidPageToken("Invalid page token") from exc
-    events = _newest(event_filter, keyset_q(occurred, after_id, event_filter.descending), limit)
+    after = keyset_q(occurred, after_id, event_filter.descending)
+    events = newest(event_filter, after, limit).events
     return _page(event_filter, events, limit=limit, total=total, offset=offset, estimate=estimate)
-
-
-def _newest(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
-    """The first `limit` matches in the filter's order (after the keyset bound `after`).
-
-    Two plans, because SQLite keeps no statistics to choose between them: walking the occurred
-    index newest first and testing each event (quick when matches are common), and reading the
-    matches from their own index and sorting them (quick when they are rare). The walk gets
-    WALK_BUDGET; past it the matches are rare, and the second plan answers. PostgreSQL, which
-    has statistics, plans the query itself.
-    """
-    if not limit:
-        return []
-    if event_filter.distinct:
-        return _newest_distinct(event_filter, after, limit)
-    ordering = _order_by(event_filter.descending)
-    if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
-        rows = event_filter.apply(Event.objects.all()).filter(after)
-        return list(rows.order_by(*ordering)[:limit])
-    walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
-    if not event_filter.indexed_criteria():  # no index to read the matches from: walk
-        return list(walk.order_by(*ordering)[:limit])
-    try:
-        with timebox.within(WALK_BUDGET):
-            return list(walk.order_by(*ordering)[:limit])
-    except timebox.OutOfTime:
-        pass
-    found = by_criteria(event_filter).filter(after).values("id")
-    return list(Event.objects.filter(id__in=found).order_by(*ordering)[:limit])
-
-
-def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
-    """`distinct`: the first `limit` events that are each their resource's first match.
-
-    Walked in the filter's order in chunks, keeping the first event seen of each resource (and,
-    past the first page, not a resource that matched before the keyset bound): quick while
-    resources vary, which is the common case. Past DISTINCT_BUDGET (a few resources repeated
-    throughout), SQL's window over every match answers instead.
-    """
-    resource = event_filter.resource.model_copy(update={"distinct": False})
-    plain = event_filter.model_copy(update={"resource": resource})
-    ordering = _order_by(event_filter.descending)
-    rows = plain.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
-    found: list[Event] = []
-    seen: set[str] = set()
-    bound = after
-    try:
-        with timebox.within(DISTINCT_BUDGET):
-            while len(found) < limit:
-                chunk = list(rows.filter(bound)[:DISTINCT_CHUNK])
-                if not chunk:
-                    break
-                fresh = [e for e in chunk if not (e.resource_id in seen or seen.add(e.resource_id))]
-                if after and fresh:  # resources first matched on an earlier page
-                    ids = {e.resource_id for e in fresh}
-                    earlier = rows.exclude(after).filter(resource_id__in=ids)
-                    shown = set(earlier.values_list("resource_id", flat=True))
-                    fresh = [e for e in fresh if e.resource_id not in shown]
-                found += fresh
-                last = chunk[-1]
-                bound = after & keyset_q(last.occurred, last.id, event_filter.descending)
-            return found[:limit]
-    except timebox.OutOfTime:
-        pass
-    rows = event_filter.apply(Event.objects.all()).filter(after)
-    return list(rows.order_by(*ordering)[:limit])
-
-
-def explain(event_filter: EventFilter) -> dict[str, str]:
-    """The database's plans for the two ways a page is read (see `_newest`) and the count."""
-    ordering = _order_by(event_filter.descending)
-    walk = event_filter.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
-    found = by_criteria(event_filter).values("id")
-    return {
-        "walk": walk[:50].explain(),
-        "by_criteria": Event.objects.filter(id__in=found).order_by(*ordering)[:50].explain(),
-        "count": by_criteria(event_filter).explain(),
-    }
-
-
-def _narrows_beyond_time(event_filter: EventFilter) -> bool:
-    f = event_filter
-    return not f.distinct and bool(
-        f.event or f.resource or f.related or f.any_resource or f.id.id or f.text
-    )
-
-
-def _order_by(descending: bool) -> list:
-    if descending:
-        return [F("occurred").desc(), F("id").desc()]
-    return [F("occurred").asc(), F("id").asc()]
 
 
 def _page(

@@ -81,6 +81,8 @@ def feed(request: HtmxHttpRequest, scope: str | None = None) -> HttpResponse:
             "ranges": RANGE_LABELS.items(),
             "api_url": public_url("/api", request=request),
             "ws_query": _ws_query(request.GET, scope),
+            # A window that ended in the past gets no new rows: the page shows no live state.
+            "live": filterset.is_relative or event_filter.occurred.until > now,
             "scope": scope,
             "feed_url": request.path,
             "query": facets.without(request.GET, "after").urlencode(),

@@ -262,6 +262,8 @@ EVENTSITE_MAX_EVENT_NAME_LENGTH = envint("EVENTSITE_MAX_EVENT_NAME_LENGTH", 1024
 EVENTSITE_MAX_LABELS_PER_RESOURCE = envint("EVENTSITE_MAX_LABELS_PER_RESOURCE", 500)
 EVENTSITE_MAX_RELATED_RESOURCES = envint("EVENTSITE_MAX_RELATED_RESOURCES", 100)
 EVENTSITE_MAX_EVENT_SIZE_BYTES = envint("EVENTSITE_MAX_EVENT_SIZE_BYTES", 1_500_000)
+# How often open sockets re-check their token and role (events/accounts/revocation.py).
+EVENTSITE_SOCKET_RECHECK = envduration("EVENTSITE_SOCKET_RECHECK", "2s")
 # Every read a request makes is stopped past this (503 with the reason): eventsite/query_deadline.py.
 EVENTSITE_QUERY_TIMEOUT = envduration("EVENTSITE_QUERY_TIMEOUT", "10s")
 # A websocket message up to this size is read (an event over the limit is then skipped and
@@ -291,10 +293,13 @@ EVENTSITE_WEBHOOK_MAX_BODY_BYTES = envint(
 # allowed this much memory above its size at rest (events/webhooks/render_workers.py).
 EVENTSITE_TEMPLATE_WORKERS = envint("EVENTSITE_TEMPLATE_WORKERS", 2)
 EVENTSITE_TEMPLATE_WORKER_MEMORY_MB = envint("EVENTSITE_TEMPLATE_WORKER_MEMORY_MB", 512)
+# Requests to made-up /hooks/ URLs logged a minute (metadata only); the rest are answered only.
+EVENTSITE_WEBHOOK_UNKNOWN_PER_MINUTE = envint("EVENTSITE_WEBHOOK_UNKNOWN_PER_MINUTE", 60)
 EVENTSITE_WEBHOOK_LOG_RETENTION = envduration("EVENTSITE_WEBHOOK_LOG_RETENTION", "30d")
 EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT = envint("EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT", 5)
 EVENTSITE_LOGIN_FAILURES_PER_IP = envint("EVENTSITE_LOGIN_FAILURES_PER_IP", 20)
 EVENTSITE_LOGIN_THROTTLE_WINDOW = envduration("EVENTSITE_LOGIN_THROTTLE_WINDOW", "15m")
+EVENTSITE_LOGIN_SLOW_INTERVAL = envduration("EVENTSITE_LOGIN_SLOW_INTERVAL", "5s")
 AUTHENTICATION_BACKENDS = ["events.accounts.throttle.ThrottledModelBackend"]
 MIDDLEWARE.append("events.audit.middleware.CurrentRequestMiddleware")
 

@@ -36,6 +36,7 @@ from automations.actions.context import maybe_template, render, render_structure
 from automations.actions.deliveries import Exchange, excerpt
 from automations.actions.links import event_link
 from automations.models import Automation
+from automations.triggers import EventTrigger, TriggerInvalid, parse_trigger
 from events import schema
 from events.ingest import internal_event, store
 from events.schema import Event, EventInvalid
@@ -123,6 +124,7 @@ class CallWebhook(Action):
             content_type=content_type,
             timeout=self.timeout,
             related=related,
+            delivery=ctx.invocation,
             what="Webhook",
         )
 
@@ -153,9 +155,17 @@ def http_call(
     related: list[dict[str, str]],
     what: str,
     ok_statuses: tuple[int, ...] = (),
+    delivery: uuid.UUID | None = None,
 ) -> Outcome:
-    """Send one request through `outbound` and report it (a retry for 5xx / 429 / network)."""
+    """Send one request through `outbound` and report it (a retry for 5xx / 429 / network).
+
+    Delivery is at least once: a call sent just before a crash, or whose answer was lost, is sent
+    again. `delivery` (the action run's id, the same for every attempt) goes out as
+    `Idempotency-Key` and `X-Eventsite-Delivery` so that the receiver can drop repeats."""
     sent_headers = {"user-agent": "eventsite-automations", **headers}
+    if delivery is not None:
+        sent_headers["idempotency-key"] = str(delivery)
+        sent_headers["x-eventsite-delivery"] = str(delivery)
     if content_type:
         sent_headers["content-type"] = content_type
     exchange = Exchange(
@@ -312,6 +322,7 @@ class EmitEvent(Action):
             event = _build_event(rendered, follows=follows)
         except ValueError as exc:
             raise ActionFailed(f"The rendered event is invalid: {exc}") from exc
+        _refuse_a_loop(ctx.automation, event)
         store([event], source="automations")
         return Outcome(
             {"emitted_event_id": str(event.id), "emitted_event": event.event},
@@ -322,6 +333,23 @@ class EmitEvent(Action):
                 }
             ],
         )
+
+
+def _refuse_a_loop(automation: Automation | None, event: Event) -> None:
+    """A templated name is known only now: an event this automation would react to itself is
+    not emitted (the static case is refused when the automation is saved)."""
+    if automation is None or getattr(automation, "allow_self_trigger", False):
+        return
+    try:
+        trigger = parse_trigger(automation.trigger)
+    except TriggerInvalid:
+        return
+    for child in trigger.all_triggers():
+        if isinstance(child, EventTrigger) and child.covers(event):
+            raise ActionFailed(
+                f"The emitted event {event.event!r} would trigger this automation again and "
+                "loop; it was not emitted (narrow the trigger, or set allow_self_trigger)."
+            )
 
 
 def _build_event(data: dict[str, Any], *, follows: uuid.UUID | None) -> Event:

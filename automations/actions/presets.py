@@ -109,6 +109,7 @@ class ChatPreset(Action):
             body=json.dumps(self.body(ctx, title, message)),
             content_type="application/json",
             timeout=TIMEOUT,
+            delivery=ctx.invocation,
             related=[
                 {
                     "prefect.resource.id": f"prefect.block-type.{self.block_type}",
@@ -284,6 +285,7 @@ class NotifyPagerDuty(Action):
             body=json.dumps(body),
             content_type="application/json",
             timeout=TIMEOUT,
+            delivery=ctx.invocation,
             related=[
                 {
                     "prefect.resource.id": "prefect.block-type.pager-duty-webhook",

@@ -1,9 +1,15 @@
 """Login throttling.
 
 Throttling counts failed logins per account and per client address in the database (`LoginFailure`
-rows, so every web process agrees). Past `EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT` failures for an
-account, or `EVENTSITE_LOGIN_FAILURES_PER_IP` from one address, within
-`EVENTSITE_LOGIN_THROTTLE_WINDOW`, logins are refused until the window has passed:
+rows, so every web process agrees). Within `EVENTSITE_LOGIN_THROTTLE_WINDOW`:
+
+- past `EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT` failures for an account *from one address*, that
+  account is locked for that address (the pair), not for its owner elsewhere;
+- past `EVENTSITE_LOGIN_FAILURES_PER_IP` failures from one address, that address is locked;
+- past `EVENTSITE_LOGIN_FAILURES_PER_IP` failures for an account from anywhere, the account is
+  slowed to one attempt every `EVENTSITE_LOGIN_SLOW_INTERVAL`, never locked.
+
+A refused login is refused until the window has passed (or the pause):
 
 - the login page's form (`ThrottledAuthenticationForm`) says so plainly, before checking the
   password;
@@ -65,6 +71,7 @@ def throttled(username: str | None, request: HttpRequest | None) -> str | None:
         )
     )
     by_account = [created for name, _, created in recent if username and name == username]
+    by_pair = [c for name, addr, c in recent if username and name == username and addr == ip]
     by_ip = [created for _, addr, created in recent if ip and addr == ip]
     window = settings.EVENTSITE_LOGIN_THROTTLE_WINDOW
 
@@ -73,13 +80,23 @@ def throttled(username: str | None, request: HttpRequest | None) -> str | None:
         minutes = max(1, math.ceil(seconds / 60))
         return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
-    if len(by_account) >= settings.EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT:
+    # The account is locked for this address only: guessing from elsewhere cannot lock its
+    # owner (an admin, say) out of their own login.
+    if len(by_pair) >= settings.EVENTSITE_LOGIN_FAILURES_PER_ACCOUNT:
         return (
-            f"Too many failed logins for this account. Try again in {wait(by_account)}, "
+            f"Too many failed logins for this account. Try again in {wait(by_pair)}, "
             "or ask an administrator to reset your password."
         )
     if len(by_ip) >= settings.EVENTSITE_LOGIN_FAILURES_PER_IP:
         return f"Too many failed logins from your network address. Try again in {wait(by_ip)}."
+    # Guessed from many addresses: slowed (one attempt every few seconds), never locked.
+    if len(by_account) >= settings.EVENTSITE_LOGIN_FAILURES_PER_IP:
+        pause = settings.EVENTSITE_LOGIN_SLOW_INTERVAL
+        if timezone.now() - max(by_account) < pause:
+            return (
+                "Many failed logins for this account from several addresses: one attempt "
+                f"every {pause.total_seconds():g} seconds. Try again in a moment."
+            )
     return None
 
 

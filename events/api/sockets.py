@@ -24,6 +24,7 @@ from django.utils import timezone
 from pydantic import ValidationError
 
 from events import live, queries, schema
+from events.accounts import revocation
 from events.accounts.roles import Capability, grants, readable
 from events.api.auth import authenticate_secret, secret_from_auth_string, secret_from_authorization
 from events.filters import EventFilter
@@ -86,6 +87,7 @@ class _TokenSocket(AsyncWebsocketConsumer):
     capability = Capability.READ  # what the token's role or scope must allow
 
     token: ApiToken | None = None
+    watch: revocation.Watch | None = None
     closing = False
 
     async def connect(self) -> None:
@@ -153,6 +155,13 @@ class _TokenSocket(AsyncWebsocketConsumer):
         if self.capability not in allowed:
             await self.refuse(POLICY_VIOLATION, NOT_ALLOWED)
             return None
+        # From now on a revoked token or a demoted user closes the socket (1008).
+        self.watch = revocation.watch(
+            user_id=token.user_id,
+            capability=self.capability,
+            close=self._revoked,
+            token_id=token.pk,
+        )
         return token
 
     async def _require_auth_within(self, seconds: float) -> None:
@@ -175,6 +184,11 @@ class _TokenSocket(AsyncWebsocketConsumer):
 
     async def disconnect(self, code) -> None:
         self._cancel_auth_timer()
+        if self.watch is not None:
+            self.watch.stop()
+
+    async def _revoked(self, reason: str) -> None:
+        await self.refuse(POLICY_VIOLATION, reason)
 
     # --- for subclasses ----------------------------------------------------------------------
 
@@ -188,8 +202,8 @@ class _TokenSocket(AsyncWebsocketConsumer):
 class EventsInConsumer(_TokenSocket):
     """`/api/events/in`: every text frame is one event, stored once per id.
 
-    Frames are written in micro-batches (what has arrived, up to `batch_size`, after at most
-    `linger` seconds), one transaction each. The frame queue is bounded and is only read by the
+    Frames are written in micro-batches (what has arrived, up to `batch_size`; in a burst after
+    at most `linger` seconds more), one transaction each. The frame queue is bounded and is only read by the
     writer, so a slow database stops this socket from being read: the sender slows down, and
     nothing is dropped. An invalid frame is skipped, counted and stored as an
     `eventsite.ingest.rejected` event; the connection stays up.
@@ -287,7 +301,9 @@ class EventsInConsumer(_TokenSocket):
                 return
             batch = [first]
             finished = self._take_ready(batch)
-            if not finished and len(batch) < self.batch_size:
+            # Linger for more only in a burst (frames already queued behind the first): a lone
+            # frame is written at once, so a trickle of events pays no batching delay.
+            if not finished and 1 < len(batch) < self.batch_size:
                 await asyncio.sleep(self.linger)
                 finished = self._take_ready(batch)
             if not await self._write(batch) or finished:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import quote
@@ -145,7 +146,7 @@ def badges(related: list[dict], limit: int = 6) -> dict:
                 "id": rid,
                 "name": clip(name, 120) if named else middle(clip(rid, 300)),
                 "named": named,
-                "href": f"{feed}?related={quote(rid, safe='')}",
+                "href": event_page(rid) or f"{feed}?related={quote(rid, safe='')}",
                 "title": f"{role}: {clip(rid, 300)}",
             }
         )
@@ -158,6 +159,18 @@ def badges(related: list[dict], limit: int = 6) -> dict:
         left -= len(items[:left])
     total = sum(len(items) for items in groups.values())
     return {"groups": shown, "more": total - (limit - left)}
+
+
+@register.filter
+def event_page(resource_id: str) -> str:
+    """The event page of a `prefect.event.<id>` resource (an event named as a resource), or ""."""
+    if not resource_id.startswith("prefect.event."):
+        return ""
+    try:
+        event_id = uuid.UUID(resource_id.removeprefix("prefect.event."))
+    except ValueError:
+        return ""
+    return f"{_urls(get_script_prefix())['detail']}{event_id}/"
 
 
 @register.filter

@@ -40,6 +40,7 @@ from events.webhooks.receive import (
     max_body_bytes,
     response_for,
     slug_lookup,
+    unknown_allowed,
     write_each,
 )
 
@@ -188,6 +189,8 @@ async def handle_async(slug: str, incoming: Incoming) -> Result:
         result = await asyncio.get_running_loop().run_in_executor(
             _RENDER_EXECUTOR, evaluate, webhook, incoming
         )
+    if webhook is None and not unknown_allowed():
+        return result
     await writes.submit(build_write(webhook, slug, incoming, result))
     return result
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -224,6 +226,12 @@ def build_write(
 ) -> Write:
     now = timezone.now()
     request_id = uuid.uuid4()
+    if webhook is None:
+        # Made-up URLs are anyone's: keep what was asked (method, path, size, time), never what
+        # was sent, so they cannot fill the database (`unknown_allowed` bounds how many).
+        size = len(incoming.body)
+        incoming = Incoming(method=incoming.method, path=incoming.path)
+        result = Result(result.status, result.outcome, f"{result.error} ({size} bytes not kept)")
     row = WebhookRequest(
         id=request_id,
         webhook=webhook,
@@ -342,6 +350,37 @@ def write_each(writes: list[Write]) -> list[Exception | None]:
     return errors
 
 
+class Budget:
+    """At most `per_minute` events a minute, refilled continuously; thread-safe."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tokens = 0.0
+        self.at = time.monotonic()
+        self.started = False
+
+    def take(self, per_minute: int) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            if not self.started:
+                self.tokens, self.started = float(per_minute), True
+            self.tokens = min(per_minute, self.tokens + (now - self.at) * per_minute / 60)
+            self.at = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
+
+
+unknown_budget = Budget()
+
+
+def unknown_allowed() -> bool:
+    """Whether a request to a made-up URL is logged: at most
+    `EVENTSITE_WEBHOOK_UNKNOWN_PER_MINUTE` a minute per process; the rest get their 404 only."""
+    return unknown_budget.take(settings.EVENTSITE_WEBHOOK_UNKNOWN_PER_MINUTE)
+
+
 def slug_lookup(slugs) -> Q:
     """Webhooks answering these slugs: the current one, or an old one in its grace period."""
     return Q(slug__in=slugs) | Q(previous_slug__in=slugs, previous_slug_expires__gt=timezone.now())
@@ -360,6 +399,8 @@ def handle(slug: str, incoming: Incoming) -> Result:
         logger.warning("webhook %s refused a replayed signature", webhook.id)
         result = Result(401, Outcome.UNAUTHORIZED, REPLAYED)
     result = result or evaluate(webhook, incoming)
+    if webhook is None and not unknown_allowed():
+        return result
     write_each([build_write(webhook, slug, incoming, result)])
     return result
 

@@ -22,10 +22,14 @@
     live.querySelector(".live-text").textContent = text;
   }
 
+  var everLive = false; // this page's socket was live once: a new attempt is a reconnect
+
   function connect() {
     var el = main();
     if (!el) return;
     clearTimeout(retryTimer);
+    // A window that ended in the past gets no new rows: no socket, and no live state shown.
+    if (el.dataset.live !== "on") { setState("ended", "not live"); return; }
     var query = el.dataset.wsQuery || "";
     socketQuery = query;
     if (!lastHeard) lastHeard = el.dataset.liveAfter;
@@ -34,9 +38,11 @@
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var ws = new WebSocket(scheme + location.host + "/ws/feed/?" + params);
     socket = ws;
-    setState("off", "connecting…");
+    if (everLive) setState("reconnecting", "reconnecting…");
+    else setState("off", "connecting…");
     ws.onopen = function () {
       retryDelay = 500;
+      everLive = true;
       setState(paused ? "paused" : "live", paused ? "paused" : "live");
     };
     ws.onmessage = function (message) {
@@ -47,7 +53,8 @@
     ws.onclose = function () {
       if (socket !== ws) return; // replaced by a newer connection on purpose
       socket = null;
-      setState("off", "offline · reconnecting");
+      // Lost until the next attempt, then "reconnecting…" while it is under way.
+      setState("lost", everLive ? "connection lost" : "offline");
       // Back off so a restarting server is not hammered; jitter spreads many open tabs.
       retryTimer = setTimeout(connect, retryDelay + Math.random() * 250);
       retryDelay = Math.min(retryDelay * 2, 15000);
@@ -100,10 +107,115 @@
     var empty = document.getElementById("empty");
     if (empty) empty.hidden = true;
     var total = document.querySelector(".summary .total b");
-    if (total && rows.length) {
+    if (total && rows.length && !total.title) { // an estimated total ("about …") stays as it is
       var n = parseInt(total.textContent.replace(/,/g, ""), 10) || 0;
       total.textContent = (n + rows.length).toLocaleString("en-US");
     }
+    countInHistogram(rows);
+  }
+
+  // --- the histogram follows live rows (at most once a second) -----------------------------------
+  // The same geometry as events/histogram.py: bars stacked bottom up in severity order, the peak
+  // bar TOP high, a severity with any events at least MIN_SEGMENT high.
+  var HEIGHT = 40, TOP = 38, MIN_SEGMENT = 1.4;
+  var SEVERITIES = ["failed", "cancelled", "running", "completed", "other"];
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var histPending = [];
+  var histTimer = null;
+
+  function countInHistogram(rows) {
+    rows.forEach(function (row) {
+      var time = row.querySelector("time.ev-time");
+      if (time) histPending.push([Date.parse(time.getAttribute("datetime")), row.dataset.severity]);
+    });
+    if (!histTimer) histTimer = setTimeout(applyHistogram, 1000);
+  }
+
+  function barCounts(bar) { return (bar.dataset.counts || "0,0,0,0,0").split(",").map(Number); }
+
+  function barFor(svg, bars, at) {
+    for (var i = bars.length - 1; i >= 0; i--) {
+      var start = Date.parse(bars[i].dataset.start), end = Date.parse(bars[i].dataset.end);
+      if (at >= start && at < end) return bars[i];
+    }
+    // An empty bucket has no bar: draw one if the bucket is inside the histogram.
+    var last = bars[bars.length - 1];
+    if (!last) return null;
+    var unit = Date.parse(last.dataset.end) - Date.parse(last.dataset.start);
+    var lastX = Number(last.querySelector(".hit").getAttribute("x"));
+    var steps = Math.floor((at - Date.parse(last.dataset.start)) / unit);
+    var x = lastX + steps;
+    var width = svg.viewBox.baseVal ? svg.viewBox.baseVal.width : 0;
+    if (steps <= 0 || x >= width) return null;
+    var bar = document.createElementNS(SVG_NS, "a");
+    var start = new Date(Date.parse(last.dataset.start) + steps * unit);
+    bar.dataset.start = start.toISOString();
+    bar.dataset.end = new Date(start.getTime() + unit).toISOString();
+    bar.dataset.counts = "0,0,0,0,0";
+    bar.setAttribute("tabindex", "-1");
+    var hit = document.createElementNS(SVG_NS, "rect");
+    hit.setAttribute("class", "hit");
+    hit.setAttribute("x", x);
+    hit.setAttribute("y", "0");
+    hit.setAttribute("width", "1");
+    hit.setAttribute("height", "40");
+    bar.appendChild(hit);
+    last.after(bar);
+    return bar;
+  }
+
+  function drawBar(bar, peak) {
+    var counts = barCounts(bar);
+    var x = bar.querySelector(".hit").getAttribute("x");
+    var heights = counts.map(function (n) { return n ? Math.max(MIN_SEGMENT, TOP * n / peak) : 0; });
+    var sum = heights.reduce(function (a, b) { return a + b; }, 0);
+    if (sum > TOP) heights = heights.map(function (h) { return h * TOP / sum; });
+    bar.querySelectorAll("rect.seg").forEach(function (r) { r.remove(); });
+    var y = HEIGHT;
+    heights.forEach(function (h, i) {
+      if (!h) return;
+      y -= h;
+      var seg = document.createElementNS(SVG_NS, "rect");
+      seg.setAttribute("class", "seg s-" + SEVERITIES[i]);
+      seg.setAttribute("x", x);
+      seg.setAttribute("y", y.toFixed(2));
+      seg.setAttribute("width", "0.82");
+      seg.setAttribute("height", h.toFixed(2));
+      bar.appendChild(seg);
+    });
+  }
+
+  function applyHistogram() {
+    histTimer = null;
+    var pending = histPending;
+    histPending = [];
+    var svg = document.querySelector("svg.histogram");
+    if (!svg) return;
+    var changed = [];
+    pending.forEach(function (item) {
+      var bars = Array.prototype.slice.call(svg.querySelectorAll("a[data-start]"));
+      var bar = barFor(svg, bars, item[0]);
+      if (!bar) return;
+      var counts = barCounts(bar);
+      var index = SEVERITIES.indexOf(item[1]);
+      counts[index < 0 ? SEVERITIES.length - 1 : index] += 1;
+      bar.dataset.counts = counts.join(",");
+      if (changed.indexOf(bar) < 0) changed.push(bar);
+    });
+    if (!changed.length) return;
+    var all = svg.querySelectorAll("a[data-start]");
+    var peak = 0;
+    all.forEach(function (bar) {
+      peak = Math.max(peak, barCounts(bar).reduce(function (a, b) { return a + b; }, 0));
+    });
+    var oldPeak = Number(svg.dataset.peak || 0);
+    svg.dataset.peak = peak;
+    // A new peak rescales every bar; otherwise only the bars that grew change.
+    (peak !== oldPeak ? Array.prototype.slice.call(all) : changed).forEach(function (bar) {
+      drawBar(bar, peak);
+    });
+    var axisPeak = document.querySelector(".hist .axis [data-peak]");
+    if (axisPeak) axisPeak.textContent = peak.toLocaleString("en-US");
   }
 
   function flush() {

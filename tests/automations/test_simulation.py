@@ -72,7 +72,7 @@ def triggers(draw):
 def streams(draw):
     """(second, [event data], toggle) moments: events stored together, maybe a pause/resume."""
     moments = []
-    t = 0
+    t = 1  # after the second the engine starts in (its cursor is the end of the log then)
     ids: list[uuid.UUID] = []
     for _ in range(draw(st.integers(0, 14))):
         t += draw(st.sampled_from([0, 1, 3, 5, 7, 12, 25]))

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from events import queries
+from events import page_plans, queries
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.models import Event
@@ -23,8 +23,8 @@ NOW = datetime.now(UTC)
 @pytest.mark.parametrize("chunk", [200, 3])
 def test_distinct_pages_agree_with_the_evaluator(order, plan, chunk, monkeypatch):
     if plan == "window":
-        monkeypatch.setattr(queries, "DISTINCT_BUDGET", 0)
-    monkeypatch.setattr(queries, "DISTINCT_CHUNK", chunk)
+        monkeypatch.setattr(page_plans, "DISTINCT_BUDGET", 0)
+    monkeypatch.setattr(page_plans, "DISTINCT_CHUNK", chunk)
     rng = random.Random(5)
     events = [
         event_data(

@@ -16,7 +16,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
 
-from events import live
+from events import broadcast, live
 from events.consumers import FeedConsumer
 from events.ingest import ingest
 from events.models import Event
@@ -70,8 +70,9 @@ def commit_behind(data: dict, seen: dict) -> None:
         Event.objects.filter(id=data["id"]).update(received=stamp)
 
 
-async def test_a_subscriber_gets_events_whose_wake_up_was_lost(token, settings):
+async def test_a_subscriber_gets_events_whose_wake_up_was_lost(token, settings, monkeypatch):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "tests.events.test_live.WakeUpsLost"}}
+    monkeypatch.setattr(broadcast, "add_waker", lambda wake: None)  # no in-process wake-up either
     ws = await open_socket("/api/events/out", token)
     await ws.send_json_to({"type": "filter", "filter": {"event": {"prefix": ["acme."]}}})
     assert await ws.receive_nothing(timeout=0.1)

@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from events import queries
+from events import page_plans, queries
 from events.filters import EventFilter
 from events.ingest import ingest
+from events.models import Event
 from tests.factories import event_data, related
 
 pytestmark = pytest.mark.django_db
@@ -102,7 +103,7 @@ def log():
 
 
 def plans(filter_json: dict) -> dict[str, str]:
-    return queries.explain(EventFilter.model_validate(filter_json))
+    return page_plans.explain(EventFilter.model_validate(filter_json))
 
 
 @pytest.mark.parametrize("criterion", SELECTIVE)
@@ -125,3 +126,38 @@ def test_a_walk_follows_time_and_never_scans(criterion):
         assert "event_occurred_id" in plan or "event_name_occurred" in plan, plan
         if "SUBQUERY" in plan:  # resource rows: one event's, by its id
             assert re.search(r"SEARCH U\d USING INDEX events_eventresource_event_id", plan), plan
+
+
+@pytest.mark.parametrize("walk_budget", [0, 5])
+@pytest.mark.parametrize("criterion", [*SELECTIVE, *WALKED])
+def test_either_plan_pages_through_the_same_events(criterion, walk_budget, monkeypatch):
+    """A page read by walking time and one read from the criteria's index are the same page."""
+    monkeypatch.setattr(page_plans, "WALK_BUDGET", walk_budget)
+    filter_json = SELECTIVE[criterion][0] if criterion in SELECTIVE else WALKED[criterion]
+    event_filter = EventFilter.model_validate({**filter_json, "occurred": HOUR})
+
+    page = queries.first_page(event_filter, limit=7)
+    seen = [e.id for e in page.events]
+    for _ in range(3):
+        if not page.next_token:
+            break
+        page = queries.next_page(page.next_token)
+        seen += [e.id for e in page.events]
+
+    expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True)[:28])
+    assert seen == expected[: len(seen)]
+    assert len(seen) == min(28, len(expected))
+
+
+def test_a_page_read_leaves_the_sessions_settings_as_they_were():
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's parallel workers")
+    with connection.cursor() as cursor:
+        cursor.execute("SET max_parallel_workers_per_gather = 3")
+
+    page = queries.first_page(EventFilter.model_validate(WALKED["related role"]), limit=5)
+
+    assert len(page.events) == 5
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('max_parallel_workers_per_gather')")
+        assert cursor.fetchone() == ("3",)

@@ -193,6 +193,10 @@ def test_call_webhook_retries_a_500_with_backoff_then_gives_up(clock, settings, 
         assert run.status == ActionRun.Status.FAILED and run.attempts == 3
         assert run.result["status_code"] == 500 and run.result["response_body"] == "boom"
         assert len(sink.requests) == 3
+        # Every attempt carries the same delivery id, so the receiver can drop repeats.
+        keys = {r["headers"]["idempotency-key"] for r in sink.requests}
+        assert keys == {str(run.id)}
+        assert {r["headers"]["x-eventsite-delivery"] for r in sink.requests} == keys
         failed = action_events("failed")
         assert [f.payload["will_retry"] for f in failed] == [True, True, False]
         assert len(action_events("triggered")) == 1  # one invocation, several attempts
@@ -341,6 +345,22 @@ def test_emit_event_refuses_a_reserved_name_whether_static_or_templated(clock):
     assert run.status == ActionRun.Status.FAILED
     assert "reserved" in run.last_error
     assert not EventRow.objects.filter(event="prefect-cloud.user.logged-in").exists()
+
+
+def test_a_templated_emit_event_that_would_trigger_its_own_automation_is_not_emitted(clock):
+    # `fire`'s automation expects acme.order.created: a templated name that renders to it loops.
+    run = fire(
+        {
+            "type": "emit-event",
+            "event": {
+                "event": "acme.order.{{ 'created' }}",
+                "resource": {"prefect.resource.id": "acme.order.{{ event.resource.id }}"},
+            },
+        }
+    )
+    assert run.status == ActionRun.Status.FAILED
+    assert "would trigger this automation again" in run.last_error
+    assert EventRow.objects.filter(event="acme.order.created").count() == 1  # the trigger's
 
 
 # --- pause / resume ------------------------------------------------------------------------------

@@ -36,6 +36,32 @@ def test_five_failures_lock_the_account_with_a_clear_message(client, user):
     assert throttled.count() == 1
 
 
+def test_guessing_from_elsewhere_does_not_lock_the_owner_out(client, user):
+    for attacker in ("10.6.6.1", "10.6.6.2", "10.6.6.3"):
+        for _ in range(5):
+            login(client, password="nope", ip=attacker)
+        assert "Too many failed logins" in login(client, ip=attacker).content.decode()
+
+    response = login(client, ip="10.0.0.7")  # the owner, from their own address
+
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_an_account_guessed_from_many_addresses_is_slowed_not_locked(client, user, settings):
+    settings.EVENTSITE_LOGIN_FAILURES_PER_IP = 6
+    with time_machine.travel(timezone.now(), tick=False) as clock:
+        for i in range(6):
+            login(client, password="nope", ip=f"10.7.0.{i}")
+
+        slowed = login(client, ip="10.0.0.7")
+        assert "one attempt every 5 seconds" in slowed.content.decode()
+        assert "_auth_user_id" not in client.session
+
+        clock.shift(timedelta(seconds=6))
+        assert login(client, ip="10.0.0.7").status_code == 302
+
+
 def test_the_lock_ends_when_the_window_has_passed(client, user):
     for _ in range(5):
         login(client, password="nope")

@@ -17,6 +17,7 @@ from cloudevents.core.bindings.http import to_binary_event, to_structured_event
 from cloudevents.core.v1.event import CloudEvent
 
 from events.models import Event, Webhook, WebhookRequest
+from events.webhooks import receive as receive_module
 from events.webhooks.changes import STARTERS
 
 DYNAMIC = (
@@ -135,7 +136,7 @@ def test_live_error_answers_are_logged_and_reported(server):
     url = f"{server.url}/hooks"
 
     invalid = httpx.post(f"{url}/{webhook.slug}", json={"model": 'a"b'})
-    unknown = httpx.post(f"{url}/{'x' * 22}", content=b"kept anyway")
+    unknown = httpx.post(f"{url}/{'x' * 22}", content=b"not kept!!!")
     gone = httpx.post(f"{url}/{disabled.slug}", json={"model": "m"})
     too_large = httpx.post(f"{url}/{webhook.slug}", content=b"x" * 1_500_001)
 
@@ -147,7 +148,9 @@ def test_live_error_answers_are_logged_and_reported(server):
     assert "larger than 1500000 bytes" in too_large.json()["detail"]
     rows = {r.status: r for r in WebhookRequest.objects.all()}
     assert set(rows) == {400, 404, 410, 413}
-    assert rows[404].webhook is None and bytes(rows[404].body) == b"kept anyway"
+    # A made-up URL is logged as metadata only: not its body.
+    assert rows[404].webhook is None and bytes(rows[404].body) == b""
+    assert "11 bytes not kept" in rows[404].error
     assert rows[413].body_truncated and len(bytes(rows[413].body)) == 1_500_000
     assert rows[400].rendered.startswith('{"event": "model.refreshed"')
     failed = stored("prefect-cloud.webhook.failed")
@@ -310,3 +313,21 @@ def test_receiver_needs_no_csrf_token_or_session(client):
 
     assert response.status_code == 204
     assert "sessionid" not in response.cookies
+
+
+@pytest.mark.django_db
+def test_made_up_urls_are_logged_as_metadata_only_and_rate_limited(client, settings):
+    settings.EVENTSITE_WEBHOOK_UNKNOWN_PER_MINUTE = 5
+    receive_module.unknown_budget = receive_module.Budget()  # a fresh minute for this test
+    answers = [
+        client.post(f"/hooks/made-up-{i}", b"x" * 100_000, content_type="text/plain")
+        for i in range(20)
+    ]
+
+    assert {a.status_code for a in answers} == {404}
+    rows = list(WebhookRequest.objects.all())
+    assert 1 <= len(rows) <= 6  # the budget refills a little while the test runs
+    assert all(bytes(r.body) == b"" and r.headers == {} for r in rows)
+    notices = stored("prefect-cloud.webhook.failed")
+    assert len(notices) == len(rows)
+    assert all("body" not in n.payload or n.payload["body"] == "" for n in notices)
