@@ -180,8 +180,15 @@ class Tail:
         self.seen_ids = set(behind)
         self.wake.clear()
         loop = asyncio.get_running_loop()
-        self.waker = lambda: loop.call_soon_threadsafe(self.wake.set)
-        broadcast.add_waker(self.waker)
+
+        def waker() -> None:
+            if loop.is_closed():  # the loop ended without stopping the tail: forget it
+                broadcast.remove_waker(waker)
+                return
+            loop.call_soon_threadsafe(self.wake.set)
+
+        self.waker = waker
+        broadcast.add_waker(waker)
         self.runner = asyncio.create_task(self._run())
         self.listener = asyncio.create_task(self._listen())
 
@@ -207,9 +214,9 @@ class Tail:
         )
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_long = loop.time() + TICK_SECONDS
         try:
+            loop = asyncio.get_running_loop()
+            next_long = loop.time() + TICK_SECONDS
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), TICK_SECONDS)
@@ -222,7 +229,9 @@ class Tail:
                     next_long = loop.time() + TICK_SECONDS
                 try:
                     more = await self._read_once(LONG_OVERLAP if long else SHORT_OVERLAP)
-                except Exception:
+                except Exception as exc:
+                    if _cancelling():
+                        raise asyncio.CancelledError from exc
                     logger.exception("live: reading the log failed; retrying")
                     await asyncio.sleep(TICK_SECONDS / 4)
                     self.wake.set()
@@ -302,6 +311,8 @@ class Tail:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    if _cancelling():  # the layer turned our cancellation into its own error
+                        raise asyncio.CancelledError from exc
                     logger.warning("live: channel layer failed (%s); rejoining", exc)
                     self.wake.set()  # read the store meanwhile: it needs no layer
                     await asyncio.sleep(delay)
@@ -318,7 +329,15 @@ class Tail:
             try:
                 await layer.group_add(GROUP, channel)
             except Exception as exc:
+                if _cancelling():
+                    raise asyncio.CancelledError from exc
                 logger.warning("live: renewing the group failed (%s)", exc)
+
+
+def _cancelling() -> bool:
+    """Whether the running task was asked to stop (a library may raise its own error instead)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _leave(layer, channel: str) -> None:

@@ -10,12 +10,10 @@ in tests/events/test_plans.py).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import DatabaseError, connection
+from django.db import connection
 from django.db.models import DateTimeField, F, Func, Q
 
 from events import timebox
@@ -68,11 +66,7 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
     if event_filter.distinct:
         return Found(_newest_distinct(event_filter, after, limit))
     ordering = _order_by(event_filter.descending)
-    if connection.vendor == "postgresql":
-        rows = event_filter.apply(Event.objects.all()).filter(after)
-        with _without_parallel_workers():
-            return Found(list(rows.order_by(*ordering)[:limit]))
-    if not _narrows_beyond_time(event_filter):
+    if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         rows = event_filter.apply(Event.objects.all()).filter(after)
         return Found(list(rows.order_by(*ordering)[:limit]))
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
@@ -97,29 +91,6 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
     by_id = Event.objects.in_bulk(ids[:limit])
     events = [by_id[i] for i in ids[:limit]]
     return Found(events, rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
-
-
-@contextmanager
-def _without_parallel_workers() -> Iterator[None]:
-    """A page stops at `limit` rows: PostgreSQL's parallel workers (a Gather Merge over a walk of
-    time) cost more to start than the page takes (60 ms against 5–10 ms at 1M for related
-    criteria), so page reads run without them; the setting is put back after."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('max_parallel_workers_per_gather'),"
-            " set_config('max_parallel_workers_per_gather', '0', false)"
-        )
-        (previous, _) = cursor.fetchone()
-    try:
-        yield
-    finally:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT set_config('max_parallel_workers_per_gather', %s, false)", [previous]
-                )
-        except DatabaseError:  # an aborted transaction: the page's own error is the one to see
-            pass
 
 
 def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:

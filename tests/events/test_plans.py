@@ -147,17 +147,3 @@ def test_either_plan_pages_through_the_same_events(criterion, walk_budget, monke
     expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True)[:28])
     assert seen == expected[: len(seen)]
     assert len(seen) == min(28, len(expected))
-
-
-def test_a_page_read_leaves_the_sessions_settings_as_they_were():
-    if connection.vendor != "postgresql":
-        pytest.skip("PostgreSQL's parallel workers")
-    with connection.cursor() as cursor:
-        cursor.execute("SET max_parallel_workers_per_gather = 3")
-
-    page = queries.first_page(EventFilter.model_validate(WALKED["related role"]), limit=5)
-
-    assert len(page.events) == 5
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current_setting('max_parallel_workers_per_gather')")
-        assert cursor.fetchone() == ("3",)
