@@ -314,3 +314,23 @@ def test_a_preview_of_nested_triggers_sharing_one_id_answers(api_client):
     response = api_client.post("/api/automations/preview", body, format="json")
 
     assert response.status_code == 200, response.json()
+
+
+def test_a_field_named_with_unicode_digits_is_a_422_with_its_name_kept(api_client):
+    """`"²3".isdigit()` is true, `int("²3")` fails: Prefect's `loc` keeps such a key a string."""
+    body = {"filter": {"resource": {"labels": {"²3": [1]}}}}
+    response = api_client.post("/api/events/filter", body, format="json")
+
+    assert response.status_code == 422
+    assert any("²3" in problem["loc"] for problem in response.json()["exception_detail"])
+
+
+def test_a_webhook_call_with_a_unicode_digit_content_length_is_answered(api_client, client):
+    webhook = api_client.post("/api/webhooks/", {"name": "n", "template": "{}"}, format="json")
+    slug = webhook.json()["slug"]
+
+    response = client.post(
+        f"/hooks/{slug}", "{}", content_type="application/json", CONTENT_LENGTH="²"
+    )
+
+    assert response.status_code < 500
