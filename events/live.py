@@ -31,8 +31,9 @@ it has delivered; only when they differ does it list the ids and deliver the mis
 event that commits more than `LONG_OVERLAP` after its stamp is not seen live (its subscribers
 find it in the store).
 
-Reads run on a thread of the tail's own with its own, long-lived database connection, so they
-never queue behind the writes of the process's shared database thread.
+Reads run on a thread of the tail's own (with its own connection: kept on SQLite, taken from
+the pool for each read on PostgreSQL), so they never queue behind the writes of the process's
+shared database thread.
 """
 
 from __future__ import annotations
@@ -346,13 +347,17 @@ async def _leave(layer, channel: str) -> None:
 
 
 def _with_connection(function, *args):
-    # The tail's thread keeps its connection between reads (one per process, not one per read,
-    # whatever CONN_MAX_AGE says for requests); a failed read drops it, the next opens a new one.
+    # On SQLite the tail's thread keeps its connection between reads (opening one per read was a
+    # tenth of the tail's time); a pooled PostgreSQL connection goes back to the pool after each
+    # read, so the tail never holds a slot the requests need. A failed read drops it.
     try:
         return function(*args)
     except Exception:
         connection.close()
         raise
+    finally:
+        if connection.vendor != "sqlite":
+            connection.close()
 
 
 def _start_position(overlap: timedelta):
