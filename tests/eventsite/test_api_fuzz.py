@@ -117,6 +117,7 @@ def app_in_test_transaction(db):
     signals.request_finished.connect(close_old_connections)
 
 
+@pytest.mark.fuzz
 @schema.parametrize()
 @settings(
     max_examples=FUZZ_EXAMPLES,
