@@ -37,13 +37,13 @@ def by_criteria(event_filter: EventFilter) -> QuerySet[Event]:
 
 
 def total_of(
-    event_filter: EventFilter, *, events: list[Event] = (), limit: int = 0
+    event_filter: EventFilter, *, events: list[Event] = (), limit: int = 0, rare: bool | None = None
 ) -> tuple[int, bool]:
     """How many events match, and whether that is an estimate.
 
     Exact when cheap: a first page that was not full holds them all, the rollups answer time
-    and names, and a COUNT gets COUNT_BUDGET when the matches look few and have an index (or
-    the window is small). Otherwise an estimate: the page's density among the events it spans
+    and names, and a COUNT gets COUNT_BUDGET when the matches are `rare` (the page was read from
+    their index) or look few and have an index (or the window is small). Otherwise an estimate: the page's density among the events it spans
     (from the rollups), scaled to the window; without a page (`limit` 0), the matches counted
     in time slices from the newest back within ESTIMATE_BUDGET, scaled the same way.
     """
@@ -53,6 +53,12 @@ def total_of(
     plain = not event_filter.distinct
     if plain and rollups.answerable(event_filter):
         return rollups.total(event_filter), False
+    if rare:  # the page came from the criteria's index, the walk having found too few: count
+        try:
+            with timebox.within(COUNT_BUDGET):
+                return by_criteria(event_filter).count(), False
+        except timebox.OutOfTime:
+            pass
     # The window's events (time and names only: what the rollups answer exactly).
     window = EventFilter(occurred=event_filter.occurred, event=event_filter.event)
     in_window = rollups.total(window)
@@ -72,7 +78,7 @@ def total_of(
             guess = max(round(shown * in_window / in_covered), shown + 1)
     # Count exactly when the matches are few and have an index, or the window is small.
     few = guess is None or guess <= SCANNED_EXACTLY
-    if few and (event_filter.indexed_criteria() or in_window <= SCANNED_EXACTLY):
+    if not rare and few and (event_filter.indexed_criteria() or in_window <= SCANNED_EXACTLY):
         try:
             with timebox.within(COUNT_BUDGET):
                 return by_criteria(event_filter).count(), False

@@ -4,23 +4,28 @@ A wake-up carries no data: it only says "the log may have grown", and the reader
 log after its own cursor. A lost wake-up costs latency, never an event, because every waiter
 keeps a slow safety poll (`EVENTSITE_ENGINE_POLL`).
 
-- In the process that stored the events: `stored_in_transaction()` (called by the write path
-  inside its transaction) sets every `Wakeup` of the process when the transaction commits.
-- Across processes on PostgreSQL: the same call issues `NOTIFY eventsite_stored` in the
-  transaction (delivered on commit, collapsed to one per transaction); each `Wakeup` of another
-  process LISTENs on a connection of its own. SQLite deployments are one process (or fall back
-  on the safety poll).
+- In the process that stored the events: every `Wakeup` is one of `events.broadcast`'s wakers,
+  called when the write path's transaction commits (as the live readers are).
+- Across processes on PostgreSQL: after the commit of a write that called
+  `stored_in_transaction()`, a notifier thread of the process sends `NOTIFY eventsite_stored` (on
+  a pooled connection, in autocommit); each `Wakeup` LISTENs on a connection of its own. Not in
+  the write's own transaction: a NOTIFY there holds PostgreSQL's notification lock through the
+  commit's flush, which serialised concurrent ingest commits. The thread sends one NOTIFY for
+  however many commits came in while it sent the last one. SQLite deployments are one process
+  (or fall back on the safety poll).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import threading
-import weakref
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from events import broadcast
 
 logger = logging.getLogger(__name__)
 
@@ -28,24 +33,73 @@ CHANNEL = "eventsite_stored"
 LISTEN_RECHECK_SECONDS = 1.0  # how often a listener looks at its stop flag
 RECONNECT_SECONDS = 2.0
 
-_waiters: weakref.WeakSet[Wakeup] = weakref.WeakSet()
-_waiters_lock = threading.Lock()
+_notifiers_lock = threading.Lock()
 
 
 def stored_in_transaction(using: str = DEFAULT_DB_ALIAS) -> None:
-    """Tell waiters, once this transaction commits, that the log has grown."""
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
-    transaction.on_commit(wake_local, using=using)
+    """Tell waiters of other processes, once this transaction commits, that the log has grown
+    (PostgreSQL; this process's own are woken by `events.broadcast` on the same commit)."""
+    if connections[using].vendor == "postgresql":
+        transaction.on_commit(_notifier(using).poke, using=using)
 
 
-def wake_local() -> None:
-    with _waiters_lock:
-        waiters = list(_waiters)
-    for waiter in waiters:
-        waiter.wake()
+_notifiers: dict[str, _Notifier] = {}
+
+
+def _notifier(using: str) -> _Notifier:
+    with _notifiers_lock:
+        if using not in _notifiers:
+            _notifiers[using] = _Notifier(using)
+        return _notifiers[using]
+
+
+class _Notifier:
+    """Sends NOTIFY for the commits of this process, from a thread of its own."""
+
+    def __init__(self, using: str):
+        self.using = using
+        self._state = threading.Condition()
+        self._pending = False  # a commit since the last NOTIFY began
+        self._sending = False
+        threading.Thread(target=self._run, name="eventsite-notify", daemon=True).start()
+        atexit.register(self._flush)
+
+    def poke(self) -> None:
+        with self._state:
+            self._pending = True
+            self._state.notify_all()
+
+    def _flush(self) -> None:
+        """At exit: send what is pending (a web process stopping right after a store)."""
+        with self._state:
+            self._state.wait_for(lambda: not (self._pending or self._sending), timeout=2)
+
+    def _run(self) -> None:
+        connection = connections[self.using]  # this thread's, from the pool; back after each
+        while True:
+            with self._state:
+                self._state.wait_for(lambda: self._pending)
+                self._pending, self._sending = False, True
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"NOTIFY {CHANNEL}")
+            except Exception:
+                logger.warning("wakeup: NOTIFY failed (waiters fall back on their poll)")
+            finally:
+                connection.close()
+                with self._state:
+                    self._sending = False
+                    self._state.notify_all()
+
+
+def _connect(using: str, role: str):
+    """A connection of its own (not Django's: it would go back to the pool), in autocommit."""
+    wrapper = connections[using]
+    params = wrapper.get_connection_params()
+    params["application_name"] = f"eventsite {role} (pid {os.getpid()})"
+    conn = wrapper.Database.connect(**params)
+    conn.autocommit = True
+    return conn
 
 
 class Wakeup:
@@ -60,8 +114,7 @@ class Wakeup:
         self._stop = stop
         self._closed = threading.Event()
         self.using = using
-        with _waiters_lock:
-            _waiters.add(self)
+        broadcast.add_waker(self.wake)
         postgresql = connections[using].vendor == "postgresql"
         self._thread = threading.Thread(
             target=self._listen if postgresql else self._watch_stop,
@@ -86,8 +139,7 @@ class Wakeup:
     def close(self) -> None:
         self._closed.set()
         self._event.set()
-        with _waiters_lock:
-            _waiters.discard(self)
+        broadcast.remove_waker(self.wake)
         self._thread.join(timeout=LISTEN_RECHECK_SECONDS * 3)
 
     def _done(self) -> bool:
@@ -100,15 +152,11 @@ class Wakeup:
         self._event.set()
 
     def _listen(self) -> None:
-        """LISTEN on a connection of its own (not Django's: it would go back to the pool)."""
-        wrapper = connections[self.using]
+        """LISTEN on a connection of its own."""
         while not self._done():
             conn = None
             try:
-                params = wrapper.get_connection_params()
-                params["application_name"] = f"eventsite wakeup (pid {os.getpid()})"
-                conn = wrapper.Database.connect(**params)
-                conn.autocommit = True
+                conn = _connect(self.using, "wakeup")
                 conn.execute(f"LISTEN {CHANNEL}")
                 self._listening.set()
                 # Whatever was stored while (re)connecting is found by the reader's next read.

@@ -1,5 +1,7 @@
 """What action templates see: Prefect's template context (reference §5.6), rendered in the one
-sandbox (`events.templating`, action flavour), so templates written for Prefect work here:
+sandbox (`events.templating`, action flavour) inside a template worker process
+(`events.webhooks.render_workers`: a hard deadline that kills, a memory limit), so templates
+written for Prefect work here:
 `{{ event.resource.name }}`, `{{ event.payload.x }}`, `{{ automation.name }}`, `{{ event|tojson }}`,
 `{{ labels.prefect.resource.id }}`."""
 
@@ -10,6 +12,7 @@ from typing import Any
 from automations.actions.base import ERROR_LIMIT, ActionFailed
 from events import schema, templating
 from events.schema import Event
+from events.webhooks import render_workers
 
 
 def maybe_template(text: str) -> bool:
@@ -31,7 +34,8 @@ def render(text: str, context: dict[str, Any]) -> str:
     if not maybe_template(text):
         return text
     try:
-        return templating.render(text, context, environment=templating.ACTIONS)
+        # In a template worker process: killed past its deadline, memory-limited.
+        return render_workers.render_isolated(text, context, environment="actions")
     except (templating.TemplateInvalid, templating.RenderFailed) as exc:
         raise ActionFailed(
             f"Template rendering failed: {exc}"[:ERROR_LIMIT],

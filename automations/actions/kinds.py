@@ -36,6 +36,7 @@ from automations.actions.context import maybe_template, render, render_structure
 from automations.actions.deliveries import Exchange, excerpt
 from automations.actions.links import event_link
 from automations.models import Automation
+from automations.triggers import EventTrigger, TriggerInvalid, parse_trigger
 from events import schema
 from events.ingest import internal_event, store
 from events.schema import Event, EventInvalid
@@ -321,6 +322,7 @@ class EmitEvent(Action):
             event = _build_event(rendered, follows=follows)
         except ValueError as exc:
             raise ActionFailed(f"The rendered event is invalid: {exc}") from exc
+        _refuse_a_loop(ctx.automation, event)
         store([event], source="automations")
         return Outcome(
             {"emitted_event_id": str(event.id), "emitted_event": event.event},
@@ -331,6 +333,23 @@ class EmitEvent(Action):
                 }
             ],
         )
+
+
+def _refuse_a_loop(automation: Automation | None, event: Event) -> None:
+    """A templated name is known only now: an event this automation would react to itself is
+    not emitted (the static case is refused when the automation is saved)."""
+    if automation is None or getattr(automation, "allow_self_trigger", False):
+        return
+    try:
+        trigger = parse_trigger(automation.trigger)
+    except TriggerInvalid:
+        return
+    for child in trigger.all_triggers():
+        if isinstance(child, EventTrigger) and child.covers(event):
+            raise ActionFailed(
+                f"The emitted event {event.event!r} would trigger this automation again and "
+                "loop; it was not emitted (narrow the trigger, or set allow_self_trigger)."
+            )
 
 
 def _build_event(data: dict[str, Any], *, follows: uuid.UUID | None) -> Event:

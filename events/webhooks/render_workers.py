@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from django.conf import settings
@@ -98,6 +99,24 @@ def render_event_data(template: str, strict: bool, incoming: Incoming, max_outpu
     except orjson.JSONEncodeError as exc:
         return Rendered(400, f"Invalid event: {exc}", rendered)
     return Rendered(0, rendered=rendered, data=encoded)
+
+
+def render_template(
+    source: str, context: dict[str, Any], environment: str, max_output: int
+) -> Rendered:
+    """`templating.render` of any template (action templates): the text, or the failure."""
+    try:
+        text = templating.render(
+            source, context, environment=ENVIRONMENTS[environment], max_output=max_output
+        )
+    except (templating.TemplateInvalid, templating.RenderFailed) as exc:
+        return Rendered(400, str(exc))
+    return Rendered(0, rendered=text)
+
+
+ENVIRONMENTS = {"actions": templating.ACTIONS, "webhooks": templating.WEBHOOKS}
+# What a worker may be asked to run: a job is (name, args).
+JOBS = {"webhook": render_event_data, "template": render_template}
 
 
 # --- the server's side -----------------------------------------------------------------------------
@@ -213,12 +232,31 @@ def pool() -> WorkerPool | None:
         return _pool
 
 
-def render(template: str, strict: bool, incoming: Incoming, max_output: int) -> Rendered:
-    """`render_event_data` in a worker (in this thread with `EVENTSITE_TEMPLATE_WORKERS=0`)."""
+def run(name: str, *args: Any) -> Rendered:
+    """`JOBS[name](*args)` in a worker (in this thread with `EVENTSITE_TEMPLATE_WORKERS=0`)."""
     workers = pool()
     if workers is None:
-        return render_event_data(template, strict, incoming, max_output)
-    return workers.run((template, strict, incoming, max_output))
+        return JOBS[name](*args)
+    return workers.run((name, args))
+
+
+def render(template: str, strict: bool, incoming: Incoming, max_output: int) -> Rendered:
+    """`render_event_data` in a worker: a webhook request's event data, or the refusal."""
+    return run("webhook", template, strict, incoming, max_output)
+
+
+def render_isolated(
+    source: str,
+    context: dict[str, Any],
+    *,
+    environment: str = "actions",
+    max_output: int = templating.DEFAULT_MAX_OUTPUT,
+) -> str:
+    """`templating.render` in a worker; raises `templating.RenderFailed` with the reason."""
+    result = run("template", source, context, environment, max_output)
+    if result.status:
+        raise templating.RenderFailed(result.error.removeprefix("Template error: "))
+    return result.rendered
 
 
 # --- the worker's side -------------------------------------------------------------------------
@@ -244,9 +282,9 @@ def main() -> None:
         header = jobs.read(_HEADER.size)
         if len(header) < _HEADER.size:
             return
-        job = pickle.loads(jobs.read(_HEADER.unpack(header)[0]))
+        name, args = pickle.loads(jobs.read(_HEADER.unpack(header)[0]))
         try:
-            reply = render_event_data(*job)
+            reply = JOBS[name](*args)
         except MemoryError:
             reply = Rendered(400, "Template error: the template needed too much memory.")
         except Exception as exc:  # the worker outlives any one request

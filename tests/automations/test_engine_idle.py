@@ -17,7 +17,8 @@ from automations import engine as engine_module
 from automations.engine import Engine
 from automations.models import EngineCursor, Firing
 from events import queries, wakeup
-from tests.automations.conftest import event, make_automation, store
+from events.models import Event as EventRow
+from tests.automations.conftest import event, make_automation, settle, store
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -114,25 +115,27 @@ def wait_for(condition, *, within: float) -> float:
 def test_a_stored_event_wakes_the_engine_long_before_its_safety_poll(monkeypatch):
     # Nothing else brings the engine round sooner: only a wake-up can get an event in in time.
     monkeypatch.setattr(engine_module, "DUE_CHECK_EVERY", timedelta(seconds=120))
-    automation = make_automation(REACTIVE)
+    make_automation(REACTIVE)
+    engine = Engine(name="wake")  # its own cursor: a live server's engine may run beside it
     stop = threading.Event()
     thread = threading.Thread(
-        target=engine_module.run_forever, args=(stop,), kwargs={"engine": Engine(name="wake")}
+        target=engine_module.run_forever, args=(stop,), kwargs={"engine": engine}
     )
     thread.start()
     try:
-        # Started and at rest: its cursor row exists and no firing is pending.
-        wait_for(lambda: EngineCursor.objects.filter(name="wake").exists(), within=30)
+        wait_for(lambda: engine.loaded, within=30)  # started, and waiting
         for i in range(3):
             store(event("acme.idle.ping", f"acme.thing.{i}"))
-            took = wait_for(
-                lambda n=i + 1: Firing.objects.filter(automation=automation).count() == n,
-                within=30,  # a quarter of the safety poll
+            ping = EventRow.objects.filter(resource_id=f"acme.thing.{i}")
+            stored = ping.values_list("received", "id").get()
+            took = wait_for(  # a quarter of the poll
+                lambda s=stored: engine.cursor is not None and engine.cursor >= s, within=30
             )
             assert took < 30
     finally:
         stop.set()
         thread.join(timeout=30)
+        settle()
     assert not thread.is_alive()
 
 

@@ -97,7 +97,8 @@ def test_the_service_truncates_the_wal_once_it_passes_the_limit():
     assert service.once_per_deployment and service.sqlite_only
     path = sqlite_wal.wal_path()
     stop = threading.Event()
-    thread = threading.Thread(target=services.run, args=(service, stop), kwargs={"poll": 0.05})
+    # The service itself, not its lock: a live server of another test may hold that one.
+    thread = threading.Thread(target=sqlite_wal.run_forever, args=(stop,))
     thread.start()
     try:
         for _ in range(3):
@@ -142,14 +143,14 @@ def test_the_write_path_waits_for_a_running_checkpoint_then_goes_on():
 )
 def test_the_service_backs_off_while_a_long_reader_holds_checkpoints_up(caplog):
     """Every attempt a reader holds up costs writers up to BUSY_MS, so they get rarer."""
-    (service,) = [s for s in services.SERVICES if s.name == "sqlite-wal"]
     grow_the_wal()
     old = reader()
     old.execute("BEGIN")
     old.execute("SELECT count(*) FROM events_event").fetchone()
     grow_the_wal(20)
     stop = threading.Event()
-    thread = threading.Thread(target=services.run, args=(service, stop), kwargs={"poll": 0.05})
+    # The service itself, not its lock: a live server of another test may hold that one.
+    thread = threading.Thread(target=sqlite_wal.run_forever, args=(stop,))
     caplog.set_level(logging.INFO, logger="eventsite.sqlite_wal")
     thread.start()
     try:

@@ -347,6 +347,22 @@ def test_emit_event_refuses_a_reserved_name_whether_static_or_templated(clock):
     assert not EventRow.objects.filter(event="prefect-cloud.user.logged-in").exists()
 
 
+def test_a_templated_emit_event_that_would_trigger_its_own_automation_is_not_emitted(clock):
+    # `fire`'s automation expects acme.order.created: a templated name that renders to it loops.
+    run = fire(
+        {
+            "type": "emit-event",
+            "event": {
+                "event": "acme.order.{{ 'created' }}",
+                "resource": {"prefect.resource.id": "acme.order.{{ event.resource.id }}"},
+            },
+        }
+    )
+    assert run.status == ActionRun.Status.FAILED
+    assert "would trigger this automation again" in run.last_error
+    assert EventRow.objects.filter(event="acme.order.created").count() == 1  # the trigger's
+
+
 # --- pause / resume ------------------------------------------------------------------------------
 
 

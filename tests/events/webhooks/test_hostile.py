@@ -18,6 +18,7 @@ FREEZING = (
     '{"event": "x.y", "resource": {"prefect.resource.id": "r"},'
     ' "payload": {"v": "{{ (body.f * 8000).format(\'a\', body.n) }}"}}'
 )
+SIMPLE = '{"event": "a.b", "resource": {"prefect.resource.id": "r"}}'
 ECHO = (
     '{"event": "form.posted", "resource": {"prefect.resource.id": "form"},'
     ' "payload": {"n": {{ body|length }}}}'
@@ -129,22 +130,18 @@ def test_a_worker_that_overruns_the_hard_deadline_is_killed_and_replaced(setting
         "{% endfor %}{% endfor %}{% endmacro %}" + "{{ g() }}" * 20
     )
     try:
-        warm = pool.run(
-            ('{"event": "a.b", "resource": {"prefect.resource.id": "r"}}', True, incoming, 10_000)
-        )
+        warm = pool.run(("webhook", (SIMPLE, True, incoming, 10_000)))
         assert warm.status == 0
         [worker] = list(pool.idle.queue)
 
         started = time.perf_counter()
-        stopped = pool.run((slow, True, incoming, 10_000_000), timeout=0.05)
+        stopped = pool.run(("webhook", (slow, True, incoming, 10_000_000)), timeout=0.05)
 
         assert time.perf_counter() - started < 1.0
         assert stopped.status == 400
         assert "stopped after 0.05 seconds" in stopped.error
         assert worker.process.poll() is not None  # killed
-        again = pool.run(
-            ('{"event": "a.b", "resource": {"prefect.resource.id": "r"}}', True, incoming, 10_000)
-        )
+        again = pool.run(("webhook", (SIMPLE, True, incoming, 10_000)))
         assert again.status == 0
         assert list(pool.idle.queue)[0] is not worker
     finally:
@@ -158,7 +155,7 @@ def test_a_worker_refuses_to_grow_past_its_memory_limit(settings):
     # size at rest) stops it, not the server.
     greedy = "{{ ('a' * 600000000)|length }}"
     try:
-        answer = pool.run((greedy, True, incoming, 1_000_000_000), timeout=20)
+        answer = pool.run(("webhook", (greedy, True, incoming, 1_000_000_000)), timeout=20)
     finally:
         pool.close()
 
