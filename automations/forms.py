@@ -282,7 +282,7 @@ class AutomationForm(forms.Form):
                     self.add_error(FRIENDLY_TRIGGER_FIELDS[key], message)
                 else:
                     self.add_error(None, f"Trigger: {message}")
-            elif path[0] == "actions" and len(path) > 1 and path[1].isdigit():
+            elif path[0] == "actions" and len(path) > 1 and path[1].isascii() and path[1].isdigit():
                 form = action_forms.forms[positions[int(path[1])]]
                 field = path[2].split("[")[0] if len(path) > 2 else None
                 form.add_field_error(field, message)

@@ -8,7 +8,7 @@ reports the process's CPU seconds / wall seconds over `--seconds` — once with 
 then, on the same server, after creating `--automations` enabled automations through
 `POST /api/automations/` (3 in 4 reactive, 1 in 4 proactive; all `do-nothing`). Also: CPU per
 thread (the main thread is Daphne's; the others are the background services, in start order:
-retention, then the engine), RSS, and how many events the server stored while "idle" (audit
+retention, the SQLite WAL checkpoint, then the engine and its wake-up listener), RSS, and how many events the server stored while "idle" (audit
 and automation events: work it did on its own).
 
 Targets: ≤ 2 % of a core with no automations, ≤ 5 % with 100.

@@ -18,7 +18,9 @@ Latency = arrival on a socket − the sender's clock just before the send call, 
 (event, socket) pair, as p50/p95/p99; the sockets are raw websocket clients, except
 `--prefect-subscribers` of them that are Prefect's own `get_events_subscriber` (reported on their
 own line). Delivered counts every (event, socket) pair against the expected number (they must be
-equal). Server CPU per delivered pair is the `serve` process's CPU time over the measured window
+equal). `--stalled` (default 1) more subscribers stop reading after their filter: they are not
+counted, and their fate (closed with a reason, or still open within their queue) is reported.
+Server CPU per delivered pair is the `serve` process's CPU time over the measured window
 divided by the pairs delivered. Targets (issue 17/11): p50 ≤ 10 ms, p95 ≤ 50 ms, none missed.
 """
 
@@ -151,6 +153,7 @@ def scenario(
     events: int,
     interval: float,
     prefect_subscribers: int = 0,
+    stalled: int = 0,
 ) -> dict:
     """One measured run: `subscribers` sockets, `events` events from `sender`."""
     prefix = f"bench.live.{uuid.uuid4().hex[:8]}."
@@ -158,6 +161,7 @@ def scenario(
     processes = 1 if subscribers <= 100 else math.ceil(subscribers / 125)
     shares = [subscribers // processes + (i < subscribers % processes) for i in range(processes)]
     children: list[Child] = []
+    stallers: list[Child] = []
     try:
         for i, share in enumerate(shares):
             n_prefect = min(prefect_subscribers, share) if i == 0 else 0
@@ -173,6 +177,10 @@ def scenario(
             children.append(Child(args, env))
         for child in children:
             child.expect("CONNECTED", 180)
+        # Subscribers that stop reading: the others must not miss or wait for anything.
+        stallers = [Child(["stall", socket_url, secret, prefix], env) for _ in range(stalled)]
+        for staller in stallers:
+            staller.expect("CONNECTED", 60)
         warm_up(server, prefix, children)
         cpu_before = server.cpu_seconds()
         send = Child(
@@ -185,8 +193,12 @@ def scenario(
             child.tell("IDS " + json.dumps(list(sent)))
         results = [json.loads(child.expect("{", 120)) for child in children]
         cpu = server.cpu_seconds() - cpu_before
+        stalled_fate = []
+        for staller in stallers:
+            staller.tell("REPORT")
+            stalled_fate.append(json.loads(staller.expect("{", 30)))
     finally:
-        for child in children:
+        for child in children + stallers:
             child.stop()
         shutil.rmtree(env["PREFECT_HOME"], ignore_errors=True)
     from_send: dict[str, list[float]] = {"raw": [], "prefect": [], "feed": []}
@@ -235,6 +247,7 @@ def scenario(
         "serve_cpu_seconds": round(cpu, 2),
         "serve_cpu_us_per_delivery": round(cpu / len(pairs) * 1e6, 1) if pairs else None,
         "closed": closed[:5],
+        "stalled_subscribers": stalled_fate,
     }
 
 
@@ -263,6 +276,13 @@ def report(figures: Figures, r: dict) -> None:
         )
     if r["closed"]:
         figures.say(f"      closed: {r['closed'][:3]}")
+    for fate in r["stalled_subscribers"]:
+        state = (
+            f"closed {fate['close_code']} {fate['close_reason']!r}"
+            if fate["close_code"]
+            else "still open (within its queue)"
+        )
+        figures.say(f"      a subscriber that stopped reading: {state}")
 
 
 def arguments(default_senders: list[str]) -> argparse.Namespace:
@@ -274,6 +294,9 @@ def arguments(default_senders: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--prefect-subscribers", type=int, default=5)
+    parser.add_argument(
+        "--stalled", type=int, default=1, help="extra subscribers that stop reading (not counted)"
+    )
     return parser.parse_args()
 
 
@@ -299,6 +322,7 @@ def main() -> None:
                     events=args.events,
                     interval=args.interval,
                     prefect_subscribers=args.prefect_subscribers,
+                    stalled=args.stalled,
                 )
                 report(figures, r)
                 runs.append(r)

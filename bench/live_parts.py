@@ -2,6 +2,7 @@
 
     python -m bench.live_parts subscribe KIND URL SECRET COUNT PREFIX [PREFECT_COUNT]
     python -m bench.live_parts send KIND BASE_URL TOKEN PREFIX COUNT INTERVAL
+    python -m bench.live_parts stall URL SECRET PREFIX
 
 Times are `time.monotonic()`, one clock for every process on the machine (Linux CLOCK_MONOTONIC).
 
@@ -166,6 +167,23 @@ async def subscribe(kind: str, url: str, secret: str, count: int, prefix: str, n
     os._exit(0)  # do not wait for hundreds of closing handshakes
 
 
+async def stall(url: str, token: str, prefix: str) -> None:
+    """One `/api/events/out` subscriber that stops reading after its filter: the socket's
+    buffers fill and stay full. On `REPORT` from stdin, prints whether the server closed it."""
+    from websockets.asyncio.client import connect
+
+    async with connect(url, subprotocols=["prefect"], max_queue=1, open_timeout=60) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": f"bench:{token}"}))
+        assert json.loads(await ws.recv())["type"] == "auth_success"
+        await ws.send(json.dumps({"type": "filter", "filter": {"event": {"prefix": [prefix]}}}))
+        print("CONNECTED", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        print(
+            json.dumps({"close_code": ws.close_code, "close_reason": ws.close_reason}), flush=True
+        )
+    os._exit(0)
+
+
 # --- senders --------------------------------------------------------------------------------------
 
 
@@ -252,6 +270,9 @@ def main() -> None:
         kind, url, secret, count, prefix, *rest = args
         n_prefect = int(rest[0]) if rest else 0
         asyncio.run(subscribe(kind, url, secret, int(count), prefix, n_prefect))
+    elif mode == "stall":
+        url, secret, prefix = args
+        asyncio.run(stall(url, secret, prefix))
     elif mode == "send":
         kind, base, token, prefix, count, interval = args
         send(kind, base, token, prefix, int(count), float(interval))

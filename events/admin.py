@@ -58,7 +58,7 @@ class EstimatedPaginator(Paginator):
     """The admin's page count without a full COUNT: exact when it takes under COUNT_BUDGET,
     else an estimate (`totals.count_or_estimate`)."""
 
-    COUNT_BUDGET = 0.05
+    COUNT_BUDGET = 0.02
 
     @property
     def count(self) -> int:

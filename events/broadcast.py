@@ -66,7 +66,10 @@ def broadcast_stored(events: Sequence) -> None:
     if not events:
         return
     for wake in list(_wakers):  # this process's readers, without a hop through the layer
-        wake()
+        try:
+            wake()
+        except Exception:  # a reader whose loop is gone; the write has committed regardless
+            logger.debug("a live reader could not be woken", exc_info=True)
     layer = get_channel_layer()
     if layer is None:
         return

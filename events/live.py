@@ -31,8 +31,9 @@ it has delivered; only when they differ does it list the ids and deliver the mis
 event that commits more than `LONG_OVERLAP` after its stamp is not seen live (its subscribers
 find it in the store).
 
-Reads run on a thread of the tail's own with its own, long-lived database connection, so they
-never queue behind the writes of the process's shared database thread.
+Reads run on a thread of the tail's own (with its own connection: kept on SQLite, taken from
+the pool for each read on PostgreSQL), so they never queue behind the writes of the process's
+shared database thread.
 """
 
 from __future__ import annotations
@@ -180,8 +181,15 @@ class Tail:
         self.seen_ids = set(behind)
         self.wake.clear()
         loop = asyncio.get_running_loop()
-        self.waker = lambda: loop.call_soon_threadsafe(self.wake.set)
-        broadcast.add_waker(self.waker)
+
+        def waker() -> None:
+            if loop.is_closed():  # the loop ended without stopping the tail: forget it
+                broadcast.remove_waker(waker)
+                return
+            loop.call_soon_threadsafe(self.wake.set)
+
+        self.waker = waker
+        broadcast.add_waker(waker)
         self.runner = asyncio.create_task(self._run())
         self.listener = asyncio.create_task(self._listen())
 
@@ -207,9 +215,9 @@ class Tail:
         )
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_long = loop.time() + TICK_SECONDS
         try:
+            loop = asyncio.get_running_loop()
+            next_long = loop.time() + TICK_SECONDS
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), TICK_SECONDS)
@@ -222,7 +230,9 @@ class Tail:
                     next_long = loop.time() + TICK_SECONDS
                 try:
                     more = await self._read_once(LONG_OVERLAP if long else SHORT_OVERLAP)
-                except Exception:
+                except Exception as exc:
+                    if _cancelling():
+                        raise asyncio.CancelledError from exc
                     logger.exception("live: reading the log failed; retrying")
                     await asyncio.sleep(TICK_SECONDS / 4)
                     self.wake.set()
@@ -302,6 +312,8 @@ class Tail:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    if _cancelling():  # the layer turned our cancellation into its own error
+                        raise asyncio.CancelledError from exc
                     logger.warning("live: channel layer failed (%s); rejoining", exc)
                     self.wake.set()  # read the store meanwhile: it needs no layer
                     await asyncio.sleep(delay)
@@ -318,7 +330,15 @@ class Tail:
             try:
                 await layer.group_add(GROUP, channel)
             except Exception as exc:
+                if _cancelling():
+                    raise asyncio.CancelledError from exc
                 logger.warning("live: renewing the group failed (%s)", exc)
+
+
+def _cancelling() -> bool:
+    """Whether the running task was asked to stop (a library may raise its own error instead)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _leave(layer, channel: str) -> None:
@@ -327,13 +347,17 @@ async def _leave(layer, channel: str) -> None:
 
 
 def _with_connection(function, *args):
-    # The tail's thread keeps its connection between reads (one per process, not one per read,
-    # whatever CONN_MAX_AGE says for requests); a failed read drops it, the next opens a new one.
+    # On SQLite the tail's thread keeps its connection between reads (opening one per read was a
+    # tenth of the tail's time); a pooled PostgreSQL connection goes back to the pool after each
+    # read, so the tail never holds a slot the requests need. A failed read drops it.
     try:
         return function(*args)
     except Exception:
         connection.close()
         raise
+    finally:
+        if connection.vendor != "sqlite":
+            connection.close()
 
 
 def _start_position(overlap: timedelta):

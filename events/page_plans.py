@@ -10,6 +10,7 @@ in tests/events/test_plans.py).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
@@ -26,6 +27,8 @@ WALK_BUDGET = 0.008
 # `distinct` pages walk the matches in chunks for at most this long (see `_newest_distinct`).
 DISTINCT_BUDGET = 0.03
 DISTINCT_CHUNK = 200
+# A page read from the criteria's index reads (and so counts) the ids of up to this many matches.
+RARE_CAP = 5000
 
 
 def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
@@ -39,29 +42,39 @@ def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
     return Q(occurred__gte=occurred) & (Q(occurred__gt=occurred) | Q(id__gt=event_id))
 
 
-def newest(event_filter: EventFilter, after: Q, limit: int) -> tuple[list[Event], bool | None]:
+@dataclass
+class Found:
+    """A page of matches, and what reading it told about the rest."""
+
+    events: list[Event]
+    rare: bool | None = None  # True: read from the criteria's index (the walk found too few)
+    count: int | None = None  # every match after the bound, when the rare read counted them
+
+
+def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
     """The first `limit` matches in the filter's order (after the keyset bound `after`).
 
     Two plans, because SQLite keeps no statistics to choose between them: walking the occurred
     index newest first and testing each event (quick when matches are common), and reading the
     matches from their own index and sorting them (quick when they are rare). The walk gets
-    WALK_BUDGET; past it the matches are rare, and the second plan answers. PostgreSQL, which
-    has statistics, plans the query itself.
+    WALK_BUDGET; past it the matches are rare: their ids are read in order (up to RARE_CAP, which
+    also counts them) and the page's events fetched by id. PostgreSQL, which has statistics,
+    plans the query itself.
     """
     if not limit:
-        return [], None
+        return Found([])
     if event_filter.distinct:
-        return _newest_distinct(event_filter, after, limit), None
+        return Found(_newest_distinct(event_filter, after, limit))
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         rows = event_filter.apply(Event.objects.all()).filter(after)
-        return list(rows.order_by(*ordering)[:limit]), None
+        return Found(list(rows.order_by(*ordering)[:limit]))
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
     if not event_filter.indexed_criteria():  # no index to read the matches from: walk
-        return list(walk.order_by(*ordering)[:limit]), None
+        return Found(list(walk.order_by(*ordering)[:limit]))
     try:
         with timebox.within(WALK_BUDGET):
-            return list(walk.order_by(*ordering)[:limit]), False
+            return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
     except timebox.OutOfTime:
         pass
     # Sorted by `+occurred`, which no index serves: SQLite reads the matches from the criteria's
@@ -69,7 +82,15 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> tuple[list[Event]
     unindexed = Func(F("occurred"), template="+%(expressions)s", output_field=DateTimeField())
     direction = "desc" if event_filter.descending else "asc"
     ordering = [getattr(unindexed, direction)(), getattr(F("id"), direction)()]
-    return list(by_criteria(event_filter).filter(after).order_by(*ordering)[:limit]), True
+    ids = list(
+        by_criteria(event_filter)
+        .filter(after)
+        .order_by(*ordering)
+        .values_list("id", flat=True)[: RARE_CAP + 1]
+    )
+    by_id = Event.objects.in_bulk(ids[:limit])
+    events = [by_id[i] for i in ids[:limit]]
+    return Found(events, rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
 
 
 def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:

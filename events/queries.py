@@ -67,9 +67,12 @@ def first_page(
 ) -> Page:
     """The first page; pass `total` (and whether it is an `estimate`) when the caller already
     knows it (the feed's histogram)."""
-    events, rare = newest(event_filter, Q(), limit)
+    found = newest(event_filter, Q(), limit)
+    events = found.events
+    if total is None and found.count is not None:
+        total = found.count  # the rare read counted every match
     if total is None:
-        total, estimate = totals.total_of(event_filter, events=events, limit=limit, rare=rare)
+        total, estimate = totals.total_of(event_filter, events=events, limit=limit, rare=found.rare)
     return _page(event_filter, events, limit=limit, total=total, offset=0, estimate=estimate)
 
 
@@ -84,7 +87,8 @@ def next_page(token: str) -> Page:
         estimate = bool(state.get("estimate", False))
     except (signing.BadSignature, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InvalidPageToken("Invalid page token") from exc
-    events, _ = newest(event_filter, keyset_q(occurred, after_id, event_filter.descending), limit)
+    after = keyset_q(occurred, after_id, event_filter.descending)
+    events = newest(event_filter, after, limit).events
     return _page(event_filter, events, limit=limit, total=total, offset=offset, estimate=estimate)
 
 

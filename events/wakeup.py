@@ -4,15 +4,15 @@ A wake-up carries no data: it only says "the log may have grown", and the reader
 log after its own cursor. A lost wake-up costs latency, never an event, because every waiter
 keeps a slow safety poll (`EVENTSITE_ENGINE_POLL`).
 
-- In the process that stored the events: `stored_in_transaction()` (called by the write path
-  inside its transaction) sets every `Wakeup` of the process when the transaction commits.
-- Across processes on PostgreSQL: after the commit, a notifier thread of the process sends
-  `NOTIFY eventsite_stored` (on a pooled connection, in autocommit); each `Wakeup` of another process LISTENs
-  on a connection of its own. Not in the write's own transaction: a NOTIFY there takes
-  PostgreSQL's notification lock through the commit's flush, which serialised concurrent ingest
-  commits (a fifth of the ingest rate with 4 writers). The thread sends one NOTIFY for however
-  many commits came in while it sent the last one. SQLite deployments are one process (or fall
-  back on the safety poll).
+- In the process that stored the events: every `Wakeup` is one of `events.broadcast`'s wakers,
+  called when the write path's transaction commits (as the live readers are).
+- Across processes on PostgreSQL: after the commit of a write that called
+  `stored_in_transaction()`, a notifier thread of the process sends `NOTIFY eventsite_stored` (on
+  a pooled connection, in autocommit); each `Wakeup` LISTENs on a connection of its own. Not in
+  the write's own transaction: a NOTIFY there holds PostgreSQL's notification lock through the
+  commit's flush, which serialised concurrent ingest commits. The thread sends one NOTIFY for
+  however many commits came in while it sent the last one. SQLite deployments are one process
+  (or fall back on the safety poll).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import contextlib
 import logging
 import os
 import threading
-import weakref
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from events import broadcast
 
 logger = logging.getLogger(__name__)
 
@@ -32,29 +33,21 @@ CHANNEL = "eventsite_stored"
 LISTEN_RECHECK_SECONDS = 1.0  # how often a listener looks at its stop flag
 RECONNECT_SECONDS = 2.0
 
-_waiters: weakref.WeakSet[Wakeup] = weakref.WeakSet()
-_waiters_lock = threading.Lock()
+_notifiers_lock = threading.Lock()
 
 
 def stored_in_transaction(using: str = DEFAULT_DB_ALIAS) -> None:
-    """Tell waiters, once this transaction commits, that the log has grown."""
+    """Tell waiters of other processes, once this transaction commits, that the log has grown
+    (PostgreSQL; this process's own are woken by `events.broadcast` on the same commit)."""
     if connections[using].vendor == "postgresql":
         transaction.on_commit(_notifier(using).poke, using=using)
-    transaction.on_commit(wake_local, using=using)
-
-
-def wake_local() -> None:
-    with _waiters_lock:
-        waiters = list(_waiters)
-    for waiter in waiters:
-        waiter.wake()
 
 
 _notifiers: dict[str, _Notifier] = {}
 
 
 def _notifier(using: str) -> _Notifier:
-    with _waiters_lock:
+    with _notifiers_lock:
         if using not in _notifiers:
             _notifiers[using] = _Notifier(using)
         return _notifiers[using]
@@ -121,8 +114,7 @@ class Wakeup:
         self._stop = stop
         self._closed = threading.Event()
         self.using = using
-        with _waiters_lock:
-            _waiters.add(self)
+        broadcast.add_waker(self.wake)
         postgresql = connections[using].vendor == "postgresql"
         self._thread = threading.Thread(
             target=self._listen if postgresql else self._watch_stop,
@@ -147,8 +139,7 @@ class Wakeup:
     def close(self) -> None:
         self._closed.set()
         self._event.set()
-        with _waiters_lock:
-            _waiters.discard(self)
+        broadcast.remove_waker(self.wake)
         self._thread.join(timeout=LISTEN_RECHECK_SECONDS * 3)
 
     def _done(self) -> bool:

@@ -60,28 +60,33 @@ class ProjectPydanticExtension(PydanticExtension):
 
 
 # Answers every operation can give besides its own, by what the operation takes: a token (401
-# without a valid one), a path parameter (404 for one the URL does not take, e.g. not a UUID) and
-# a JSON body (400 when it is not JSON, 413 when it is over the limit). Each is an `ErrorBody`,
-# as `events.api.bodies` writes them (and `eventsite.urls.handler404` under /api/).
+# without a valid one, 403 when its role or scope does not allow the operation), a path
+# parameter (404 for one the URL does not take, e.g. not a UUID) and a JSON body (400 when it is
+# not JSON, 413 when it is over the limit, 422 when it is not valid). Each is an `ErrorBody`, as
+# `events.api.bodies` writes them (and `eventsite.urls.handler404` under /api/).
 _COMMON_ANSWERS = {
-    "security": {"401": "No valid API token (`Authorization: Bearer <token>`)"},
+    "security": {
+        "401": "No valid API token (`Authorization: Bearer <token>`)",
+        "403": "The token's role or scope does not allow this",
+    },
     "parameters": {"404": "Not found"},
     "requestBody": {
         "400": "The body is not JSON",
         "413": "The body is larger than this server accepts",
+        "422": "Invalid body: `{detail, errors: [{field, message}]}`",
     },
 }
 
 
 def document_common_answers(result, generator, request, public):
-    """drf-spectacular postprocessing hook: add the 400/401/413 answers to the operations."""
+    """drf-spectacular postprocessing hook: add the common answers to the operations."""
     error_body = {"$ref": REF_TEMPLATE.format(model="ErrorBody")}
     for operations in result.get("paths", {}).values():
         for operation in operations.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             for key, answers in _COMMON_ANSWERS.items():
-                if not operation.get(key):
+                if not operation.get(key) or operation[key] == [{}]:  # ([{}]: no token needed)
                     continue
                 if key == "parameters" and not any(
                     p.get("in") == "path" for p in operation["parameters"]

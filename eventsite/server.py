@@ -37,6 +37,37 @@ def _buffered_bytes(transport) -> int:
     return len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
 
 
+def _write_at_once(transport) -> None:
+    """Make a websocket's transport send a frame at once when nothing waits in its buffer.
+
+    Twisted's `write` always buffers and registers the socket for writability, sending on the
+    next turn of the loop and unregistering after: two epoll_ctl calls per frame, a fifth of
+    `serve`'s CPU with 500 live subscribers. Sending straight away when the buffer is empty keeps
+    the order (anything already buffered goes first, through Twisted's own path) and leaves
+    partial sends, errors and TLS to it.
+    """
+    if getattr(transport, "TLS", False) or not hasattr(transport, "writeSomeData"):
+        return
+    buffered_write = transport.write
+
+    def write(data: bytes) -> None:
+        if (
+            data
+            and transport.connected
+            and not transport.disconnecting
+            and not transport._writeDisconnected
+            and not _buffered_bytes(transport)  # nothing queued: sending now keeps the order
+        ):
+            written = transport.writeSomeData(data)
+            if isinstance(written, int):  # otherwise the connection is lost: Twisted reports it
+                if written == len(data):
+                    return
+                data = data[written:]
+        buffered_write(data)
+
+    transport.write = write
+
+
 class _FlowControlledQueue(asyncio.Queue):
     """A websocket's input queue that pauses reading the socket while it is too full."""
 
@@ -79,6 +110,8 @@ class EventsiteServer(Server):
         # Daphne's own body, with the bounded queue in place of a plain asyncio.Queue.
         assert "application_instance" not in self.connections[protocol]
         input_queue = _FlowControlledQueue(protocol)
+        if getattr(protocol, "transport", None) is not None:
+            _write_at_once(protocol.transport)
         scope.setdefault("asgi", {"version": "3.0"})
         application_instance = self.application(
             scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol)

@@ -58,7 +58,7 @@ def _prefect_error(error: dict) -> dict:
     loc: list[Any] = ["body"]
     for part in str(error.get("field", "")).split("."):
         if part and part != "body":
-            loc.append(int(part) if part.isdigit() else part)
+            loc.append(int(part) if part.isascii() and part.isdigit() else part)
     return {"loc": loc, "msg": error.get("message", ""), "type": "value_error"}
 
 

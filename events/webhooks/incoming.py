@@ -141,7 +141,7 @@ class Incoming:
     @classmethod
     def from_request(cls, request: HttpRequest, *, limit: int) -> Incoming:
         declared = request.META.get("CONTENT_LENGTH") or "0"
-        declared_size = int(declared) if declared.isdigit() else 0
+        declared_size = int(declared) if declared.isascii() and declared.isdigit() else 0
         body = request.read(limit + 1) if declared_size <= limit else request.read(limit)
         truncated = declared_size > limit or len(body) > limit
         return cls.build(
