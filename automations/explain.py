@@ -221,7 +221,9 @@ def preview(trigger_data: Any, *, since: datetime, until: datetime | None = None
     # Ids of its own, as a saved trigger gets: the evaluator finds a child's parent by id, and a
     # client's repeated ids would send it round in circles.
     trigger.reset_ids()
-    until = until or timezone.now()
+    now = timezone.now()
+    until = min(until or now, now)  # nothing is stored after now
+    since = min(since, until)
     found = replay_stored(trigger, since=since, until=until)
     return {
         "firings": [

@@ -66,6 +66,7 @@ def replay(
     result = Replay()
     pending_changes = sorted(c for c in changes if start < c[0] <= until)
     evaluator = Evaluator([spec]) if enabled else None
+    proactive = any(not t.reactive for t in Evaluator([spec]).event_triggers)
     ordering = Ordering()
     read: set[uuid.UUID] = set()
     parked: set[uuid.UUID] = set()
@@ -111,20 +112,42 @@ def replay(
         for event in ordering.lost(now):
             parked.discard(event.id)
             evaluate(event, now)
-        if evaluator is None:
-            return
-        record(evaluator.on_tick(now))
-        if now >= next_sweep:
-            evaluator.sweep(now)
+        if evaluator is not None:
+            record(evaluator.on_tick(now))
+        if now >= next_sweep:  # on the engine's schedule, paused or not
+            if evaluator is not None:
+                evaluator.sweep(now)
             next_sweep = now + SWEEP_EVERY
+
+    def skip_ticks(before: datetime) -> bool:
+        """Run the ticks before `before` at once when they can only sweep: a reactive trigger,
+        no follower waiting, no pause or resume among them. Only the last sweep matters then
+        (each one removes what an earlier one would). False: tick one by one."""
+        nonlocal next_tick, next_sweep
+        if proactive or parked or (pending_changes and pending_changes[0][0] < before):
+            return False
+        count = -(-(before - next_tick) // tick)  # the ticks at next_tick + i·tick < before
+        if count <= 0:
+            return True
+        last_tick = next_tick + (count - 1) * tick
+        first = next_tick + max(-(-(next_sweep - next_tick) // tick), 0) * tick
+        if first <= last_tick:
+            every = -(-SWEEP_EVERY // tick) * tick  # a sweep every so many ticks after it
+            swept = first + (last_tick - first) // every * every
+            if evaluator is not None:
+                evaluator.sweep(swept)
+            next_sweep = swept + SWEEP_EVERY
+        next_tick = last_tick + tick
+        return True
 
     for event in events:
         now = event.received or event.occurred
         if now > until:
             break
-        while next_tick < now:
-            run_tick(next_tick)
-            next_tick += tick
+        if not skip_ticks(now):
+            while next_tick < now:
+                run_tick(next_tick)
+                next_tick += tick
         apply_changes(now)
         result.events += 1
         position = read_order(event)
@@ -139,6 +162,8 @@ def replay(
             parked.discard(e.id)
             evaluate(e, now)
     while next_tick <= until:
+        if not proactive and not parked:
+            break  # with no event left, a reactive trigger cannot fire
         run_tick(next_tick)
         next_tick += tick
     return result

@@ -251,6 +251,7 @@ async def asgi_app(scope: dict, receive, send) -> None:
         headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
         body=b"".join(chunks),
         truncated=truncated,
+        source=(scope.get("client") or ("",))[0] or "",
     )
     try:
         result = await handle_async(slug, incoming)

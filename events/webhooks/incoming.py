@@ -93,6 +93,8 @@ class Incoming:
     truncated: bool = False
     # What was removed from `headers`, for the signature check only; never stored or shown.
     credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    # The client's address, for the log of requests to made-up URLs only.
+    source: str = ""
 
     @classmethod
     def build(
@@ -104,6 +106,7 @@ class Incoming:
         headers: Iterable[tuple[str, str]],
         body: bytes,
         truncated: bool = False,
+        source: str = "",
     ) -> Incoming:
         kept: dict[str, str] = {}
         removed: dict[str, str] = {}
@@ -119,6 +122,7 @@ class Incoming:
             body=body,
             truncated=truncated,
             credentials=removed,
+            source=source,
         )
 
     def without(self, name: str | None) -> Incoming:
@@ -147,6 +151,7 @@ class Incoming:
             headers=request.headers.items(),
             body=body[:limit],
             truncated=truncated,
+            source=request.META.get("REMOTE_ADDR") or "",
         )
 
     @property

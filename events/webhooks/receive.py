@@ -227,11 +227,13 @@ def build_write(
     now = timezone.now()
     request_id = uuid.uuid4()
     if webhook is None:
-        # Made-up URLs are anyone's: keep what was asked (method, path, size, time), never what
-        # was sent, so they cannot fill the database (`unknown_allowed` bounds how many).
-        size = len(incoming.body)
+        # Made-up URLs are anyone's: keep what was asked and by whom (method, path, size,
+        # address, time), never what was sent, so they cannot fill the database
+        # (`unknown_allowed` bounds how many).
+        size, source = len(incoming.body), incoming.source or "an unknown address"
         incoming = Incoming(method=incoming.method, path=incoming.path)
-        result = Result(result.status, result.outcome, f"{result.error} ({size} bytes not kept)")
+        error = f"{result.error} ({size} bytes from {source}, not kept)"
+        result = Result(result.status, result.outcome, error)
     row = WebhookRequest(
         id=request_id,
         webhook=webhook,

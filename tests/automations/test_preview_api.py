@@ -126,3 +126,17 @@ def test_preview_needs_authentication(client):
         content_type="application/json",
     )
     assert response.status_code in (401, 403)
+
+
+def test_preview_answers_odd_input_with_a_422_not_a_500(api_client):
+    odd = {"\u00b3": {}, "since": "0412-10-26T20:50:47Z", "trigger": 1.5, "until": []}
+    assert api_client.post("/api/automations/preview", odd, format="json").status_code == 422
+
+
+def test_preview_of_a_reactive_trigger_far_into_the_future_answers_at_once(api_client, clock):
+    store(event_data("acme.order.failed", "acme.order.1", occurred=clock.now()))
+    trigger = {"type": "event", "posture": "Reactive", "expect": ["acme.order.failed"]}
+    body = {"trigger": trigger, "since": "0001-01-01T00:00:00Z", "until": "9999-12-31T00:00:00Z"}
+    response = api_client.post("/api/automations/preview", body, format="json")
+    assert response.status_code == 200
+    assert response.json()["count"] == 1

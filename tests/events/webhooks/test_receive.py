@@ -150,7 +150,7 @@ def test_live_error_answers_are_logged_and_reported(server):
     assert set(rows) == {400, 404, 410, 413}
     # A made-up URL is logged as metadata only: not its body.
     assert rows[404].webhook is None and bytes(rows[404].body) == b""
-    assert "11 bytes not kept" in rows[404].error
+    assert "11 bytes from 127.0.0.1, not kept" in rows[404].error
     assert rows[413].body_truncated and len(bytes(rows[413].body)) == 1_500_000
     assert rows[400].rendered.startswith('{"event": "model.refreshed"')
     failed = stored("prefect-cloud.webhook.failed")
