@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -29,6 +29,7 @@ from events.accounts.roles import Capability, capability_required
 DELIVERIES_SHOWN = 50
 PREVIEW_WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 PREVIEW_PAGE = 50  # firings a preview page lists
+FINISHED = [ActionRun.Status.SUCCEEDED, ActionRun.Status.FAILED]
 
 
 def _summary(trigger: dict) -> str:
@@ -40,11 +41,20 @@ def _summary(trigger: dict) -> str:
 
 @login_required
 def automation_list(request: HttpRequest) -> HttpResponse:
-    automations = Automation.objects.annotate(last_fired=Max("firings__triggered")).order_by(
-        "name", "created"
-    )
+    automations = _with_health(Automation.objects.all()).order_by("name", "created")
     rows = [{"automation": a, "summary": _summary(a.trigger)} for a in automations]
     return render(request, "automations/list.html", {"rows": rows})
+
+
+def _with_health(automations):
+    """`last_fired` (test sends do not count) and `failing`: its latest real action run failed."""
+    latest = ActionRun.objects.filter(
+        automation=OuterRef("pk"), firing__is_test=False, status__in=FINISHED
+    ).order_by("-created")
+    return automations.annotate(
+        last_fired=Max("firings__triggered", filter=Q(firings__is_test=False)),
+        last_run_status=Subquery(latest.values("status")[:1]),
+    )
 
 
 @login_required
@@ -54,7 +64,7 @@ def automation_toggle(request: HttpRequest, automation_id: uuid.UUID) -> HttpRes
     automation = get_object_or_404(Automation, pk=automation_id)
     changes.set_enabled(automation, not automation.enabled)
     if request.htmx:
-        automation.last_fired = automation.firings.aggregate(m=Max("triggered"))["m"]
+        automation = _with_health(Automation.objects.filter(pk=automation.pk)).get()
         row = {"automation": automation, "summary": _summary(automation.trigger)}
         return render(request, "automations/list.html#row", {"row": row})
     return redirect("automations:list")

@@ -78,6 +78,7 @@ class RunContext:
     triggering_event: Event | None
     triggered: datetime
     invocation: uuid.UUID
+    is_test: bool = False  # "Send test": outbound calls say so (`X-Eventsite-Test: true`)
 
 
 class SecretMissing(ValueError):

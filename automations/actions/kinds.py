@@ -125,6 +125,7 @@ class CallWebhook(Action):
             timeout=self.timeout,
             related=related,
             delivery=ctx.invocation,
+            test=ctx.is_test,
             what="Webhook",
         )
 
@@ -156,6 +157,7 @@ def http_call(
     what: str,
     ok_statuses: tuple[int, ...] = (),
     delivery: uuid.UUID | None = None,
+    test: bool = False,
 ) -> Outcome:
     """Send one request through `outbound` and report it (a retry for 5xx / 429 / network).
 
@@ -166,6 +168,8 @@ def http_call(
     if delivery is not None:
         sent_headers["idempotency-key"] = str(delivery)
         sent_headers["x-eventsite-delivery"] = str(delivery)
+    if test:  # a "Send test": the receiver can tell it from a real alert
+        sent_headers["x-eventsite-test"] = "true"
     if content_type:
         sent_headers["content-type"] = content_type
     exchange = Exchange(

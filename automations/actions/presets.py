@@ -110,6 +110,7 @@ class ChatPreset(Action):
             content_type="application/json",
             timeout=TIMEOUT,
             delivery=ctx.invocation,
+            test=ctx.is_test,
             related=[
                 {
                     "prefect.resource.id": f"prefect.block-type.{self.block_type}",
@@ -286,6 +287,7 @@ class NotifyPagerDuty(Action):
             content_type="application/json",
             timeout=TIMEOUT,
             delivery=ctx.invocation,
+            test=ctx.is_test,
             related=[
                 {
                     "prefect.resource.id": "prefect.block-type.pager-duty-webhook",

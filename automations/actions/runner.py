@@ -73,6 +73,7 @@ def perform(run_id: uuid.UUID, *, now: Callable[[], datetime] = timezone.now) ->
         triggering_event=triggering_event,
         triggered=firing.triggered,
         invocation=run.id,
+        is_test=firing.is_test,
     )
     outcome = Outcome()
     retry = False

@@ -286,6 +286,23 @@ def test_send_test_runs_one_action_now(logged_in_client, sink):
     run = ActionRun.objects.get()
     assert run.status == ActionRun.Status.SUCCEEDED and run.firing.is_test
     assert "succeeded" in response.content.decode()
+    # The receiver can tell a test from an alert; it is not counted as the automation firing.
+    headers = {k.lower(): v for k, v in sink.requests[0]["headers"].items()}
+    assert headers["x-eventsite-test"] == "true"
+    listing = logged_in_client.get("/automations/").content.decode()
+    assert "never" in listing and "Failing" not in listing
+
+
+def test_the_list_marks_an_automation_whose_latest_action_run_failed(clock, logged_in_client):
+    automation = make_automation(TRIGGER, [{"type": "call-webhook", "url": "http://127.0.0.1:9/"}])
+    engine = Engine()
+    engine.load()
+    clock.shift(1)
+    store(event_data("acme.order.created", "acme.order.1"))
+    engine.step()
+    assert ActionRun.objects.filter(automation=automation).update(status=ActionRun.Status.FAILED)
+    listing = logged_in_client.get("/automations/").content.decode()
+    assert 'class="badge danger failing"' in listing
 
 
 def test_explain_page_shows_each_clause(logged_in_client):
