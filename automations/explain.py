@@ -64,10 +64,16 @@ def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
     )
     event_triggers = [t for t in trigger.all_triggers() if isinstance(t, EventTrigger)]
     covered = any(t.covers(event) for t in event_triggers) and event.event not in NEVER_EVALUATED
+    # Paused or not when the engine read the event, from its history: not as it is today.
+    enabled, _ = _enabled_history(automation, row.received)
     if firings:
         verdict = "It fired for this event."
-    elif not automation.enabled:
-        verdict = "It did not fire: the automation is disabled."
+    elif not enabled:
+        verdict = (
+            "It did not fire: the automation was disabled when the event arrived."
+            if automation.enabled
+            else "It did not fire: the automation is disabled (and was when the event arrived)."
+        )
     elif not covered:
         failing = next((c for c in clauses if c.passed is False), None)
         verdict = "It did not fire: the event does not match"
@@ -86,7 +92,7 @@ def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
     return {
         "automation": str(automation.id),
         "event": str(event.id),
-        "enabled": automation.enabled,
+        "enabled": enabled,
         "matched": covered,
         "evaluated": evaluated,
         "fired": bool(firings),

@@ -68,7 +68,7 @@ class Explanation(BaseModel):
 
     automation: uuid.UUID
     event: uuid.UUID
-    enabled: bool
+    enabled: bool = Field(description="whether it was enabled when the event arrived")
     matched: bool
     evaluated: bool
     fired: bool

@@ -74,3 +74,35 @@ def test_prefect_event_chips_link_to_the_event_page(logged_in_client):
     assert f'href="/events/{leader}/"' in page.content.decode()
     feed = logged_in_client.get("/events/")
     assert f'href="/events/{leader}/"' in feed.content.decode()
+
+
+def test_explain_says_it_was_paused_when_the_event_arrived_not_how_it_is_today(
+    clock, logged_in_client
+):
+    from automations import changes
+    from automations.explain import explain_stored
+    from events import queries
+
+    automation = changes.create(
+        id=uuid.uuid4(), owner=None, name="Paused a while", trigger=TRIGGER, actions=[]
+    )
+    clock.shift(10)
+    changes.set_enabled(automation, False)
+    clock.shift(10)
+    during = event("acme.order.failed", "acme.order.1")
+    store(during)
+    clock.shift(10)
+    changes.set_enabled(automation, True)
+    clock.shift(10)
+    result = explain_stored(automation, queries.event(uuid.UUID(during["id"])))
+    assert result["enabled"] is False
+    assert (
+        result["verdict"] == "It did not fire: the automation was disabled when the event arrived."
+    )
+
+    after = event("acme.order.failed", "acme.order.2")
+    store(after)
+    clock.shift(10)
+    changes.set_enabled(automation, False)
+    result = explain_stored(automation, queries.event(uuid.UUID(after["id"])))
+    assert result["enabled"] is True and "disabled" not in result["verdict"]
