@@ -9,7 +9,8 @@ ranges are not), so every read a request makes runs under `EVENTSITE_QUERY_TIMEO
 
 `QueryDeadlineMiddleware` installs it (a `connection.execute_wrapper`) around each request and
 turns the stopped query into `503` with the reason (Prefect's error keys under `/api/`) instead
-of a 500 or a worker held for minutes.
+of a 500 or a worker held for minutes; `reads_bounded` does the same for the backfill of an
+`/api/events/out` subscription (closed 1013 with the reason).
 """
 
 from __future__ import annotations
@@ -104,6 +105,23 @@ class QueryDeadline:
         self.pg_timeout = None
 
 
+@contextlib.contextmanager
+def reads_bounded(seconds: float | None = None) -> Iterator[None]:
+    """Run the block's reads under the deadline (`EVENTSITE_QUERY_TIMEOUT` by default); for work
+    outside a request (socket backfills)."""
+    if seconds is None:
+        seconds = settings.EVENTSITE_QUERY_TIMEOUT.total_seconds()
+    if seconds <= 0:
+        yield
+        return
+    deadline = QueryDeadline(seconds)
+    try:
+        with connection.execute_wrapper(deadline):
+            yield
+    finally:
+        deadline.reset()
+
+
 def is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and any(
         text in str(exc).lower() for text in TIMEOUT_MESSAGES
@@ -130,12 +148,8 @@ class QueryDeadlineMiddleware:
         seconds = settings.EVENTSITE_QUERY_TIMEOUT.total_seconds()
         if seconds <= 0:
             return self.get_response(request)
-        deadline = QueryDeadline(seconds)
-        try:
-            with connection.execute_wrapper(deadline):
-                return self.get_response(request)
-        finally:
-            deadline.reset()
+        with reads_bounded(seconds):
+            return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception):
         if is_timeout(exception):

@@ -19,7 +19,7 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, OperationalError, transaction
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -30,6 +30,7 @@ from events.api.auth import authenticate_secret, secret_from_auth_string, secret
 from events.filters import EventFilter
 from events.ingest import ingest, internal_event, store
 from events.models import ApiToken
+from eventsite.query_deadline import is_timeout, reads_bounded
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ EXPECTED_AUTH = "Expected 'auth' message"
 NO_TOKEN = "Auth required but no token provided"
 INVALID_TOKEN = "Invalid token"
 NOT_ALLOWED = "This token's role or scope does not allow this socket"
+BACKFILL_TOO_SLOW = "The backfill query took too long; narrow the filter and reconnect"
 EXPECTED_FILTER = "Expected 'filter' message"
 MAX_REASON_BYTES = 123
 AUTH_TIMEOUT_SECONDS = 10.0
@@ -517,7 +519,14 @@ class EventsOutConsumer(_TokenSocket):
         if backfill:
             after = None
             while True:
-                page = await _backfill_page(self.filter, after, self.backfill_page_size)
+                try:
+                    page = await _backfill_page(self.filter, after, self.backfill_page_size)
+                except OperationalError as exc:
+                    if not is_timeout(exc):
+                        raise
+                    await self.refuse(TRY_AGAIN_LATER, BACKFILL_TOO_SLOW)
+                    await self._stop_streaming()
+                    return
                 for wire in page:
                     sent.add(wire["id"])
                     await self.send(
@@ -586,4 +595,5 @@ def _backfill_page(event_filter: EventFilter, after: dict | None, size: int) -> 
     cursor = None
     if after is not None:
         cursor = (schema.parse_datetime(after["occurred"]), uuid.UUID(after["id"]))
-    return queries.backfill_page(event_filter, cursor, size)
+    with reads_bounded():
+        return queries.backfill_page(event_filter, cursor, size)

@@ -6,10 +6,13 @@ import time
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import OperationalError, connection
 
+from events.api.sockets import BACKFILL_TOO_SLOW
 from events.ingest import ingest
 from eventsite.query_deadline import QueryDeadline, is_timeout
+from tests.events.api.test_sockets import closed_with, open_socket
 from tests.factories import event_data
 
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
@@ -55,3 +58,19 @@ def test_a_query_past_the_deadline_is_a_503_with_the_reason(api_client, settings
     assert slow.status_code == 503
     assert "took longer than" in slow.json()["detail"]
     assert fine.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_subscription_whose_backfill_is_too_slow_is_closed_1013_with_the_reason(
+    token, settings
+):
+    await sync_to_async(ingest)(
+        [event_data(resource_id=f"acme.order.{i}", payload={"i": i}) for i in range(3000)],
+        source="test",
+    )
+    settings.EVENTSITE_QUERY_TIMEOUT = timedelta(microseconds=1)
+    ws = await open_socket("/api/events/out", token)
+
+    await ws.send_json_to({"type": "filter", "filter": {"text": {"query": "nothing matches"}}})
+
+    assert await closed_with(ws) == (1013, BACKFILL_TOO_SLOW)
