@@ -61,6 +61,7 @@ def test_list_shows_name_trigger_summary_and_last_fired(clock, logged_in_client)
     automation = make_automation(TRIGGER, name="Order watcher")
     engine = Engine()
     engine.load()
+    clock.shift(1)  # after the engine's first instant (a new cursor's horizon)
     store(event("acme.order.created"))
     engine.step()
     response = logged_in_client.get("/automations/")
@@ -68,7 +69,7 @@ def test_list_shows_name_trigger_summary_and_last_fired(clock, logged_in_client)
     html = response.content.decode()
     assert "Order watcher" in html
     assert "acme.order.created ≥ 1×" in html
-    assert "2026-03-01 09:00:00" in html
+    assert "2026-03-01 09:00:01" in html
     assert f"/automations/{automation.id}/toggle" in html
 
 
@@ -265,6 +266,7 @@ def test_detail_shows_firings_action_runs_and_errors(clock, logged_in_client, al
     )
     engine = Engine()
     engine.load()
+    clock.shift(1)  # after the engine's first instant (a new cursor's horizon)
     store(event("acme.order.created"))
     engine.step()
     engine.run_actions()
