@@ -7,7 +7,7 @@ from django.http import QueryDict
 
 from events import page_queries, rollups, schema, severity, volume
 from events.audit import AUDIT_EVENTS
-from events.filters import EventFilter, EventNameFilter
+from events.filters import EventFilter, name_matches
 from events.forms import FeedFilterSet
 
 MAX_NAME_OPTIONS = 400
@@ -121,7 +121,7 @@ def top_names(
         rows = [
             r
             for r in _range_counts(filterset)
-            if _names_match(event_filter.event, r["value"])
+            if name_matches(event_filter.event, r["value"])
             and (r["value"] in AUDIT_EVENTS) == (filterset.scope == "audit")
         ]
     elif defer:
@@ -157,16 +157,3 @@ def _range_counts(filterset: FeedFilterSet) -> list[dict]:
     return volume.count_by_event(
         filterset.range_filter(), window_key=volume.window_key(since, until, preset)
     )
-
-
-def _names_match(f: EventNameFilter | None, name: str) -> bool:
-    """The name criteria of an `EventFilter`, in memory."""
-    if f is None:
-        return True
-    if f.prefix and not any(name.startswith(p) for p in f.prefix):
-        return False
-    if f.exclude_prefix and any(name.startswith(p) for p in f.exclude_prefix):
-        return False
-    if f.name and name not in f.name:
-        return False
-    return not (f.exclude_name and name in f.exclude_name)

@@ -185,7 +185,7 @@ class EventFilter(_Filter):
             return False
         if self.id.id and event.id not in self.id.id:
             return False
-        if self.event and not _name_matches(self.event, event.event):
+        if not name_matches(self.event, event.event):
             return False
         if self.resource and not _resource_matches(self.resource, event.resource):
             return False
@@ -400,7 +400,10 @@ def name_q(f: EventNameFilter, field: str = "event") -> Q:
     return q
 
 
-def _name_matches(f: EventNameFilter, name: str) -> bool:
+def name_matches(f: EventNameFilter | None, name: str) -> bool:
+    """The name criteria of a filter, in memory (no criteria: every name matches)."""
+    if f is None:
+        return True
     if f.prefix and not any(name.startswith(p) for p in f.prefix):
         return False
     if f.exclude_prefix and any(name.startswith(p) for p in f.exclude_prefix):
