@@ -1,10 +1,9 @@
 """The automation engine: a consumer of the stored event log.
 
 It reads stored events after a durable cursor, evaluates them with `automations.triggers`
-(pure), and in ONE transaction per batch writes the new trigger state, the firings, their
-`prefect.automation.triggered` events, the pending action runs and the advanced cursor. So a
-crash or restart loses and repeats nothing: either the whole batch is recorded, or none of it
-is and the batch is read again. Actions run afterwards in worker threads; ingest never waits.
+(pure), and in ONE transaction per batch writes the trigger state, the firings and their events,
+the pending action runs and the cursor: a crash loses and repeats nothing (the whole batch is
+recorded, or none and it is read again). Actions run later in worker threads.
 
 Reading the log in order. The write path stamps `received` before its transaction commits, so
 two concurrent writers can commit out of `received` order: a reader that already moved past
@@ -239,8 +238,8 @@ class Engine:
         return len(rows) + len(late)
 
     def _skip_to_end(self, now: datetime) -> int:
-        """No enabled automation: move the cursor to the end of the log (an index probe) without
-        reading what it passes, which would change nothing. The late check looks after it."""
+        """No enabled automation: move the cursor to the end without reading what it passes. A
+        commit that reloaded the state is made again (a cursor behind the horizon would read)."""
         last = queries.last_received(since=self.cursor[0] if self.cursor else None)
         if last is None or (self.cursor is not None and last <= self.cursor):
             return 0
@@ -249,7 +248,8 @@ class Engine:
             return 0
         self.horizon = last[0]
         self.seen = {}
-        self._commit(_Work(), last, now)
+        if not self._commit(_Work(), last, now) and not self.automations:
+            self._commit(_Work(), last, now)
         return 0
 
     def _read_batch(self) -> list[Event]:
