@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from jinja2 import meta, nodes
+from jinja2 import TemplateSyntaxError, meta, nodes
 
 from automations.actions import links
 from automations.actions.base import ERROR_LIMIT, ActionFailed
@@ -37,16 +37,21 @@ def validate_template(text: str, *, strict: bool = False) -> None:
     if not maybe_template(text):
         return
     try:
-        templating.check_template(text, templating.ACTIONS)
         if strict:
             _check_names(text)
+        templating.check_template(text, templating.ACTIONS)
     except templating.TemplateInvalid as exc:
         raise ValueError(f"is not a valid template: {exc}") from None
 
 
 def _check_names(text: str) -> None:
     env = templating.ACTIONS
-    tree = env.parse(text)
+    if len(text) > templating.MAX_TEMPLATE_CHARS:
+        return  # `check_template` refuses it without parsing it
+    try:
+        tree = env.parse(text)
+    except TemplateSyntaxError:
+        return  # `check_template` says what is wrong
     for node in tree.find_all(nodes.Filter):
         if node.name not in env.filters:
             raise templating.TemplateInvalid(f"unknown filter {node.name!r}")

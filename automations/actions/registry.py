@@ -141,9 +141,7 @@ def parse_actions(
     for i, item in enumerate(items):
         try:
             before = previous[i] if i < len(previous) else None
-            actions.append(
-                parse_action(item, loc=f"{loc}.{i}", previous=before, strict=strict)
-            )
+            actions.append(parse_action(item, loc=f"{loc}.{i}", previous=before, strict=strict))
         except ActionsInvalid as exc:
             errors += exc.errors
     if errors:
