@@ -370,9 +370,11 @@ def _start_position(overlap: timedelta):
 def _read(cursor, since, seen_in_window: int, seen_ids: set):
     """The events after `cursor`; and, when the count behind it over [since, cursor] differs
     from what was delivered, the stored ids there and the events among them not yet delivered."""
-    fresh = queries.read_after(cursor, limit=READ_LIMIT)
+    if cursor is None:
+        return queries.read_after(None, limit=READ_LIMIT), None
+    fresh, behind = queries.read_after_counting_behind(cursor, since=since, limit=READ_LIMIT)
     late = None
-    if cursor is not None and queries.count_behind(cursor, since=since) != seen_in_window:
+    if behind != seen_in_window:
         stored = queries.received_behind(cursor, since=since)
         missing = [event_id for event_id in stored if event_id not in seen_ids]
         late = (set(stored), queries.events_by_ids(missing) if missing else [])
