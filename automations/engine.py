@@ -35,7 +35,7 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from automations import actions
+from automations import actions, outages
 from automations.firings import record_firings
 from automations.models import (
     ActionRun,
@@ -70,7 +70,6 @@ LATE_CHECK_EVERY = timedelta(seconds=1)
 CURSOR_WRITE_EVERY = timedelta(seconds=1)
 DUE_CHECK_EVERY = timedelta(seconds=1)  # action runs due for a retry
 STALE_RUNNING = timedelta(minutes=10)
-
 
 # How often an active engine makes sure it still holds its lock (a lost connection loses it).
 LEADERSHIP_CHECK_EVERY = timedelta(seconds=5)
@@ -198,6 +197,7 @@ class Engine:
                 uuid.UUID(k): datetime.fromisoformat(v) for k, v in row.events.items()
             }
             state.held_at[ident] = row.held_at
+        outages.load(state, trigger_ids)
         self._child_rows = list(ChildFirings.objects.filter(parent_trigger_id__in=trigger_ids))
 
     def _load_child_firings(self) -> None:
@@ -461,6 +461,7 @@ class Engine:
                     events={str(k): v.isoformat() for k, v in held.items()},
                     held_at=state.held_at.get(ident, self.clock()),
                 )
+        outages.write(state, owner)
         for parent in state.dirty_children:
             firings = state.child_firings.get(parent)
             ChildFirings.objects.filter(parent_trigger_id=parent).delete()
