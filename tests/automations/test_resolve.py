@@ -141,3 +141,32 @@ def test_pagerduty_opens_an_incident_when_heartbeats_stop_and_resolves_it_when_t
         "event_action": "resolve",
     }
     assert len(pagerduty.requests) == 2
+
+
+def test_the_automation_page_shows_each_keys_state_escaped(clock, engine, logged_in_client):
+    automation = make_automation(
+        HEARTBEAT | {"after": [], "expect": ["prefect.worker.heartbeat"]}, name="Workers"
+    )
+    run(engine, 10, beat="prefect.worker.<b>w1</b>")
+    run(engine, 10, beat="prefect.worker.w2")
+    # w1 (silent after 5 s) fires; w2 still beating stays armed
+    run(engine, 120, beat="prefect.worker.w2")
+    page = logged_in_client.get(f"/automations/{automation.id}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "prefect.resource.id=prefect.worker.&lt;b&gt;w1&lt;/b&gt;" in html
+    assert "<b>w1</b>" not in html
+    rows = html.split('class="key-state ')[1:]
+    firing = next(r for r in rows if "&lt;b&gt;w1" in r)
+    armed = next(r for r in rows if "worker.w2" in r)
+    assert firing.startswith("state-firing") and "since" in firing
+    assert armed.startswith("state-armed") and "window ends at" in armed
+
+    run(engine, 5, beat="prefect.worker.<b>w1</b>")
+    html = logged_in_client.get(f"/automations/{automation.id}/").content.decode()
+    rows = html.split('class="key-state ')[1:]
+    back = next(r for r in rows if "&lt;b&gt;w1" in r)
+    assert back.startswith("state-armed")  # its window rolls again, resolved a moment ago
+    resolved = Firing.objects.get(state="Resolved")
+    assert resolved.triggered.strftime("%Y-%m-%d %H:%M:%S") in back
+    assert "resolved</span>" in html  # the firings list marks the resolution
