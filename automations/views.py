@@ -296,7 +296,13 @@ def automation_explain(request: HttpRequest, automation_id: uuid.UUID) -> HttpRe
     return render(
         request,
         "automations/explain.html",
-        {"automation": automation, "result": result, "error": error, "event_id": raw},
+        {
+            "automation": automation,
+            "result": result,
+            "error": error,
+            "event_id": raw,
+            "candidates": explain.candidates(automation),
+        },
     )
 
 
