@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from pydantic import ValidationError
 
-from automations.explain_state import Watch, trigger_paths
+from automations.explain_state import Watch, absences, trigger_paths
 from automations.models import Automation, EngineCursor, Firing
 from automations.triggers import (
     MAX_FOLLOWER_DEPTH,
@@ -21,6 +21,7 @@ from automations.triggers import (
     Bucket,
     EventTrigger,
     Replay,
+    TriggerInvalid,
     parse_trigger,
     read_order,
     replay,
@@ -113,6 +114,15 @@ def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
         "clauses": [c.to_json() for c in clauses],
         "at_event": at_event,
     }
+
+
+def absences_of(firing: Firing) -> list[str]:
+    """Which proactive windows of a firing ended too empty (explain_state.absences)."""
+    try:
+        trigger = parse_trigger(firing.automation.trigger)
+    except TriggerInvalid:
+        return []
+    return absences(trigger, firing.firing)
 
 
 CANDIDATES = 20  # recent events the explain page offers

@@ -176,3 +176,38 @@ class Watch:
             "children": children,
             "reason": reason,
         }
+
+
+def absences(trigger: Any, firing: dict[str, Any]) -> list[str]:
+    """For a firing caused by absence: which proactive window ended too empty, in words.
+
+    `firing` is the stored firing tree (`Firing.firing`); each proactive trigger in it fired
+    because its window for a key ended with fewer events than its threshold, at or before the
+    moment it fired (the engine evaluates a window at its end, on its next tick).
+    """
+    by_id = {str(child.id): (path, child) for path, child in trigger_paths(trigger)}
+    out = []
+    for node in _flatten(firing):
+        path, child = by_id.get(str(node.get("trigger_id")), ("", None))
+        if not isinstance(child, EventTrigger) or child.reactive or node.get("state") == "Resolved":
+            continue
+        labels = node.get("triggering_labels") or {}
+        keyed = " for " + ", ".join(f"{k}={v}" for k, v in labels.items()) if labels else ""
+        within = child.within.total_seconds()
+        expected = " or ".join(child.expect) or "any event"
+        last = node.get("triggering_event")
+        seen = (
+            f" The last event it saw there: {last['event']} at {_t(last['occurred'])}."
+            if last
+            else ""
+        )
+        out.append(
+            f"{_name(path)}: the {within:g} s window{keyed} that ended by "
+            f"{_t(node['triggered'])} held fewer than {child.threshold} {expected} "
+            f"event{'s' if child.threshold != 1 else ''}.{seen}"
+        )
+    return out
+
+
+def _flatten(firing: dict[str, Any]) -> list[dict[str, Any]]:
+    return [firing, *(f for c in firing.get("triggering_firings", []) for f in _flatten(c))]

@@ -397,5 +397,6 @@ def firing_detail(request: HttpRequest, firing_id: uuid.UUID) -> HttpResponse:
                 for r in runs
             ],
             "resulting": resulting,
+            "absences": explain.absences_of(firing),
         },
     )

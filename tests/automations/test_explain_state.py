@@ -10,6 +10,7 @@ import pytest
 from automations import changes
 from automations.engine import Engine
 from automations.explain import explain_stored
+from automations.triggers import parse_trigger
 from events import queries
 from tests.automations.conftest import event, store
 
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.django_db
 
 
 def automation_with(trigger: dict):
-    return changes.create(id=uuid.uuid4(), owner=None, name="why", trigger=trigger, actions=[])
+    stored = parse_trigger(trigger).to_json()  # with its ids, as a saved automation has
+    return changes.create(id=uuid.uuid4(), owner=None, name="why", trigger=stored, actions=[])
 
 
 def run_engine(engine: Engine) -> None:
@@ -143,3 +145,31 @@ def test_the_api_and_page_carry_the_state_at_the_event(clock, api_client, logged
     assert f"?event={data['id']}" in html and "acme.order.created" not in html
     page = logged_in_client.get(f"/automations/{automation.id}/explain?event={data['id']}")
     assert "counted 1 of the 2 events it needs" in page.content.decode()
+
+
+def test_a_proactive_firing_says_which_window_was_empty(clock, logged_in_client):
+    from automations.models import Firing
+
+    trigger = {
+        "type": "event",
+        "posture": "Proactive",
+        "after": ["acme.heartbeat"],
+        "expect": ["acme.heartbeat"],
+        "for_each": ["prefect.resource.id"],
+        "threshold": 1,
+        "within": 30,
+    }
+    automation = automation_with(trigger)
+    engine = Engine()
+    engine.load()
+    clock.shift(1)
+    store(event("acme.heartbeat", "acme.worker.1"))
+    run_engine(engine)
+    for _ in range(10):
+        clock.shift(5)
+        engine.tick()
+    firing = Firing.objects.get(automation=automation)
+    page = logged_in_client.get(f"/automations/firings/{firing.id}/").content.decode()
+    assert "the 30 s window for prefect.resource.id=acme.worker.1 that ended by" in page
+    assert "held fewer than 1 acme.heartbeat event." in page
+    assert "The last event it saw there: acme.heartbeat at" in page
