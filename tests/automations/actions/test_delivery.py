@@ -18,7 +18,8 @@ pytestmark = pytest.mark.django_db
 TRIGGER = {"type": "event", "posture": "Reactive", "expect": ["acme.order.created"]}
 
 
-def fire_once(engine: Engine) -> None:
+def fire_once(engine: Engine, clock) -> None:
+    clock.shift(1)  # after the engine's first instant (a new cursor's horizon)
     store(event("acme.order.created", "acme.order.31"))
     while engine.step():
         pass
@@ -59,7 +60,7 @@ def test_a_receiver_that_fails_then_recovers_gets_the_alert_after_restarts(clock
         make_automation(TRIGGER, [{"type": "call-webhook", "url": sink.url}], name="flaky")
         engine = Engine()
         engine.load()
-        fire_once(engine)
+        fire_once(engine, clock)
         run = ActionRun.objects.get()
         assert run.status == ActionRun.Status.PENDING and run.attempts == 1
         first_wait = (run.next_attempt - clock.now()).total_seconds()
@@ -68,7 +69,7 @@ def test_a_receiver_that_fails_then_recovers_gets_the_alert_after_restarts(clock
         make_automation(TRIGGER, [{"type": "call-webhook", "url": other.url}], name="healthy")
         engine = Engine()  # a restart: the pending run is a row, nothing is held in memory
         engine.load()
-        fire_once(engine)
+        fire_once(engine, clock)
         healthy = ActionRun.objects.get(automation__name="healthy", firing__is_test=False)
         assert healthy.status == ActionRun.Status.SUCCEEDED  # not behind the failing one
         assert len(other.requests) == 1
@@ -104,6 +105,7 @@ def failed_runs(clock, sink, count: int = 2) -> Automation:
     automation = make_automation(TRIGGER, [action], name="alerts")
     engine = Engine()
     engine.load()
+    clock.shift(1)  # after the engine's first instant (a new cursor's horizon)
     sink.status = 503
     for i in range(count):
         store(event("acme.order.created", f"acme.order.{i}"))
