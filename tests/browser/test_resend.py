@@ -45,7 +45,7 @@ def page(browser, server, user):
         [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": server.url}]
     )
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(60_000)  # a loaded machine: the live engine may take a while
     yield page
     context.close()
 
@@ -67,7 +67,7 @@ def receiver():
     r.close()
 
 
-def wait_for(predicate, timeout: float = 20.0) -> None:
+def wait_for(predicate, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
