@@ -36,7 +36,6 @@ from pydantic import (
     field_validator,
 )
 
-from events import text_search
 from events.labels import Patterns, as_list, glob_regex, label_matches, labels_match
 from events.models import EventResource
 from events.schema import RESOURCE_ID, RESOURCE_ROLE, Event
@@ -265,8 +264,7 @@ class EventFilter(_Filter):
                 qs = qs.filter(Exists(own_rows.filter(row_q(spec, **names))))
             else:
                 qs = qs.filter(id__in=rows.filter(q).values("event_id"))
-        # A walk tests each event's text; otherwise the matches come from the text index.
-        if self.text and (q := text_q(self.text.query, use_index=semijoin == "in")) is not None:
+        if self.text and (q := text_q(self.text.query)) is not None:
             qs = qs.filter(q)
         if self.distinct:
             first = Window(
@@ -280,14 +278,12 @@ class EventFilter(_Filter):
 
     def indexed_criteria(self) -> bool:
         """Whether a criterion has an index of its own (names, resource ids and prefixes, related
-        ids and roles, event ids, text terms of 3+ characters): the matches can be read from it
-        instead of walking time."""
+        ids and roles, event ids): the matches can be read from it instead of walking time."""
         names = self.event and (self.event.name or self.event.prefix)
         resource = self.resource and (self.resource.id or self.resource.id_prefix)
         related = any(r.id or r.role or r.resources_in_roles for r in self._related_list())
         anything = any(a.id or a.id_prefix for a in self._any_list())
-        text = self.text and text_search.indexed(self.text.query)
-        return bool(names or resource or related or anything or text or self.id.id)
+        return bool(names or resource or related or anything or self.id.id)
 
     def ordered(self, queryset: QuerySet) -> QuerySet:
         return self.apply(queryset).order_by(*_order_by(self.descending))

@@ -1,4 +1,4 @@
-"""Text search: one semantics on both backends, read from an index (issue 14).
+"""Text search: one semantics on both backends, indexed on PostgreSQL (issue 14).
 
 An event's search text is its name and the compact JSON (keys sorted, non-ASCII kept) of its
 resource, related and payload, Unicode case-folded (`str.casefold`: "Straße" and "STRASSE" both
@@ -6,10 +6,11 @@ fold to "strasse"). The write path stores it in `Event.search`; a query term mat
 folded form is a substring of it. Because the text is made once, in Python, the same way for
 both backends, neither jsonb's spacing and key order nor a database's case rules change a result.
 
-The index: SQLite keeps an FTS5 table with the trigram tokenizer over the column
-(`events_event_search`, external content: it stores no second copy of the text; kept by
-triggers), PostgreSQL a pg_trgm GIN index (`event_search_trgm`). Both serve terms of 3 or more
-characters; shorter terms and exclusions are tested row by row.
+The index: on PostgreSQL a pg_trgm GIN index (`event_search_trgm`) serves `LIKE '%term%'` for
+terms of 3 or more characters (shorter terms and exclusions are tested row by row). SQLite tests
+each event's column with `instr` (a page walks the window newest first): an FTS5 trigram table was
+measured and rejected, its index alone wrote ~1,100–1,700 events/s against ~72,000 without
+(search texts of ~540 characters), a quarter of the ingest rate (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -20,37 +21,11 @@ from typing import TYPE_CHECKING
 import orjson
 from django.db import connection
 from django.db.models import Q, Value
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan
 
-if TYPE_CHECKING:  # importable without Django's settings (bench/seed.py writes the column)
+if TYPE_CHECKING:  # importable without Django's settings (bench/ingest.py builds raw rows)
     from events.schema import Event
-
-# The trigram index serves a substring of at least this many characters.
-INDEXED_TERM = 3
-SQLITE_INDEX = "events_event_search"
-# Statements that build the SQLite index over `events_event.search` and keep it in step. An
-# external-content FTS5 table maps the event's rowid: a migration that remakes events_event (or
-# a VACUUM, which may renumber rowids) must run them again (`create_sqlite_index`).
-SQLITE_INDEX_SQL = [
-    f"DROP TABLE IF EXISTS {SQLITE_INDEX}",
-    f"CREATE VIRTUAL TABLE {SQLITE_INDEX} USING fts5(search, content='events_event', "
-    "content_rowid='rowid', tokenize='trigram case_sensitive 1')",
-    f"CREATE TRIGGER IF NOT EXISTS {SQLITE_INDEX}_insert AFTER INSERT ON events_event BEGIN "
-    f"INSERT INTO {SQLITE_INDEX}(rowid, search) VALUES (new.rowid, new.search); END",
-    f"CREATE TRIGGER IF NOT EXISTS {SQLITE_INDEX}_delete AFTER DELETE ON events_event BEGIN "
-    f"INSERT INTO {SQLITE_INDEX}({SQLITE_INDEX}, rowid, search) "
-    "VALUES ('delete', old.rowid, old.search); END",
-    f"CREATE TRIGGER IF NOT EXISTS {SQLITE_INDEX}_update AFTER UPDATE OF search ON events_event "
-    f"BEGIN INSERT INTO {SQLITE_INDEX}({SQLITE_INDEX}, rowid, search) "
-    "VALUES ('delete', old.rowid, old.search); "
-    f"INSERT INTO {SQLITE_INDEX}(rowid, search) VALUES (new.rowid, new.search); END",
-    f"INSERT INTO {SQLITE_INDEX}({SQLITE_INDEX}) VALUES ('rebuild')",
-]
-SQLITE_DROP_SQL = [
-    f"DROP TRIGGER IF EXISTS {SQLITE_INDEX}_{kind}" for kind in ("insert", "delete", "update")
-] + [f"DROP TABLE IF EXISTS {SQLITE_INDEX}"]
 
 
 def fold(text: str) -> str:
@@ -101,57 +76,22 @@ def text_matches(query: str, text: str) -> bool:
     return all(t in text for t in required)
 
 
-def indexed(query: str) -> bool:
-    """Whether the trigram index can narrow the matches: every any-of term (or one all-of
-    term) is long enough to have trigrams."""
-    include, _, required = parse_text_query(query)
-    if include and all(len(t) >= INDEXED_TERM for t in include):
-        return True
-    return any(len(t) >= INDEXED_TERM for t in required)
-
-
-def text_q(query: str, *, use_index: bool = True) -> Q | None:
-    """The query as a condition on `events_event` (None when it has no terms).
-
-    On SQLite, with `use_index`, the indexable terms are one FTS5 MATCH (rows found through the
-    trigram index); without it (a newest-first walk testing each event) every term is an
-    `instr` on the column. PostgreSQL's planner picks the GIN index for `LIKE` by itself.
-    """
+def text_q(query: str) -> Q | None:
+    """The query as a condition on `events_event` (None when it has no terms)."""
     include, exclude, required = parse_text_query(query)
     if not (include or exclude or required):
         return None
-    sqlite = connection.vendor == "sqlite"
-    long_include = bool(include) and all(len(t) >= INDEXED_TERM for t in include)
-    matched: list[str] = []  # FTS5 MATCH expressions, ANDed
     q = Q()
     if include:
-        if sqlite and use_index and long_include:
-            matched.append("(" + " OR ".join(_phrase(t) for t in include) + ")")
-        else:
-            either = Q()
-            for term in include:
-                either |= _contains(term)
-            q &= either
+        either = Q()
+        for term in include:
+            either |= _contains(term)
+        q &= either
     for term in required:
-        if sqlite and use_index and len(term) >= INDEXED_TERM:
-            matched.append(_phrase(term))
-        else:
-            q &= _contains(term)
+        q &= _contains(term)
     for term in exclude:
         q &= ~_contains(term)
-    if matched:
-        rows = RawSQL(
-            f"SELECT id FROM events_event WHERE rowid IN (SELECT rowid FROM {SQLITE_INDEX} "
-            f"WHERE {SQLITE_INDEX} MATCH %s)",
-            [" AND ".join(matched)],
-        )
-        q &= Q(id__in=rows)
     return q
-
-
-def _phrase(term: str) -> str:
-    """An FTS5 phrase: with the trigram tokenizer, the term as a substring."""
-    return '"' + term.replace('"', '""') + '"'
 
 
 def _contains(term: str) -> Q:

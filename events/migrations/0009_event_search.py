@@ -3,15 +3,15 @@
 Works on a log that already holds events: the column is added with a constant default (no table
 rewrite on either backend), filled in batches of BATCH events, each batch its own transaction
 (so the migration is not atomic; run again after an interruption, it fills what is left), then
-indexed: SQLite builds an FTS5 trigram table from the column, PostgreSQL a pg_trgm GIN index
-(CONCURRENTLY: ingest goes on meanwhile). The pg_trgm extension must be available (it ships with
+indexed on PostgreSQL by a pg_trgm GIN index (CONCURRENTLY: ingest goes on meanwhile; SQLite
+tests the column row by row, see `events.text_search`). The pg_trgm extension must be available (it ships with
 PostgreSQL's contrib package; a database owner may create it since PostgreSQL 13).
 """
 
 import orjson
 from django.db import migrations, models, transaction
 
-from events.text_search import SQLITE_DROP_SQL, SQLITE_INDEX_SQL, search_text_of
+from events.text_search import search_text_of
 
 BATCH = 2000
 
@@ -46,14 +46,9 @@ def backfill(apps, schema_editor):
 
 def create_index(apps, schema_editor):
     connection = schema_editor.connection
+    if connection.vendor != "postgresql":
+        return
     with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            with transaction.atomic(using=connection.alias):
-                for statement in SQLITE_INDEX_SQL:
-                    cursor.execute(statement)
-            return
-        if connection.vendor != "postgresql":
-            return
         cursor.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")
         if cursor.fetchone() is None:
             raise RuntimeError(
@@ -68,13 +63,8 @@ def create_index(apps, schema_editor):
 
 
 def drop_index(apps, schema_editor):
-    connection = schema_editor.connection
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            for statement in SQLITE_DROP_SQL:
-                cursor.execute(statement)
-        elif connection.vendor == "postgresql":
-            cursor.execute("DROP INDEX IF EXISTS event_search_trgm")
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("DROP INDEX IF EXISTS event_search_trgm")
 
 
 class Migration(migrations.Migration):

@@ -121,23 +121,24 @@ def test_a_selective_criterion_is_read_from_its_own_index(criterion):
 
 
 def test_a_rare_text_term_is_read_from_the_trigram_index():
-    """SQLite's FTS5 trigram table; PostgreSQL's pg_trgm GIN index, which its planner prices
-    above a scan of the time index until the log is some ten thousand events: 20,000 more."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, "
-                "related, payload, search) SELECT gen_random_uuid(), now() - g * interval '1 s', "
-                "now(), 'acme.filler', 'acme.filler.' || g, '{}', '[]', '{}', "
-                "'acme.filler ' || g FROM generate_series(1, 20000) g"
-            )
-            cursor.execute("ANALYZE events_event")
+    """PostgreSQL's pg_trgm GIN index, which its planner prices above a scan of the time index
+    until the log is some ten thousand events: 20,000 more. (SQLite walks: `events.text_search`.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no text index: a text search walks the window (WALKED)")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, "
+            "related, payload, search) SELECT gen_random_uuid(), now() - g * interval '1 s', "
+            "now(), 'acme.filler', 'acme.filler.' || g, '{}', '[]', '{}', "
+            "'acme.filler ' || g FROM generate_series(1, 20000) g"
+        )
+        cursor.execute("ANALYZE events_event")
     found = plans({"text": {"query": "escalated"}})
 
     for name in ("by_criteria", "count"):
         plan = found[name]
         assert not FULL_SCAN[connection.vendor].search(plan), f"{name} scans:\n{plan}"
-        assert re.search("events_event_search|event_search_trgm", plan), plan
+        assert "event_search_trgm" in plan, plan
 
 
 @pytest.mark.parametrize("criterion", WALKED)
