@@ -21,7 +21,6 @@ deployment-wide lock (`eventsite.locks`) makes one engine active, the others sta
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -35,24 +34,19 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from automations import actions
+from automations import actions, state_rows
 from automations.firings import record_firings
 from automations.models import (
     ActionRun,
     Automation,
-    ChildFirings,
     EngineCursor,
-    HeldEvents,
     ParkedEvent,
     SeenEvent,
-    TriggerBucket,
-    bucket_key_text,
 )
 from automations.sql import sql_adapters
 from automations.triggers import (
     SWEEP_EVERY,
     AutomationSpec,
-    Bucket,
     Evaluator,
     Firing,
     Ordering,
@@ -173,43 +167,13 @@ class Engine:
             self.automations[automation.id] = automation
             specs.append(AutomationSpec(id=automation.id, trigger=trigger, name=automation.name))
         if load_state:
-            self._load_state([t.id for s in specs for t in s.trigger.all_triggers()])
+            children = state_rows.load(
+                self.state, [t.id for s in specs for t in s.trigger.all_triggers()], self.persisted
+            )
         self.evaluator = Evaluator(specs, self.state)
         if load_state:
-            self._load_child_firings()
+            state_rows.load_child_firings(self.state, children, self.evaluator.triggers)
             self.state.clean()
-
-    def _load_state(self, trigger_ids: list[uuid.UUID]) -> None:
-        state = self.state
-        for row in TriggerBucket.objects.filter(trigger_id__in=trigger_ids):
-            bucket = Bucket(
-                row.trigger_id,
-                tuple(json.loads(row.bucketing_key)),
-                row.start,
-                row.end,
-                row.count,
-                Event.from_wire(row.last_event) if row.last_event else None,
-            )
-            state.put(bucket)  # not dirty: `clean()` follows the load
-            self.persisted.add(bucket.ident)
-        for row in HeldEvents.objects.filter(trigger_id__in=trigger_ids):
-            ident = (row.trigger_id, tuple(json.loads(row.bucketing_key)))
-            state.held[ident] = {
-                uuid.UUID(k): datetime.fromisoformat(v) for k, v in row.events.items()
-            }
-            state.held_at[ident] = row.held_at
-        self._child_rows = list(ChildFirings.objects.filter(parent_trigger_id__in=trigger_ids))
-
-    def _load_child_firings(self) -> None:
-        for row in self._child_rows:
-            try:
-                self.state.child_firings[row.parent_trigger_id] = {
-                    uuid.UUID(f["trigger_id"]): Firing.from_json(f, self.evaluator.triggers)
-                    for f in row.firings
-                }
-            except KeyError:  # a child trigger that no longer exists
-                continue
-        self._child_rows = []
 
     def _ensure_loaded(self) -> None:
         if not self.loaded:
@@ -353,7 +317,7 @@ class Engine:
                 row = EngineCursor.objects.select_for_update().filter(name=self.name).first()
                 if row is None or row.version != self.version:
                     raise _Stale
-                self._write_state()
+                state_rows.write(self.state, self.evaluator, self.persisted, self.clock)
                 if work.covered:
                     uid, dt, _, _ = sql_adapters()
                     table = connection.ops.quote_name(SeenEvent._meta.db_table)
@@ -399,77 +363,6 @@ class Engine:
         state.clean()
         self.new_runs += new_runs
         return True
-
-    def _write_state(self) -> None:
-        state, owner = self.state, self.evaluator.owner
-        owner_trigger = self.evaluator.triggers.__getitem__
-        uid, dt, js, jp = sql_adapters()
-        upserts, deletes, written, removed = [], [], [], []
-        for ident in state.dirty_buckets:
-            bucket = state.buckets.get(ident)
-            key = bucket_key_text(ident[1])
-            if bucket is None or ident[0] not in owner:
-                # A window opened and closed within this batch never had a row.
-                if ident in self.persisted:
-                    deletes.append((uid(ident[0]), key))
-                    removed.append(ident)
-                continue
-            upserts.append(
-                (
-                    uid(owner[ident[0]].id),
-                    uid(ident[0]),
-                    key,
-                    dt(bucket.start),
-                    dt(bucket.end),
-                    bucket.count,
-                    # Only proactive firings read a window's last event; reactive ones fire
-                    # on the event in hand, so their windows need not store it.
-                    js(bucket.last_event.to_wire())
-                    if bucket.last_event and not owner_trigger(ident[0]).reactive
-                    else None,
-                    dt(self.clock()),
-                )
-            )
-            written.append(ident)
-        table = connection.ops.quote_name(TriggerBucket._meta.db_table)
-        with connection.cursor() as cursor:
-            if deletes:
-                cursor.executemany(
-                    f"DELETE FROM {table} WHERE trigger_id = %s AND bucketing_key = %s", deletes
-                )
-            if upserts:
-                # Plain SQL: the ORM's bulk upsert costs more in Python than SQLite does per row.
-                cursor.executemany(
-                    f"INSERT INTO {table} (automation_id, trigger_id, bucketing_key, start, "
-                    f'"end", count, last_event, updated) VALUES (%s, %s, %s, %s, %s, %s, {jp}, %s) '
-                    "ON CONFLICT (trigger_id, bucketing_key) DO UPDATE SET start = excluded.start, "
-                    '"end" = excluded."end", count = excluded.count, '
-                    "last_event = excluded.last_event, updated = excluded.updated",
-                    upserts,
-                )
-        self.persisted.difference_update(removed)
-        self.persisted.update(written)
-        for ident in state.dirty_held:
-            key = bucket_key_text(ident[1])
-            held = state.held.get(ident)
-            HeldEvents.objects.filter(trigger_id=ident[0], bucketing_key=key).delete()
-            if held and ident[0] in owner:
-                HeldEvents.objects.create(
-                    automation_id=owner[ident[0]].id,
-                    trigger_id=ident[0],
-                    bucketing_key=key,
-                    events={str(k): v.isoformat() for k, v in held.items()},
-                    held_at=state.held_at.get(ident, self.clock()),
-                )
-        for parent in state.dirty_children:
-            firings = state.child_firings.get(parent)
-            ChildFirings.objects.filter(parent_trigger_id=parent).delete()
-            if firings and parent in owner:
-                ChildFirings.objects.create(
-                    automation_id=owner[parent].id,
-                    parent_trigger_id=parent,
-                    firings=[f.to_json() for f in firings.values()],
-                )
 
     # --- actions -------------------------------------------------------------------------------
 

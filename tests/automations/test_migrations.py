@@ -80,3 +80,24 @@ def test_existing_secrets_are_sealed_renamed_and_scrubbed_from_the_log():
     assert NewEvent.objects.get(event="prefect-cloud.webhook.failed").payload == {"status": 400}
     created = NewEvent.objects.get(event="prefect.automation.created")
     assert created.payload["actions"][0]["headers"] == {"X-Key": REDACTED}
+
+
+def test_existing_firings_become_triggered_when_resolve_arrives():
+    before = [("automations", "0004_firing_triggering_event_index")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    automation = old.get_model("automations", "Automation").objects.create(
+        id=uuid.uuid4(),
+        name="old firings",
+        trigger={"type": "event", "posture": "Proactive", "expect": ["x"], "within": 10},
+        actions=[{"type": "do-nothing"}],
+    )
+    firing = old.get_model("automations", "Firing").objects.create(
+        id=uuid.uuid4(), automation=automation, triggered=timezone.now(), trigger_id=uuid.uuid4()
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate([("automations", "0005_resolve")])
+    new = executor.loader.project_state([("automations", "0005_resolve")]).apps
+    assert new.get_model("automations", "Firing").objects.get(id=firing.id).state == "Triggered"
+    assert new.get_model("automations", "TriggerOutage").objects.count() == 0
