@@ -264,7 +264,8 @@ class EventFilter(_Filter):
                 qs = qs.filter(Exists(own_rows.filter(row_q(spec, **names))))
             else:
                 qs = qs.filter(id__in=rows.filter(q).values("event_id"))
-        if self.text and (q := text_q(self.text.query)) is not None:
+        # A walk tests each event's text; otherwise PostgreSQL may read it from its index.
+        if self.text and (q := text_q(self.text.query, use_index=semijoin == "in")) is not None:
             qs = qs.filter(q)
         if self.distinct:
             first = Window(

@@ -28,6 +28,10 @@ if TYPE_CHECKING:  # importable without Django's settings (bench/ingest.py build
     from events.schema import Event
 
 
+# pg_trgm's index serves a substring of at least this many characters.
+INDEXED_TERM = 3
+
+
 def fold(text: str) -> str:
     """The one case rule of text search: full Unicode case folding."""
     return text.casefold()
@@ -76,8 +80,12 @@ def text_matches(query: str, text: str) -> bool:
     return all(t in text for t in required)
 
 
-def text_q(query: str) -> Q | None:
-    """The query as a condition on `events_event` (None when it has no terms)."""
+def text_q(query: str, *, use_index: bool = True) -> Q | None:
+    """The query as a condition on `events_event` (None when it has no terms).
+
+    `use_index=False` (a newest-first walk testing each event) keeps PostgreSQL off the trigram
+    index, which its planner would otherwise pick for a common term and read every match of.
+    """
     include, exclude, required = parse_text_query(query)
     if not (include or exclude or required):
         return None
@@ -85,16 +93,19 @@ def text_q(query: str) -> Q | None:
     if include:
         either = Q()
         for term in include:
-            either |= _contains(term)
+            either |= _contains(term, use_index)
         q &= either
     for term in required:
-        q &= _contains(term)
+        q &= _contains(term, use_index)
     for term in exclude:
-        q &= ~_contains(term)
+        q &= ~_contains(term, False)
     return q
 
 
-def _contains(term: str) -> Q:
-    if connection.vendor == "sqlite":  # instr: case-sensitive (SQLite's LIKE folds ASCII)
-        return Q(GreaterThan(StrIndex("search", Value(term)), 0))
-    return Q(search__contains=term)  # LIKE '%term%': pg_trgm's GIN index serves it
+def _contains(term: str, use_index: bool) -> Q:
+    # LIKE '%term%' is what pg_trgm's GIN index serves; a term under 3 characters has no trigram
+    # and would read the whole index, so it (like SQLite, and a walk) uses instr / strpos, which
+    # no index serves: the same substring test, case-sensitive (SQLite's LIKE folds ASCII).
+    if use_index and connection.vendor == "postgresql" and len(term) >= INDEXED_TERM:
+        return Q(search__contains=term)
+    return Q(GreaterThan(StrIndex("search", Value(term)), 0))
