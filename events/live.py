@@ -49,7 +49,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -57,7 +57,7 @@ from django.db import connection
 
 from events import broadcast, queries, schema
 from events.broadcast import GROUP
-from events.filters import EventFilter
+from events.filters import EventFilter, OccurredFilter
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class Subscription:
     ):
         self.tail = tail
         self.event_filter = event_filter
+        self.since, self.until = event_filter.occurred.since, event_filter.occurred.until
+        self.shape_key, self.shape = _shape(event_filter)
         self.max_pending = max_pending
         self.on_too_slow = on_too_slow
         self.pending: deque[LiveEvent] = deque()
@@ -107,11 +109,12 @@ class Subscription:
         self.closed = False
 
     def offer(self, items: list[LiveEvent]) -> None:
+        """Queue `items`, which match this filter's shape; its occurred window is checked here."""
         if self.closed:
             return
-        matches = self.event_filter.matches
+        since, until = self.since, self.until
         for item in items:
-            if not matches(item.event):
+            if not since <= item.event.occurred <= until:
                 continue
             if len(self.pending) >= self.max_pending:
                 self.close()
@@ -291,8 +294,18 @@ class Tail:
                 self.seen_ids.add(event.id)
                 bisect.insort(self.seen, (event.received, event.id))
         items = [LiveEvent(e) for e in events]
+        # Subscribers whose filters differ only in their occurred window (every API subscriber's
+        # starts at its connection) share one evaluation of the rest: one `matches()` per shape
+        # and event, not per subscriber and event.
+        by_shape: dict[str, list[LiveEvent]] = {}
         for subscription in list(self.subscriptions):
-            subscription.offer(items)
+            matching = by_shape.get(subscription.shape_key)
+            if matching is None:
+                matches = subscription.shape.matches
+                matching = by_shape[subscription.shape_key] = [
+                    item for item in items if matches(item.event)
+                ]
+            subscription.offer(matching)
 
     def _forget_before(self, limit: datetime) -> None:
         cut = bisect.bisect_left(self.seen, (limit,))
@@ -357,6 +370,17 @@ class Tail:
                 if _cancelling():
                     raise asyncio.CancelledError from exc
                 logger.warning("live: renewing the group failed (%s)", exc)
+
+
+_OPEN = OccurredFilter(
+    since=datetime.min.replace(tzinfo=UTC), until=datetime.max.replace(tzinfo=UTC)
+)
+
+
+def _shape(event_filter: EventFilter) -> tuple[str, EventFilter]:
+    """The filter without its occurred window, and a key equal for equal shapes."""
+    shape = event_filter.model_copy(update={"occurred": _OPEN})
+    return shape.model_dump_json(), shape
 
 
 def _cancelling() -> bool:
