@@ -17,7 +17,10 @@ process, `LiveEvent.cached`).
 What wakes the tail:
 - a commit in its own process, directly (`broadcast.add_waker`), handing over the committed
   events: the tail delivers them at once, before its read of the store (which then skips them),
-  so a process's own writes reach its sockets without waiting for a read of the log;
+  so a process's own writes reach its sockets without waiting for a read of the log. They may
+  arrive ahead of events other processes stored moments before (not yet read); so the tail does
+  this only while it is caught up (its last read, at most `PUSH_FRESH_SECONDS` ago, found the end
+  of the log), and a reconnecting page's backfill looks `LONG_OVERLAP` further back;
 - a wake-up on the channel layer (`events.broadcast` sends one per commit to the `events` group,
   which holds one channel per process: the tail's), so other processes' writes arrive at once;
 - every `TICK_SECONDS` regardless, so a lost, expired or dropped wake-up (a full channel, Redis
@@ -67,6 +70,9 @@ READ_LIMIT = 1000
 SHORT_OVERLAP = timedelta(seconds=2)
 LONG_OVERLAP = timedelta(seconds=15)
 REJOIN_MAX_SECONDS = 2.0
+# A commit's events are handed to its own process's tail only while the tail's last read (they
+# come at least every tick) found the end of the log this recently.
+PUSH_FRESH_SECONDS = 2 * TICK_SECONDS
 TOO_SLOW = 1013
 
 
@@ -159,6 +165,8 @@ class Tail:
         self.executor: ThreadPoolExecutor | None = None
         self.waker: Callable[[Sequence[schema.Event]], None] | None = None
         self.reads = 0
+        self.read_done_at = float("-inf")
+        self.backlogged = True
 
     async def subscribe(
         self, event_filter: EventFilter, *, max_pending: int, on_too_slow: Callable[[str], None]
@@ -222,10 +230,22 @@ class Tail:
         """
         if self.runner is None:
             return
+        if not self._caught_up():
+            # A starved or backlogged tail: these would overtake stored events it has yet to
+            # read (by more than a reconnecting page's backfill looks back); read in order.
+            self.wake.set()
+            return
         new = [e for e in events if e.id not in self.seen_ids and e.received is not None]
         if new:
             self._deliver(sorted(new, key=lambda e: (e.received, e.id)))
         self.wake.set()
+
+    def _caught_up(self) -> bool:
+        """Whether the last read found the end of the log, recently (reads come every tick)."""
+        return (
+            not self.backlogged
+            and asyncio.get_running_loop().time() - self.read_done_at < PUSH_FRESH_SECONDS
+        )
 
     async def _in_thread(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(
@@ -275,6 +295,8 @@ class Tail:
         )
         fresh, late = await self._in_thread(_read, cursor, since, seen_in_window, self.seen_ids)
         self.reads += 1
+        self.read_done_at = asyncio.get_running_loop().time()
+        self.backlogged = len(fresh) == READ_LIMIT
         if late is not None:
             stored_behind, events = late
             self._forget_unstored(since, cursor, stored_behind)
