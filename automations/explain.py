@@ -231,19 +231,23 @@ def preview(trigger_data: Any, *, since: datetime, until: datetime | None = None
     until = min(until or now, now)  # nothing is stored after now
     since = min(since, until)
     found = replay_stored(trigger, since=since, until=until)
+    fired = [f for f in found.replay.firings if not f.resolved]
     return {
-        "firings": [
-            {
-                "occurred": f.triggered.isoformat(),
-                "triggering_labels": f.triggering_labels,
-                "triggering_event": str(f.triggering_event.id) if f.triggering_event else None,
-            }
-            for f in found.replay.firings
-        ],
-        "count": len(found.replay.firings),
+        "firings": [_previewed(f) for f in fired],
+        "count": len(fired),
+        "resolved": [_previewed(f) for f in found.replay.firings if f.resolved],
         "since": found.since.isoformat(),
         "until": found.until.isoformat(),
         "horizon": found.horizon.isoformat() if found.horizon else None,
         "events": found.replay.events,
         "truncated": found.truncated,
+    }
+
+
+def _previewed(firing) -> dict[str, Any]:
+    event = firing.triggering_event
+    return {
+        "occurred": firing.triggered.isoformat(),
+        "triggering_labels": firing.triggering_labels,
+        "triggering_event": str(event.id) if event else None,
     }

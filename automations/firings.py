@@ -1,5 +1,7 @@
 """Recording firings: the `Firing` row, its `prefect.automation.triggered` event and the pending
-action runs, written inside the engine's batch transaction."""
+action runs, written inside the engine's batch transaction. A resolution (a firing whose state is
+`Resolved`) is recorded the same way, with a `prefect.automation.resolved` event and the runs of
+`actions_on_resolve`."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from events.schema import Event
 
 
 def record_firings(items: list[tuple[Automation, Firing]]) -> list[uuid.UUID]:
-    """Store firings, their `prefect.automation.triggered` events and pending action runs.
+    """Store firings, their `prefect.automation.triggered` (or `.resolved`) events and pending
+    action runs.
 
     Runs inside the caller's transaction; one write of each kind for the whole batch (a
     proactive tick can fire hundreds at once). Returns the new action run ids.
@@ -47,7 +50,7 @@ def _triggered_event(automation: Automation, firing: Firing) -> Event:
         resource["prefect.posture"] = trigger.posture
     triggering = firing.triggering_event
     return internal_event(
-        "prefect.automation.triggered",
+        "prefect.automation.resolved" if firing.resolved else "prefect.automation.triggered",
         occurred=firing.triggered,
         resource=resource,
         related=(
@@ -84,6 +87,7 @@ def _firing_rows(
         event_ids=list(dict.fromkeys(str(e.id) for e in firing.all_events())),
         firing=firing.to_json(),
         triggered_event_id=triggered_event.id,
+        state=firing.state,
     )
     runs = [
         ActionRun(
@@ -100,6 +104,8 @@ def _firing_rows(
             ),
             next_attempt=now,
         )
-        for source, index, action in automation.all_actions()
+        for source, index, action in (
+            automation.resolve_actions() if firing.resolved else automation.all_actions()
+        )
     ]
     return row, runs

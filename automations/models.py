@@ -53,8 +53,8 @@ class Automation(models.Model):
     def all_actions(self) -> list[tuple[str, int, dict]]:
         """(list name, index in the run, action) for every action a firing runs.
 
-        Prefect numbers `actions` and then `actions_on_trigger` with one index; the actions on
-        resolve never run (OSS never resolves).
+        Prefect numbers `actions` and then `actions_on_trigger` with one index; a resolution
+        runs `actions_on_resolve` instead (`resolve_actions`).
         """
         out = [("actions", i, a) for i, a in enumerate(self.actions)]
         out += [
@@ -62,6 +62,10 @@ class Automation(models.Model):
             for i, a in enumerate(self.actions_on_trigger)
         ]
         return out
+
+    def resolve_actions(self) -> list[tuple[str, int, dict]]:
+        """(list name, index in the run, action) for every action a resolution runs."""
+        return [("actions_on_resolve", i, a) for i, a in enumerate(self.actions_on_resolve)]
 
     def to_api(self) -> dict[str, Any]:
         """Prefect's Automation JSON (the response omits `owner_resource`, like Prefect).
@@ -144,6 +148,25 @@ class HeldEvents(models.Model):
         ]
 
 
+class TriggerOutage(models.Model):
+    """A proactive trigger that fired for one for_each key and has not resolved yet
+    (see automations.triggers.Outage)."""
+
+    automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="outages")
+    trigger_id = models.UUIDField()
+    bucketing_key = models.TextField()
+    since = models.DateTimeField()
+    firing_id = models.UUIDField()
+    triggering_labels = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trigger_id", "bucketing_key"], name="triggeroutage_unique_key"
+            )
+        ]
+
+
 class ChildFirings(models.Model):
     """The latest firing of each child of a composite trigger, waiting for the others."""
 
@@ -153,7 +176,11 @@ class ChildFirings(models.Model):
 
 
 class Firing(models.Model):
-    """One firing of an automation's trigger."""
+    """One firing of an automation's trigger, or the resolution of an earlier one."""
+
+    class State(models.TextChoices):
+        TRIGGERED = "Triggered"
+        RESOLVED = "Resolved"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     automation = models.ForeignKey(Automation, on_delete=models.CASCADE, related_name="firings")
@@ -165,7 +192,9 @@ class Firing(models.Model):
     triggering_event = models.JSONField(null=True, blank=True)
     event_ids = models.JSONField(default=list)  # every triggering event, composite tree included
     firing = models.JSONField(default=dict)  # the whole firing tree, for templates
-    triggered_event_id = models.UUIDField(null=True, blank=True)  # prefect.automation.triggered
+    # prefect.automation.triggered (or .resolved)
+    triggered_event_id = models.UUIDField(null=True, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.TRIGGERED)
     is_test = models.BooleanField(default=False)
 
     class Meta:

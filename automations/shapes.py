@@ -96,6 +96,10 @@ class Preview(BaseModel):
 
     firings: list[PreviewFiring]
     count: int
+    resolved: list[PreviewFiring] = Field(
+        description="proactive outages that ended: `occurred` is the resolution, "
+        "`triggering_event` the expected event that came back"
+    )
     since: datetime
     until: datetime
     horizon: datetime | None

@@ -2,7 +2,8 @@
 
 The state itself (`automations.triggers.State`) is pure and lives in the engine's memory; these rows
 make it durable: `TriggerBucket` (windows and their counts), `HeldEvents` (a sequence's members
-waiting for the rest) and `ChildFirings` (the children of a composite that have fired). `write`
+waiting for the rest), `ChildFirings` (the children of a composite that have fired) and
+`TriggerOutage` (the open outages of proactive triggers, until they resolve). `write`
 runs inside the engine's batch transaction (`Engine._commit`), so state, firings and cursor move
 together."""
 
@@ -15,9 +16,15 @@ from datetime import datetime
 
 from django.db import connection
 
-from automations.models import ChildFirings, HeldEvents, TriggerBucket, bucket_key_text
+from automations.models import (
+    ChildFirings,
+    HeldEvents,
+    TriggerBucket,
+    TriggerOutage,
+    bucket_key_text,
+)
 from automations.sql import sql_adapters
-from automations.triggers import Bucket, Evaluator, Firing, State
+from automations.triggers import Bucket, Evaluator, Firing, Outage, State
 from events.schema import Event
 
 
@@ -40,6 +47,9 @@ def load(state: State, trigger_ids: list[uuid.UUID], persisted: set[tuple]) -> l
         ident = (row.trigger_id, tuple(json.loads(row.bucketing_key)))
         state.held[ident] = {uuid.UUID(k): datetime.fromisoformat(v) for k, v in row.events.items()}
         state.held_at[ident] = row.held_at
+    for row in TriggerOutage.objects.filter(trigger_id__in=trigger_ids):
+        ident = (row.trigger_id, tuple(json.loads(row.bucketing_key)))
+        state.outages[ident] = Outage(row.since, row.firing_id, dict(row.triggering_labels))
     return list(ChildFirings.objects.filter(parent_trigger_id__in=trigger_ids))
 
 
@@ -56,7 +66,8 @@ def load_child_firings(state: State, rows: list[ChildFirings], triggers: dict) -
 def write(
     state: State, evaluator: Evaluator, persisted: set[tuple], clock: Callable[[], datetime]
 ) -> None:
-    """Write the windows, held events and child firings the batch changed (`state.dirty_*`)."""
+    """Write the windows, held events, child firings and outages the batch changed
+    (`state.dirty_*`)."""
     owner = evaluator.owner
     owner_trigger = evaluator.triggers.__getitem__
     uid, dt, js, jp = sql_adapters()
@@ -126,3 +137,26 @@ def write(
                 parent_trigger_id=parent,
                 firings=[f.to_json() for f in firings.values()],
             )
+    _write_outages(state, owner)
+
+
+def _write_outages(state: State, owner: dict) -> None:
+    """Outages opened or closed (a firing, a resolution, a trigger gone): rare, row by row."""
+    for trigger_id, key in state.dirty_outages:
+        TriggerOutage.objects.filter(
+            trigger_id=trigger_id, bucketing_key=bucket_key_text(key)
+        ).delete()
+    TriggerOutage.objects.bulk_create(
+        [
+            TriggerOutage(
+                automation_id=owner[ident[0]].id,
+                trigger_id=ident[0],
+                bucketing_key=bucket_key_text(ident[1]),
+                since=outage.since,
+                firing_id=outage.firing_id,
+                triggering_labels=outage.triggering_labels,
+            )
+            for ident in state.dirty_outages
+            if (outage := state.outages.get(ident)) is not None and ident[0] in owner
+        ]
+    )

@@ -20,6 +20,7 @@ from automations import actions as action_kinds
 from automations import changes, explain
 from automations.action_forms import is_resolved
 from automations.forms import ActionForm, ActionFormSet, AutomationForm
+from automations.key_states import key_states
 from automations.models import ActionRun, Automation, Firing
 from automations.triggers import TriggerInvalid, automate, describe, parse_trigger
 from automations.triggers.describe import sentence
@@ -84,6 +85,10 @@ def automation_detail(request: HttpRequest, automation_id: uuid.UUID) -> HttpRes
         {"index": index, "source": source, "action": action, "summary": _action_summary(action)}
         for source, index, action in automation.all_actions()
     ]
+    on_resolve = [
+        {"index": index, "action": action, "summary": _action_summary(action)}
+        for _, index, action in automation.resolve_actions()
+    ]
     return render(
         request,
         "automations/detail.html",
@@ -92,6 +97,8 @@ def automation_detail(request: HttpRequest, automation_id: uuid.UUID) -> HttpRes
             "summary": _summary(automation.trigger),
             "firings": firings,
             "actions": actions,
+            "on_resolve": on_resolve,
+            "keys": key_states(automation),
             "failed_runs": automation.action_runs.filter(status=ActionRun.Status.FAILED).count(),
             "deliveries": list(automation.deliveries.select_related("run")[:DELIVERIES_SHOWN]),
             "tested": tested,

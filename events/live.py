@@ -15,7 +15,9 @@ in-memory `matches()` per event plus its send (a matching event's frame or row i
 process, `LiveEvent.cached`).
 
 What wakes the tail:
-- a commit in its own process, directly (`broadcast.add_waker`);
+- a commit in its own process, directly (`broadcast.add_waker`), handing over the committed
+  events: the tail delivers them at once, before its read of the store (which then skips them),
+  so a process's own writes reach its sockets without waiting for a read of the log;
 - a wake-up on the channel layer (`events.broadcast` sends one per commit to the `events` group,
   which holds one channel per process: the tail's), so other processes' writes arrive at once;
 - every `TICK_SECONDS` regardless, so a lost, expired or dropped wake-up (a full channel, Redis
@@ -45,7 +47,7 @@ import logging
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -152,7 +154,7 @@ class Tail:
         self.listener: asyncio.Task | None = None
         self.starting = asyncio.Lock()
         self.executor: ThreadPoolExecutor | None = None
-        self.waker: Callable[[], None] | None = None
+        self.waker: Callable[[Sequence[schema.Event]], None] | None = None
         self.reads = 0
 
     async def subscribe(
@@ -182,11 +184,11 @@ class Tail:
         self.wake.clear()
         loop = asyncio.get_running_loop()
 
-        def waker() -> None:
+        def waker(events: Sequence[schema.Event]) -> None:
             if loop.is_closed():  # the loop ended without stopping the tail: forget it
                 broadcast.remove_waker(waker)
                 return
-            loop.call_soon_threadsafe(self.wake.set)
+            loop.call_soon_threadsafe(self._push, events)
 
         self.waker = waker
         broadcast.add_waker(waker)
@@ -208,6 +210,19 @@ class Tail:
         self.runner = self.listener = self.executor = None
         self.cursor = None
         self.seen, self.seen_ids = [], set()
+
+    def _push(self, events: Sequence[schema.Event]) -> None:
+        """Deliver what this process has just committed, then read the store as for any wake-up.
+
+        The read finds these events after the cursor and skips them (`seen_ids`); it is still
+        what moves the cursor and finds other processes' and late commits.
+        """
+        if self.runner is None:
+            return
+        new = [e for e in events if e.id not in self.seen_ids and e.received is not None]
+        if new:
+            self._deliver(sorted(new, key=lambda e: (e.received, e.id)))
+        self.wake.set()
 
     async def _in_thread(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(
@@ -248,17 +263,23 @@ class Tail:
         """Read and deliver what follows the cursor; True when there is more to read at once."""
         cursor = self.cursor
         since = cursor[0] - overlap if cursor is not None else None
-        seen_in_window = len(self.seen) - bisect.bisect_left(self.seen, (since,)) if since else 0
+        # Only what was delivered in [since, cursor] compares with the stored count; events
+        # pushed by this process's commits (`_push`) may lie past the cursor.
+        seen_in_window = (
+            bisect.bisect_right(self.seen, cursor) - bisect.bisect_left(self.seen, (since,))
+            if since
+            else 0
+        )
         fresh, late = await self._in_thread(_read, cursor, since, seen_in_window, self.seen_ids)
         self.reads += 1
         if late is not None:
             stored_behind, events = late
-            self._forget_unstored(since, stored_behind)
+            self._forget_unstored(since, cursor, stored_behind)
             if events:
                 logger.info("live: %d events committed behind the cursor", len(events))
                 self._deliver(events)
         if fresh:
-            self._deliver(fresh)
+            self._deliver([e for e in fresh if e.id not in self.seen_ids])
             self.cursor = (fresh[-1].received, fresh[-1].id)
         if since is not None:
             self._forget_before(self.cursor[0] - LONG_OVERLAP)
@@ -280,10 +301,13 @@ class Tail:
                 self.seen_ids.discard(event_id)
             del self.seen[:cut]
 
-    def _forget_unstored(self, since: datetime, stored: set[uuid.UUID]) -> None:
+    def _forget_unstored(
+        self, since: datetime, cursor: queries.Cursor, stored: set[uuid.UUID]
+    ) -> None:
         """Drop delivered ids that are no longer stored (retention), so the counts agree again."""
         start = bisect.bisect_left(self.seen, (since,))
-        gone = [entry for entry in self.seen[start:] if entry[1] not in stored]
+        end = bisect.bisect_right(self.seen, cursor)
+        gone = [entry for entry in self.seen[start:end] if entry[1] not in stored]
         for entry in gone:
             self.seen.remove(entry)
             self.seen_ids.discard(entry[1])
@@ -370,9 +394,11 @@ def _start_position(overlap: timedelta):
 def _read(cursor, since, seen_in_window: int, seen_ids: set):
     """The events after `cursor`; and, when the count behind it over [since, cursor] differs
     from what was delivered, the stored ids there and the events among them not yet delivered."""
-    fresh = queries.read_after(cursor, limit=READ_LIMIT)
+    if cursor is None:
+        return queries.read_after(None, limit=READ_LIMIT), None
+    fresh, behind = queries.read_after_counting_behind(cursor, since=since, limit=READ_LIMIT)
     late = None
-    if cursor is not None and queries.count_behind(cursor, since=since) != seen_in_window:
+    if behind != seen_in_window:
         stored = queries.received_behind(cursor, since=since)
         missing = [event_id for event_id in stored if event_id not in seen_ids]
         late = (set(stored), queries.events_by_ids(missing) if missing else [])

@@ -5,7 +5,7 @@ writes (`State`) and the time it evaluates at. The engine keeps `State` in the d
 form's preview and the "why did it fire" page run the very same code over stored events.
 
 - `definitions`: the trigger models and `parse_trigger`;
-- `state`: windows (`Bucket`), `Firing`, `State`;
+- `state`: windows (`Bucket`), `Firing` (Triggered or Resolved), open outages (`Outage`), `State`;
 - `evaluator`: `Evaluator` (on_event / on_tick);
 - `simulation`: `replay`, the engine's loop over stored events (preview and explain);
 - `ordering`: events wait for the event they `follow`;
@@ -34,7 +34,15 @@ from automations.triggers.describe import Clause, describe, explain, trigger_fro
 from automations.triggers.evaluator import AutomationSpec, Evaluator
 from automations.triggers.ordering import Ordering
 from automations.triggers.simulation import Replay, read_order, replay
-from automations.triggers.state import Bucket, BucketId, Firing, State
+from automations.triggers.state import (
+    RESOLVED,
+    TRIGGERED,
+    Bucket,
+    BucketId,
+    Firing,
+    Outage,
+    State,
+)
 
 __all__ = [
     "EXPIRED_BUCKET_BUFFER",
@@ -44,7 +52,9 @@ __all__ = [
     "MAX_FOLLOWER_DEPTH",
     "NEVER_EVALUATED",
     "PROACTIVE_MINIMUM_WITHIN",
+    "RESOLVED",
     "SWEEP_EVERY",
+    "TRIGGERED",
     "TRIGGER_TYPES",
     "AutomationSpec",
     "Bucket",
@@ -55,6 +65,7 @@ __all__ = [
     "EventTrigger",
     "Firing",
     "Ordering",
+    "Outage",
     "Replay",
     "SequenceTrigger",
     "State",

@@ -47,8 +47,9 @@ def _either(values: list[str] | str) -> str:
     return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
 
 
-def sentence(trigger: Any) -> str:
-    """The trigger in plain words, as the form shows it while it is edited."""
+def sentence(trigger: Any, *, top: bool = True) -> str:
+    """The trigger in plain words, as the form shows it while it is edited (`top`: the
+    automation's own trigger, not a composite's child)."""
     if isinstance(trigger, EventTrigger):
         names = _either(trigger.expect) if trigger.expect else "any event"
         where = ""
@@ -72,14 +73,24 @@ def sentence(trigger: Any) -> str:
         fewer = "no" if trigger.threshold == 1 else f"fewer than {trigger.threshold}"
         said = f"Fires when {fewer} {names}{where} arrive within {window}"
         if trigger.after:
-            return f"{said} after each {_either(trigger.after)}{each}."
-        if trigger.for_each:
-            return (
-                f"{said}{each}; a window opens only with an event, so one that stops sending "
-                "altogether is never alerted on (set “after” to the same event for that)."
+            said = f"{said} after each {_either(trigger.after)}{each}."
+        elif trigger.for_each:
+            said = (
+                f"{said}{each}; each one that has sent them and goes silent alerts between "
+                f"{window} and {_duration(2 * trigger.within.total_seconds())} after its last "
+                f"(set “after” to the same event to alert exactly {window} after it)."
             )
-        return f"{said}, and again every {window} while they stay away."
-    children = [sentence(t).removeprefix("Fires when ").rstrip(".") for t in trigger.triggers]
+        else:
+            said = f"{said}."
+        if not top:
+            return said
+        return (
+            f"{said} It notifies once per outage, and resolves (running the actions on "
+            f"resolve) when {names} arrives again."
+        )
+    children = [
+        sentence(t, top=False).removeprefix("Fires when ").rstrip(".") for t in trigger.triggers
+    ]
     within = (
         f" within {_duration(trigger.within.total_seconds())}"
         if getattr(trigger, "within", None)

@@ -4,6 +4,13 @@ The algorithm follows Prefect 3.9.1's `server/events/triggers.py` (reference §5
 one bucket per (trigger, for_each key) with start/end/count/last_event; reactive triggers
 fire as soon as the count meets the threshold and then debounce until the window ends;
 proactive triggers fire at the end of a window when the count stayed under the threshold.
+
+Resolve (Prefect Cloud's `Resolved` state; OSS never resolves): a top-level proactive trigger
+that fires opens an `Outage` for its for_each key. While it is open the key notifies no more,
+and its windows are not kept; the next expected event for the key ends it with a `Resolved`
+firing (stamped at the clock, carrying the firing's labels and the returning event). A
+proactive trigger without `after` keeps rolling a key's windows after they met the threshold,
+so a key that goes silent fires (Prefect drops them, and a silent key never fires).
 The engine keeps `State` in the database and calls `Evaluator.on_event` / `on_tick`;
 `simulation.replay` drives the very same code over stored events as the engine does.
 """
@@ -24,7 +31,7 @@ from automations.triggers.definitions import (
     EventTrigger,
     unique,
 )
-from automations.triggers.state import Bucket, Firing, State
+from automations.triggers.state import RESOLVED, Bucket, Firing, Outage, State
 from events.schema import Event
 
 
@@ -124,6 +131,27 @@ class Evaluator:
     def _reactive(
         self, trigger: EventTrigger, event: Event, clock: datetime, fired: list[Firing]
     ) -> None:
+        self._count(trigger, event, clock, fired)
+        if trigger.reactive or not self.state.outages or not trigger.expects(event.event):
+            return
+        key = trigger.bucketing_key(event)
+        outage = self.state.close_outage((trigger.id, key))
+        if outage is not None:
+            # The expected events are back: the outage ends with this event.
+            fired.append(
+                Firing(
+                    trigger=trigger,
+                    triggered=clock,
+                    triggering_labels=outage.triggering_labels,
+                    triggering_event=event,
+                    bucket_key=key,
+                    state=RESOLVED,
+                )
+            )
+
+    def _count(
+        self, trigger: EventTrigger, event: Event, clock: datetime, fired: list[Firing]
+    ) -> None:
         state = self.state
         key = trigger.bucketing_key(event)
         bucket: Bucket | None = None
@@ -179,9 +207,16 @@ class Evaluator:
                 trigger, (), start=as_of, end=as_of + trigger.within, last_event=None
             )
         due = []
+        # Without `after`, a key's windows roll on after meeting the threshold, so that a key
+        # going silent fires (one key, without for_each, is opened afresh on every run).
+        rolls = not trigger.after and bool(trigger.for_each)
+        outages = self.state.outages
         for bucket in self.state.buckets_of(trigger.id, ordered=False):
             # A window that already has enough events cannot fire; drop it without evaluating.
-            if bucket.count >= trigger.threshold:
+            if bucket.count >= trigger.threshold and not rolls:
+                self.state.remove(bucket)
+            elif bucket.end <= as_of and outages and bucket.ident in outages:
+                # The key is in an outage: it has notified, an expected event resolves it.
                 self.state.remove(bucket)
             elif bucket.end > as_of:
                 # Its window is still open: evaluating it would change nothing (`_evaluate`
@@ -385,6 +420,14 @@ class Evaluator:
     def _fire(self, firing: Firing, fired: list[Firing]) -> None:
         parent = self.parents.get(firing.trigger.id)
         if parent is None:
+            trigger = firing.trigger
+            if isinstance(trigger, EventTrigger) and not trigger.reactive:
+                ident = (trigger.id, firing.bucket_key)
+                if ident in self.state.outages:
+                    return  # notified once for this outage already
+                self.state.open_outage(
+                    ident, Outage(firing.triggered, firing.id, firing.triggering_labels)
+                )
             fired.append(firing)
         else:
             self._evaluate_composite(parent, firing, fired)

@@ -1,4 +1,5 @@
-"""What trigger evaluation remembers: windows (`Bucket`), firings and their dirty sets."""
+"""What trigger evaluation remembers: windows (`Bucket`), firings, open outages (`Outage`) and
+their dirty sets."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from typing import Any
 from events.schema import Event
 
 BucketId = tuple[uuid.UUID, tuple[str, ...]]
+
+# Prefect's TriggerState: a firing either starts an outage or ends it.
+TRIGGERED = "Triggered"
+RESOLVED = "Resolved"
 
 
 @dataclass
@@ -39,6 +44,11 @@ class Firing:
     triggering_firings: list[Firing] = field(default_factory=list)
     bucket_key: tuple[str, ...] = ()
     id: uuid.UUID = field(default_factory=uuid.uuid4)
+    state: str = TRIGGERED  # or RESOLVED: the condition of an earlier firing cleared
+
+    @property
+    def resolved(self) -> bool:
+        return self.state == RESOLVED
 
     def all_firings(self) -> list[Firing]:
         return [self, *(f for child in self.triggering_firings for f in child.all_firings())]
@@ -57,6 +67,7 @@ class Firing:
             "triggering_event": self.triggering_event.to_wire() if self.triggering_event else None,
             "triggering_firings": [f.to_json() for f in self.triggering_firings],
             "bucket_key": list(self.bucket_key),
+            "state": self.state,
         }
 
     @classmethod
@@ -71,7 +82,21 @@ class Firing:
             ),
             triggering_firings=[cls.from_json(f, triggers) for f in data["triggering_firings"]],
             bucket_key=tuple(data.get("bucket_key", ())),
+            state=data.get("state", TRIGGERED),
         )
+
+
+@dataclass
+class Outage:
+    """A proactive trigger that fired for one for_each key and has not resolved yet.
+
+    While it is open the key notifies no more (one notification per outage); an expected event
+    for the key resolves it.
+    """
+
+    since: datetime
+    firing_id: uuid.UUID
+    triggering_labels: dict[str, str] = field(default_factory=dict)
 
 
 class State:
@@ -93,6 +118,9 @@ class State:
         self.child_firings: dict[uuid.UUID, dict[uuid.UUID, Firing]] = {}
         # proactive trigger id → when to evaluate it next (not durable: re-evaluating is safe)
         self.next_runs: dict[uuid.UUID, datetime] = {}
+        # (trigger, key) → the open outage of a top-level proactive trigger
+        self.outages: dict[BucketId, Outage] = {}
+        self.dirty_outages: set[BucketId] = set()
         self.dirty_buckets: set[BucketId] = set()
         self.dirty_held: set[BucketId] = set()
         self.dirty_children: set[uuid.UUID] = set()
@@ -101,6 +129,7 @@ class State:
         self.dirty_buckets.clear()
         self.dirty_held.clear()
         self.dirty_children.clear()
+        self.dirty_outages.clear()
 
     # buckets
     def bucket(self, trigger_id: uuid.UUID, key: tuple[str, ...]) -> Bucket | None:
@@ -138,3 +167,17 @@ class State:
             self.dirty_children.add(parent)
         for tid in [t for t in self.next_runs if t not in keep]:
             del self.next_runs[tid]
+        for ident in [i for i in self.outages if i[0] not in keep]:
+            del self.outages[ident]
+            self.dirty_outages.add(ident)
+
+    # outages
+    def open_outage(self, ident: BucketId, outage: Outage) -> None:
+        self.outages[ident] = outage
+        self.dirty_outages.add(ident)
+
+    def close_outage(self, ident: BucketId) -> Outage | None:
+        outage = self.outages.pop(ident, None)
+        if outage is not None:
+            self.dirty_outages.add(ident)
+        return outage

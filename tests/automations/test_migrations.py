@@ -84,8 +84,8 @@ def test_existing_secrets_are_sealed_renamed_and_scrubbed_from_the_log():
 
 
 def test_automations_enabled_before_enabled_since_existed_count_as_enabled_since_made():
-    before = [("automations", "0004_firing_triggering_event_index")]
-    after = [("automations", "0005_automation_enabled_since")]
+    before = [("automations", "0005_resolve")]
+    after = [("automations", "0006_automation_enabled_since")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     old = executor.loader.project_state(before).apps.get_model("automations", "Automation")
@@ -99,3 +99,24 @@ def test_automations_enabled_before_enabled_since_existed_count_as_enabled_since
     new = executor.loader.project_state(after).apps.get_model("automations", "Automation")
     assert new.objects.get(pk=on.id).enabled_since == made
     assert new.objects.get(pk=off.id).enabled_since is None
+
+
+def test_existing_firings_become_triggered_when_resolve_arrives():
+    before = [("automations", "0004_firing_triggering_event_index")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    automation = old.get_model("automations", "Automation").objects.create(
+        id=uuid.uuid4(),
+        name="old firings",
+        trigger={"type": "event", "posture": "Proactive", "expect": ["x"], "within": 10},
+        actions=[{"type": "do-nothing"}],
+    )
+    firing = old.get_model("automations", "Firing").objects.create(
+        id=uuid.uuid4(), automation=automation, triggered=timezone.now(), trigger_id=uuid.uuid4()
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate([("automations", "0005_resolve")])
+    new = executor.loader.project_state([("automations", "0005_resolve")]).apps
+    assert new.get_model("automations", "Firing").objects.get(id=firing.id).state == "Triggered"
+    assert new.get_model("automations", "TriggerOutage").objects.count() == 0

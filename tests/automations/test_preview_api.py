@@ -63,6 +63,14 @@ def test_preview_finds_a_real_heartbeat_outage_and_no_false_one(api_client, cloc
     assert alert < outage_to
     assert firing["triggering_labels"] == {"prefect.resource.id": "prefect.worker.w1"}
     assert firing["triggering_event"] is not None  # the last heartbeat, which opened the window
+    # The outage resolves at the first heartbeat back.
+    (resolved,) = body["resolved"]
+    assert (
+        outage_to
+        <= datetime.fromisoformat(resolved["occurred"])
+        <= outage_to + timedelta(seconds=5)
+    )
+    assert resolved["triggering_labels"] == firing["triggering_labels"]
 
     # Names given as a glob read the same events.
     glob = HEARTBEAT_MISSING | {"after": ["prefect.worker.*"], "expect": ["prefect.worker.*"]}

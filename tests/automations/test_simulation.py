@@ -3,7 +3,8 @@
 The real engine runs against the real database with a controlled clock (events stored as they
 arrive, a step after each arrival, the proactive tick every 5 s, pauses and resumes through
 `changes.set_enabled`); then `explain.replay_stored` replays the stored log. Both must give the
-same firings: time, triggering labels and triggering event.
+same firings: time, triggering labels, triggering event and state (Triggered, or Resolved when
+a proactive outage ends).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pytest
 import time_machine
 from django.conf import settings as django_settings
 from django.db import transaction
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import event as note_case
 from hypothesis import strategies as st
 
 from automations import changes, explain
@@ -143,11 +145,35 @@ def _engine_firings(automation, moments, traveller) -> tuple[list[tuple], int]:
         engine.step()
         engine.tick()
     rows = Firing.objects.filter(automation=automation, is_test=False)
-    return [_key(f.triggered, f.triggering_labels, f.triggering_event_id) for f in rows], end
+    keys = [_key(f.triggered, f.triggering_labels, f.triggering_event_id, f.state) for f in rows]
+    return keys, end
 
 
-def _key(triggered, labels, event_id) -> tuple:
-    return (triggered, tuple(sorted(labels.items())), str(event_id) if event_id else "")
+def _key(triggered, labels, event_id, state) -> tuple:
+    return (triggered, tuple(sorted(labels.items())), str(event_id) if event_id else "", state)
+
+
+def _beat(name: str, resource: str) -> dict:
+    return {"name": name, "resource": resource, "late": 0, "id": uuid.uuid4(), "follows": None}
+
+
+# A key that goes silent and comes back, another that keeps going: Triggered, then Resolved.
+SILENT_AND_BACK = (
+    {
+        "type": "event",
+        "posture": "Proactive",
+        "expect": ["acme.hb"],
+        "for_each": ["prefect.resource.id"],
+        "match": {"prefect.resource.id": "acme.r.*"},
+        "within": 10,
+    },
+    [
+        (1, [_beat("acme.hb", "acme.r.1"), _beat("acme.hb", "acme.r.2")], False),
+        (13, [_beat("acme.hb", "acme.r.2")], False),
+        (25, [_beat("acme.hb", "acme.r.2")], False),
+        (50, [_beat("acme.hb", "acme.r.1"), _beat("acme.hb", "acme.r.2")], False),
+    ],
+)
 
 
 @settings(
@@ -157,6 +183,7 @@ def _key(triggered, labels, event_id) -> tuple:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(trigger=triggers(), moments=streams())
+@example(*SILENT_AND_BACK)
 def test_the_replay_of_the_stored_log_makes_the_engines_firings(trigger, moments):
     try:
         with transaction.atomic(), time_machine.travel(NOW, tick=False) as traveller:
@@ -180,10 +207,14 @@ def test_the_replay_of_the_stored_log_makes_the_engines_firings(trigger, moments
                     f.triggered,
                     f.triggering_labels,
                     f.triggering_event.id if f.triggering_event else None,
+                    f.state,
                 )
                 for f in found.replay.firings
             ]
             assert sorted(replayed) == sorted(engine_fired)
+            note_case(f"states: {sorted({k[3] for k in engine_fired})}")
+            if trigger is SILENT_AND_BACK[0]:
+                assert [k[3] for k in sorted(engine_fired)].count("Resolved") >= 1
             raise _Rollback
     except _Rollback:
         pass

@@ -302,14 +302,32 @@ def test_reactive_same_event_in_after_and_expect_never_reacts_to_the_first_one()
 # --- proactive -----------------------------------------------------------------------------------
 
 
-def test_worked_example_proactive_ten_second_window_without_events_fires_every_ten_seconds():
+def test_proactive_without_events_notifies_once_and_resolves_when_events_return():
+    # Prefect's OSS server fires every window (10, 20, … 60); like Prefect Cloud, one outage
+    # notifies once and resolves at the first expected event.
     e = evaluator(event_trigger(posture="Proactive", expect=["x"], within=10))
     firings = []
     for t in range(0, 61, 5):  # the engine's 5 s clock tick
         for f in e.on_tick(at(t)):
             firings.append((t, f))
-    assert [t for t, _ in firings] == [10, 20, 30, 40, 50, 60]
-    assert all(f.triggering_event is None for _, f in firings)
+    assert [(t, f.state) for t, f in firings] == [(10, "Triggered")]
+    assert firings[0][1].triggering_event is None
+    back = ev("x", t=62)
+    (resolved,) = e.on_event(back, clock=at(63))
+    assert (resolved.state, resolved.triggered, resolved.triggering_event) == (
+        "Resolved",
+        at(63),
+        back,
+    )
+    assert e.state.outages == {}
+    assert e.on_event(ev("x", t=64), clock=at(64)) == []  # resolved once
+
+
+def test_proactive_reactive_posture_never_resolves():
+    e = evaluator(event_trigger(expect=["x"], threshold=1))
+    assert [f.state for f in e.on_event(ev("x", t=0), clock=at(0))] == ["Triggered"]
+    assert [f.state for f in e.on_event(ev("x", t=1), clock=at(1))] == ["Triggered"]
+    assert e.state.outages == {}
 
 
 def test_proactive_does_not_fire_while_events_keep_arriving():
@@ -330,7 +348,7 @@ def test_proactive_fires_once_a_window_ends_under_threshold_with_the_last_event(
     assert firing.triggering_event.id == last.id
 
 
-def test_proactive_for_each_only_watches_keys_after_their_first_event():
+def test_proactive_for_each_only_watches_keys_after_their_first_event_and_notifies_once():
     e = evaluator(
         event_trigger(
             posture="Proactive",
@@ -345,19 +363,57 @@ def test_proactive_for_each_only_watches_keys_after_their_first_event():
     fired = []
     for t in range(5, 40, 5):
         fired += [(t, f) for f in e.on_tick(at(t))]
-    assert [t for t, _ in fired] == [15, 25, 35]
+    assert [t for t, _ in fired] == [15]  # then in an outage until r1's events return
     assert {f.triggering_labels["prefect.resource.id"] for _, f in fired} == {"r1"}
 
 
-def test_proactive_window_that_already_met_its_threshold_is_dropped_without_firing():
+def test_proactive_for_each_key_that_goes_silent_fires_once_and_resolves_when_it_returns():
+    # Prefect drops a key's window once it met the threshold, so a key that goes silent never
+    # fires; here its windows roll on, and a silent key fires once.
     e = evaluator(
         event_trigger(
             posture="Proactive", expect=["x"], within=10, for_each=["prefect.resource.id"]
         )
     )
     e.on_event(ev("x", "r1", t=1), clock=at(1))
-    assert [f for t in range(5, 60, 5) for f in e.on_tick(at(t))] == []
-    assert e.state.buckets == {}
+    e.on_event(ev("x", "r2", t=1), clock=at(1))
+    fired = []
+    for t in range(5, 60, 5):
+        fired += e.on_event(ev("x", "r2", t=t), clock=at(t))  # r2 keeps reporting
+        fired += [(t, f) for f in e.on_tick(at(t))]
+    assert [(t, f.state, f.triggering_labels) for t, f in fired] == [
+        (25, "Triggered", {"prefect.resource.id": "r1"})
+    ]
+    assert e.state.bucket(fired[0][1].trigger.id, ("r1",)) is None  # no windows while out
+    (resolved,) = e.on_event(ev("x", "r1", t=70), clock=at(70))
+    assert (resolved.state, resolved.triggering_labels) == (
+        "Resolved",
+        {"prefect.resource.id": "r1"},
+    )
+    silent = {
+        (t, f.triggering_labels["prefect.resource.id"])
+        for t in range(75, 100, 5)
+        for f in e.on_tick(at(t))
+    }
+    assert silent == {(85, "r2"), (90, "r1")}  # r2 silent after 55, r1 again after 70
+
+
+def test_proactive_heartbeat_resolves_at_the_next_heartbeat():
+    e = evaluator(
+        event_trigger(
+            posture="Proactive",
+            after=["hb"],
+            expect=["hb"],
+            within=10,
+            for_each=["prefect.resource.id"],
+        )
+    )
+    e.on_event(ev("hb", "w1", t=0), clock=at(0))
+    fired = [f for t in range(5, 60, 5) for f in e.on_tick(at(t))]
+    assert [(f.state, f.triggered) for f in fired] == [("Triggered", at(10))]
+    (resolved,) = e.on_event(ev("hb", "w1", t=61), clock=at(61))
+    assert resolved.state == "Resolved" and resolved.bucket_key == ("w1",)
+    assert [f.triggered for t in range(65, 80, 5) for f in e.on_tick(at(t))] == [at(75)]
 
 
 def test_proactive_after_expect_fires_when_the_expected_event_never_comes():
@@ -429,7 +485,7 @@ def test_proactive_after_without_for_each_also_keeps_a_periodic_window_like_pref
     # Prefect's proactive evaluation opens the key-less window on every tick, `after` or not.
     e = evaluator(event_trigger(posture="Proactive", after=["a"], expect=["b"], within=10))
     fired = [t for t in range(0, 31, 5) for _ in e.on_tick(at(t))]
-    assert fired == [10, 30]  # after a firing the next window opens at the next run, 20
+    assert fired == [10]  # the window opened at 20 would fire at 30: the same outage
 
 
 def test_sweep_deletes_buckets_that_ended_more_than_a_minute_ago():
@@ -627,8 +683,8 @@ def test_replay_counts_reactive_and_proactive_firings_over_stored_events():
     proactive = parse_trigger(event_trigger(posture="Proactive", expect=["x"], within=10))
     fired = replay(proactive, events, since=at(0), until=at(60)).firings
     # the tick at 0 drops the window the event at 0 filled and runs again at 10, when it drops
-    # the one events 1..4 filled; the window opened at 20 stays empty, and so does each after
-    assert [f.triggered for f in fired] == [at(t) for t in (30, 40, 50, 60)]
+    # the one events 1..4 filled; the window opened at 20 stays empty: one outage from 30 on
+    assert [f.triggered for f in fired] == [at(30)]
 
 
 def test_replay_reads_in_received_order_with_the_clock_at_reading():
@@ -651,8 +707,13 @@ def test_replay_has_no_trigger_state_while_the_automation_is_paused():
 
 def test_replay_stamps_only_the_firings_between_since_and_until():
     proactive = parse_trigger(event_trigger(posture="Proactive", expect=["x"], within=10))
-    fired = replay(proactive, [], since=at(30), until=at(50), start=at(0)).firings
-    assert [f.triggered for f in fired] == [at(30), at(40), at(50)]
+    fired = replay(proactive, [], since=at(0), until=at(50)).firings
+    assert [f.triggered for f in fired] == [at(10)]
+    # the outage opened at 10, before `since`: nothing new is stamped in [30, 50]
+    assert replay(proactive, [], since=at(30), until=at(50), start=at(0)).firings == []
+    back = [ev("x", t=32)]
+    fired = replay(proactive, back, since=at(30), until=at(60), start=at(0)).firings
+    assert [(f.state, f.triggered) for f in fired] == [("Resolved", at(32)), ("Triggered", at(60))]
 
 
 def test_the_trigger_index_selects_exactly_the_triggers_that_cover_an_event():

@@ -10,7 +10,7 @@ def enabled_since_creation(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("automations", "0004_firing_triggering_event_index"),
+        ("automations", "0005_resolve"),
     ]
 
     operations = [

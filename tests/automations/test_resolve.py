@@ -1,0 +1,172 @@
+"""Resolve end to end: a proactive automation fires once per outage, and when the expected
+events come back the engine records a `Resolved` firing, stores `prefect.automation.resolved`
+and runs `actions_on_resolve` (PagerDuty resolves the incident it opened)."""
+
+from __future__ import annotations
+
+import pytest
+
+from automations.engine import Engine
+from automations.models import ActionRun, Firing, TriggerOutage
+from events.models import Event as EventRow
+from tests.automations.actions.receivers import Receiver
+from tests.automations.actions.test_presets import pagerduty_answer
+from tests.automations.conftest import event, make_automation, store
+
+pytestmark = pytest.mark.django_db
+
+HEARTBEAT = {
+    "type": "event",
+    "posture": "Proactive",
+    "after": ["prefect.worker.heartbeat"],
+    "expect": ["prefect.worker.heartbeat"],
+    "for_each": ["prefect.resource.id"],
+    "within": 60,
+}
+
+
+def run(engine: Engine, seconds: int, *, beat: str | None = None) -> None:
+    """Advance the clock 5 s at a time, reading the log and ticking as `serve` does."""
+    for _ in range(seconds // 5):
+        if beat:
+            store(event("prefect.worker.heartbeat", beat))
+        while engine.step():
+            pass
+        engine.tick()
+        engine.run_actions()
+        engine.clock_shift(5)
+
+
+@pytest.fixture
+def engine(clock):
+    clock.shift(1)  # past a new engine's first instant (see tests/automations/test_pages.py)
+    made = Engine()
+    made.load()
+    made.clock_shift = clock.shift
+    return made
+
+
+def test_a_silent_worker_fires_once_and_resolves_with_its_actions_when_it_beats_again(
+    clock, engine
+):
+    automation = make_automation(
+        HEARTBEAT,
+        [{"type": "do-nothing"}],
+        actions_on_resolve=[{"type": "do-nothing"}],
+    )
+    run(engine, 30, beat="prefect.worker.w1")
+    run(engine, 300)  # five minutes of silence: one notification, not five
+    (fired,) = Firing.objects.filter(automation=automation)
+    assert fired.state == Firing.State.TRIGGERED
+    assert fired.triggering_labels == {"prefect.resource.id": "prefect.worker.w1"}
+    assert TriggerOutage.objects.get().firing_id == fired.id
+
+    # A restarted engine remembers the outage: it neither notifies again nor forgets to resolve.
+    restarted = Engine()
+    restarted.load()
+    restarted.clock_shift = clock.shift
+    run(restarted, 120)
+    assert Firing.objects.filter(automation=automation).count() == 1
+
+    run(restarted, 5, beat="prefect.worker.w1")
+    resolved = Firing.objects.get(automation=automation, state=Firing.State.RESOLVED)
+    assert resolved.triggering_labels == fired.triggering_labels
+    assert resolved.triggered > fired.triggered
+    assert not TriggerOutage.objects.exists()
+    back = EventRow.objects.filter(event="prefect.worker.heartbeat").latest("received", "id")
+    assert resolved.triggering_event_id == back.id
+
+    (event_row,) = EventRow.objects.filter(event="prefect.automation.resolved")
+    assert event_row.resource == {
+        "prefect.resource.id": automation.resource_id,
+        "prefect.resource.name": automation.name,
+        "prefect.posture": "Proactive",
+    }
+    assert event_row.related == [
+        {
+            "prefect.resource.id": f"prefect.event.{back.id}",
+            "prefect.resource.role": "triggering-event",
+        }
+    ]
+    assert event_row.payload["triggering_labels"] == {"prefect.resource.id": "prefect.worker.w1"}
+    assert event_row.occurred == resolved.triggered
+
+    (on_resolve,) = ActionRun.objects.filter(firing=resolved)
+    assert on_resolve.source == "actions_on_resolve"
+    assert on_resolve.status == ActionRun.Status.SUCCEEDED
+    assert on_resolve.triggering_event["event"] == "prefect.automation.resolved"
+    # The firing ran `actions` only, the resolution `actions_on_resolve` only.
+    assert [r.source for r in ActionRun.objects.filter(firing=fired)] == ["actions"]
+
+    # Silent again: a new outage, a new notification.
+    run(restarted, 120)
+    assert Firing.objects.filter(automation=automation, state="Triggered").count() == 2
+
+
+def test_pagerduty_opens_an_incident_when_heartbeats_stop_and_resolves_it_when_they_return(
+    clock, engine, allow_private
+):
+    pagerduty = Receiver(pagerduty_answer)
+    action = {
+        "type": "notify-pagerduty",
+        "routing_key": "R0UTINGKEY0123456789012345678901",
+        "severity": "critical",
+        "api_url": pagerduty.url + "/v2/enqueue",
+    }
+    try:
+        automation = make_automation(
+            HEARTBEAT, [action], actions_on_resolve=[action], name="Workers"
+        )
+        run(engine, 30, beat="prefect.worker.w1")
+        run(engine, 30, beat="prefect.worker.w2")  # w1 goes silent here, w2 keeps beating
+        run(engine, 60, beat="prefect.worker.w2")
+        assert len(pagerduty.requests) == 1
+        run(engine, 10, beat="prefect.worker.w1")
+    finally:
+        pagerduty.close()
+
+    runs = ActionRun.objects.filter(automation=automation).order_by("created")
+    assert [(r.source, r.status) for r in runs] == [
+        ("actions", ActionRun.Status.SUCCEEDED),
+        ("actions_on_resolve", ActionRun.Status.SUCCEEDED),
+    ]
+    triggered, resolved = pagerduty.json(0), pagerduty.json(1)
+    assert triggered["event_action"] == "trigger"
+    assert triggered["payload"]["severity"] == "critical"
+    assert triggered["payload"]["source"] == "prefect.worker.w1"
+    assert triggered["dedup_key"].startswith(f"eventsite-{automation.id}-")
+    assert resolved == {
+        "routing_key": "R0UTINGKEY0123456789012345678901",
+        "dedup_key": triggered["dedup_key"],
+        "event_action": "resolve",
+    }
+    assert len(pagerduty.requests) == 2
+
+
+def test_the_automation_page_shows_each_keys_state_escaped(clock, engine, logged_in_client):
+    automation = make_automation(
+        HEARTBEAT | {"after": [], "expect": ["prefect.worker.heartbeat"]}, name="Workers"
+    )
+    run(engine, 10, beat="prefect.worker.<b>w1</b>")
+    run(engine, 10, beat="prefect.worker.w2")
+    # w1 (silent after 5 s) fires; w2 still beating stays armed
+    run(engine, 120, beat="prefect.worker.w2")
+    page = logged_in_client.get(f"/automations/{automation.id}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "prefect.resource.id=prefect.worker.&lt;b&gt;w1&lt;/b&gt;" in html
+    assert "<b>w1</b>" not in html
+    rows = html.split('class="key-state ')[1:]
+    firing = next(r for r in rows if "&lt;b&gt;w1" in r)
+    armed = next(r for r in rows if "worker.w2" in r)
+    assert firing.startswith("state-firing") and "since" in firing
+    assert armed.startswith("state-armed") and "window ends at" in armed
+
+    run(engine, 5, beat="prefect.worker.<b>w1</b>")
+    html = logged_in_client.get(f"/automations/{automation.id}/").content.decode()
+    rows = html.split('class="key-state ')[1:]
+    back = next(r for r in rows if "&lt;b&gt;w1" in r)
+    assert back.startswith("state-armed")  # its window rolls again, resolved a moment ago
+    resolved = Firing.objects.get(state="Resolved")
+    assert resolved.triggered.strftime("%Y-%m-%d %H:%M:%S") in back
+    assert "resolved</span>" in html  # the firings list marks the resolution
