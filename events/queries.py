@@ -366,6 +366,29 @@ def count_behind(cursor: Cursor, *, since: datetime) -> int:
     return _behind(cursor, since).count()
 
 
+def read_after_counting_behind(
+    cursor: Cursor, *, since: datetime, limit: int
+) -> tuple[list[schema.Event], int]:
+    """`read_after(cursor)` and `count_behind(cursor, since=since)` in one round trip.
+
+    The live tail's read: on PostgreSQL the second round trip was as long as the read itself
+    (the thread waits for the GIL again after each one while the loop is sending frames).
+    The count's one-row table is LEFT JOINed to the page, so it comes back with no event too.
+    """
+    page = Event.objects.filter(_after_cursor_q(cursor)).order_by("received", "id")[:limit]
+    page_sql, page_params = page.values_list(*_EVENT_FIELDS).query.sql_with_params()
+    behind_sql, behind_params = _behind(cursor, since).values("id").query.sql_with_params()
+    sql = (
+        f"SELECT c.n, f.* FROM (SELECT COUNT(*) AS n FROM ({behind_sql}) b) c"
+        f" LEFT JOIN ({page_sql}) f ON 1 = 1 ORDER BY f.received, f.id"
+    )
+    with connection.cursor() as db:
+        db.execute(sql, (*behind_params, *page_params))
+        fetched = db.fetchall()
+    behind = fetched[0][0]
+    return _decoded([row[1:] for row in fetched if row[6] is not None]), behind
+
+
 def received_behind(cursor: Cursor, *, since: datetime) -> dict[uuid.UUID, datetime]:
     """id → received of the stored events received in [since, cursor]."""
     return dict(_behind(cursor, since).values_list("id", "received"))
@@ -440,6 +463,11 @@ def as_schema_events(rows: QuerySet[Event], *, payload: bool = True) -> list[sch
         fetched = db.fetchall()
     if not payload:
         fetched = [(*row[:4], "{}", *row[4:]) for row in fetched]
+    return _decoded(fetched)
+
+
+def _decoded(fetched) -> list[schema.Event]:
+    """Rows of `_EVENT_FIELDS` as `schema.Event`s."""
     return [
         schema.Event(
             _datetime(occurred),
