@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from events import broadcast
@@ -99,8 +100,6 @@ class _Notifier:
 
 def _shared_layer():
     """The channel layer, when other processes share it (not the in-memory one)."""
-    from channels.layers import InMemoryChannelLayer, get_channel_layer
-
     layer = get_channel_layer()
     return None if layer is None or isinstance(layer, InMemoryChannelLayer) else layer
 
