@@ -174,6 +174,12 @@ def test_the_automation_page_shows_each_keys_state_escaped(clock, engine, logged
     resolved = Firing.objects.get(state="Resolved")
     assert resolved.triggered.strftime("%Y-%m-%d %H:%M:%S") in back
     assert "resolved</span>" in html  # the firings list marks the resolution
+    trace = logged_in_client.get(f"/automations/firings/{resolved.id}/").content.decode()
+    assert "<h1>Resolved <time" in trace
+    caused = logged_in_client.get(f"/automations/caused-by/{resolved.triggering_event_id}/")
+    assert caused.status_code == 200
+    assert f"/automations/firings/{resolved.id}/" in caused.content.decode()
+    assert "resolved</span>" in caused.content.decode()
 
 
 def _form(**overrides) -> dict:
