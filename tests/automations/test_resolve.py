@@ -165,6 +165,8 @@ def test_the_automation_page_shows_each_keys_state_escaped(clock, engine, logged
     armed = next(r for r in rows if "worker.w2" in r)
     assert firing.startswith("state-firing") and "since" in firing
     assert armed.startswith("state-armed") and "window ends at" in armed
+    listed = logged_in_client.get("/automations/").content.decode()
+    assert "Firing: 1 key<" in listed
 
     run(engine, 5, beat="prefect.worker.<b>w1</b>")
     html = logged_in_client.get(f"/automations/{automation.id}/").content.decode()
@@ -174,6 +176,7 @@ def test_the_automation_page_shows_each_keys_state_escaped(clock, engine, logged
     resolved = Firing.objects.get(state="Resolved")
     assert resolved.triggered.strftime("%Y-%m-%d %H:%M:%S") in back
     assert "resolved</span>" in html  # the firings list marks the resolution
+    assert "Firing: " not in logged_in_client.get("/automations/").content.decode()
     trace = logged_in_client.get(f"/automations/firings/{resolved.id}/").content.decode()
     assert "<h1>Resolved <time" in trace
     caused = logged_in_client.get(f"/automations/caused-by/{resolved.triggering_event_id}/")
