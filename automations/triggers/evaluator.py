@@ -124,10 +124,10 @@ class Evaluator:
         `triggers` is `interested(event)` when the caller has already computed it.
         """
         fired: list[Firing] = []
-        outages = self.state.outages
+        in_outage = self.state.in_outage
         for trigger in self.interested(event) if triggers is None else triggers:
             self._reactive(trigger, event, clock, fired)
-            if outages and not trigger.reactive:
+            if in_outage and trigger.id in in_outage:
                 self._resolve(trigger, event, clock, fired)
         return fired
 
