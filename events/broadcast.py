@@ -24,12 +24,12 @@ ORIGIN = uuid.uuid4().hex
 _wakers: set[Callable[[], None]] = set()
 
 
-def add_waker(wake: Callable[[], None]) -> None:
-    """Call `wake` (from any thread) whenever this process stores events."""
+def add_waker(wake: Callable[[Sequence], None]) -> None:
+    """Call `wake(events)` (from the committing thread) whenever this process stores events."""
     _wakers.add(wake)
 
 
-def remove_waker(wake: Callable[[], None]) -> None:
+def remove_waker(wake: Callable[[Sequence], None]) -> None:
     _wakers.discard(wake)
 
 
@@ -67,7 +67,7 @@ def broadcast_stored(events: Sequence) -> None:
         return
     for wake in list(_wakers):  # this process's readers, without a hop through the layer
         try:
-            wake()
+            wake(events)
         except Exception:  # a reader whose loop is gone; the write has committed regardless
             logger.debug("a live reader could not be woken", exc_info=True)
     layer = get_channel_layer()

@@ -15,7 +15,12 @@ in-memory `matches()` per event plus its send (a matching event's frame or row i
 process, `LiveEvent.cached`).
 
 What wakes the tail:
-- a commit in its own process, directly (`broadcast.add_waker`);
+- a commit in its own process, directly (`broadcast.add_waker`), handing over the committed
+  events: the tail delivers them at once, before its read of the store (which then skips them),
+  so a process's own writes reach its sockets without waiting for a read of the log. They may
+  arrive ahead of events other processes stored moments before (not yet read); so the tail does
+  this only while it is caught up (its last read, at most `PUSH_FRESH_SECONDS` ago, found the end
+  of the log), and a reconnecting page's backfill looks `LONG_OVERLAP` further back;
 - a wake-up on the channel layer (`events.broadcast` sends one per commit to the `events` group,
   which holds one channel per process: the tail's), so other processes' writes arrive at once;
 - every `TICK_SECONDS` regardless, so a lost, expired or dropped wake-up (a full channel, Redis
@@ -45,9 +50,9 @@ import logging
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -55,7 +60,7 @@ from django.db import connection
 
 from events import broadcast, queries, schema
 from events.broadcast import GROUP
-from events.filters import EventFilter
+from events.filters import EventFilter, OccurredFilter
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,9 @@ READ_LIMIT = 1000
 SHORT_OVERLAP = timedelta(seconds=2)
 LONG_OVERLAP = timedelta(seconds=15)
 REJOIN_MAX_SECONDS = 2.0
+# A commit's events are handed to its own process's tail only while the tail's last read (they
+# come at least every tick) found the end of the log this recently.
+PUSH_FRESH_SECONDS = 2 * TICK_SECONDS
 TOO_SLOW = 1013
 
 
@@ -98,6 +106,8 @@ class Subscription:
     ):
         self.tail = tail
         self.event_filter = event_filter
+        self.since, self.until = event_filter.occurred.since, event_filter.occurred.until
+        self.shape_key, self.shape = _shape(event_filter)
         self.max_pending = max_pending
         self.on_too_slow = on_too_slow
         self.pending: deque[LiveEvent] = deque()
@@ -105,11 +115,12 @@ class Subscription:
         self.closed = False
 
     def offer(self, items: list[LiveEvent]) -> None:
+        """Queue `items`, which match this filter's shape; its occurred window is checked here."""
         if self.closed:
             return
-        matches = self.event_filter.matches
+        since, until = self.since, self.until
         for item in items:
-            if not matches(item.event):
+            if not since <= item.event.occurred <= until:
                 continue
             if len(self.pending) >= self.max_pending:
                 self.close()
@@ -152,8 +163,10 @@ class Tail:
         self.listener: asyncio.Task | None = None
         self.starting = asyncio.Lock()
         self.executor: ThreadPoolExecutor | None = None
-        self.waker: Callable[[], None] | None = None
+        self.waker: Callable[[Sequence[schema.Event]], None] | None = None
         self.reads = 0
+        self.read_done_at = float("-inf")
+        self.backlogged = True
 
     async def subscribe(
         self, event_filter: EventFilter, *, max_pending: int, on_too_slow: Callable[[str], None]
@@ -182,11 +195,11 @@ class Tail:
         self.wake.clear()
         loop = asyncio.get_running_loop()
 
-        def waker() -> None:
+        def waker(events: Sequence[schema.Event]) -> None:
             if loop.is_closed():  # the loop ended without stopping the tail: forget it
                 broadcast.remove_waker(waker)
                 return
-            loop.call_soon_threadsafe(self.wake.set)
+            loop.call_soon_threadsafe(self._push, events)
 
         self.waker = waker
         broadcast.add_waker(waker)
@@ -208,6 +221,31 @@ class Tail:
         self.runner = self.listener = self.executor = None
         self.cursor = None
         self.seen, self.seen_ids = [], set()
+
+    def _push(self, events: Sequence[schema.Event]) -> None:
+        """Deliver what this process has just committed, then read the store as for any wake-up.
+
+        The read finds these events after the cursor and skips them (`seen_ids`); it is still
+        what moves the cursor and finds other processes' and late commits.
+        """
+        if self.runner is None:
+            return
+        if not self._caught_up():
+            # A starved or backlogged tail: these would overtake stored events it has yet to
+            # read (by more than a reconnecting page's backfill looks back); read in order.
+            self.wake.set()
+            return
+        new = [e for e in events if e.id not in self.seen_ids and e.received is not None]
+        if new:
+            self._deliver(sorted(new, key=lambda e: (e.received, e.id)))
+        self.wake.set()
+
+    def _caught_up(self) -> bool:
+        """Whether the last read found the end of the log, recently (reads come every tick)."""
+        return (
+            not self.backlogged
+            and asyncio.get_running_loop().time() - self.read_done_at < PUSH_FRESH_SECONDS
+        )
 
     async def _in_thread(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(
@@ -248,17 +286,25 @@ class Tail:
         """Read and deliver what follows the cursor; True when there is more to read at once."""
         cursor = self.cursor
         since = cursor[0] - overlap if cursor is not None else None
-        seen_in_window = len(self.seen) - bisect.bisect_left(self.seen, (since,)) if since else 0
+        # Only what was delivered in [since, cursor] compares with the stored count; events
+        # pushed by this process's commits (`_push`) may lie past the cursor.
+        seen_in_window = (
+            bisect.bisect_right(self.seen, cursor) - bisect.bisect_left(self.seen, (since,))
+            if since
+            else 0
+        )
         fresh, late = await self._in_thread(_read, cursor, since, seen_in_window, self.seen_ids)
         self.reads += 1
+        self.read_done_at = asyncio.get_running_loop().time()
+        self.backlogged = len(fresh) == READ_LIMIT
         if late is not None:
             stored_behind, events = late
-            self._forget_unstored(since, stored_behind)
+            self._forget_unstored(since, cursor, stored_behind)
             if events:
                 logger.info("live: %d events committed behind the cursor", len(events))
                 self._deliver(events)
         if fresh:
-            self._deliver(fresh)
+            self._deliver([e for e in fresh if e.id not in self.seen_ids])
             self.cursor = (fresh[-1].received, fresh[-1].id)
         if since is not None:
             self._forget_before(self.cursor[0] - LONG_OVERLAP)
@@ -270,8 +316,18 @@ class Tail:
                 self.seen_ids.add(event.id)
                 bisect.insort(self.seen, (event.received, event.id))
         items = [LiveEvent(e) for e in events]
+        # Subscribers whose filters differ only in their occurred window (every API subscriber's
+        # starts at its connection) share one evaluation of the rest: one `matches()` per shape
+        # and event, not per subscriber and event.
+        by_shape: dict[str, list[LiveEvent]] = {}
         for subscription in list(self.subscriptions):
-            subscription.offer(items)
+            matching = by_shape.get(subscription.shape_key)
+            if matching is None:
+                matches = subscription.shape.matches
+                matching = by_shape[subscription.shape_key] = [
+                    item for item in items if matches(item.event)
+                ]
+            subscription.offer(matching)
 
     def _forget_before(self, limit: datetime) -> None:
         cut = bisect.bisect_left(self.seen, (limit,))
@@ -280,10 +336,13 @@ class Tail:
                 self.seen_ids.discard(event_id)
             del self.seen[:cut]
 
-    def _forget_unstored(self, since: datetime, stored: set[uuid.UUID]) -> None:
+    def _forget_unstored(
+        self, since: datetime, cursor: queries.Cursor, stored: set[uuid.UUID]
+    ) -> None:
         """Drop delivered ids that are no longer stored (retention), so the counts agree again."""
         start = bisect.bisect_left(self.seen, (since,))
-        gone = [entry for entry in self.seen[start:] if entry[1] not in stored]
+        end = bisect.bisect_right(self.seen, cursor)
+        gone = [entry for entry in self.seen[start:end] if entry[1] not in stored]
         for entry in gone:
             self.seen.remove(entry)
             self.seen_ids.discard(entry[1])
@@ -335,6 +394,17 @@ class Tail:
                 logger.warning("live: renewing the group failed (%s)", exc)
 
 
+_OPEN = OccurredFilter(
+    since=datetime.min.replace(tzinfo=UTC), until=datetime.max.replace(tzinfo=UTC)
+)
+
+
+def _shape(event_filter: EventFilter) -> tuple[str, EventFilter]:
+    """The filter without its occurred window, and a key equal for equal shapes."""
+    shape = event_filter.model_copy(update={"occurred": _OPEN})
+    return shape.model_dump_json(), shape
+
+
 def _cancelling() -> bool:
     """Whether the running task was asked to stop (a library may raise its own error instead)."""
     task = asyncio.current_task()
@@ -370,9 +440,11 @@ def _start_position(overlap: timedelta):
 def _read(cursor, since, seen_in_window: int, seen_ids: set):
     """The events after `cursor`; and, when the count behind it over [since, cursor] differs
     from what was delivered, the stored ids there and the events among them not yet delivered."""
-    fresh = queries.read_after(cursor, limit=READ_LIMIT)
+    if cursor is None:
+        return queries.read_after(None, limit=READ_LIMIT), None
+    fresh, behind = queries.read_after_counting_behind(cursor, since=since, limit=READ_LIMIT)
     late = None
-    if cursor is not None and queries.count_behind(cursor, since=since) != seen_in_window:
+    if behind != seen_in_window:
         stored = queries.received_behind(cursor, since=since)
         missing = [event_id for event_id in stored if event_id not in seen_ids]
         late = (set(stored), queries.events_by_ids(missing) if missing else [])

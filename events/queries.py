@@ -27,10 +27,8 @@ from django.db.models import (
     Count,
     Max,
     Min,
-    OuterRef,
     Q,
     QuerySet,
-    Subquery,
 )
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -39,7 +37,6 @@ from events import rollups, schema, totals
 from events.filters import EventFilter, startswith_q
 from events.models import Event
 from events.page_plans import keyset_q, newest
-from events.schema import resource_name
 
 PAGE_TOKEN_SALT = "events.page-token"
 
@@ -154,37 +151,85 @@ def count_by_event(event_filter: EventFilter, *, use_rollups: bool = True) -> li
     ]
 
 
+# count-by/resource answers every matching resource (Prefect's contract), as many rows as there
+# are resources: grouped, labelled and sorted by the database, then read in chunks and streamed, so
+# a process holds one chunk however many resources match (issue 17 item 4).
+RESOURCE_CHUNK = 2000
+# A resource's label: its newest event's first non-empty name label, else its id (`resource_name`).
+_LABEL_SQL = {
+    "sqlite": "json_extract(e.resource, '$.\"{}\"')",
+    "postgresql": "(e.resource ->> '{}')",
+}
+
+
+class ResourceCounts:
+    """count-by/resource's rows in Prefect's order (count desc, label asc), read in chunks.
+
+    The statement runs when this is made (within the request's deadline); `chunk()` then only
+    fetches rows the database has ready. Call `close()` when done.
+    """
+
+    def __init__(self, event_filter: EventFilter):
+        self.cursor = None
+        groups = (
+            event_filter.apply(Event.objects.all())
+            .values("resource_id")
+            .annotate(n=Count("id"), lo=Min("occurred"), hi=Max("occurred"))
+            .order_by()
+        )
+        try:
+            sql, params = groups.query.sql_with_params()
+        except EmptyResultSet:
+            return
+        vendor = connection.vendor
+        names = ", ".join(
+            f"NULLIF({_LABEL_SQL[vendor].format(key)}, '')" for key in schema.NAME_LABELS
+        )
+        collate = ' COLLATE "C"' if vendor == "postgresql" else ""  # code point order, as SQLite
+        # The label is looked up from the (resource_id, occurred) index at the group's newest
+        # time: one index probe per resource instead of a correlated subquery over the filter.
+        sql = (
+            "SELECT * FROM (SELECT g.resource_id, g.n, g.lo, g.hi, (SELECT COALESCE("
+            f"{names}, e.resource_id) FROM {Event._meta.db_table} e WHERE e.resource_id = "
+            "g.resource_id AND e.occurred = g.hi ORDER BY e.id LIMIT 1) AS label "
+            f"FROM ({sql}) g) r ORDER BY r.n DESC, r.label{collate}, r.resource_id{collate}"
+        )
+        # A server-side cursor on PostgreSQL (WITH HOLD outside a transaction: the result is
+        # materialised when the statement runs); SQLite computes the sort at the first row.
+        self.cursor = connection.chunked_cursor()
+        self.cursor.execute(sql, params)
+
+    def chunk(self) -> list[dict]:
+        """The next rows (up to RESOURCE_CHUNK), or [] at the end."""
+        if self.cursor is None:
+            return []
+        return [
+            _count(value=rid, label=label or rid, count=n, start=_aware(lo), end=_aware(hi))
+            for rid, n, lo, hi, label in self.cursor.fetchmany(RESOURCE_CHUNK)
+        ]
+
+    def close(self) -> None:
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
+
+
 def count_by_resource(event_filter: EventFilter) -> list[dict]:
-    matching = event_filter.apply(Event.objects.all())
-    latest = (
-        matching.filter(resource_id=OuterRef("resource_id"))
-        .order_by("-occurred")
-        .values("resource")[:1]
-    )
-    rows = (
-        matching.values("resource_id")
-        .annotate(
-            count=Count("id"), start=Min("occurred"), end=Max("occurred"), labels=Subquery(latest)
-        )
-        .order_by("-count", "resource_id")
-    )
-    out = []
-    for r in rows:
-        labels = r["labels"]
-        if isinstance(labels, str):  # SQLite hands a JSON subquery back as text
-            labels = orjson.loads(labels)
-        label = resource_name(labels or {}) or r["resource_id"]
-        out.append(
-            _count(
-                value=r["resource_id"],
-                label=label,
-                count=r["count"],
-                start=r["start"],
-                end=r["end"],
-            )
-        )
-    out.sort(key=lambda c: (-c["count"], c["label"]))
-    return out
+    """Every row of count-by/resource in a list (tests, small reads; the API streams)."""
+    counts = ResourceCounts(event_filter)
+    try:
+        out: list[dict] = []
+        while rows := counts.chunk():
+            out.extend(rows)
+        return out
+    finally:
+        counts.close()
+
+
+def _aware(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # SQLite hands raw aggregates back as stored text (UTC)
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def time_buckets(
@@ -398,6 +443,29 @@ def count_behind(cursor: Cursor, *, since: datetime) -> int:
     return _behind(cursor, since).count()
 
 
+def read_after_counting_behind(
+    cursor: Cursor, *, since: datetime, limit: int
+) -> tuple[list[schema.Event], int]:
+    """`read_after(cursor)` and `count_behind(cursor, since=since)` in one round trip.
+
+    The live tail's read: on PostgreSQL the second round trip was as long as the read itself
+    (the thread waits for the GIL again after each one while the loop is sending frames).
+    The count's one-row table is LEFT JOINed to the page, so it comes back with no event too.
+    """
+    page = Event.objects.filter(_after_cursor_q(cursor)).order_by("received", "id")[:limit]
+    page_sql, page_params = page.values_list(*_EVENT_FIELDS).query.sql_with_params()
+    behind_sql, behind_params = _behind(cursor, since).values("id").query.sql_with_params()
+    sql = (
+        f"SELECT c.n, f.* FROM (SELECT COUNT(*) AS n FROM ({behind_sql}) b) c"
+        f" LEFT JOIN ({page_sql}) f ON 1 = 1 ORDER BY f.received, f.id"
+    )
+    with connection.cursor() as db:
+        db.execute(sql, (*behind_params, *page_params))
+        fetched = db.fetchall()
+    behind = fetched[0][0]
+    return _decoded([row[1:] for row in fetched if row[6] is not None]), behind
+
+
 def received_behind(cursor: Cursor, *, since: datetime) -> dict[uuid.UUID, datetime]:
     """id → received of the stored events received in [since, cursor]."""
     return dict(_behind(cursor, since).values_list("id", "received"))
@@ -472,6 +540,11 @@ def as_schema_events(rows: QuerySet[Event], *, payload: bool = True) -> list[sch
         fetched = db.fetchall()
     if not payload:
         fetched = [(*row[:4], "{}", *row[4:]) for row in fetched]
+    return _decoded(fetched)
+
+
+def _decoded(fetched) -> list[schema.Event]:
+    """Rows of `_EVENT_FIELDS` as `schema.Event`s."""
     return [
         schema.Event(
             _datetime(occurred),

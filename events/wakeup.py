@@ -124,7 +124,7 @@ class Wakeup:
         self._listening = threading.Event()
         self._thread.start()
 
-    def wake(self) -> None:
+    def wake(self, events=()) -> None:
         self._event.set()
 
     def wait(self, timeout: float) -> bool:

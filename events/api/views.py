@@ -11,7 +11,13 @@ from rest_framework.views import APIView
 
 from events import queries
 from events.accounts.roles import Capability, readable
-from events.api.bodies import error_response, json_response, parse_body, read_json
+from events.api.bodies import (
+    error_response,
+    json_array_response,
+    json_response,
+    parse_body,
+    read_json,
+)
 from events.api.shapes import ErrorBody, EventBatch, EventCounts, EventPage
 from events.filters import EventFilter
 from events.ingest import ingest
@@ -188,7 +194,8 @@ class EventsCountBy(APIView):
         if countable == "event":
             return json_response(queries.count_by_event(body.filter))
         if countable == "resource":
-            return json_response(queries.count_by_resource(body.filter))
+            counts = queries.ResourceCounts(body.filter)
+            return json_array_response(counts.chunk, counts.close)
         unit, interval = (
             ("day", 1.0) if countable == "day" else (body.time_unit, body.time_interval)
         )

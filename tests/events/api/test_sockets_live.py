@@ -36,11 +36,16 @@ def test_events_in_stays_open_after_a_bad_frame_from_a_raw_client(server, secret
         ws.send("not json at all")
         ws.send(json.dumps(good[1]))
         ws.ping().wait(10)
+    # The rejection is stored after the good frames' transaction: wait for both.
     deadline = time.monotonic() + 10
-    while Event.objects.filter(event="acme.order.created").count() < 2:
+    while (
+        Event.objects.filter(event="acme.order.created").count() < 2
+        or not Event.objects.filter(event="eventsite.ingest.rejected").exists()
+    ):
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
+    assert Event.objects.filter(event="acme.order.created").count() == 2
     assert Event.objects.filter(event="eventsite.ingest.rejected").count() == 1
 
 
