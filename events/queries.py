@@ -1,7 +1,8 @@
 """Reading the event log: every reader (pages, API, sockets, engine, explain) goes through here.
 
 - `matching`, `first_page` / `next_page`: the events an `EventFilter` selects, in keyset pages;
-- `count_by_*`: aggregations, from the rollups when the filter allows;
+- `count_by_*`: aggregations, from the rollups when the filter allows (count-by/resource in
+  `events.resource_counts`, split for length);
 - `backfill_page`, `received_since`: what live sockets catch up on;
 - `read_after`, `ids_behind`, …: the automation engine's reads in (received, id) order;
 - `event`, `followers`, `same_resource`: one event and its neighbours, for the detail page.
@@ -136,7 +137,7 @@ def count_by_event(event_filter: EventFilter, *, use_rollups: bool = True) -> li
         tallies = rollups.tally_by_event(event_filter, event_filter.occurred.since, end)
         rows = sorted(tallies.items(), key=lambda item: (-item[1].count, item[0]))
         return [
-            _count(value=name, label=name, count=t.count, start=t.first, end=t.last)
+            count_row(value=name, label=name, count=t.count, start=t.first, end=t.last)
             for name, t in rows
         ]
     rows = (
@@ -146,90 +147,11 @@ def count_by_event(event_filter: EventFilter, *, use_rollups: bool = True) -> li
         .order_by("-count", "event")
     )
     return [
-        _count(value=r["event"], label=r["event"], count=r["count"], start=r["start"], end=r["end"])
+        count_row(
+            value=r["event"], label=r["event"], count=r["count"], start=r["start"], end=r["end"]
+        )
         for r in rows
     ]
-
-
-# count-by/resource answers every matching resource (Prefect's contract), as many rows as there
-# are resources: grouped, labelled and sorted by the database, then read in chunks and streamed, so
-# a process holds one chunk however many resources match (issue 17 item 4).
-RESOURCE_CHUNK = 2000
-# A resource's label: its newest event's first non-empty name label, else its id (`resource_name`).
-_LABEL_SQL = {
-    "sqlite": "json_extract(e.resource, '$.\"{}\"')",
-    "postgresql": "(e.resource ->> '{}')",
-}
-
-
-class ResourceCounts:
-    """count-by/resource's rows in Prefect's order (count desc, label asc), read in chunks.
-
-    The statement runs when this is made (within the request's deadline); `chunk()` then only
-    fetches rows the database has ready. Call `close()` when done.
-    """
-
-    def __init__(self, event_filter: EventFilter):
-        self.cursor = None
-        groups = (
-            event_filter.apply(Event.objects.all())
-            .values("resource_id")
-            .annotate(n=Count("id"), lo=Min("occurred"), hi=Max("occurred"))
-            .order_by()
-        )
-        try:
-            sql, params = groups.query.sql_with_params()
-        except EmptyResultSet:
-            return
-        vendor = connection.vendor
-        names = ", ".join(
-            f"NULLIF({_LABEL_SQL[vendor].format(key)}, '')" for key in schema.NAME_LABELS
-        )
-        collate = ' COLLATE "C"' if vendor == "postgresql" else ""  # code point order, as SQLite
-        # The label is looked up from the (resource_id, occurred) index at the group's newest
-        # time: one index probe per resource instead of a correlated subquery over the filter.
-        sql = (
-            "SELECT * FROM (SELECT g.resource_id, g.n, g.lo, g.hi, (SELECT COALESCE("
-            f"{names}, e.resource_id) FROM {Event._meta.db_table} e WHERE e.resource_id = "
-            "g.resource_id AND e.occurred = g.hi ORDER BY e.id LIMIT 1) AS label "
-            f"FROM ({sql}) g) r ORDER BY r.n DESC, r.label{collate}, r.resource_id{collate}"
-        )
-        # A server-side cursor on PostgreSQL (WITH HOLD outside a transaction: the result is
-        # materialised when the statement runs); SQLite computes the sort at the first row.
-        self.cursor = connection.chunked_cursor()
-        self.cursor.execute(sql, params)
-
-    def chunk(self) -> list[dict]:
-        """The next rows (up to RESOURCE_CHUNK), or [] at the end."""
-        if self.cursor is None:
-            return []
-        return [
-            _count(value=rid, label=label or rid, count=n, start=_aware(lo), end=_aware(hi))
-            for rid, n, lo, hi, label in self.cursor.fetchmany(RESOURCE_CHUNK)
-        ]
-
-    def close(self) -> None:
-        if self.cursor is not None:
-            self.cursor.close()
-            self.cursor = None
-
-
-def count_by_resource(event_filter: EventFilter) -> list[dict]:
-    """Every row of count-by/resource in a list (tests, small reads; the API streams)."""
-    counts = ResourceCounts(event_filter)
-    try:
-        out: list[dict] = []
-        while rows := counts.chunk():
-            out.extend(rows)
-        return out
-    finally:
-        counts.close()
-
-
-def _aware(value: datetime | str) -> datetime:
-    if isinstance(value, str):  # SQLite hands raw aggregates back as stored text (UTC)
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def time_buckets(
@@ -329,7 +251,8 @@ def _z(value: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-def _count(*, value: str, label: str, count: int, start: datetime, end: datetime) -> dict:
+def count_row(*, value: str, label: str, count: int, start: datetime, end: datetime) -> dict:
+    """One row of a count-by answer (Prefect's `EventCount`)."""
     return {
         "value": value,
         "label": label,

@@ -6,6 +6,7 @@ Part of the read path (`events.queries` calls `total_of` for its pages; the admi
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import timedelta
 
@@ -28,7 +29,7 @@ SCANNED_EXACTLY = 20_000
 # `distinct` totals past COUNT_BUDGET: matches sampled in this many equal slices of the window,
 # this many per slice, within DISTINCT_BUDGET (see `_distinct_estimate`).
 STRATA = 8
-PER_STRATUM = 8
+PER_STRATUM = 16
 DISTINCT_BUDGET = 0.03
 
 
@@ -159,7 +160,8 @@ def _distinct_total(event_filter: EventFilter, *, shown: int, limit: int) -> tup
         except timebox.OutOfTime:
             pass
     at_least = shown + (1 if limit and shown == limit else 0)
-    matches, _ = total_of(plain)
+    # Time and names only: the window's events are the matches (one rollup read, not two).
+    matches = in_window if rollups.answerable(plain) else total_of(plain)[0]
     return max(_distinct_estimate(plain, matches), at_least), True
 
 
@@ -168,30 +170,34 @@ def _distinct_estimate(plain: EventFilter, matches: int) -> int:
     `distinct`) from a sample: a resource with c matches counts 1/c for each of its events, so
     resources = Σ 1/c over the matches = matches × the mean of 1/c over a uniform sample.
 
-    The sample is stratified in time (STRATA equal slices, the newest PER_STRATUM matches of
-    each, weighted by the slice's share of the window's events from the rollups), and each
-    sampled resource's c is counted over the whole window from the (resource_id, occurred)
-    index. Unbiased when the filter's share of events is even across the window (the same
-    assumption as the page-density total); no sketch to keep at ingest.
+    The sample is stratified in time (about STRATA whole-hour slices of where the window's events
+    are, the newest PER_STRATUM matches of each, weighted by the slice's events from the hour
+    rollups), and each sampled resource's c is counted over the whole window from the
+    (resource_id, occurred) index. Unbiased when the filter's share of events is even across the
+    window (the same assumption as the page-density total); no sketch to keep at ingest.
     """
-    since, until = plain.occurred.since, plain.occurred.until
-    if not matches or until <= since:
-        return matches
-    step = (until - since) / STRATA
     window = EventFilter(occurred=plain.occurred, event=plain.event)
+    span = rollups.span(window)
+    if not matches or span is None:
+        return matches
+    first, last = span
+    start = rollups.floor(first, rollups.HOUR)
+    step = timedelta(hours=max(1, math.ceil((last - start) / timedelta(hours=1) / STRATA)))
+    n = (last - start) // step + 1
+    in_hours = rollups.counts_by_hour(window, start, start + step * n)
+    in_slices = [0] * n
+    for hour, count in in_hours.items():
+        in_slices[(hour - start) // step] += count
     deadline = time.monotonic() + DISTINCT_BUDGET
     weighted, weights = 0.0, 0
-    for i in range(STRATA):
-        lo, hi = since + step * i, since + step * (i + 1)
-        if i < STRATA - 1:
-            hi -= timedelta(microseconds=1)
-        slice_ = OccurredFilter(since=lo, until=hi)
-        in_slice = rollups.total(window.model_copy(update={"occurred": slice_}))
-        if not in_slice:
+    for i in reversed(range(len(in_slices))):  # newest first: the budget may end the loop
+        if not in_slices[i]:
             continue
+        lo = max(first, start + step * i)
+        hi = min(last, start + step * (i + 1) - timedelta(microseconds=1))
+        part = plain.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
         try:
             with timebox.within(deadline - time.monotonic()):
-                part = plain.model_copy(update={"occurred": slice_})
                 sample = list(
                     part.apply(Event.objects.all(), semijoin="exists")
                     .order_by("-occurred", "-id")
@@ -201,12 +207,11 @@ def _distinct_estimate(plain: EventFilter, matches: int) -> int:
         except timebox.OutOfTime:
             break
         if sample:
-            mean = sum(1 / counts.get(r, 1) for r in sample) / len(sample)
-            weighted += in_slice * mean
-        weights += in_slice
+            weighted += in_slices[i] * sum(1 / counts.get(r, 1) for r in sample) / len(sample)
+        weights += in_slices[i]
     if not weights:
         return matches
-    # The slices sampled in time stand for the whole window in proportion to their events.
+    # The slices sampled stand for the whole window in proportion to their events.
     return round(matches * weighted / weights)
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from events import queries
+from events import queries, resource_counts
 from events.filters import EventFilter
 from events.ingest import ingest
 from tests.factories import event_data, related
@@ -69,9 +69,9 @@ def test_a_pages_memory_does_not_grow_with_the_matches(name):
 def peak_of_count_by_resource() -> int:
     """tracemalloc's peak while reading every row of count-by/resource, chunk by chunk."""
     event_filter = EventFilter.model_validate({"event": {"prefix": ["acme."]}})
-    rows = queries.count_by_resource(event_filter)  # warm
+    rows = resource_counts.count_by_resource(event_filter)  # warm
     tracemalloc.start()
-    counts = queries.ResourceCounts(event_filter)
+    counts = resource_counts.ResourceCounts(event_filter)
     read = 0
     try:
         while chunk := counts.chunk():
@@ -85,7 +85,7 @@ def peak_of_count_by_resource() -> int:
 
 
 def test_count_by_resource_reads_in_chunks_whatever_the_number_of_resources(monkeypatch):
-    monkeypatch.setattr(queries, "RESOURCE_CHUNK", 100)
+    monkeypatch.setattr(resource_counts, "CHUNK", 100)
     store(200, 0)
     few = peak_of_count_by_resource()
     store(1800, 200)
