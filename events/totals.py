@@ -160,7 +160,8 @@ def _distinct_total(event_filter: EventFilter, *, shown: int, limit: int) -> tup
         except timebox.OutOfTime:
             pass
     at_least = shown + (1 if limit and shown == limit else 0)
-    matches, _ = total_of(plain)
+    # Time and names only: the window's events are the matches (one rollup read, not two).
+    matches = in_window if rollups.answerable(plain) else total_of(plain)[0]
     return max(_distinct_estimate(plain, matches), at_least), True
 
 
@@ -170,7 +171,7 @@ def _distinct_estimate(plain: EventFilter, matches: int) -> int:
     resources = Σ 1/c over the matches = matches × the mean of 1/c over a uniform sample.
 
     The sample is stratified in time (about STRATA whole-hour slices of where the window's events
-    are, the newest PER_STRATUM matches of each, weighted by the slice's events from the
+    are, the newest PER_STRATUM matches of each, weighted by the slice's events from the hour
     rollups), and each sampled resource's c is counted over the whole window from the
     (resource_id, occurred) index. Unbiased when the filter's share of events is even across the
     window (the same assumption as the page-density total); no sketch to keep at ingest.
@@ -183,7 +184,10 @@ def _distinct_estimate(plain: EventFilter, matches: int) -> int:
     start = rollups.floor(first, rollups.HOUR)
     step = timedelta(hours=max(1, math.ceil((last - start) / timedelta(hours=1) / STRATA)))
     n = (last - start) // step + 1
-    in_slices = rollups.counts_by_bucket(window, start, step, n) or []
+    in_hours = rollups.counts_by_hour(window, start, start + step * n)
+    in_slices = [0] * n
+    for hour, count in in_hours.items():
+        in_slices[(hour - start) // step] += count
     deadline = time.monotonic() + DISTINCT_BUDGET
     weighted, weights = 0.0, 0
     for i in reversed(range(len(in_slices))):  # newest first: the budget may end the loop

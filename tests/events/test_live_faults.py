@@ -27,6 +27,7 @@ import pytest
 import redis
 from django.db import connection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 from websockets.sync.client import connect
 
 from events.ingest import ingest
@@ -142,10 +143,19 @@ class OutSubscriber(Subscriber):
     def __init__(self, name, *, url: str, secret: str, prefix: str, last_id, max_queue=None):
         super().__init__(name, last_id=last_id)
         self.url, self.secret, self.prefix, self.max_queue = url, secret, prefix, max_queue
+        self.keepalive = 20.0  # websockets' default ping interval and timeout, as Prefect's
+        self.ws = None
 
     def session(self, deadline: float) -> bool:
         in_connection: set[str] = set()
-        with connect(self.url, subprotocols=["prefect"], max_queue=self.max_queue) as ws:
+        with connect(
+            self.url,
+            subprotocols=["prefect"],
+            max_queue=self.max_queue,
+            ping_interval=self.keepalive,
+            ping_timeout=self.keepalive,
+        ) as ws:
+            self.ws = ws
             ws.send(json.dumps({"type": "auth", "token": f"eventsite:{self.secret}"}))
             assert json.loads(ws.recv(timeout=10)) == {"type": "auth_success"}
             ws.send(json.dumps({"type": "filter", "filter": {"event": {"prefix": [self.prefix]}}}))
@@ -160,11 +170,19 @@ class OutSubscriber(Subscriber):
                     # reconnect's backfill re-sends are dropped as Prefect's client does.
                     self.keep([frame["event"]["id"]], in_connection, backfill=False)
             except ConnectionClosed as closed:
-                self.closes.append(
-                    (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (0, "")
-                )
+                self.closes.append(close_of(closed))
                 return False
         return True
+
+
+def close_of(closed: ConnectionClosed) -> tuple[int, str]:
+    """The server's close (code, reason); a client that closed first (its keepalive ping went
+    unanswered) says so in the reason; (0, "") when the connection just dropped."""
+    if closed.rcvd is not None:
+        return closed.rcvd.code, closed.rcvd.reason
+    if closed.sent is not None:
+        return closed.sent.code, f"closed by the client: {closed.sent.reason}"
+    return 0, ""
 
 
 class FeedSubscriber(Subscriber):
@@ -195,9 +213,7 @@ class FeedSubscriber(Subscriber):
                         ROW_ID.findall(frame["html"]), in_connection, backfill=frame["backfill"]
                     )
             except ConnectionClosed as closed:
-                self.closes.append(
-                    (closed.rcvd.code, closed.rcvd.reason) if closed.rcvd else (0, "")
-                )
+                self.closes.append(close_of(closed))
                 return False
         return True
 
@@ -408,3 +424,43 @@ def test_a_server_starved_of_cpu_mid_burst_ends_with_every_event_once(
     writer.post([last])
 
     finish(subscribers, prefix, last)
+
+
+def test_a_subscriber_that_stops_reading_until_its_keepalive_fails_ends_with_every_event_once(
+    server, secret
+):
+    """A client that stops reading during a burst (Prefect's, for 40 s: websockets' 20 s ping
+    + 20 s timeout) cannot get the server's pong, queued behind the frames it does not read, and
+    closes itself; it reconnects and the backfill fills the rest. The keepalive is 1 s here, so
+    the test stops reading until that close happened (no fixed wait), in about 2 s."""
+    prefix = f"acme.keepalive{uuid.uuid4().hex[:8]}."
+    url = server.url.replace("http", "ws") + "/api/events/out"
+    last: dict = {}
+    stalled = OutSubscriber(
+        "stalled", url=url, secret=secret, prefix=prefix, last_id=lambda: last.get("id")
+    )
+    stalled.max_queue, stalled.keepalive = 4, 1.0
+    steady = OutSubscriber(
+        "steady", url=url, secret=secret, prefix=prefix, last_id=lambda: last.get("id")
+    )
+    start_subscribers([stalled, steady])
+    stalled.reading.clear()
+    writer = Writer([server], secret)
+    padding = "x" * 1000
+    deadline = time.monotonic() + DEADLINE
+    i = 0
+    while stalled.ws.protocol.state is not State.CLOSED:  # more of the burst until it gave up
+        assert time.monotonic() < deadline, "the stalled client never closed"
+        writer.post(
+            [
+                event_data(f"{prefix}tick", f"acme.k.{i}.{j}", payload={"pad": padding})
+                for j in range(500)
+            ]
+        )
+        i += 1
+    stalled.reading.set()
+    last.update(event_data(f"{prefix}last", "acme.k.last"))
+    writer.post([last])
+
+    finish([stalled, steady], prefix, last)
+    assert stalled.closes[0][1].startswith("closed by the client: keepalive")
