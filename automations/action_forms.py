@@ -328,9 +328,17 @@ class ActionForm(forms.Form):
     type = forms.ChoiceField(
         choices=[("", "— choose —")] + [(k, v.label) for k, v in ACTIONS.items()], required=False
     )
+    # PagerDuty has its own box (it resolves the incident instead of running again).
+    on_resolve = forms.BooleanField(
+        required=False,
+        label="Also run it when the automation resolves",
+        help_text="Proactive triggers resolve when the expected events come back; the action "
+        "then runs with the prefect.automation.resolved event as its event.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["on_resolve"].initial = bool(self.initial.get("resolves"))
         stored = self.initial.get("stored") or None
         self.stored = normalized(stored) if stored else None
         self.kind_forms: dict[str, KindForm] = {}
@@ -373,9 +381,17 @@ class ActionForm(forms.Form):
         return data
 
     def resolves(self) -> bool:
-        """A PagerDuty action that should also resolve its incident (see `resolving`)."""
+        """An action to run on resolve too: a PagerDuty action that resolves its incident, or
+        any other with "also run it when the automation resolves" (see `resolving`)."""
         form = self.chosen()
-        return isinstance(form, PagerDutyForm) and bool(form.cleaned_data.get("resolve"))
+        if isinstance(form, PagerDutyForm):
+            return bool(form.cleaned_data.get("resolve"))
+        return form is not None and bool(self.cleaned_data.get("on_resolve"))
+
+    @property
+    def resolve_kinds(self) -> str:
+        """The kinds the generic "on resolve" box serves (space-separated, for the template)."""
+        return " ".join(k for k in ACTIONS if k not in PagerDutyForm.kinds)
 
     def add_field_error(self, field: str | None, message: str) -> None:
         """Show a validation error next to the field it concerns, in the chosen kind's form."""
@@ -392,20 +408,23 @@ class ActionForm(forms.Form):
         return {"type": normalized(action).get("type", ""), "stored": action, "resolves": resolves}
 
 
-def _pagerduty_key(action: dict[str, Any]) -> tuple[str, str] | None:
-    if normalized(action).get("type") != "notify-pagerduty":
-        return None
-    try:
-        parsed = parse_action(action)
-    except ActionsInvalid:
-        return None
-    return parsed.routing_key, parsed.api_url
+def _resolve_key(action: dict[str, Any]) -> tuple[str, ...]:
+    """What pairs an action with its copy on resolve: a PagerDuty service (routing key and API),
+    or for any other kind the action itself."""
+    if normalized(action).get("type") == "notify-pagerduty":
+        try:
+            parsed = parse_action(action)
+        except ActionsInvalid:
+            pass
+        else:
+            return ("pagerduty", parsed.routing_key, parsed.api_url)
+    return ("same", json.dumps(action, sort_keys=True, default=str))
 
 
 def is_resolved(action: dict[str, Any], actions_on_resolve: list[dict[str, Any]]) -> bool:
-    """Does a PagerDuty action of the actions on resolve resolve what `action` triggers?"""
-    key = _pagerduty_key(action)
-    return key is not None and any(_pagerduty_key(a) == key for a in actions_on_resolve)
+    """Does the automation run this action (or, for PagerDuty, resolve its service) on resolve?"""
+    key = _resolve_key(action)
+    return any(_resolve_key(a) == key for a in actions_on_resolve)
 
 
 def resolving(
@@ -414,14 +433,14 @@ def resolving(
     actions_on_resolve: list[dict[str, Any]],
     replaced: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """The actions on resolve after a form save: each PagerDuty action with "resolve" ticked
+    """The actions on resolve after a form save: each action with its "on resolve" box ticked
     is there once (as stored, sealed), and one the form no longer resolves is gone.
 
-    The form manages the PagerDuty actions on resolve of the services its actions (`actions`,
-    and the `replaced` ones they replace) page; other actions on resolve are kept as they are.
+    The form manages the actions on resolve that pair with its actions (`actions`, and the
+    `replaced` ones they replace); other actions on resolve (set through the API) are kept.
     """
-    managed = {key for a in [*actions, *replaced] if (key := _pagerduty_key(a))}
-    kept = [a for a in actions_on_resolve if _pagerduty_key(a) not in managed]
+    managed = {_resolve_key(a) for a in [*actions, *replaced]}
+    kept = [a for a in actions_on_resolve if _resolve_key(a) not in managed]
     return kept + [dict(a) for a, wanted in zip(actions, resolves, strict=True) if wanted]
 
 

@@ -26,6 +26,8 @@ _AUDIT_NAMES = {
 
 def create(*, id: uuid.UUID, owner, owner_resource: str | None = None, **fields: Any) -> Automation:
     """Create an automation from validated definition fields."""
+    if fields.get("enabled", True):
+        fields["enabled_since"] = timezone.now()
     with transaction.atomic():
         automation = Automation.objects.create(
             id=id, owner=owner, owner_resource=owner_resource, **fields
@@ -37,10 +39,12 @@ def create(*, id: uuid.UUID, owner, owner_resource: str | None = None, **fields:
 def update(automation: Automation, fields: dict[str, Any]) -> Automation:
     """Save new definition fields and record the change (with its before/after diff)."""
     with transaction.atomic():
-        before = audit.snapshot(automation)
+        before, was_enabled = audit.snapshot(automation), automation.enabled
         for name, value in fields.items():
             setattr(automation, name, value)
         automation.updated = timezone.now()
+        if automation.enabled and not was_enabled:
+            automation.enabled_since = automation.updated
         automation.save()
         _recorded(automation, "updated", before=before)
     return automation
@@ -56,11 +60,13 @@ def delete(automation: Automation) -> None:
 
 def set_enabled(automation: Automation, enabled: bool) -> bool:
     """Enable or disable; emits `prefect.automation.updated` when it changes anything."""
+    now = timezone.now()
+    since = {"enabled_since": now} if enabled else {}
     with transaction.atomic():
         changed = (
             Automation.objects.filter(pk=automation.pk)
             .exclude(enabled=enabled)
-            .update(enabled=enabled, updated=timezone.now())
+            .update(enabled=enabled, updated=now, **since)
         )
         automation.refresh_from_db()
         if changed:

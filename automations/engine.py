@@ -157,6 +157,7 @@ class Engine:
             return
         self.snapshot = snapshot
         self.automations: dict[uuid.UUID, Automation] = {}
+        self.enabled_since: dict[uuid.UUID, datetime] = {}  # trigger id → its automation's
         specs = []
         for automation in Automation.objects.filter(enabled=True):
             try:
@@ -166,6 +167,9 @@ class Engine:
                 continue
             self.automations[automation.id] = automation
             specs.append(AutomationSpec(id=automation.id, trigger=trigger, name=automation.name))
+            if automation.enabled_since is not None:
+                for t in trigger.all_triggers():
+                    self.enabled_since[t.id] = automation.enabled_since
         if load_state:
             children = state_rows.load(
                 self.state, [t.id for s in specs for t in s.trigger.all_triggers()], self.persisted
@@ -250,7 +254,7 @@ class Engine:
             if e.id in self.parked_ids:
                 self.parked_ids.discard(e.id)
                 work.unparked.append(e.id)
-            self._evaluate(e, now, work)
+            self._evaluate(e, now, work, read_at=event.received)
 
     def _leader_seen(self, leader: uuid.UUID) -> bool:
         if leader in self.parked_ids:
@@ -265,8 +269,14 @@ class Engine:
         skipped = self.horizon is not None and received <= self.horizon
         return skipped or received < self.cursor[0] - self.overlap
 
-    def _evaluate(self, event: Event, now: datetime, work: _Work) -> None:
+    def _evaluate(self, event: Event, now: datetime, work: _Work, *, read_at: datetime) -> None:
+        """`read_at`: the event's place in the log's order (`received` of the event read, or the
+        tick's time for a follower released by it). An automation reacts only to what comes after
+        it was enabled, however far behind the log the engine reads (as the replay does)."""
         triggers = self.evaluator.interested(event)
+        if triggers and self.enabled_since:
+            since = self.enabled_since
+            triggers = [t for t in triggers if t.id not in since or read_at >= since[t.id]]
         if not triggers:
             return
         work.covered.append(event)
@@ -281,7 +291,7 @@ class Engine:
         for event in self.ordering.lost(now):
             self.parked_ids.discard(event.id)
             work.unparked.append(event.id)
-            self._evaluate(event, now, work)
+            self._evaluate(event, now, work, read_at=now)
         work.fired += self.evaluator.on_tick(now)
         if now >= self.next_sweep:
             # O(buckets): often enough to bound memory, rarely enough to stay off the hot path.

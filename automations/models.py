@@ -36,6 +36,9 @@ class Automation(models.Model):
     )
     created = models.DateTimeField(default=timezone.now, editable=False)
     updated = models.DateTimeField(default=timezone.now)
+    # When it was last enabled. It reacts to events received from then on: an engine that lags
+    # behind the log, or reads again after a restart, never applies it to what came before.
+    enabled_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name", "created"]

@@ -49,7 +49,7 @@ def load(state: State, trigger_ids: list[uuid.UUID], persisted: set[tuple]) -> l
         state.held_at[ident] = row.held_at
     for row in TriggerOutage.objects.filter(trigger_id__in=trigger_ids):
         ident = (row.trigger_id, tuple(json.loads(row.bucketing_key)))
-        state.outages[ident] = Outage(row.since, row.firing_id, dict(row.triggering_labels))
+        state.open_outage(ident, Outage(row.since, row.firing_id, dict(row.triggering_labels)))
     return list(ChildFirings.objects.filter(parent_trigger_id__in=trigger_ids))
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Max, OuterRef, Q, Subquery
+from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -21,7 +21,7 @@ from automations import changes, explain
 from automations.action_forms import is_resolved
 from automations.forms import ActionForm, ActionFormSet, AutomationForm
 from automations.key_states import key_states
-from automations.models import ActionRun, Automation, Firing
+from automations.models import ActionRun, Automation, Firing, TriggerOutage
 from automations.triggers import TriggerInvalid, automate, describe, parse_trigger
 from automations.triggers.describe import sentence
 from events import queries
@@ -48,13 +48,24 @@ def automation_list(request: HttpRequest) -> HttpResponse:
 
 
 def _with_health(automations):
-    """`last_fired` (test sends do not count) and `failing`: its latest real action run failed."""
+    """`last_fired` (test sends and resolutions do not count), `failing`: its latest real action
+    run failed, and `open_outages`: the keys firing now (not resolved yet)."""
     latest = ActionRun.objects.filter(
         automation=OuterRef("pk"), firing__is_test=False, status__in=FINISHED
     ).order_by("-created")
+    outages = (
+        TriggerOutage.objects.filter(automation=OuterRef("pk"))
+        .values("automation")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
     return automations.annotate(
-        last_fired=Max("firings__triggered", filter=Q(firings__is_test=False)),
+        last_fired=Max(
+            "firings__triggered",
+            filter=Q(firings__is_test=False, firings__state=Firing.State.TRIGGERED),
+        ),
         last_run_status=Subquery(latest.values("status")[:1]),
+        open_outages=Subquery(outages[:1]),
     )
 
 

@@ -8,15 +8,16 @@ Like `bench/live.py`, with logged-in feed sockets (`/ws/feed/?event=<prefix>*`, 
 real login) instead of API subscribers: each row pushed carries `id="ev-<id>"`, and its arrival is
 timed against the sender's clock just before the send call. Reports p50/p95/p99, delivered vs
 expected (must be all), server CPU per delivered row, and for the `rest` sender also the old
-"from the REST reply" figure. Targets (issue 11): p50 ≤ 10 ms, p95 ≤ 50 ms, none missed.
+"from the REST reply" figure. `--redis-restart` as in `bench/live.py`. Targets (issue 11):
+p50 ≤ 10 ms, p95 ≤ 50 ms, none missed.
 """
 
 from __future__ import annotations
 
 import httpx
 
-from bench.common import Figures, Server, server_env
-from bench.live import SENDERS, arguments, report, scenario
+from bench.common import Figures, Server
+from bench.live import SENDERS, arguments, bench_server_env, report, scenario
 
 
 def login(base: str) -> str:
@@ -38,7 +39,8 @@ def login(base: str) -> str:
 def main() -> None:
     args = arguments(SENDERS)
     figures = Figures("feed_live")
-    server = Server(server_env())
+    env, redis = bench_server_env(args)
+    server = Server(env)
     runs = []
     try:
         session = login(server.url)
@@ -57,6 +59,7 @@ def main() -> None:
                     subscribers=subscribers,
                     events=args.events,
                     interval=args.interval,
+                    redis=redis,
                 )
                 report(figures, r)
                 runs.append(r)
@@ -65,6 +68,8 @@ def main() -> None:
         figures["all_delivered"] = all(r["missing"] == 0 for r in runs)
     finally:
         server.remove()
+        if redis:
+            redis.stop()
     figures.finish()
 
 

@@ -18,7 +18,8 @@ Latency = arrival on a socket − the sender's clock just before the send call, 
 (event, socket) pair, as p50/p95/p99; the sockets are raw websocket clients, except
 `--prefect-subscribers` of them that are Prefect's own `get_events_subscriber` (reported on their
 own line). Delivered counts every (event, socket) pair against the expected number (they must be
-equal). `--stalled` (default 1) more subscribers stop reading after their filter: they are not
+equal). `--redis-restart` puts serve's channel layer and cache on a redis-server of the bench's
+own (a free port; never the shared one) and restarts it halfway through each run's sending. `--stalled` (default 1) more subscribers stop reading after their filter: they are not
 counted, and their fate (closed with a reason, or still open within their queue) is reported.
 Server CPU per delivered pair is the `serve` process's CPU time over the measured window
 divided by the pairs delivered. Targets (issue 17/11): p50 ≤ 10 ms, p95 ≤ 50 ms, none missed.
@@ -48,10 +49,62 @@ from bench.common import (
     Server,
     distribution_ms,
     fmt_dist,
+    free_port,
     server_env,
 )
 
 SENDERS = ["prefect", "sdk", "ws", "rest"]
+
+
+class OwnRedis:
+    """A redis-server of the bench's own, on a free port, that a run restarts mid-way."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+        self.restarts += 1
+
+
+def bench_server_env(args: argparse.Namespace) -> tuple[dict[str, str], OwnRedis | None]:
+    """serve's environment, on the bench's own Redis when the run restarts it."""
+    env = server_env()
+    if not args.redis_restart:
+        return env, None
+    own = OwnRedis()
+    own.start()
+    env["EVENTSITE_REDIS_URL"] = own.url
+    return env, own
 
 
 class Child:
@@ -154,8 +207,10 @@ def scenario(
     interval: float,
     prefect_subscribers: int = 0,
     stalled: int = 0,
+    redis: OwnRedis | None = None,
 ) -> dict:
-    """One measured run: `subscribers` sockets, `events` events from `sender`."""
+    """One measured run: `subscribers` sockets, `events` events from `sender` (Redis restarted
+    halfway through the sending when `redis` is given)."""
     prefix = f"bench.live.{uuid.uuid4().hex[:8]}."
     env = client_env(server)
     processes = 1 if subscribers <= 100 else math.ceil(subscribers / 125)
@@ -186,8 +241,15 @@ def scenario(
         send = Child(
             ["send", sender, server.url, server.token, prefix, str(events), str(interval)], env
         )
+        restarts = redis.restarts if redis else 0
+        restart = threading.Timer(events * interval / 2, redis.restart) if redis else None
+        if restart:
+            restart.start()
         sent_line = send.expect("{", 120 + events * interval * 4)
         send.process.wait(30)
+        if restart:
+            restart.join()
+            restarts = redis.restarts - restarts
         sent = {i: (t0, t1) for i, t0, t1 in json.loads(sent_line)["sent"]}
         for child in children:
             child.tell("IDS " + json.dumps(list(sent)))
@@ -248,6 +310,7 @@ def scenario(
         "serve_cpu_us_per_delivery": round(cpu / len(pairs) * 1e6, 1) if pairs else None,
         "closed": closed[:5],
         "stalled_subscribers": stalled_fate,
+        "redis_restarts_mid_run": restarts,
     }
 
 
@@ -258,6 +321,7 @@ def report(figures: Figures, r: dict) -> None:
         f"  {r['sender']:>7} → {r['subscribers']:>3} {what}: delivered {r['delivered']:,} of "
         f"{r['expected']:,} ({ok}; {r['duplicates']} duplicates)   sent {r['achieved_events_per_s']}"
         f" events/s   serve CPU {r['serve_cpu_us_per_delivery']} µs per delivery"
+        + (f"   (Redis restarted {n}× mid-run)" if (n := r.get("redis_restarts_mid_run")) else "")
     )
     figures.say(f"      send → arrival:                   {fmt_dist(r['send_to_arrival_ms'])}")
     if r["stored_to_arrival_ms"]["n"]:
@@ -297,13 +361,19 @@ def arguments(default_senders: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--stalled", type=int, default=1, help="extra subscribers that stop reading (not counted)"
     )
+    parser.add_argument(
+        "--redis-restart",
+        action="store_true",
+        help="serve on a redis-server of the bench's own, restarted halfway through each run",
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = arguments(SENDERS)
     figures = Figures("live")
-    server = Server(server_env())
+    env, redis = bench_server_env(args)
+    server = Server(env)
     runs = []
     try:
         figures.say(
@@ -323,6 +393,7 @@ def main() -> None:
                     interval=args.interval,
                     prefect_subscribers=args.prefect_subscribers,
                     stalled=args.stalled,
+                    redis=redis,
                 )
                 report(figures, r)
                 runs.append(r)
@@ -331,6 +402,8 @@ def main() -> None:
         figures["all_delivered"] = all(r["missing"] == 0 for r in runs)
     finally:
         server.remove()
+        if redis:
+            redis.stop()
     figures.finish()
 
 

@@ -86,7 +86,9 @@ class FeedConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.watch = revocation.watch(user_id=user.pk, capability=needed, close=self._revoked)
         if after := _parse_time(params.get("live_after")):
-            events = await self._backfill(after)
+            # From a little before the page's newest row: a row can arrive ahead of others stored
+            # just before it (late commits, a process's own commits); the page skips rows it has.
+            events = await self._backfill(after - live.LONG_OVERLAP)
             if events:
                 await self._send_rows(events, backfill=True)
         self.sender = asyncio.create_task(self._send_live())

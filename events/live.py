@@ -17,7 +17,10 @@ process, `LiveEvent.cached`).
 What wakes the tail:
 - a commit in its own process, directly (`broadcast.add_waker`), handing over the committed
   events: the tail delivers them at once, before its read of the store (which then skips them),
-  so a process's own writes reach its sockets without waiting for a read of the log;
+  so a process's own writes reach its sockets without waiting for a read of the log. They may
+  arrive ahead of events other processes stored moments before (not yet read); so the tail does
+  this only while it is caught up (its last read, at most `PUSH_FRESH_SECONDS` ago, found the end
+  of the log), and a reconnecting page's backfill looks `LONG_OVERLAP` further back;
 - a wake-up on the channel layer (`events.broadcast` sends one per commit to the `events` group,
   which holds one channel per process: the tail's), so other processes' writes arrive at once;
 - every `TICK_SECONDS` regardless, so a lost, expired or dropped wake-up (a full channel, Redis
@@ -49,7 +52,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -57,7 +60,7 @@ from django.db import connection
 
 from events import broadcast, queries, schema
 from events.broadcast import GROUP
-from events.filters import EventFilter
+from events.filters import EventFilter, OccurredFilter
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,9 @@ READ_LIMIT = 1000
 SHORT_OVERLAP = timedelta(seconds=2)
 LONG_OVERLAP = timedelta(seconds=15)
 REJOIN_MAX_SECONDS = 2.0
+# A commit's events are handed to its own process's tail only while the tail's last read (they
+# come at least every tick) found the end of the log this recently.
+PUSH_FRESH_SECONDS = 2 * TICK_SECONDS
 TOO_SLOW = 1013
 
 
@@ -100,6 +106,8 @@ class Subscription:
     ):
         self.tail = tail
         self.event_filter = event_filter
+        self.since, self.until = event_filter.occurred.since, event_filter.occurred.until
+        self.shape_key, self.shape = _shape(event_filter)
         self.max_pending = max_pending
         self.on_too_slow = on_too_slow
         self.pending: deque[LiveEvent] = deque()
@@ -107,11 +115,12 @@ class Subscription:
         self.closed = False
 
     def offer(self, items: list[LiveEvent]) -> None:
+        """Queue `items`, which match this filter's shape; its occurred window is checked here."""
         if self.closed:
             return
-        matches = self.event_filter.matches
+        since, until = self.since, self.until
         for item in items:
-            if not matches(item.event):
+            if not since <= item.event.occurred <= until:
                 continue
             if len(self.pending) >= self.max_pending:
                 self.close()
@@ -156,6 +165,8 @@ class Tail:
         self.executor: ThreadPoolExecutor | None = None
         self.waker: Callable[[Sequence[schema.Event]], None] | None = None
         self.reads = 0
+        self.read_done_at = float("-inf")
+        self.backlogged = True
 
     async def subscribe(
         self, event_filter: EventFilter, *, max_pending: int, on_too_slow: Callable[[str], None]
@@ -219,10 +230,22 @@ class Tail:
         """
         if self.runner is None:
             return
+        if not self._caught_up():
+            # A starved or backlogged tail: these would overtake stored events it has yet to
+            # read (by more than a reconnecting page's backfill looks back); read in order.
+            self.wake.set()
+            return
         new = [e for e in events if e.id not in self.seen_ids and e.received is not None]
         if new:
             self._deliver(sorted(new, key=lambda e: (e.received, e.id)))
         self.wake.set()
+
+    def _caught_up(self) -> bool:
+        """Whether the last read found the end of the log, recently (reads come every tick)."""
+        return (
+            not self.backlogged
+            and asyncio.get_running_loop().time() - self.read_done_at < PUSH_FRESH_SECONDS
+        )
 
     async def _in_thread(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(
@@ -272,6 +295,8 @@ class Tail:
         )
         fresh, late = await self._in_thread(_read, cursor, since, seen_in_window, self.seen_ids)
         self.reads += 1
+        self.read_done_at = asyncio.get_running_loop().time()
+        self.backlogged = len(fresh) == READ_LIMIT
         if late is not None:
             stored_behind, events = late
             self._forget_unstored(since, cursor, stored_behind)
@@ -291,8 +316,18 @@ class Tail:
                 self.seen_ids.add(event.id)
                 bisect.insort(self.seen, (event.received, event.id))
         items = [LiveEvent(e) for e in events]
+        # Subscribers whose filters differ only in their occurred window (every API subscriber's
+        # starts at its connection) share one evaluation of the rest: one `matches()` per shape
+        # and event, not per subscriber and event.
+        by_shape: dict[str, list[LiveEvent]] = {}
         for subscription in list(self.subscriptions):
-            subscription.offer(items)
+            matching = by_shape.get(subscription.shape_key)
+            if matching is None:
+                matches = subscription.shape.matches
+                matching = by_shape[subscription.shape_key] = [
+                    item for item in items if matches(item.event)
+                ]
+            subscription.offer(matching)
 
     def _forget_before(self, limit: datetime) -> None:
         cut = bisect.bisect_left(self.seen, (limit,))
@@ -357,6 +392,17 @@ class Tail:
                 if _cancelling():
                     raise asyncio.CancelledError from exc
                 logger.warning("live: renewing the group failed (%s)", exc)
+
+
+_OPEN = OccurredFilter(
+    since=datetime.min.replace(tzinfo=UTC), until=datetime.max.replace(tzinfo=UTC)
+)
+
+
+def _shape(event_filter: EventFilter) -> tuple[str, EventFilter]:
+    """The filter without its occurred window, and a key equal for equal shapes."""
+    shape = event_filter.model_copy(update={"occurred": _OPEN})
+    return shape.model_dump_json(), shape
 
 
 def _cancelling() -> bool:

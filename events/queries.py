@@ -1,7 +1,8 @@
 """Reading the event log: every reader (pages, API, sockets, engine, explain) goes through here.
 
 - `matching`, `first_page` / `next_page`: the events an `EventFilter` selects, in keyset pages;
-- `count_by_*`: aggregations, from the rollups when the filter allows;
+- `count_by_*`: aggregations, from the rollups when the filter allows (count-by/resource in
+  `events.resource_counts`, split for length);
 - `backfill_page`, `received_since`: what live sockets catch up on;
 - `read_after`, `ids_behind`, …: the automation engine's reads in (received, id) order;
 - `event`, `followers`, `same_resource`: one event and its neighbours, for the detail page.
@@ -27,10 +28,8 @@ from django.db.models import (
     Count,
     Max,
     Min,
-    OuterRef,
     Q,
     QuerySet,
-    Subquery,
 )
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -39,7 +38,6 @@ from events import rollups, schema, totals
 from events.filters import EventFilter, startswith_q
 from events.models import Event
 from events.page_plans import keyset_q, newest
-from events.schema import resource_name
 
 PAGE_TOKEN_SALT = "events.page-token"
 
@@ -139,7 +137,7 @@ def count_by_event(event_filter: EventFilter, *, use_rollups: bool = True) -> li
         tallies = rollups.tally_by_event(event_filter, event_filter.occurred.since, end)
         rows = sorted(tallies.items(), key=lambda item: (-item[1].count, item[0]))
         return [
-            _count(value=name, label=name, count=t.count, start=t.first, end=t.last)
+            count_row(value=name, label=name, count=t.count, start=t.first, end=t.last)
             for name, t in rows
         ]
     rows = (
@@ -149,42 +147,11 @@ def count_by_event(event_filter: EventFilter, *, use_rollups: bool = True) -> li
         .order_by("-count", "event")
     )
     return [
-        _count(value=r["event"], label=r["event"], count=r["count"], start=r["start"], end=r["end"])
+        count_row(
+            value=r["event"], label=r["event"], count=r["count"], start=r["start"], end=r["end"]
+        )
         for r in rows
     ]
-
-
-def count_by_resource(event_filter: EventFilter) -> list[dict]:
-    matching = event_filter.apply(Event.objects.all())
-    latest = (
-        matching.filter(resource_id=OuterRef("resource_id"))
-        .order_by("-occurred")
-        .values("resource")[:1]
-    )
-    rows = (
-        matching.values("resource_id")
-        .annotate(
-            count=Count("id"), start=Min("occurred"), end=Max("occurred"), labels=Subquery(latest)
-        )
-        .order_by("-count", "resource_id")
-    )
-    out = []
-    for r in rows:
-        labels = r["labels"]
-        if isinstance(labels, str):  # SQLite hands a JSON subquery back as text
-            labels = orjson.loads(labels)
-        label = resource_name(labels or {}) or r["resource_id"]
-        out.append(
-            _count(
-                value=r["resource_id"],
-                label=label,
-                count=r["count"],
-                start=r["start"],
-                end=r["end"],
-            )
-        )
-    out.sort(key=lambda c: (-c["count"], c["label"]))
-    return out
 
 
 def time_buckets(
@@ -284,7 +251,8 @@ def _z(value: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-def _count(*, value: str, label: str, count: int, start: datetime, end: datetime) -> dict:
+def count_row(*, value: str, label: str, count: int, start: datetime, end: datetime) -> dict:
+    """One row of a count-by answer (Prefect's `EventCount`)."""
     return {
         "value": value,
         "label": label,

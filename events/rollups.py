@@ -153,6 +153,29 @@ def total(event_filter: EventFilter) -> int:
     return sum(t.count for t in tally_by_event(event_filter, since, end).values())
 
 
+def span(event_filter: EventFilter) -> tuple[datetime, datetime] | None:
+    """The first and last occurrence of the events of a window (time and names), clipped to it."""
+    since, until = event_filter.occurred.since, event_filter.occurred.until
+    qs = EventCount.objects.filter(width=HOUR, bucket__gte=floor(since, HOUR), bucket__lte=until)
+    if event_filter.event:
+        qs = qs.filter(name_q(event_filter.event))
+    found = qs.aggregate(lo=Min("first"), hi=Max("last"))
+    if found["lo"] is None:
+        return None
+    return max(since, found["lo"]), min(until, found["hi"])
+
+
+def counts_by_hour(
+    event_filter: EventFilter, start: datetime, end: datetime
+) -> dict[datetime, int]:
+    """Events per whole hour in [start, end) of the window's names, from the hour rows alone (an
+    hour the window cuts counts whole: for weights, not totals)."""
+    qs = EventCount.objects.filter(width=HOUR, bucket__gte=start, bucket__lt=end)
+    if event_filter.event:
+        qs = qs.filter(name_q(event_filter.event))
+    return {r["bucket"]: r["n"] for r in qs.values("bucket").annotate(n=Sum("count")).order_by()}
+
+
 def stored_total() -> int:
     """How many events are stored (all time), from the hour rows."""
     return EventCount.objects.filter(width=HOUR).aggregate(n=Sum("count"))["n"] or 0

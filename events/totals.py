@@ -6,13 +6,14 @@ Part of the read path (`events.queries` calls `total_of` for its pages; the admi
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import timedelta
 
 import orjson
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from events import rollups, timebox
 from events.filters import EventFilter, OccurredFilter
@@ -25,6 +26,11 @@ ESTIMATE_BUDGET = 0.015
 FIRST_SLICE = timedelta(minutes=1)  # the newest slice counted for an estimate; each next is 4×
 # A window of at most this many events is counted exactly even when every one must be read.
 SCANNED_EXACTLY = 20_000
+# `distinct` totals past COUNT_BUDGET: matches sampled in this many equal slices of the window,
+# this many per slice, within DISTINCT_BUDGET (see `_distinct_estimate`).
+STRATA = 8
+PER_STRATUM = 16
+DISTINCT_BUDGET = 0.03
 
 
 def by_criteria(event_filter: EventFilter) -> QuerySet[Event]:
@@ -50,6 +56,8 @@ def total_of(
     shown = len(events)
     if limit and shown < limit:
         return shown, False
+    if event_filter.distinct:
+        return _distinct_total(event_filter, shown=shown, limit=limit)
     plain = not event_filter.distinct
     if plain and rollups.answerable(event_filter):
         return rollups.total(event_filter), False
@@ -134,3 +142,97 @@ def _estimate(event_filter: EventFilter, window: EventFilter, in_window: int) ->
     )
     in_covered = rollups.total(covered)
     return round(counted * in_window / in_covered) if in_covered else counted
+
+
+# --- distinct ------------------------------------------------------------------------------------
+
+
+def _distinct_total(event_filter: EventFilter, *, shown: int, limit: int) -> tuple[int, bool]:
+    """How many resources match (`distinct`): COUNT(DISTINCT) within COUNT_BUDGET, else
+    `_distinct_estimate`, never below what the page shows."""
+    plain = _without_distinct(event_filter)
+    in_window = rollups.total(EventFilter(occurred=plain.occurred, event=plain.event))
+    if plain.indexed_criteria() or in_window <= SCANNED_EXACTLY:
+        try:
+            with timebox.within(COUNT_BUDGET):
+                rows = by_criteria(plain).aggregate(n=Count("resource_id", distinct=True))
+                return rows["n"], False
+        except timebox.OutOfTime:
+            pass
+    at_least = shown + (1 if limit and shown == limit else 0)
+    # Time and names only: the window's events are the matches (one rollup read, not two).
+    matches = in_window if rollups.answerable(plain) else total_of(plain)[0]
+    return max(_distinct_estimate(plain, matches), at_least), True
+
+
+def _distinct_estimate(plain: EventFilter, matches: int) -> int:
+    """Estimate the number of resources among `matches` events of `plain` (a filter without
+    `distinct`) from a sample: a resource with c matches counts 1/c for each of its events, so
+    resources = Σ 1/c over the matches = matches × the mean of 1/c over a uniform sample.
+
+    The sample is stratified in time (about STRATA whole-hour slices of where the window's events
+    are, the newest PER_STRATUM matches of each, weighted by the slice's events from the hour
+    rollups), and each sampled resource's c is counted over the whole window from the
+    (resource_id, occurred) index. Unbiased when the filter's share of events is even across the
+    window (the same assumption as the page-density total); no sketch to keep at ingest.
+    """
+    window = EventFilter(occurred=plain.occurred, event=plain.event)
+    span = rollups.span(window)
+    if not matches or span is None:
+        return matches
+    first, last = span
+    start = rollups.floor(first, rollups.HOUR)
+    step = timedelta(hours=max(1, math.ceil((last - start) / timedelta(hours=1) / STRATA)))
+    n = (last - start) // step + 1
+    in_hours = rollups.counts_by_hour(window, start, start + step * n)
+    in_slices = [0] * n
+    for hour, count in in_hours.items():
+        in_slices[(hour - start) // step] += count
+    deadline = time.monotonic() + DISTINCT_BUDGET
+    weighted, weights = 0.0, 0
+    for i in reversed(range(len(in_slices))):  # newest first: the budget may end the loop
+        if not in_slices[i]:
+            continue
+        lo = max(first, start + step * i)
+        hi = min(last, start + step * (i + 1) - timedelta(microseconds=1))
+        part = plain.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
+        try:
+            with timebox.within(deadline - time.monotonic()):
+                sample = list(
+                    part.apply(Event.objects.all(), semijoin="exists")
+                    .order_by("-occurred", "-id")
+                    .values_list("resource_id", flat=True)[:PER_STRATUM]
+                )
+                counts = _matches_per_resource(plain, set(sample))
+        except timebox.OutOfTime:
+            break
+        if sample:
+            weighted += in_slices[i] * sum(1 / counts.get(r, 1) for r in sample) / len(sample)
+        weights += in_slices[i]
+    if not weights:
+        return matches
+    # The slices sampled stand for the whole window in proportion to their events.
+    return round(matches * weighted / weights)
+
+
+def _matches_per_resource(plain: EventFilter, resource_ids: set[str]) -> dict[str, int]:
+    """Each resource's matches over the filter's window, read from the resource-id index."""
+    if not resource_ids:
+        return {}
+    rows = (
+        plain.apply(
+            Event.objects.filter(resource_id__in=resource_ids), semijoin="exists", by_criteria=True
+        )
+        .values("resource_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {r["resource_id"]: r["n"] for r in rows}
+
+
+def _without_distinct(event_filter: EventFilter) -> EventFilter:
+    """The same filter without `distinct` (and without a resource criterion left empty, so that
+    the rollups still answer a filter of time and names)."""
+    r = event_filter.resource
+    resource = r.model_copy(update={"distinct": False}) if r.id or r.id_prefix or r.labels else None
+    return event_filter.model_copy(update={"resource": resource})

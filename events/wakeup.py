@@ -11,18 +11,23 @@ keeps a slow safety poll (`EVENTSITE_ENGINE_POLL`).
   a pooled connection, in autocommit); each `Wakeup` LISTENs on a connection of its own. Not in
   the write's own transaction: a NOTIFY there holds PostgreSQL's notification lock through the
   commit's flush, which serialised concurrent ingest commits. The thread sends one NOTIFY for
-  however many commits came in while it sent the last one. SQLite deployments are one process
-  (or fall back on the safety poll).
+  however many commits came in while it sent the last one.
+- Across processes elsewhere (SQLite with a separate `run_engine`), when the channel layer is
+  shared (Redis): each `Wakeup` follows the `events` group that `events.broadcast` wakes on
+  every commit, from a channel of its own. With the in-memory layer, a SQLite deployment is one
+  process (or falls back on the safety poll).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import logging
 import os
 import threading
 
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from events import broadcast
@@ -32,6 +37,7 @@ logger = logging.getLogger(__name__)
 CHANNEL = "eventsite_stored"
 LISTEN_RECHECK_SECONDS = 1.0  # how often a listener looks at its stop flag
 RECONNECT_SECONDS = 2.0
+RENEW_SECONDS = 5.0  # a layer listener renews its group membership (Redis may have restarted)
 
 _notifiers_lock = threading.Lock()
 
@@ -92,6 +98,12 @@ class _Notifier:
                     self._state.notify_all()
 
 
+def _shared_layer():
+    """The channel layer, when other processes share it (not the in-memory one)."""
+    layer = get_channel_layer()
+    return None if layer is None or isinstance(layer, InMemoryChannelLayer) else layer
+
+
 def _connect(using: str, role: str):
     """A connection of its own (not Django's: it would go back to the pool), in autocommit."""
     wrapper = connections[using]
@@ -115,9 +127,14 @@ class Wakeup:
         self._closed = threading.Event()
         self.using = using
         broadcast.add_waker(self.wake)
-        postgresql = connections[using].vendor == "postgresql"
+        if connections[using].vendor == "postgresql":
+            target = self._listen
+        elif _shared_layer() is not None:
+            target = self._follow_layer
+        else:
+            target = self._watch_stop
         self._thread = threading.Thread(
-            target=self._listen if postgresql else self._watch_stop,
+            target=target,
             name=f"{threading.current_thread().name}-wakeup",
             daemon=True,
         )
@@ -149,6 +166,47 @@ class Wakeup:
         self._listening.set()
         while not self._done():
             self._stop.wait(LISTEN_RECHECK_SECONDS)
+        self._event.set()
+
+    def _follow_layer(self) -> None:
+        asyncio.run(self._follow_group(_shared_layer()))
+
+    async def _follow_group(self, layer) -> None:
+        """Be woken by every process's commits through the channel layer's `events` group."""
+        loop = asyncio.get_running_loop()
+        channel = None
+        receiving: asyncio.Future | None = None  # kept across stop checks, never cancelled
+        while not self._done():
+            try:
+                if channel is None:
+                    channel = await layer.new_channel("wakeup.")
+                await layer.group_add(broadcast.GROUP, channel)
+                self._listening.set()
+                self._event.set()  # what was stored while (re)joining: the next read finds it
+                renew_at = loop.time() + RENEW_SECONDS
+                while not self._done():
+                    if receiving is None:
+                        receiving = asyncio.ensure_future(layer.receive(channel))
+                    done, _ = await asyncio.wait({receiving}, timeout=LISTEN_RECHECK_SECONDS)
+                    if loop.time() >= renew_at:
+                        await layer.group_add(broadcast.GROUP, channel)
+                        renew_at = loop.time() + RENEW_SECONDS
+                    if not done:
+                        continue
+                    message, receiving = receiving.result(), None
+                    if message.get("origin") != broadcast.ORIGIN:  # ours came directly
+                        self._event.set()
+            except Exception:
+                receiving = None
+                logger.warning("wakeup: the channel layer failed; rejoining", exc_info=True)
+                self._listening.clear()
+                self._event.set()  # the reader's next read needs no layer
+                await asyncio.sleep(RECONNECT_SECONDS)
+        if receiving is not None:
+            receiving.cancel()
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(broadcast.GROUP, channel)
         self._event.set()
 
     def _listen(self) -> None:

@@ -90,8 +90,9 @@ class QueryDeadline:
             # the ROLLBACK TO SAVEPOINT would fail in the aborted transaction.)
             wanted = max(1, int(self.seconds * 1000)) if read else 0
             if self.pg_timeout != wanted:
-                # On the driver's cursor: not through the wrappers again.
-                context["cursor"].cursor.execute(f"SET statement_timeout = {wanted}")
+                # On the driver's connection: not through the wrappers again, and not on the
+                # statement's own cursor, which may be a server-side one (DECLARE … FOR SET fails).
+                db.connection.execute(f"SET statement_timeout = {wanted}")
                 self.pg_timeout = wanted
         return execute(sql, params, many, context)
 

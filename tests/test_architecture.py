@@ -219,6 +219,7 @@ LOG_READERS = {
     "events.queries",  # the read path
     "events.page_queries",  # the read path's second half (resources, stories, export)
     "events.totals",  # the read path's totals (exact when cheap, else estimated)
+    "events.resource_counts",  # the read path's count-by/resource (streamed, or sampled)
     "events.page_plans",  # the read path's plan for a page (walk, or the criteria's index)
     "events.filters",  # the filter model's SQL evaluator, used by the read path
     "events.rollups",  # counts for the read path, kept by the write path

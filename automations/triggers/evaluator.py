@@ -124,20 +124,22 @@ class Evaluator:
         `triggers` is `interested(event)` when the caller has already computed it.
         """
         fired: list[Firing] = []
+        in_outage = self.state.in_outage
         for trigger in self.interested(event) if triggers is None else triggers:
             self._reactive(trigger, event, clock, fired)
+            if in_outage and trigger.id in in_outage:
+                self._resolve(trigger, event, clock, fired)
         return fired
 
-    def _reactive(
+    def _resolve(
         self, trigger: EventTrigger, event: Event, clock: datetime, fired: list[Firing]
     ) -> None:
-        self._count(trigger, event, clock, fired)
-        if trigger.reactive or not self.state.outages or not trigger.expects(event.event):
+        """End the key's outage if this is an expected event (the events are back)."""
+        if not trigger.expects(event.event):
             return
         key = trigger.bucketing_key(event)
         outage = self.state.close_outage((trigger.id, key))
         if outage is not None:
-            # The expected events are back: the outage ends with this event.
             fired.append(
                 Firing(
                     trigger=trigger,
@@ -149,7 +151,7 @@ class Evaluator:
                 )
             )
 
-    def _count(
+    def _reactive(
         self, trigger: EventTrigger, event: Event, clock: datetime, fired: list[Firing]
     ) -> None:
         state = self.state

@@ -120,6 +120,8 @@ class State:
         self.next_runs: dict[uuid.UUID, datetime] = {}
         # (trigger, key) → the open outage of a top-level proactive trigger
         self.outages: dict[BucketId, Outage] = {}
+        # trigger id → how many of its keys are in an outage (the hot path asks only this)
+        self.in_outage: dict[uuid.UUID, int] = {}
         self.dirty_outages: set[BucketId] = set()
         self.dirty_buckets: set[BucketId] = set()
         self.dirty_held: set[BucketId] = set()
@@ -170,9 +172,12 @@ class State:
         for ident in [i for i in self.outages if i[0] not in keep]:
             del self.outages[ident]
             self.dirty_outages.add(ident)
+        self.in_outage = {t: n for t, n in self.in_outage.items() if t in keep}
 
     # outages
     def open_outage(self, ident: BucketId, outage: Outage) -> None:
+        if ident not in self.outages:
+            self.in_outage[ident[0]] = self.in_outage.get(ident[0], 0) + 1
         self.outages[ident] = outage
         self.dirty_outages.add(ident)
 
@@ -180,4 +185,9 @@ class State:
         outage = self.outages.pop(ident, None)
         if outage is not None:
             self.dirty_outages.add(ident)
+            left = self.in_outage[ident[0]] - 1
+            if left:
+                self.in_outage[ident[0]] = left
+            else:
+                del self.in_outage[ident[0]]
         return outage

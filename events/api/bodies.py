@@ -14,11 +14,13 @@ The echoed body never repeats a credential (`ECHO_REDACTED_KEYS`).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from pydantic import BaseModel, ValidationError
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -35,6 +37,31 @@ ECHO_REDACTED_KEYS = frozenset(
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+def json_array_response(
+    chunk: Callable[[], list], close: Callable[[], None]
+) -> StreamingHttpResponse:
+    """A JSON array streamed from `chunk()` (called until it returns []), then `close()`.
+
+    Under ASGI a streamed body must be an async iterator (Django reads a sync one whole before
+    sending): each chunk is read in the request's thread (`sync_to_async`, thread-sensitive, the
+    thread holding the database cursor).
+    """
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"["
+            first = True
+            while rows := await sync_to_async(chunk)():
+                text = orjson.dumps(rows)[1:-1]
+                yield text if first else b"," + text
+                first = False
+            yield b"]"
+        finally:
+            await sync_to_async(close)()
+
+    return StreamingHttpResponse(body(), content_type="application/json")
 
 
 def error_response(

@@ -9,9 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from events import queries
+from events import queries, resource_counts
 from events.accounts.roles import Capability, readable
-from events.api.bodies import error_response, json_response, parse_body, read_json
+from events.api.bodies import (
+    error_response,
+    json_array_response,
+    json_response,
+    parse_body,
+    read_json,
+)
 from events.api.shapes import ErrorBody, EventBatch, EventCounts, EventPage
 from events.filters import EventFilter
 from events.ingest import ingest
@@ -188,7 +194,12 @@ class EventsCountBy(APIView):
         if countable == "event":
             return json_response(queries.count_by_event(body.filter))
         if countable == "resource":
-            return json_response(queries.count_by_resource(body.filter))
+            counts = resource_counts.resource_counts(body.filter)
+            response = json_array_response(counts.chunk, counts.close)
+            if counts.estimate:
+                # Not every resource: those of a sample of the matches, each counted exactly.
+                response["X-Eventsite-Estimate"] = "sampled-resources"
+            return response
         unit, interval = (
             ("day", 1.0) if countable == "day" else (body.time_unit, body.time_interval)
         )

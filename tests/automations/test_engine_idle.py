@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -13,9 +14,11 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
+from automations import changes
 from automations import engine as engine_module
 from automations.engine import Engine
 from automations.models import EngineCursor, Firing
+from automations.triggers import parse_trigger
 from events import queries, wakeup
 from events.models import Event as EventRow
 from tests.automations.conftest import event, make_automation, settle, store
@@ -75,6 +78,47 @@ def test_a_new_engine_never_counts_the_events_before_its_start_as_late(clock):
         pass
     (firing,) = Firing.objects.filter(automation=automation)
     assert firing.triggering_event["resource"]["prefect.resource.id"] == "acme.thing.after"
+
+
+def test_an_automation_made_while_the_engine_lags_reacts_only_to_what_comes_after_it(clock):
+    """An engine behind the log (a burst, a restart, a reload from its durable cursor) must not
+    apply a new automation to events stored before it was made (the browser test's flake: the
+    automation fired on the very event it was made from)."""
+    engine = Engine()
+    engine.load()
+    store(event("acme.idle.ping", "acme.thing.before"))  # not read yet: the engine lags
+    clock.shift(1)
+    automation = changes.create(
+        id=uuid.uuid4(), owner=None, name="made now", trigger=parse_trigger(REACTIVE).to_json()
+    )
+    while engine.step():
+        pass
+    assert not Firing.objects.filter(automation=automation).exists()
+    clock.shift(1)
+    store(event("acme.idle.ping", "acme.thing.after"))
+    while engine.step():
+        pass
+    (firing,) = Firing.objects.filter(automation=automation)
+    assert firing.triggering_event["resource"]["prefect.resource.id"] == "acme.thing.after"
+
+
+def test_a_resumed_automation_ignores_what_came_while_it_was_paused_however_late_read(clock):
+    automation = changes.create(
+        id=uuid.uuid4(), owner=None, name="paused", trigger=parse_trigger(REACTIVE).to_json()
+    )
+    changes.set_enabled(automation, False)
+    engine = Engine()
+    engine.load()
+    clock.shift(1)
+    store(event("acme.idle.ping", "acme.thing.while-paused"))
+    clock.shift(1)
+    changes.set_enabled(automation, True)  # before the engine has read the paused stretch
+    clock.shift(1)
+    store(event("acme.idle.ping", "acme.thing.resumed"))
+    while engine.step():
+        pass
+    (firing,) = Firing.objects.filter(automation=automation)
+    assert firing.triggering_event["resource"]["prefect.resource.id"] == "acme.thing.resumed"
 
 
 def test_a_quiet_engine_still_catches_an_event_committed_late_after_its_horizon(clock):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -10,7 +11,6 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from automations.actions import parse_action
-from automations.models import Automation
 from eventsite.field_secrets import REDACTED
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,16 +70,35 @@ def test_existing_secrets_are_sealed_renamed_and_scrubbed_from_the_log():
     executor = MigrationExecutor(connection)
     executor.migrate(AFTER)
 
-    stored = Automation.objects.get(pk=automation.id)
+    new = executor.loader.project_state(AFTER).apps
+    stored = new.get_model("automations", "Automation").objects.get(pk=automation.id)
     assert [a["type"] for a in stored.actions] == ["call-webhook-url", "send-email"]
     assert stored.actions[0]["headers"]["X-Key"].startswith("sealed:v1:")
     assert parse_action(stored.actions[0]).headers == {"X-Key": "clear-1"}
-    NewEvent = executor.loader.project_state(AFTER).apps.get_model("events", "Event")
+    NewEvent = new.get_model("events", "Event")
     for row in NewEvent.objects.all():
         assert "clear-1" not in str(row.payload) and "the-old-slug" not in str(row.payload)
     assert NewEvent.objects.get(event="prefect-cloud.webhook.failed").payload == {"status": 400}
     created = NewEvent.objects.get(event="prefect.automation.created")
     assert created.payload["actions"][0]["headers"] == {"X-Key": REDACTED}
+
+
+def test_automations_enabled_before_enabled_since_existed_count_as_enabled_since_made():
+    before = [("automations", "0005_resolve")]
+    after = [("automations", "0006_automation_enabled_since")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps.get_model("automations", "Automation")
+    made = timezone.now() - timedelta(days=3)
+    trigger = {"type": "event", "posture": "Reactive", "expect": ["x"]}
+    on = old.objects.create(id=uuid.uuid4(), name="on", trigger=trigger, created=made)
+    off = old.objects.create(id=uuid.uuid4(), name="off", trigger=trigger, enabled=False)
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    new = executor.loader.project_state(after).apps.get_model("automations", "Automation")
+    assert new.objects.get(pk=on.id).enabled_since == made
+    assert new.objects.get(pk=off.id).enabled_since is None
 
 
 def test_existing_firings_become_triggered_when_resolve_arrives():

@@ -4,10 +4,14 @@ and runs `actions_on_resolve` (PagerDuty resolves the incident it opened)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from automations.engine import Engine
-from automations.models import ActionRun, Firing, TriggerOutage
+from automations.models import ActionRun, Automation, Firing, TriggerOutage
+from automations.triggers import parse_trigger
+from automations.triggers.describe import sentence
 from events.models import Event as EventRow
 from tests.automations.actions.receivers import Receiver
 from tests.automations.actions.test_presets import pagerduty_answer
@@ -161,6 +165,8 @@ def test_the_automation_page_shows_each_keys_state_escaped(clock, engine, logged
     armed = next(r for r in rows if "worker.w2" in r)
     assert firing.startswith("state-firing") and "since" in firing
     assert armed.startswith("state-armed") and "window ends at" in armed
+    listed = logged_in_client.get("/automations/").content.decode()
+    assert "Firing: 1 key<" in listed
 
     run(engine, 5, beat="prefect.worker.<b>w1</b>")
     html = logged_in_client.get(f"/automations/{automation.id}/").content.decode()
@@ -170,3 +176,85 @@ def test_the_automation_page_shows_each_keys_state_escaped(clock, engine, logged
     resolved = Firing.objects.get(state="Resolved")
     assert resolved.triggered.strftime("%Y-%m-%d %H:%M:%S") in back
     assert "resolved</span>" in html  # the firings list marks the resolution
+    assert "Firing: " not in logged_in_client.get("/automations/").content.decode()
+    trace = logged_in_client.get(f"/automations/firings/{resolved.id}/").content.decode()
+    assert "<h1>Resolved <time" in trace
+    caused = logged_in_client.get(f"/automations/caused-by/{resolved.triggering_event_id}/")
+    assert caused.status_code == 200
+    assert f"/automations/firings/{resolved.id}/" in caused.content.decode()
+    assert "resolved</span>" in caused.content.decode()
+
+
+def _form(**overrides) -> dict:
+    data = {
+        "name": "Workers",
+        "trigger_mode": "event",
+        "expect": "prefect.worker.heartbeat",
+        "for_each": "prefect.resource.id",
+        "posture": "Proactive",
+        "threshold": "1",
+        "within": "60",
+        "enabled": "on",
+        "actions-TOTAL_FORMS": "2",
+        "actions-INITIAL_FORMS": "0",
+        "actions-MIN_NUM_FORMS": "0",
+        "actions-MAX_NUM_FORMS": "1000",
+        "actions-0-type": "emit-event",
+        "actions-0-emit-event": '{"event": "acme.worker.down", "resource": {"prefect.resource.id": "acme.w"}}',
+        "actions-0-on_resolve": "on",
+        "actions-1-type": "do-nothing",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_the_form_puts_an_action_on_resolve_too_and_takes_it_off_again(logged_in_client):
+    assert logged_in_client.post("/automations/new/", _form()).status_code == 302
+    automation = Automation.objects.get()
+    assert automation.actions_on_resolve == [automation.actions[0]]
+    # one set through the API alone (no twin in `actions`) is kept by the form
+    only_on_resolve = {
+        "type": "emit-event",
+        "event": {"event": "acme.back", "resource": {"prefect.resource.id": "acme.w"}},
+    }
+    automation.actions_on_resolve = [*automation.actions_on_resolve, only_on_resolve]
+    automation.save()
+
+    edit = logged_in_client.get(f"/automations/{automation.id}/edit/").content.decode()
+    boxes = re.findall(r"<input[^>]*id_actions-\d-on_resolve[^>]*>", edit)
+    assert [b.endswith(" checked>") for b in boxes[:2]] == [True, False]  # then an empty slot
+
+    again = _form(**{"actions-INITIAL_FORMS": "2"})
+    assert logged_in_client.post(f"/automations/{automation.id}/edit/", again).status_code == 302
+    automation.refresh_from_db()
+    assert automation.actions_on_resolve == [only_on_resolve, automation.actions[0]]  # once
+
+    unticked = {k: v for k, v in again.items() if k != "actions-0-on_resolve"}
+    assert logged_in_client.post(f"/automations/{automation.id}/edit/", unticked).status_code == 302
+    automation.refresh_from_db()
+    assert automation.actions_on_resolve == [only_on_resolve]
+    page = logged_in_client.get(f"/automations/{automation.id}/").content.decode()
+    assert "On resolve" in page and "emit-event" in page
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"after": ["hb"], "expect": ["hb"], "for_each": ["prefect.resource.id"]}, "after each hb"),
+        ({"expect": ["hb"], "for_each": ["prefect.resource.id"]}, "between 1 minute and 2 minutes"),
+        ({"expect": ["hb"]}, "Fires when no hb arrive within 1 minute."),
+    ],
+)
+def test_the_live_sentence_says_what_each_proactive_posture_does(fields, says):
+    trigger = parse_trigger({"type": "event", "posture": "Proactive", "within": 60, **fields})
+    said = sentence(trigger)
+    assert says in said
+    assert said.endswith(
+        "notifies once per outage, and resolves (running the actions on resolve) when hb arrives again."
+    )
+    reactive = sentence(parse_trigger({"type": "event", "posture": "Reactive", "expect": ["x"]}))
+    assert "resolve" not in reactive
+    compound = parse_trigger(
+        {"type": "compound", "require": "any", "triggers": [trigger.to_json()]}
+    )
+    assert "resolves" not in sentence(compound)  # composites never resolve

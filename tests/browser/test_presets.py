@@ -92,7 +92,7 @@ def test_the_slack_preset_form_keeps_its_url_secret_and_send_test_shows_slacks_a
     assert secret not in page.content()
     page.click("button.send-test")
     result = page.locator("#test-result")
-    expect(result).to_contain_text("succeeded")
+    expect(result).to_contain_text("succeeded", timeout=60_000)
     expect(result.locator(".badge.status")).to_have_text("200")
     expect(result.locator(".response-body")).to_have_text("ok")
     expect(result).to_contain_text("x-slack-req")

@@ -15,6 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
+from django.utils import timezone
 
 from events import broadcast, live
 from events.consumers import FeedConsumer
@@ -156,3 +157,30 @@ async def test_one_read_of_the_log_serves_every_subscriber(token):
         await ws.disconnect()
     await asyncio.sleep(0)
     assert tail.subscriptions == set()
+
+
+async def test_subscribers_sharing_a_filter_shape_keep_their_own_occurred_windows(token):
+    """Filters equal but for `occurred` share one match per event; each window still applies."""
+    now = timezone.now()
+    prefix = {"event": {"prefix": ["acme."]}}
+    window = {"since": (now - timedelta(hours=1)).isoformat(), "until": now.isoformat()}
+    open_ended = await open_socket("/api/events/out", token)
+    await open_ended.send_json_to({"type": "filter", "filter": prefix})
+    bounded = await open_socket("/api/events/out", token)
+    await bounded.send_json_to({"type": "filter", "filter": {**prefix, "occurred": window}})
+    other = await open_socket("/api/events/out", token)
+    await other.send_json_to({"type": "filter", "filter": {"event": {"name": ["acme.b"]}}})
+    assert await other.receive_nothing(timeout=0.1)
+    tail = live.tail()
+    assert len({s.shape_key for s in tail.subscriptions}) == 2
+
+    inside = event_data("acme.a", occurred=now - timedelta(minutes=5))
+    later = event_data("acme.b", occurred=now + timedelta(seconds=30))
+    await post([inside, later])
+
+    assert {e["id"] for e in await receive_events(open_ended, 2)} == {inside["id"], later["id"]}
+    assert [e["id"] for e in await receive_events(bounded, 1)] == [inside["id"]]
+    assert [e["id"] for e in await receive_events(other, 1)] == [later["id"]]
+    for ws in (open_ended, bounded, other):
+        assert await ws.receive_nothing(timeout=0.1)
+        await ws.disconnect()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from events import queries
+from events import queries, resource_counts
 from events.filters import EventFilter
 from events.ingest import ingest
 from tests.factories import event_data, related
@@ -62,5 +62,33 @@ def test_a_pages_memory_does_not_grow_with_the_matches(name):
     few = peak_of_page(FILTERS[name])
     store(1800, 200)
     many = peak_of_page(FILTERS[name])
+
+    assert many < few * 1.5 + 200_000, (few, many)
+
+
+def peak_of_count_by_resource() -> int:
+    """tracemalloc's peak while reading every row of count-by/resource, chunk by chunk."""
+    event_filter = EventFilter.model_validate({"event": {"prefix": ["acme."]}})
+    rows = resource_counts.count_by_resource(event_filter)  # warm
+    tracemalloc.start()
+    counts = resource_counts.ResourceCounts(event_filter)
+    read = 0
+    try:
+        while chunk := counts.chunk():
+            read += len(chunk)
+    finally:
+        counts.close()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert read == len(rows)
+    return peak
+
+
+def test_count_by_resource_reads_in_chunks_whatever_the_number_of_resources(monkeypatch):
+    monkeypatch.setattr(resource_counts, "CHUNK", 100)
+    store(200, 0)
+    few = peak_of_count_by_resource()
+    store(1800, 200)
+    many = peak_of_count_by_resource()
 
     assert many < few * 1.5 + 200_000, (few, many)

@@ -6,6 +6,7 @@ tests shrink them to force the estimate on a small log.
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -189,3 +190,61 @@ def test_estimates_read_as_people_say_them(value, said):
     from events.templatetags.events_extras import about
 
     assert about(value) == said
+
+
+def distinct_filter() -> EventFilter:
+    return EventFilter.model_validate(
+        {
+            "occurred": {"since": (NOW - timedelta(hours=3)).isoformat(), "until": NOW.isoformat()},
+            "resource": {"distinct": True},
+        }
+    )
+
+
+def resources_repeated(counts: list[int]) -> None:
+    """Resource i has counts[i] events, shuffled (with a fixed seed) over three hours."""
+    ids = [f"acme.order.{i}" for i, n in enumerate(counts) for _ in range(n)]
+    random.Random(7).shuffle(ids)
+    step = timedelta(hours=3) / (len(ids) + 1)
+    store([event_data(resource_id=rid, occurred=NOW - step * (k + 1)) for k, rid in enumerate(ids)])
+
+
+def test_a_distinct_total_counts_resources_exactly_when_cheap():
+    resources_repeated([30] * 20)
+
+    page = queries.first_page(distinct_filter(), limit=5)
+
+    assert (page.total, page.total_is_estimate) == (20, False)
+
+
+def test_past_the_budget_a_distinct_total_estimates_resources_not_events(monkeypatch):
+    monkeypatch.setattr(totals, "COUNT_BUDGET", 0)
+    monkeypatch.setattr(totals, "DISTINCT_BUDGET", 5)  # time for every slice
+    resources_repeated([30] * 20)
+
+    page = queries.first_page(distinct_filter(), limit=5)
+
+    # 600 events of 20 resources: each sampled event counts 1/30 of a resource.
+    assert (page.total, page.total_is_estimate) == (20, True)
+
+
+def test_a_distinct_estimate_weighs_each_resource_by_its_matches(monkeypatch):
+    monkeypatch.setattr(totals, "COUNT_BUDGET", 0)
+    monkeypatch.setattr(totals, "DISTINCT_BUDGET", 5)
+    resources_repeated([1] * 30 + [10] * 10)  # 40 resources, 130 events
+
+    total, estimate = totals.total_of(distinct_filter(), events=[None] * 5, limit=5)
+
+    assert estimate
+    assert 30 <= total <= 50, total  # a sample's estimate; the events would say 130
+
+
+def test_without_time_to_sample_a_distinct_total_is_at_least_the_page(monkeypatch):
+    monkeypatch.setattr(totals, "COUNT_BUDGET", 0)
+    monkeypatch.setattr(totals, "DISTINCT_BUDGET", 0)
+    resources_repeated([3] * 20)
+
+    page = queries.first_page(distinct_filter(), limit=5)
+
+    assert page.total_is_estimate
+    assert 6 <= page.total <= 60

@@ -1,7 +1,10 @@
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
+from asgiref.sync import async_to_sync
 
+from events import resource_counts
 from events.ingest import ingest
 from tests.factories import NOT_AUDIT, event_data
 
@@ -94,6 +97,21 @@ def test_count_by_event_orders_by_count_then_label(api_client):
     assert [(r["value"], r["count"]) for r in rows] == [("b", 2), ("a", 1), ("c", 1)]
 
 
+def count_by_resource(api_client, event_filter: dict, *, estimate: bool = False) -> list[dict]:
+    """count-by/resource's streamed JSON array, read here without a server."""
+    response = api_client.post(
+        "/api/events/count-by/resource", {"filter": event_filter}, format="json"
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.get("X-Eventsite-Estimate") == ("sampled-resources" if estimate else None)
+
+    async def read() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return orjson.loads(async_to_sync(read)())
+
+
 def test_count_by_resource_labels_with_the_latest_resource_name(api_client):
     store(
         event_data(
@@ -105,14 +123,87 @@ def test_count_by_resource_labels_with_the_latest_resource_name(api_client):
         event_data(resource_id="r2"),
     )
 
-    rows = api_client.post(
-        "/api/events/count-by/resource", {"filter": NOT_AUDIT}, format="json"
-    ).json()
+    rows = count_by_resource(api_client, NOT_AUDIT)
 
     assert [(r["value"], r["label"], r["count"]) for r in rows] == [
         ("r1", "New", 2),
         ("r2", "r2", 1),
     ]
+
+
+def test_count_by_resource_orders_by_count_then_label_and_spans_each_resources_events(
+    api_client,
+):
+    now = datetime.now(UTC).replace(microsecond=0)
+    store(
+        event_data(resource_id="a", labels={"prefect.name": "Ann"}, occurred=now - timedelta(1)),
+        event_data(resource_id="a", labels={"prefect.name": "Al"}, occurred=now - timedelta(2)),
+        # An empty name label is skipped for the next one, as on the pages.
+        event_data(
+            resource_id="b",
+            labels={"prefect.resource.name": "", "prefect.name": "Émile"},
+            occurred=now - timedelta(minutes=3),
+        ),
+        event_data(resource_id="c", labels={"prefect.resource.name": "bob"}),
+        event_data(resource_id="z", labels={"prefect.resource.name": "Zed"}),
+        event_data("other.name", resource_id="d", labels={"prefect.resource.name": "Al"}),
+    )
+
+    rows = count_by_resource(api_client, {**NOT_AUDIT, "event": {"prefix": ["acme."]}})
+
+    assert [(r["value"], r["label"], r["count"]) for r in rows] == [
+        ("a", "Ann", 2),
+        # Code point order on both backends (a locale's collation would say bob, Émile, Zed).
+        ("z", "Zed", 1),
+        ("c", "bob", 1),
+        ("b", "Émile", 1),
+    ]
+    assert rows[0]["start_time"] == (now - timedelta(2)).isoformat().replace("+00:00", "Z")
+    assert rows[0]["end_time"] == (now - timedelta(1)).isoformat().replace("+00:00", "Z")
+
+
+def test_count_by_resource_streams_every_resource_in_chunks(api_client, monkeypatch):
+    monkeypatch.setattr(resource_counts, "CHUNK", 7)
+    store(*[event_data(resource_id=f"r{i:02}", ago=timedelta(seconds=i)) for i in range(30)])
+    store(*[event_data(resource_id="r29", ago=timedelta(seconds=40 + i)) for i in range(3)])
+
+    rows = count_by_resource(api_client, NOT_AUDIT)
+
+    assert [r["value"] for r in rows] == ["r29"] + [f"r{i:02}" for i in range(29)]
+    assert rows[0]["count"] == 4
+
+
+def test_past_its_bound_count_by_resource_counts_the_resources_of_a_sample_exactly(
+    api_client, monkeypatch
+):
+    monkeypatch.setattr(resource_counts, "EXACT_MATCHES", 50)
+    monkeypatch.setattr(resource_counts, "PER_STRATUM", 2)
+    # One busy resource (every third event) among 80 quiet ones, over the last 16 minutes.
+    store(
+        *[
+            event_data(
+                resource_id="busy" if i % 3 == 0 else f"quiet.{i}",
+                labels={"prefect.resource.name": "Busy"} if i % 3 == 0 else None,
+                ago=timedelta(seconds=4 * i + 1),
+            )
+            for i in range(240)
+        ]
+    )
+    window = {"since": (datetime.now(UTC) - timedelta(minutes=16)).isoformat()}
+
+    rows = count_by_resource(api_client, {**NOT_AUDIT, "occurred": window}, estimate=True)
+
+    assert (rows[0]["value"], rows[0]["label"], rows[0]["count"]) == ("busy", "Busy", 80)
+    assert 1 < len(rows) <= 16 * 2  # the sample's resources, not all 161
+    assert all(r["count"] == 1 for r in rows[1:])
+
+    monkeypatch.setattr(resource_counts, "EXACT_MATCHES", 1000)
+    assert len(count_by_resource(api_client, {**NOT_AUDIT, "occurred": window})) == 161
+
+
+def test_count_by_resource_of_nothing_is_an_empty_array(api_client):
+    assert count_by_resource(api_client, {"resource": {"id": []}, **NOT_AUDIT}) == []
+    assert count_by_resource(api_client, {"resource": {"id": ["nobody"]}}) == []
 
 
 def test_count_by_time_zero_fills_buckets_aligned_to_the_pivot(api_client):
