@@ -6,16 +6,13 @@ decides for one `schema.Event` (live streams, triggers). A hypothesis test keeps
 
 from __future__ import annotations
 
-import shlex
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-import orjson
 from django.db import connection
 from django.db.models import (
     BooleanField,
-    CharField,
     DateTimeField,
     Exists,
     F,
@@ -25,11 +22,10 @@ from django.db.models import (
     QuerySet,
     Subquery,
     TextField,
-    Value,
     Window,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Concat, RowNumber
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 from pydantic import (
     BaseModel,
@@ -43,6 +39,7 @@ from pydantic import (
 from events.labels import Patterns, as_list, glob_regex, label_matches, labels_match
 from events.models import EventResource
 from events.schema import RESOURCE_ID, RESOURCE_ROLE, Event
+from events.text_search import search_text, text_matches, text_q
 
 MAX_TEXT_QUERY = 200
 
@@ -198,7 +195,7 @@ class EventFilter(_Filter):
         for spec in self._any_list():
             if not any(_any_resource_matches(spec, r) for r in (event.resource, *event.related)):
                 return False
-        return not (self.text and not text_matches(self.text.query, searchable_text(event)))
+        return not (self.text and not text_matches(self.text.query, search_text(event)))
 
     def evaluate(self, events: list[Event]) -> list[Event]:
         """The in-memory twin of `apply` + ordering: matching events, ordered, `distinct` applied."""
@@ -267,8 +264,9 @@ class EventFilter(_Filter):
                 qs = qs.filter(Exists(own_rows.filter(row_q(spec, **names))))
             else:
                 qs = qs.filter(id__in=rows.filter(q).values("event_id"))
-        if self.text and (q := _text_q(self.text.query)) is not None:
-            qs = qs.alias(_search=_search_expression()).filter(q)
+        # A walk tests each event's text; otherwise PostgreSQL may read it from its index.
+        if self.text and (q := text_q(self.text.query, use_index=semijoin == "in")) is not None:
+            qs = qs.filter(q)
         if self.distinct:
             first = Window(
                 RowNumber(),
@@ -501,84 +499,6 @@ def _any_resource_matches(f: AnyResourceFilter, resource: dict[str, str]) -> boo
     if f.id_prefix and not any(rid.startswith(p) for p in f.id_prefix):
         return False
     return not (f.labels and not labels_match(f.labels, resource))
-
-
-# --- text ----------------------------------------------------------------------------------------
-
-# SQLite's LIKE folds ASCII case only; fold the same way in memory so both evaluators agree.
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def parse_text_query(query: str) -> tuple[list[str], list[str], list[str]]:
-    """Split a query into (any-of, none-of, all-of) terms: `a "b c" -d !e +f`."""
-    include: list[str] = []
-    exclude: list[str] = []
-    required: list[str] = []
-    try:
-        terms = shlex.split(query, posix=True)
-    except ValueError:  # an unbalanced quote: read it as plain words
-        terms = query.replace('"', " ").split()
-    for term in terms:
-        if term[:1] in ("-", "!") and len(term) > 1:
-            exclude.append(term[1:])
-        elif term[:1] == "+" and len(term) > 1:
-            required.append(term[1:])
-        elif term:
-            include.append(term)
-    return include, exclude, required
-
-
-def searchable_text(event: Event) -> str:
-    """What text search looks in: the name and the stored JSON of resource, related, payload."""
-    return " ".join(
-        (
-            event.event,
-            orjson.dumps(event.resource).decode(),
-            orjson.dumps(event.related).decode(),
-            orjson.dumps(event.payload).decode(),
-        )
-    )
-
-
-def text_matches(query: str, text: str) -> bool:
-    include, exclude, required = parse_text_query(query)
-    text = text.translate(_ASCII_LOWER)
-    if include and not any(t.translate(_ASCII_LOWER) in text for t in include):
-        return False
-    if any(t.translate(_ASCII_LOWER) in text for t in exclude):
-        return False
-    return all(t.translate(_ASCII_LOWER) in text for t in required)
-
-
-def _search_expression():
-    space = Value(" ")
-    return Concat(
-        F("event"),
-        space,
-        Cast("resource", TextField()),
-        space,
-        Cast("related", TextField()),
-        space,
-        Cast("payload", TextField()),
-        output_field=CharField(),
-    )
-
-
-def _text_q(query: str) -> Q | None:
-    include, exclude, required = parse_text_query(query)
-    if not (include or exclude or required):
-        return None
-    q = Q()
-    if include:
-        either = Q()
-        for term in include:
-            either |= Q(_search__icontains=term)
-        q &= either
-    for term in exclude:
-        q &= ~Q(_search__icontains=term)
-    for term in required:
-        q &= Q(_search__icontains=term)
-    return q
 
 
 __all__ = [

@@ -18,6 +18,7 @@ from events.broadcast import broadcast_stored
 from events.models import Event as EventRow
 from events.models import EventResource
 from events.schema import RESOURCE_ID, RESOURCE_ROLE, Event, Limits, Problem
+from events.text_search import search_text
 from eventsite import sqlite_wal
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ EVENT_COLUMNS = (
     "related",
     "payload",
     "follows",
+    "search",
 )
 RESOURCE_COLUMNS = ("event_id", "occurred", "resource_id", "role", "labels")
 # Rows per multi-row INSERT: well inside SQLite's (32,766) and PostgreSQL's (65,535) parameter caps.
@@ -219,6 +221,7 @@ def _insert_events(events: list[Event]) -> set[uuid.UUID]:
             js(e.related),
             js(e.payload),
             uid(e.follows),
+            search_text(e),
         )
         for e in events
     ]
@@ -226,7 +229,7 @@ def _insert_events(events: list[Event]) -> set[uuid.UUID]:
         returned = _execute_rows(
             cursor,
             f"INSERT INTO {table} ({columns}) VALUES {{values}} ON CONFLICT (id) DO NOTHING RETURNING id",
-            f"(%s, %s, %s, %s, %s, {jp}, {jp}, {jp}, %s)",
+            f"(%s, %s, %s, %s, %s, {jp}, {jp}, {jp}, %s, %s)",
             rows,
             largest=EVENTS_PER_STATEMENT,
             returning=True,

@@ -23,6 +23,9 @@ class Event(models.Model):
     related = models.JSONField(default=list)
     payload = models.JSONField(default=dict)
     follows = models.UUIDField(null=True, blank=True)
+    # The folded text that text search matches (`events.text_search.search_text`), written by
+    # ingest. Indexed by trigrams: SQLite FTS5 / PostgreSQL pg_trgm GIN (migration 0009).
+    search = models.TextField(db_default="", editable=False)
 
     class Meta:
         # The feed reads newest-first by (occurred, id); the name and resource filters narrow by

@@ -59,7 +59,7 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
     matches from their own index and sorting them (quick when they are rare). The walk gets
     WALK_BUDGET; past it the matches are rare: their ids are read in order (up to RARE_CAP, which
     also counts them) and the page's events fetched by id. PostgreSQL, which has statistics,
-    plans the query itself.
+    plans the query itself, except for text, which it also walks first (`text_search.text_q`).
     """
     if not limit:
         return Found([])
@@ -67,6 +67,15 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
         return Found(_newest_distinct(event_filter, after, limit))
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
+        if event_filter.text and _narrows_beyond_time(event_filter):
+            # PostgreSQL's statistics cannot tell a common text term (walk time) from a rare one
+            # (read the trigram index): walk first, as SQLite does.
+            walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
+            try:
+                with timebox.within(WALK_BUDGET):
+                    return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
+            except timebox.OutOfTime:
+                pass
         rows = event_filter.apply(Event.objects.all()).filter(after)
         return Found(list(rows.order_by(*ordering)[:limit]))
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)

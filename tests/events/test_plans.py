@@ -89,7 +89,10 @@ def log():
                     ),
                     *([related("acme.team.a", "owner")] if i % 97 == 0 else []),
                 ],
-                payload={"message": ("gold", "late", "ok")[i % 3]},
+                payload={
+                    "message": ("gold", "late", "ok")[i % 3],
+                    **({"note": "escalated"} if i % 97 == 0 else {}),
+                },
                 occurred=NOW - timedelta(seconds=i * 29),
             )
         )
@@ -117,6 +120,27 @@ def test_a_selective_criterion_is_read_from_its_own_index(criterion):
         assert re.search(index, plan), f"{name} does not use {index}:\n{plan}"
 
 
+def test_a_rare_text_term_is_read_from_the_trigram_index():
+    """PostgreSQL's pg_trgm GIN index, which its planner prices above a scan of the time index
+    until the log is some ten thousand events: 20,000 more. (SQLite walks: `events.text_search`.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no text index: a text search walks the window (WALKED)")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, "
+            "related, payload, search) SELECT gen_random_uuid(), now() - g * interval '1 s', "
+            "now(), 'acme.filler', 'acme.filler.' || g, '{}', '[]', '{}', "
+            "'acme.filler ' || g FROM generate_series(1, 20000) g"
+        )
+        cursor.execute("ANALYZE events_event")
+    found = plans({"text": {"query": "escalated"}})
+
+    for name in ("by_criteria", "count"):
+        plan = found[name]
+        assert not FULL_SCAN[connection.vendor].search(plan), f"{name} scans:\n{plan}"
+        assert "event_search_trgm" in plan, plan
+
+
 @pytest.mark.parametrize("criterion", WALKED)
 def test_a_walk_follows_time_and_never_scans(criterion):
     plan = plans(WALKED[criterion])["walk"]
@@ -129,11 +153,14 @@ def test_a_walk_follows_time_and_never_scans(criterion):
 
 
 @pytest.mark.parametrize("walk_budget", [0, 5])
-@pytest.mark.parametrize("criterion", [*SELECTIVE, *WALKED])
+@pytest.mark.parametrize("criterion", [*SELECTIVE, *WALKED, "rare text"])
 def test_either_plan_pages_through_the_same_events(criterion, walk_budget, monkeypatch):
     """A page read by walking time and one read from the criteria's index are the same page."""
     monkeypatch.setattr(page_plans, "WALK_BUDGET", walk_budget)
-    filter_json = SELECTIVE[criterion][0] if criterion in SELECTIVE else WALKED[criterion]
+    filter_json = {"text": {"query": "escalated -zz"}} if criterion == "rare text" else None
+    filter_json = filter_json or (
+        SELECTIVE[criterion][0] if criterion in SELECTIVE else WALKED[criterion]
+    )
     event_filter = EventFilter.model_validate({**filter_json, "occurred": HOUR})
 
     page = queries.first_page(event_filter, limit=7)

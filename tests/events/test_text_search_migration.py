@@ -1,0 +1,61 @@
+"""Migration 0009 fills and indexes the search text of a log that already holds events."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from events.filters import EventFilter
+from events.models import Event
+from events.text_search import search_text
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [("events", "0008_apitoken_scope")]
+AFTER = [("events", "0009_event_search")]
+migration = importlib.import_module("events.migrations.0009_event_search")
+
+
+@pytest.fixture(autouse=True)
+def _back_to_the_latest_schema():
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_existing_events_are_given_their_search_text_in_batches_and_found(monkeypatch):
+    monkeypatch.setattr(migration, "BATCH", 7)  # several batches from a few events
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    OldEvent = executor.loader.project_state(BEFORE).apps.get_model("events", "Event")
+    now = timezone.now()
+    OldEvent.objects.bulk_create(
+        OldEvent(
+            id=uuid.uuid4(),
+            occurred=now - timedelta(seconds=i),
+            received=now,
+            event=f"acme.Straße.{i}",
+            resource_id=f"acme.order.{i}",
+            resource={"prefect.resource.id": f"acme.order.{i}", "z": "Ω", "a": str(i)},
+            related=[],
+            payload={"note": "ΣΟΦΙΑ 東京" if i % 3 == 0 else "plain", "n": i},
+        )
+        for i in range(30)
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(AFTER)
+
+    rows = list(Event.objects.all())
+    assert len(rows) == 30
+    assert all(row.search == search_text(row.as_schema()) for row in rows)
+    found = EventFilter.model_validate({"text": {"query": "σοφια"}}).apply(Event.objects.all())
+    assert sorted(e.event for e in found) == sorted(f"acme.Straße.{i}" for i in range(0, 30, 3))
+    found = EventFilter.model_validate({"text": {"query": "STRASSE.1"}}).apply(Event.objects.all())
+    assert {e.event for e in found} == {"acme.Straße.1", *(f"acme.Straße.1{i}" for i in range(10))}
