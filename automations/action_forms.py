@@ -52,7 +52,54 @@ class KindForm(forms.Form):
         return {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
 
 
-class WebhookForm(KindForm):
+RETRY_FIELDS = {
+    "retry_attempts": "attempts",
+    "retry_first_delay": "first_delay",
+    "retry_max_delay": "max_delay",
+}
+
+
+class RetryingKindForm(KindForm):
+    """A kind that calls a service, so fails transiently: its retry schedule (blank: default)."""
+
+    retry_attempts = forms.IntegerField(
+        label="Attempts",
+        required=False,
+        min_value=1,
+        max_value=30,
+        help_text="In all, the first included. Blank: 10.",
+    )
+    retry_first_delay = forms.FloatField(
+        label="First retry after (seconds)",
+        required=False,
+        min_value=1,
+        max_value=86_400,
+        help_text="Each wait doubles (±10 %). Blank: 10.",
+    )
+    retry_max_delay = forms.FloatField(
+        label="Longest wait (seconds)",
+        required=False,
+        min_value=1,
+        max_value=86_400,
+        help_text="Blank: 1800. The defaults keep trying for about 72 minutes.",
+    )
+
+    @classmethod
+    def initial_for(cls, action: dict[str, Any]) -> dict[str, Any]:
+        initial = super().initial_for(action)
+        retry = action.get("retry") or {}
+        initial.update({name: retry[key] for name, key in RETRY_FIELDS.items() if key in retry})
+        return initial
+
+    def retry_data(self) -> dict[str, Any] | None:
+        data = self.cleaned_data
+        retry = {
+            key: data[name] for name, key in RETRY_FIELDS.items() if data.get(name) is not None
+        }
+        return retry or None
+
+
+class WebhookForm(RetryingKindForm):
     kinds = ("call-webhook-url",)
     key = "webhook"
     url = forms.CharField(label="URL", help_text="http(s); may be a template.")
@@ -102,7 +149,7 @@ class WebhookForm(KindForm):
         }
 
 
-class EmailForm(KindForm):
+class EmailForm(RetryingKindForm):
     kinds = ("send-email",)
     key = "email"
     to = forms.CharField(label="Recipients", help_text="Comma-separated email addresses.")
@@ -140,7 +187,7 @@ class EmailForm(KindForm):
         }
 
 
-class ChatForm(KindForm):
+class ChatForm(RetryingKindForm):
     webhook_url = SecretField(
         label="Webhook URL", help_text="Write-only: the URL is the credential."
     )
@@ -186,7 +233,7 @@ class DiscordForm(ChatForm):
     username = forms.CharField(required=False, max_length=80, help_text="Optional sender name.")
 
 
-class PagerDutyForm(KindForm):
+class PagerDutyForm(RetryingKindForm):
     kinds = ("notify-pagerduty",)
     key = "pagerduty"
     routing_key = SecretField(
@@ -326,7 +373,12 @@ class ActionForm(forms.Form):
     def action_data(self) -> dict[str, Any]:
         kind = self.cleaned_data["type"]
         form = self.chosen()
-        return {"type": kind, **(form.action_data() if form else {})}
+        data = {"type": kind, **(form.action_data() if form else {})}
+        for name in RETRY_FIELDS:
+            data.pop(name, None)
+        if isinstance(form, RetryingKindForm) and (retry := form.retry_data()):
+            data["retry"] = retry
+        return data
 
     def resolves(self) -> bool:
         """An action to run on resolve too: a PagerDuty action that resolves its incident, or
@@ -344,6 +396,8 @@ class ActionForm(forms.Form):
     def add_field_error(self, field: str | None, message: str) -> None:
         """Show a validation error next to the field it concerns, in the chosen kind's form."""
         form = self.chosen()
+        if field == "retry" and isinstance(form, RetryingKindForm):
+            field = "retry_attempts"  # the schedule's first field stands for it
         if form is not None and field in form.fields:
             form.add_error(field, message)
         else:

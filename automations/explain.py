@@ -11,20 +11,24 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from pydantic import ValidationError
 
-from automations.models import Automation, EngineCursor, Firing, TriggerBucket, bucket_key_text
+from automations.explain_state import Watch, absences, trigger_paths
+from automations.models import Automation, EngineCursor, Firing
 from automations.triggers import (
     MAX_FOLLOWER_DEPTH,
     NEVER_EVALUATED,
     Bucket,
     EventTrigger,
     Replay,
+    TriggerInvalid,
     parse_trigger,
     read_order,
     replay,
 )
 from automations.triggers import explain as explain_clauses
 from events import queries
+from events.filters import EventFilter, EventNameFilter, OccurredFilter
 from events.models import Event as StoredEvent
 from events.schema import Event
 
@@ -36,17 +40,27 @@ WARMUP_CAP = timedelta(hours=24)
 
 
 def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
-    """Each clause of the automation's trigger against a stored event, and what happened."""
+    """Each clause of the automation's trigger against a stored event, what held at the event's
+    time (replayed: windows, counts, debounce, composite children), and what happened."""
     trigger = parse_trigger(automation.trigger)
     event = row.as_schema()
+    event_triggers = [t for t in trigger.all_triggers() if isinstance(t, EventTrigger)]
+    covered = any(t.covers(event) for t in event_triggers) and event.event not in NEVER_EVALUATED
+    # Paused or not when the engine read the event, from its history: not as it is today.
+    enabled, _ = _enabled_history(automation, row.received)
+    watch = Watch(trigger, event)
+    if covered and enabled and row.received is not None:
+        replay_stored(
+            trigger, since=row.received, until=row.received, automation=automation, observe=watch
+        )
+    paths = {child.id: path for path, child in trigger_paths(trigger)}
 
     def bucket_for(child: EventTrigger, key: tuple[str, ...]) -> Bucket | None:
-        stored = TriggerBucket.objects.filter(
-            trigger_id=child.id, bucketing_key=bucket_key_text(key)
-        ).first()
-        if stored is None:
+        window = watch.before.get(paths.get(child.id, ""))  # as it was just before the event
+        if not window:
             return None
-        return Bucket(stored.trigger_id, key, stored.start, stored.end, stored.count)
+        start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
+        return Bucket(child.id, key, start, end, window["count"])
 
     clauses = explain_clauses(trigger, event, bucket_for=bucket_for)
     firings = [
@@ -62,10 +76,7 @@ def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
         and cursor.received
         and (row.received, str(row.id)) <= (cursor.received, str(cursor.event_id))
     )
-    event_triggers = [t for t in trigger.all_triggers() if isinstance(t, EventTrigger)]
-    covered = any(t.covers(event) for t in event_triggers) and event.event not in NEVER_EVALUATED
-    # Paused or not when the engine read the event, from its history: not as it is today.
-    enabled, _ = _enabled_history(automation, row.received)
+    at_event = watch.report()
     if firings:
         verdict = "It fired for this event."
     elif not enabled:
@@ -84,10 +95,12 @@ def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
         )
     elif not evaluated:
         verdict = "The engine has not evaluated this event yet."
+    elif at_event["replayed"]:
+        verdict = "It did not fire: " + at_event["reason"]
     else:
         verdict = (
-            "The event matched and was counted, but the trigger did not fire for it "
-            "(threshold not reached, inside a debounce window, or a proactive posture)."
+            "The event matched, but the engine did not evaluate it with the trigger (a follower "
+            "still waiting for its leader, or outside the stored log)."
         )
     return {
         "automation": str(automation.id),
@@ -99,7 +112,38 @@ def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
         "firings": [{"id": str(f.id), "triggered": f.triggered.isoformat()} for f in firings],
         "verdict": verdict,
         "clauses": [c.to_json() for c in clauses],
+        "at_event": at_event,
     }
+
+
+def absences_of(firing: Firing) -> list[str]:
+    """Which proactive windows of a firing ended too empty (explain_state.absences)."""
+    try:
+        trigger = parse_trigger(firing.automation.trigger)
+    except TriggerInvalid:
+        return []
+    return absences(trigger, firing.firing)
+
+
+CANDIDATES = 20  # recent events the explain page offers
+CANDIDATE_DAYS = 7
+
+
+def candidates(automation: Automation, *, limit: int = CANDIDATES) -> list[StoredEvent]:
+    """Recent stored events the trigger covers, newest first: the explain page's choices."""
+    trigger = parse_trigger(automation.trigger)
+    covering = [t for t in trigger.all_triggers() if isinstance(t, EventTrigger)]
+    names, prefixes = _names(trigger) or (None, [])
+    occurred = OccurredFilter(since=timezone.now() - timedelta(days=CANDIDATE_DAYS))
+    try:
+        by_name = (
+            None if names is None else EventNameFilter(name=names or None, prefix=prefixes or None)
+        )
+        event_filter = EventFilter(occurred=occurred, event=by_name)
+    except ValidationError:  # more names than a filter takes: look at every name
+        event_filter = EventFilter(occurred=occurred)
+    rows = queries.first_page(event_filter, limit=limit * 5, total=0).events
+    return [r for r in rows if any(t.covers(r.as_schema()) for t in covering)][:limit]
 
 
 def _names(trigger) -> tuple[list[str], list[str]] | None:

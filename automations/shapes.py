@@ -63,6 +63,48 @@ class ExplainClause(BaseModel):
     note: str
 
 
+class ExplainWindow(BaseModel):
+    start: datetime
+    end: datetime
+    count: int
+
+
+class ExplainEventTrigger(BaseModel):
+    trigger: str = Field(description='its path in the trigger: "" (the top), "triggers[0]" …')
+    key: list[str] = Field(description="the for_each key of the event")
+    posture: str
+    threshold: int
+    within: float
+    before: ExplainWindow | None = Field(description="the window just before the event")
+    after: ExplainWindow | None = Field(description="the window just after it")
+    debounced_until: datetime | None = Field(description="set: the event fell in a debounce")
+    reason: str
+
+
+class ExplainChild(BaseModel):
+    trigger: str
+    fired: datetime | None = Field(description="when it last fired within the composite's window")
+
+
+class ExplainComposite(BaseModel):
+    trigger: str
+    type: str
+    require: str
+    children: list[ExplainChild]
+    reason: str
+
+
+class ExplainAtEvent(BaseModel):
+    """The trigger state at the event's time, replayed from the stored log."""
+
+    replayed: bool = Field(description="false: the replay did not evaluate the event")
+    reason: str
+    fired: bool
+    windows: list[ExplainEventTrigger]
+    composites: list[ExplainComposite]
+    reasons: list[str]
+
+
 class Explanation(BaseModel):
     """Why an automation did or did not fire for one stored event."""
 
@@ -75,6 +117,7 @@ class Explanation(BaseModel):
     firings: list[ExplainFiring]
     verdict: str
     clauses: list[ExplainClause]
+    at_event: ExplainAtEvent
 
 
 class PreviewBody(BaseModel):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from automations import api, views
+from automations import api, resend_api, resend_views, views
 
 app_name = "automations"
 
@@ -22,6 +22,8 @@ urlpatterns = [
         views.automation_test_action,
         name="test-action",
     ),
+    path("<uuid:automation_id>/resend", resend_views.resend, name="resend"),
+    path("runs/<uuid:run_id>/resend", resend_views.resend_run, name="resend-run"),
 ]
 
 # Under /api/ (namespace `api`).
@@ -45,5 +47,15 @@ api_urlpatterns = [
         "automations/<uuid:automation_id>/explain",
         api.AutomationExplain.as_view(),
         name="automation-explain",
+    ),
+    path(
+        "automations/<uuid:automation_id>/resend-failed",
+        resend_api.ResendFailed.as_view(),
+        name="automation-resend-failed",
+    ),
+    path(
+        "automations/runs/<uuid:run_id>/resend",
+        resend_api.ResendRun.as_view(),
+        name="action-run-resend",
     ),
 ]

@@ -132,7 +132,7 @@ def validate_definition(
     for name in ACTION_LISTS:
         try:
             parsed_actions[name] = parse_actions(
-                getattr(body, name), loc=name, previous=previous.get(name)
+                getattr(body, name), loc=name, previous=previous.get(name), strict=True
             )
         except ActionsInvalid as exc:
             errors += exc.errors

@@ -307,7 +307,13 @@ def automation_explain(request: HttpRequest, automation_id: uuid.UUID) -> HttpRe
     return render(
         request,
         "automations/explain.html",
-        {"automation": automation, "result": result, "error": error, "event_id": raw},
+        {
+            "automation": automation,
+            "result": result,
+            "error": error,
+            "event_id": raw,
+            "candidates": explain.candidates(automation),
+        },
     )
 
 
@@ -402,5 +408,6 @@ def firing_detail(request: HttpRequest, firing_id: uuid.UUID) -> HttpResponse:
                 for r in runs
             ],
             "resulting": resulting,
+            "absences": explain.absences_of(firing),
         },
     )

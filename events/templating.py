@@ -33,6 +33,7 @@ from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
+from events import template_links
 from events.schema import isoformat
 from events.webhooks.cloud_events import event_from_cloud_event
 
@@ -462,7 +463,9 @@ class _Guard(NodeTransformer):
         return nodes.Const(node.data, lineno=node.lineno)
 
 
-def _environment(*, dumps: Callable[..., str], undefined: type = ChainableUndefined) -> _Sandbox:
+def _environment(
+    *, dumps: Callable[..., str], undefined: type = ChainableUndefined, links: bool = False
+) -> _Sandbox:
     env = _Sandbox(
         undefined=undefined,
         autoescape=False,
@@ -476,6 +479,8 @@ def _environment(*, dumps: Callable[..., str], undefined: type = ChainableUndefi
     env.globals[_ITER] = _guarded_iter
     env.globals[_CONCAT] = _guarded_concat
     env.filters["from_cloud_event"] = event_from_cloud_event
+    if links:  # Prefect's `ui_url` and `ui_resource_events_url`, for action templates
+        env.filters.update(template_links.FILTERS)
     env.filters = {name: _guard_filter(name, f) for name, f in env.filters.items()}
     return env
 
@@ -512,7 +517,7 @@ def prefect_dumps(value: Any, **kwargs: Any) -> str:
 # for new ones) render undefined variables as errors instead of "" (which stores junk events).
 WEBHOOKS = _environment(dumps=_compact_dumps)
 WEBHOOKS_STRICT = _environment(dumps=_compact_dumps, undefined=StrictUndefined)
-ACTIONS = _environment(dumps=prefect_dumps)
+ACTIONS = _environment(dumps=prefect_dumps, links=True)
 ENVIRONMENT = WEBHOOKS
 
 

@@ -325,8 +325,11 @@ EVENTSITE_ENGINE_POLL = envduration("EVENTSITE_ENGINE_POLL", "1s")
 EVENTSITE_ENGINE_OVERLAP = envduration("EVENTSITE_ENGINE_OVERLAP", "30s")
 EVENTSITE_ENGINE_BATCH = envint("EVENTSITE_ENGINE_BATCH", 2000)
 EVENTSITE_ACTION_WORKERS = envint("EVENTSITE_ACTION_WORKERS", 4)
-EVENTSITE_ACTION_MAX_ATTEMPTS = envint("EVENTSITE_ACTION_MAX_ATTEMPTS", 5)
-EVENTSITE_ACTION_RETRY_BASE = envduration("EVENTSITE_ACTION_RETRY_BASE", "2s")
+# The default retry schedule of an action (each action may set its own `retry`): 10 attempts,
+# waits doubling from 10 s up to 30 min, about 72 minutes from the first attempt to the last.
+EVENTSITE_ACTION_MAX_ATTEMPTS = envint("EVENTSITE_ACTION_MAX_ATTEMPTS", 10)
+EVENTSITE_ACTION_RETRY_BASE = envduration("EVENTSITE_ACTION_RETRY_BASE", "10s")
+EVENTSITE_ACTION_RETRY_CAP = envduration("EVENTSITE_ACTION_RETRY_CAP", "30m")
 DEFAULT_FROM_EMAIL = envstr("EVENTSITE_FROM_EMAIL", "eventsite@localhost")
 EMAIL_BACKEND = envstr("EVENTSITE_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = envstr("EVENTSITE_EMAIL_HOST", "localhost")

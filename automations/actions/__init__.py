@@ -14,6 +14,7 @@ from automations.actions.base import (
     ActionFailed,
     ActionRetry,
     Outcome,
+    RetrySchedule,
     RunContext,
 )
 from automations.actions.context import (
@@ -43,7 +44,7 @@ from automations.actions.registry import (
     parse_actions,
     stored_actions,
 )
-from automations.actions.runner import backoff, claim, perform, send_test
+from automations.actions.runner import claim, perform, send_test
 
 __all__ = [
     "ACTIONS",
@@ -62,11 +63,11 @@ __all__ = [
     "Outcome",
     "PauseAutomation",
     "ResumeAutomation",
+    "RetrySchedule",
     "RunContext",
     "SendEmail",
     "TemplateEvent",
     "TemplateResource",
-    "backoff",
     "claim",
     "maybe_template",
     "normalized",

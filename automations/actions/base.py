@@ -12,15 +12,18 @@ values before it is stored or emitted.
 from __future__ import annotations
 
 import logging
+import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from django.conf import settings
 from django.utils import timezone
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     model_validator,
 )
 
@@ -92,10 +95,64 @@ class SecretMissing(ValueError):
         )
 
 
+def _setting_seconds(name: str) -> float:
+    return getattr(settings, name).total_seconds()
+
+
+class RetrySchedule(BaseModel):
+    """When a transiently failing action is tried again: exponential backoff with jitter.
+
+    The wait after failed attempt n is `first_delay · 2^(n-1)`, capped at `max_delay`, then
+    multiplied by a random factor in [1 - jitter, 1 + jitter] so that many runs failing at
+    once do not all come back at once. The defaults (settings `EVENTSITE_ACTION_MAX_ATTEMPTS`,
+    `EVENTSITE_ACTION_RETRY_BASE`, `EVENTSITE_ACTION_RETRY_CAP`: 10 attempts, 10 s … 30 min)
+    span about 72 minutes, so a receiver that is down for an hour still gets the alert. A retry
+    is a pending `ActionRun` row with its `next_attempt`: it survives a restart of `serve`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(
+        default_factory=lambda: settings.EVENTSITE_ACTION_MAX_ATTEMPTS,
+        ge=1,
+        le=30,
+        description="Attempts in all, the first one included.",
+    )
+    first_delay: float = Field(
+        default_factory=lambda: _setting_seconds("EVENTSITE_ACTION_RETRY_BASE"),
+        ge=1,
+        le=86_400,
+        description="Seconds to wait after the first failed attempt.",
+    )
+    max_delay: float = Field(
+        default_factory=lambda: _setting_seconds("EVENTSITE_ACTION_RETRY_CAP"),
+        ge=1,
+        le=86_400,
+        description="The longest wait between two attempts, in seconds.",
+    )
+    jitter: float = Field(
+        default=0.1, ge=0, le=0.5, description="Each wait varies randomly by this fraction."
+    )
+
+    def nominal(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based), before jitter."""
+        return min(self.first_delay * 2 ** min(attempt - 1, 40), self.max_delay)
+
+    def delay(self, attempt: int) -> timedelta:
+        factor = random.uniform(1 - self.jitter, 1 + self.jitter)  # noqa: S311 (not security)
+        return timedelta(seconds=self.nominal(attempt) * factor)
+
+    def span(self) -> timedelta:
+        """From the first attempt to the last, before jitter."""
+        return timedelta(seconds=sum(self.nominal(n) for n in range(1, self.attempts)))
+
+
 class Action(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str
+    # How a transient failure is retried; None: the default schedule (`RetrySchedule()`).
+    retry: RetrySchedule | None = None
     label: ClassVar[str] = ""
     # Settings that are credentials: sealed at rest, never shown (see the module docstring).
     secret_fields: ClassVar[tuple[str, ...]] = ()
@@ -162,6 +219,8 @@ class Action(BaseModel):
         unchanged action stores the same JSON.
         """
         data = self.model_dump(mode="json")
+        if data.get("retry") is None:
+            data.pop("retry", None)  # the default: stored (and shown to Prefect) as before
         if previous is not None and previous.get("type") != data.get("type"):
             previous = None
         for name in self.secret_fields:
@@ -175,6 +234,9 @@ class Action(BaseModel):
         return data
 
     # --- running -----------------------------------------------------------------------------
+
+    def schedule(self) -> RetrySchedule:
+        return self.retry or RetrySchedule()
 
     def templates(self) -> dict[str, str]:
         """Template fields by name, validated when the automation is saved."""
@@ -227,6 +289,7 @@ class Action(BaseModel):
             outcome=outcome,
             exchange=exchange,
             error=error,
+            max_attempts=self.schedule().attempts,
         )
 
     def describe(self) -> str:

@@ -7,26 +7,62 @@ written for Prefect work here:
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from jinja2 import TemplateSyntaxError, meta, nodes
+
+from automations.actions import links
 from automations.actions.base import ERROR_LIMIT, ActionFailed
-from events import schema, templating
+from events import schema, template_links, templating
 from events.schema import Event
 from events.webhooks import render_workers
+
+# The names of the action context (`template_context`): what a template may use.
+CONTEXT_NAMES = ("automation", "event", "labels", "firing", "firings", "events")
 
 
 def maybe_template(text: str) -> bool:
     return "{{" in text or "{%" in text
 
 
-def validate_template(text: str) -> None:
-    """Check syntax and the sandbox's static limits; raise ValueError with the reason."""
+def validate_template(text: str, *, strict: bool = False) -> None:
+    """Check syntax and the sandbox's static limits; raise ValueError with the reason.
+
+    `strict` (when an automation is saved) also refuses unknown filters, tests and variables:
+    Jinja finds an unknown filter only when it compiles the branch using it, and an unknown
+    variable never (it renders as nothing), so both would surface at the first firing, or not
+    at all. Stored definitions are not held to it when they run.
+    """
     if not maybe_template(text):
         return
     try:
+        if strict:
+            _check_names(text)
         templating.check_template(text, templating.ACTIONS)
     except templating.TemplateInvalid as exc:
         raise ValueError(f"is not a valid template: {exc}") from None
+
+
+def _check_names(text: str) -> None:
+    env = templating.ACTIONS
+    if len(text) > templating.MAX_TEMPLATE_CHARS:
+        return  # `check_template` refuses it without parsing it
+    try:
+        tree = env.parse(text)
+    except TemplateSyntaxError:
+        return  # `check_template` says what is wrong
+    for node in tree.find_all(nodes.Filter):
+        if node.name not in env.filters:
+            raise templating.TemplateInvalid(f"unknown filter {node.name!r}")
+    for node in tree.find_all(nodes.Test):
+        if node.name not in env.tests:
+            raise templating.TemplateInvalid(f"unknown test {node.name!r}")
+    unknown = sorted(meta.find_undeclared_variables(tree) - {*CONTEXT_NAMES, *env.globals})
+    if unknown:
+        raise templating.TemplateInvalid(
+            f"unknown variable {unknown[0]!r}; the context has {', '.join(CONTEXT_NAMES)}"
+        )
 
 
 def render(text: str, context: dict[str, Any]) -> str:
@@ -70,6 +106,18 @@ def templates_in(value: Any) -> list[str]:
 class TemplateResource(dict):
     """A resource's labels, as Prefect's `Resource`: `.id`, `.name`, `.role`, `["label"]`."""
 
+    @classmethod
+    def of(cls, labels: dict[str, str]) -> TemplateResource:
+        resource = cls(labels)
+        resource_id = resource.id
+        if not resource_id:
+            return resource
+        return template_links.attach(
+            resource,
+            ui=links.resource_url(resource_id),
+            events=links.resource_events_url(resource_id),
+        )
+
     @property
     def id(self) -> str:
         return self.get(schema.RESOURCE_ID, "")
@@ -90,15 +138,20 @@ class TemplateEvent(dict):
     def of(cls, event: Event | None) -> TemplateEvent | None:
         if event is None:
             return None
-        return cls(
+        made = cls(
             occurred=event.occurred,
             event=event.event,
-            resource=TemplateResource(event.resource),
-            related=[TemplateResource(r) for r in event.related],
+            resource=TemplateResource.of(event.resource),
+            related=[TemplateResource.of(r) for r in event.related],
             payload=event.payload,
             id=event.id,
             follows=event.follows,
             received=event.received,
+        )
+        return template_links.attach(
+            made,
+            ui=links.event_url(event.id),
+            events=links.resource_events_url(event.resource.get(schema.RESOURCE_ID, "")),
         )
 
     def __str__(self) -> str:
@@ -149,6 +202,10 @@ class LabelDiver:
             raise AttributeError(name) from None
 
 
+class TemplateObject(dict):
+    """The automation or the firing: a plain structure with its links (`ui_url`)."""
+
+
 def template_context(
     *,
     automation: dict[str, Any],
@@ -156,8 +213,19 @@ def template_context(
     labels: dict[str, str],
     firing: dict[str, Any] | None,
     events: list[Event],
+    firing_id: uuid.UUID | None = None,
 ) -> dict[str, Any]:
+    """Prefect's context; `firing_id` is the stored firing's (its page), when there is one."""
     firings = _flatten_firings(firing) if firing else []
+    if automation.get("id"):
+        automation = template_links.attach(
+            TemplateObject(automation),
+            ui=links.automation_url(automation["id"]),
+            events=links.resource_events_url(f"prefect.automation.{automation['id']}"),
+        )
+    if firing is not None and firing_id is not None:
+        firing = template_links.attach(TemplateObject(firing), ui=links.firing_url(firing_id))
+        firings[0] = firing
     return {
         "automation": automation,
         "event": TemplateEvent.of(event),

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
 from automations.models import ActionRun, Delivery
@@ -43,16 +42,14 @@ def record(
     outcome: str,
     exchange: Exchange | None,
     error: str = "",
+    max_attempts: int,
 ) -> Delivery | None:
     """Store one attempt of the run `invocation`; None when the run is not stored (a dry run)."""
     run = ActionRun.objects.filter(pk=invocation).select_related("firing").first()
     if run is None:
         return None
     exchange = exchange or Exchange()
-    if (
-        outcome == Delivery.Outcome.RETRYING
-        and run.attempts >= settings.EVENTSITE_ACTION_MAX_ATTEMPTS
-    ):
+    if outcome == Delivery.Outcome.RETRYING and run.attempts >= max_attempts:
         outcome = Delivery.Outcome.FAILED  # the last attempt: nothing comes after it
     return Delivery.objects.create(
         run=run,

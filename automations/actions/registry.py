@@ -57,12 +57,17 @@ def normalized(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_action(
-    data: Any, *, loc: str = "action", previous: dict[str, Any] | None = None
+    data: Any,
+    *,
+    loc: str = "action",
+    previous: dict[str, Any] | None = None,
+    strict: bool = False,
 ) -> Action:
     """Validate one action (and its templates); raise `ActionsInvalid` with field errors.
 
     `previous` is the stored definition this one replaces, whose secrets a `REDACTED` value
-    keeps (see `Action.keep_secrets`).
+    keeps (see `Action.keep_secrets`). `strict` (saving) also refuses templates that use an
+    unknown filter or variable (`validate_template`).
     """
     if not isinstance(data, dict):
         raise ActionsInvalid([{"field": loc, "message": "must be a JSON object"}])
@@ -113,7 +118,7 @@ def parse_action(
     errors = []
     for name, text in action.templates().items():
         try:
-            validate_template(text)
+            validate_template(text, strict=strict)
         except ValueError as exc:
             errors.append({"field": f"{loc}.{name}", "message": f"{name!r} {exc}"})
     if errors:
@@ -122,7 +127,11 @@ def parse_action(
 
 
 def parse_actions(
-    items: Any, *, loc: str, previous: list[dict[str, Any] | None] | None = None
+    items: Any,
+    *,
+    loc: str,
+    previous: list[dict[str, Any] | None] | None = None,
+    strict: bool = False,
 ) -> list[Action]:
     """Validate a list of actions; `previous[i]` is the stored action item `i` replaces."""
     if not isinstance(items, list):
@@ -132,7 +141,7 @@ def parse_actions(
     for i, item in enumerate(items):
         try:
             before = previous[i] if i < len(previous) else None
-            actions.append(parse_action(item, loc=f"{loc}.{i}", previous=before))
+            actions.append(parse_action(item, loc=f"{loc}.{i}", previous=before, strict=strict))
         except ActionsInvalid as exc:
             errors += exc.errors
     if errors:

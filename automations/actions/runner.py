@@ -6,10 +6,9 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -20,6 +19,7 @@ from automations.actions.base import (
     ActionFailed,
     ActionRetry,
     Outcome,
+    RetrySchedule,
     RunContext,
 )
 from automations.actions.context import template_context
@@ -31,12 +31,6 @@ from events.ingest import emit
 from events.schema import Event
 
 logger = logging.getLogger(__name__)
-
-
-def backoff(attempt: int) -> timedelta:
-    """Delay before the next attempt after `attempt` failed: base · 2^(attempt-1), capped."""
-    base = settings.EVENTSITE_ACTION_RETRY_BASE.total_seconds()
-    return timedelta(seconds=min(base * 2 ** (attempt - 1), 300))
 
 
 def claim(run_id: uuid.UUID, *, now: datetime | None = None) -> bool:
@@ -69,6 +63,7 @@ def perform(run_id: uuid.UUID, *, now: Callable[[], datetime] = timezone.now) ->
             labels=firing.triggering_labels,
             firing=firing.firing,
             events=events,
+            firing_id=firing.id,
         ),
         triggering_event=triggering_event,
         triggered=firing.triggered,
@@ -78,8 +73,10 @@ def perform(run_id: uuid.UUID, *, now: Callable[[], datetime] = timezone.now) ->
     outcome = Outcome()
     retry = False
     reason = ""
+    schedule = RetrySchedule()
     try:
         action = parse_action(run.action)
+        schedule = action.schedule()
         outcome = action.run(ctx)
     except ActionsInvalid as exc:
         reason = f"The action is invalid: {exc}"
@@ -94,8 +91,7 @@ def perform(run_id: uuid.UUID, *, now: Callable[[], datetime] = timezone.now) ->
         reason = f"Action crashed: {exc!r}"
 
     finished = now()
-    max_attempts = settings.EVENTSITE_ACTION_MAX_ATTEMPTS
-    will_retry = bool(reason) and retry and run.attempts < max_attempts
+    will_retry = bool(reason) and retry and run.attempts < schedule.attempts
     with transaction.atomic():
         if run.triggered_event_id is None:
             run.triggered_event_id = uuid.uuid4()
@@ -104,7 +100,7 @@ def perform(run_id: uuid.UUID, *, now: Callable[[], datetime] = timezone.now) ->
         if reason:
             run.status = ActionRun.Status.PENDING if will_retry else ActionRun.Status.FAILED
             run.last_error = reason[:ERROR_LIMIT]
-            run.next_attempt = finished + backoff(run.attempts) if will_retry else None
+            run.next_attempt = finished + schedule.delay(run.attempts) if will_retry else None
             details = {
                 **details,
                 "reason": reason[:ERROR_LIMIT],

@@ -52,6 +52,8 @@ def replay(
     changes: Sequence[tuple[datetime, bool]] = (),
     leader_read: Callable[[uuid.UUID], tuple[datetime, str] | None] | None = None,
     on_firing: Callable[[Firing, Evaluator], None] | None = None,
+    observe: Callable[[Event, Evaluator | None], Callable[[list[Firing]], None] | None]
+    | None = None,
 ) -> Replay:
     """The firings the engine would have made for this trigger, from `start` to `until`.
 
@@ -59,7 +61,10 @@ def replay(
     windows open before `since`) and reports the firings stamped in [since, until]. `enabled` is
     the automation's state at `start` and `changes` the (time, enabled) changes after it.
     `leader_read` gives the read position of a `follows` leader that is not among `events`
-    (None: not stored, so the follower waits as in the engine).
+    (None: not stored, so the follower waits as in the engine). `observe(event, evaluator)` is
+    called as each admitted event is about to be evaluated (evaluator None: paused); what it
+    returns, if anything, is called with the firings the event made (explain reads the state
+    around one event this way).
     """
     start = since if start is None else start
     spec = AutomationSpec(id=uuid.uuid4(), trigger=trigger)
@@ -91,12 +96,16 @@ def replay(
                     on_firing(firing, evaluator)
 
     def evaluate(event: Event, now: datetime) -> None:
+        after = observe(event, evaluator) if observe is not None else None
         if evaluator is None:
             return
         triggers = evaluator.interested(event)
+        fired = evaluator.on_event(event, clock=now, triggers=triggers) if triggers else []
         if triggers:
             result.evaluated += 1
-            record(evaluator.on_event(event, clock=now, triggers=triggers))
+            record(fired)
+        if after is not None:
+            after(fired)
 
     def leader_seen(leader: uuid.UUID) -> bool:
         if leader in parked:

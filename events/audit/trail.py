@@ -56,6 +56,7 @@ AUTOMATION_UPDATED = "prefect-cloud.automation.updated"
 AUTOMATION_DELETED = "prefect-cloud.automation.deleted"
 AUTOMATION_ENABLED = "prefect-cloud.automation.enabled"
 AUTOMATION_DISABLED = "prefect-cloud.automation.disabled"
+AUTOMATION_RESENT = "prefect-cloud.automation.resent"  # failed action runs sent again
 ADMIN_ADDED = "prefect-cloud.admin.added"
 ADMIN_CHANGED = "prefect-cloud.admin.changed"
 ADMIN_DELETED = "prefect-cloud.admin.deleted"
@@ -78,6 +79,7 @@ AUDIT_EVENTS: frozenset[str] = frozenset(
         AUTOMATION_DELETED,
         AUTOMATION_ENABLED,
         AUTOMATION_DISABLED,
+        AUTOMATION_RESENT,
         ADMIN_ADDED,
         ADMIN_CHANGED,
         ADMIN_DELETED,

@@ -173,11 +173,11 @@ def test_call_webhook_sends_the_rendered_body_and_records_the_response(clock, si
     assert run.result_excerpt == "HTTP 200: ok"
 
 
-def test_call_webhook_retries_a_500_with_backoff_then_gives_up(clock, settings, allow_private):
-    settings.EVENTSITE_ACTION_MAX_ATTEMPTS = 3
+def test_call_webhook_retries_a_500_with_backoff_then_gives_up(clock, allow_private):
     sink = Sink(status=500, body=b"boom")
+    retry = {"attempts": 3, "first_delay": 2, "jitter": 0}
     try:
-        run = fire({"type": "call-webhook", "url": sink.url})
+        run = fire({"type": "call-webhook", "url": sink.url, "retry": retry})
         assert run.status == ActionRun.Status.PENDING and run.attempts == 1
         assert run.next_attempt == clock.now() + timedelta(seconds=2)
         assert "Webhook answered 500: boom" in run.last_error
