@@ -201,9 +201,14 @@ def _emit_action_event(
 
 def send_test(automation: Automation, entry: tuple[str, int, dict]) -> ActionRun:
     """Run one action (`automation.all_actions()` entry) now, as if the automation had fired on
-    its latest triggering event; the firing is marked as a test. Returns the finished run."""
+    its latest firing's triggering event; the firing is marked as a test. Returns the finished run."""
     source, index, action = entry
-    last = automation.firings.exclude(triggering_event=None).first()
+    # A resolution's event is the one that ended an outage: a firing's actions test on a firing.
+    last = (
+        automation.firings.filter(state=Firing.State.TRIGGERED, is_test=False)
+        .exclude(triggering_event=None)
+        .first()
+    )
     now = timezone.now()
     trigger = parse_trigger(automation.trigger)
     with transaction.atomic():

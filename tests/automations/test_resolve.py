@@ -258,3 +258,29 @@ def test_the_live_sentence_says_what_each_proactive_posture_does(fields, says):
         {"type": "compound", "require": "any", "triggers": [trigger.to_json()]}
     )
     assert "resolves" not in sentence(compound)  # composites never resolve
+
+
+def test_send_test_uses_the_latest_firing_not_a_resolution_or_an_earlier_test(clock):
+    from datetime import timedelta
+
+    from automations.actions.runner import send_test
+
+    automation = make_automation(HEARTBEAT)
+    fired_on = event("prefect.worker.heartbeat", "w1")
+    resolved_by = event("prefect.worker.heartbeat", "w1")
+    now = clock.now()
+    for at, state, source in (
+        (now - timedelta(minutes=10), Firing.State.TRIGGERED, fired_on),
+        (now - timedelta(minutes=5), Firing.State.RESOLVED, resolved_by),
+    ):
+        Firing.objects.create(
+            automation=automation,
+            triggered=at,
+            trigger_id=parse_trigger(automation.trigger).id,
+            triggering_event=source,
+            triggering_event_id=source["id"],
+            state=state,
+        )
+    first = send_test(automation, automation.all_actions()[0])
+    again = send_test(automation, automation.all_actions()[0])
+    assert first.triggering_event["id"] == again.triggering_event["id"] == str(fired_on["id"])
