@@ -88,7 +88,12 @@ class FeedConsumer(AsyncWebsocketConsumer):
         if after := _parse_time(params.get("live_after")):
             # From a little before the page's newest row: a row can arrive ahead of others stored
             # just before it (late commits, a process's own commits); the page skips rows it has.
-            events = await self._backfill(after - live.LONG_OVERLAP)
+            # Never from before the page was rendered (`rendered`): what was stored by then is on
+            # the page or on its next pages, and counted in its total already.
+            since = after - live.LONG_OVERLAP
+            if rendered := _parse_time(params.get("rendered")):
+                since = max(since, rendered)
+            events = await self._backfill(since)
             if events:
                 await self._send_rows(events, backfill=True)
         self.sender = asyncio.create_task(self._send_live())

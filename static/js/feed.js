@@ -35,6 +35,7 @@
     if (!lastHeard) lastHeard = el.dataset.liveAfter;
     var params = query ? query + "&" : "";
     params += "live_after=" + encodeURIComponent(lastHeard || "");
+    params += "&rendered=" + encodeURIComponent(el.dataset.liveAfter || "");
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var ws = new WebSocket(scheme + location.host + "/ws/feed/?" + params);
     socket = ws;

@@ -188,6 +188,28 @@ async def test_reconnect_catches_up_on_events_received_while_away(session_cookie
     await ws.disconnect()
 
 
+async def test_a_new_page_catches_up_from_its_render_not_before(session_cookie):
+    """The page's first socket must not bring back what its render already read: rows stored
+    before it are on the page or on its next pages ("load more"), and counted in its total."""
+    await store(*[event_data("acme.order.created") for _ in range(3)])
+    rendered = datetime.now(UTC)
+    (after_render,) = await store(event_data("acme.order.created"))
+    ws = communicator(
+        {
+            "event": "acme.order.*",
+            "live_after": rendered.isoformat(),
+            "rendered": rendered.isoformat(),
+        },
+        session_cookie,
+    )
+    assert (await ws.connect())[0]
+
+    message = await ws.receive_json_from(timeout=2)
+    assert message["backfill"] is True and message["count"] == 1
+    assert str(after_render.id) in message["html"]
+    await ws.disconnect()
+
+
 async def test_invalid_parameters_still_connect_with_the_valid_ones(session_cookie):
     ws = communicator({"event": "acme.order.*", "since": "not-a-date"}, session_cookie)
     assert (await ws.connect())[0]
