@@ -11,10 +11,13 @@ from django.db import OperationalError, connection
 
 from events.api.sockets import BACKFILL_TOO_SLOW
 from events.ingest import ingest
-from eventsite.query_deadline import QueryDeadline, is_timeout
+from eventsite.query_deadline import PROGRESS_STEPS, QueryDeadline, is_timeout
 from tests.events.api.test_sockets import closed_with, open_socket
 from tests.factories import event_data
 
+# Enough events that a full scan runs past the first look at the clock on SQLite (its progress
+# handler looks every `PROGRESS_STEPS` VM steps; a scan costs a few steps per row).
+SCANNED = 4 * PROGRESS_STEPS // 10
 ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
 
 
@@ -45,7 +48,7 @@ def test_writes_are_not_under_the_deadline():
 @pytest.mark.django_db(transaction=True)
 def test_a_query_past_the_deadline_is_a_503_with_the_reason(api_client, settings):
     ingest(
-        [event_data(resource_id=f"acme.order.{i}", payload={"i": i}) for i in range(3000)],
+        [event_data(resource_id=f"acme.order.{i}", payload={"i": i}) for i in range(SCANNED)],
         source="test",
     )
     settings.EVENTSITE_QUERY_TIMEOUT = timedelta(microseconds=1)
@@ -65,7 +68,7 @@ async def test_a_subscription_whose_backfill_is_too_slow_is_closed_1013_with_the
     token, settings
 ):
     await sync_to_async(ingest)(
-        [event_data(resource_id=f"acme.order.{i}", payload={"i": i}) for i in range(3000)],
+        [event_data(resource_id=f"acme.order.{i}", payload={"i": i}) for i in range(SCANNED)],
         source="test",
     )
     settings.EVENTSITE_QUERY_TIMEOUT = timedelta(microseconds=1)
