@@ -3,8 +3,12 @@
 Works on a log that already holds events: the column is added with a constant default (no table
 rewrite on either backend), filled in batches of BATCH events, each batch its own transaction
 (so the migration is not atomic; run again after an interruption, it fills what is left), then
-indexed on PostgreSQL by a pg_trgm GIN index (CONCURRENTLY: ingest goes on meanwhile; SQLite
-tests the column row by row, see `events.text_search`). The pg_trgm extension must be available (it ships with
+indexed on PostgreSQL by a pg_trgm GIN index (SQLite tests the column row by row, see
+`events.text_search`). Not CONCURRENTLY: that waits for every other transaction in the database,
+and `serve` processes starting together wait for the migrating one's setup lock inside a
+statement, so the build and they would wait for each other for ever (seen in CI: several `serve
+--migrate` on a fresh database never answered). A plain build holds off writes while it runs; the
+migration runs before the process serves anything. The pg_trgm extension must be available (it ships with
 PostgreSQL's contrib package; a database owner may create it since PostgreSQL 13).
 """
 
@@ -57,7 +61,7 @@ def create_index(apps, schema_editor):
             )
         cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         cursor.execute(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS event_search_trgm "
+            "CREATE INDEX IF NOT EXISTS event_search_trgm "
             "ON events_event USING gin (search gin_trgm_ops)"
         )
 
