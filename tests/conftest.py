@@ -19,6 +19,26 @@ from events.models import ApiToken
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def store_in_another_process(env: dict[str, str], name: str, resource_id: str) -> None:
+    """Store one event from another Python process (its own Django and database connection), as
+    a second `serve` or a script would."""
+    script = (
+        "import django; django.setup()\n"
+        "from events.ingest import ingest\n"
+        "from tests.factories import event_data\n"
+        f"assert ingest([event_data({name!r}, {resource_id!r})], source='test').ok\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture
 def user(django_user_model):
     """The suite's signed-in person: an admin (staff), who may do everything; the role tests

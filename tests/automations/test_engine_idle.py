@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,7 +20,7 @@ from automations.triggers import parse_trigger
 from events import queries, wakeup
 from events.models import Event as EventRow
 from tests.automations.conftest import event, make_automation, settle, store
-from tests.conftest import ROOT
+from tests.conftest import store_in_another_process
 
 pytestmark = pytest.mark.django_db
 
@@ -193,23 +191,7 @@ def test_a_store_in_another_process_wakes_a_waiter_through_listen_notify(live_se
         assert waiter.listening(10)
         waiter.wait(0)  # the wake-up every (re)connection gives
         assert waiter.wait(0.2) is False
-        other = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import django; django.setup()\n"
-                "from events.ingest import ingest\n"
-                "from tests.factories import event_data\n"
-                "assert ingest([event_data('acme.idle.ping', 'acme.thing.other')], "
-                "source='test').ok\n",
-            ],
-            env=live_server_env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert other.returncode == 0, other.stderr
+        store_in_another_process(live_server_env, "acme.idle.ping", "acme.thing.other")
         assert waiter.wait(30) is True
     finally:
         stop.set()

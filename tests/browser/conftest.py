@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.test import Client
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -56,3 +60,35 @@ def browser(playwright):
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+@pytest.fixture(scope="module")
+def private_server(live_server_env):
+    """A live server of the module's own that may call loopback receivers (eventsite refuses
+    private addresses by default)."""
+    from tests.conftest import LiveServer
+
+    server = LiveServer({**live_server_env, "EVENTSITE_ACTIONS_ALLOW_PRIVATE": "1"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@contextmanager
+def signed_in_page(browser, server, user, *, timeout_ms: float | None = None) -> Iterator:
+    """A desktop-sized page of `server` with `user` signed in (a session made by Django's test
+    client, handed to the browser as its cookie)."""
+    client = Client()
+    client.force_login(user)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": server.url}]
+    )
+    try:
+        page = context.new_page()
+        if timeout_ms is not None:
+            page.set_default_timeout(timeout_ms)
+        yield page
+    finally:
+        context.close()

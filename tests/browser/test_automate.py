@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.test import Client
 
+from tests.browser.conftest import signed_in_page
 from tests.factories import event_data
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
@@ -27,15 +27,8 @@ def server(server):
 
 @pytest.fixture
 def browser_page(browser, server, user):
-    client = Client()
-    client.force_login(user)
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": server.url}]
-    )
-    yield context.new_page()
-    context.close()
+    with signed_in_page(browser, server, user) as page:
+        yield page
 
 
 def _post_event(server, token, data) -> None:

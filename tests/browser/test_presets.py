@@ -11,8 +11,6 @@ import json
 import uuid
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from playwright.sync_api import expect
 
 from automations.actions import parse_action
@@ -21,17 +19,9 @@ from events.models import Webhook
 from tests.automations.actions.receivers import Receiver
 from tests.automations.actions.shapes import slack_problems
 from tests.automations.conftest import settle
-from tests.conftest import LiveServer
+from tests.browser.conftest import signed_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
-
-
-@pytest.fixture(scope="module")
-def private_server(live_server_env):
-    server = LiveServer({**live_server_env, "EVENTSITE_ACTIONS_ALLOW_PRIVATE": "1"})
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -42,17 +32,8 @@ def server(private_server, transactional_db):
 
 @pytest.fixture
 def page(browser, server, user):
-    client = Client()
-    client.force_login(user)
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": server.url}]
-    )
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
+    with signed_in_page(browser, server, user, timeout_ms=15_000) as page:
+        yield page
 
 
 @pytest.fixture

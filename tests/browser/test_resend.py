@@ -7,8 +7,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.conf import settings
-from django.test import Client
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -16,19 +14,11 @@ from automations.models import ActionRun
 from events.models import Event as EventRow
 from tests.automations.actions.receivers import Receiver
 from tests.automations.conftest import event, make_automation, settle, store
-from tests.conftest import LiveServer
+from tests.browser.conftest import signed_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 TRIGGER = {"type": "event", "posture": "Reactive", "expect": ["acme.order.created"]}
-
-
-@pytest.fixture(scope="module")
-def private_server(live_server_env):
-    server = LiveServer({**live_server_env, "EVENTSITE_ACTIONS_ALLOW_PRIVATE": "1"})
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -39,17 +29,10 @@ def server(private_server, transactional_db):
 
 @pytest.fixture
 def page(browser, server, user):
-    client = Client()
-    client.force_login(user)
-    session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": server.url}]
-    )
-    page = context.new_page()
-    page.set_default_timeout(60_000)  # a loaded machine: the live engine may take a while
-    yield page
-    context.close()
+    with signed_in_page(
+        browser, server, user, timeout_ms=60_000
+    ) as page:  # a loaded machine: the live engine may take a while
+        yield page
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -24,7 +23,6 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-import redis
 from django.db import connection
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
@@ -32,7 +30,7 @@ from websockets.sync.client import connect
 
 from events.ingest import ingest
 from events.models import ApiToken, Event
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer
 from tests.factories import event_data
 
 pytestmark = [
@@ -43,41 +41,6 @@ pytestmark = [
 DEADLINE = 90.0
 ROW_ID = re.compile(r'id="ev-([0-9a-f-]{36})"')
 ROW_RECEIVED = re.compile(r'data-received="([^"]+)"')
-
-
-class RedisServer:
-    """A redis-server of the test's own, on its own port, that the test can restart."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 class Subscriber(threading.Thread):
@@ -272,14 +235,6 @@ def finish(subscribers: list[Subscriber], prefix: str, last: dict) -> None:
 @pytest.fixture
 def secret(user) -> str:
     return ApiToken.issue(user, name="faults")[1]
-
-
-@pytest.fixture
-def own_redis():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -8,36 +8,18 @@ process's commits instead of waiting for its safety poll.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import threading
 
 import pytest
 from django.db import connection
 
 from events import wakeup
-from tests.conftest import ROOT
-from tests.events.test_live_faults import RedisServer
+from tests.conftest import store_in_another_process
 
 pytestmark = [
     pytest.mark.skipif(connection.vendor == "postgresql", reason="PostgreSQL waiters LISTEN"),
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
 ]
-
-STORE_ELSEWHERE = (
-    "import django; django.setup()\n"
-    "from events.ingest import ingest\n"
-    "from tests.factories import event_data\n"
-    "assert ingest([event_data('acme.wake.ping', 'acme.thing.other')], source='test').ok\n"
-)
-
-
-@pytest.fixture
-def own_redis():
-    server = RedisServer()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -56,15 +38,11 @@ def test_a_store_in_another_process_wakes_a_waiter_through_the_channel_layer(
         assert waiter.listening(10)
         waiter.wait(0)  # the wake-up every (re)join gives
         assert waiter.wait(0.2) is False
-        other = subprocess.run(
-            [sys.executable, "-c", STORE_ELSEWHERE],
-            env={**live_server_env, "EVENTSITE_REDIS_URL": own_redis.url},
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        store_in_another_process(
+            {**live_server_env, "EVENTSITE_REDIS_URL": own_redis.url},
+            "acme.wake.ping",
+            "acme.thing.other",
         )
-        assert other.returncode == 0, other.stderr
         # The safety poll is not involved: `wait` returns False when nothing woke it.
         assert waiter.wait(30) is True
     finally:
