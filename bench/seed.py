@@ -307,6 +307,9 @@ def postgres_clone(url: str, total: int) -> tuple[dict[str, str], dict]:
 
     base, _, _ = url.rpartition("/")
     template = f"eventsite_bench_seed_{total}"
+    if own := os.environ.get("EVENTSITE_BENCH_TEMPLATE"):
+        # A branch whose migrations change the schema keeps its own copy of the shared template.
+        template = own_template(base, f"{own}_{total}", template)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         row = conn.execute(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
@@ -332,6 +335,23 @@ def postgres_clone(url: str, total: int) -> tuple[dict[str, str], dict]:
     vacuum_analyze_once(f"{base}/{template}")
     fresh_postgres(url, template=template)
     return bench_env(url), info
+
+
+def own_template(base: str, name: str, shared: str) -> str:
+    """`name`, made once as a copy of the seeded template `shared` (with its seed comment)."""
+    import psycopg
+
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        comment = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [shared],
+        ).fetchone()
+        if not exists and comment and comment[0]:
+            print(f"copying the seeded template {shared} to {name} (once)…", flush=True)
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{shared}"')
+            conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{comment[0]}'")
+    return name
 
 
 def vacuum_analyze_once(url: str) -> None:
