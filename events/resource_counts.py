@@ -33,7 +33,7 @@ EXACT_MATCHES = 20_000
 # The sample: the newest PER_STRATUM matches of each of STRATA equal slices of the window, read
 # within SAMPLE_BUDGET seconds.
 STRATA = 16
-PER_STRATUM = 32
+PER_STRATUM = 16
 SAMPLE_BUDGET = 0.05
 # A resource's label: its newest event's first non-empty name label, else its id (`resource_name`).
 _LABEL_SQL = {
