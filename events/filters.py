@@ -279,17 +279,10 @@ class EventFilter(_Filter):
 
     def indexed_criteria(self) -> bool:
         """Whether a criterion has an index of its own (names, resource ids and prefixes, related
-        ids and roles, event ids, and on PostgreSQL a resource label of exact values): the
-        matches can be read from it instead of walking time."""
+        ids and roles, event ids): the matches can be read from it instead of walking time.
+        (Not PostgreSQL's label index: its planner estimates a label value's share and chooses.)"""
         names = self.event and (self.event.name or self.event.prefix)
-        resource = self.resource and (
-            self.resource.id
-            or self.resource.id_prefix
-            or any(  # PostgreSQL's GIN index (migration 0010) serves an exact label
-                all(_containable(k, p) for p in as_list(patterns)) and as_list(patterns)
-                for k, patterns in (self.resource.labels or {}).items()
-            )
-        )
+        resource = self.resource and (self.resource.id or self.resource.id_prefix)
         related = any(r.id or r.role or r.resources_in_roles for r in self._related_list())
         anything = any(a.id or a.id_prefix for a in self._any_list())
         return bool(names or resource or related or anything or self.id.id)
@@ -354,7 +347,7 @@ def _labels_q(
         value = _label_value(key, json_field, id_field)
         either = Q()
         for pattern in patterns:
-            if _containable(key, pattern):
+            if json_field == "resource" and _containable(key, pattern):
                 # `json @> {"key": "value"}`: the same test as `->> = ` (label values are
                 # strings), but one that PostgreSQL's statistics estimate (so it walks time for
                 # a common value) and the GIN index `event_resource_gin` serves (a rare one).
