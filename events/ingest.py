@@ -13,7 +13,7 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from events import rollups, schema, wakeup
+from events import partitions, rollups, schema, wakeup
 from events.broadcast import broadcast_stored
 from events.models import Event as EventRow
 from events.models import EventResource
@@ -225,10 +225,15 @@ def _insert_events(events: list[Event]) -> set[uuid.UUID]:
         )
         for e in events
     ]
+    conflict = " ON CONFLICT (id) DO NOTHING"
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Partitioned by day: ids are unique in their own table (events.partitions).
+            claimed = partitions.claim_ids(cursor, [(r[0], r[1]) for r in rows])
+            rows, conflict = [r for r in rows if r[0] in claimed], ""
         returned = _execute_rows(
             cursor,
-            f"INSERT INTO {table} ({columns}) VALUES {{values}} ON CONFLICT (id) DO NOTHING RETURNING id",
+            f"INSERT INTO {table} ({columns}) VALUES {{values}}{conflict} RETURNING id",
             f"(%s, %s, %s, %s, %s, {jp}, {jp}, {jp}, %s, %s)",
             rows,
             largest=EVENTS_PER_STATEMENT,

@@ -79,7 +79,12 @@ class EventResource(models.Model):
     of the events' JSON.
     """
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="resources")
+    # Not a database constraint: on PostgreSQL both tables are partitioned by day, and a foreign
+    # key to a partitioned table needs its partition key too (`events.partitions`). Retention and
+    # the ORM's own cascade remove resource rows with their events.
+    event = models.ForeignKey(
+        Event, on_delete=models.CASCADE, related_name="resources", db_constraint=False
+    )
     occurred = models.DateTimeField()
     resource_id = models.TextField()
     role = models.CharField(max_length=1024, blank=True, default="")
