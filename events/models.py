@@ -105,6 +105,23 @@ class EventResource(models.Model):
         return f"{self.role or 'primary'}: {self.resource_id}"
 
 
+class EventId(models.Model):
+    """The id of every stored event, unique (PostgreSQL's idempotent ingest, `events.partitions`).
+
+    On PostgreSQL the log is partitioned by day and its primary key is (id, occurred), so ingest
+    claims each id here first. Unused on SQLite, whose log keeps `id` as its primary key.
+    """
+
+    id = models.UUIDField(primary_key=True)
+    occurred = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["occurred"], name="eventid_occurred")]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
 class EventCount(models.Model):
     """How many events of one name occurred in one minute or one hour (a rollup of the log).
 
@@ -132,6 +149,7 @@ __all__ = [
     "ApiToken",
     "Event",
     "EventCount",
+    "EventId",
     "EventResource",
     "LoginFailure",
     "Preference",

@@ -92,7 +92,28 @@ def create_day(cursor, day: date, *, parent: str | None = None, table: str | Non
         f'ALTER TABLE "{parent}" ATTACH PARTITION "{name}" '
         f"FOR VALUES FROM ('{start.isoformat()}') TO ('{end.isoformat()}')"
     )
+    name_child_indexes(cursor, parent, table=table)
     return True
+
+
+def name_child_indexes(cursor, parent: str, *, table: str | None = None) -> None:
+    """Name each partition's index after its parent index: `<index>_<partition suffix>`
+    (`event_occurred_id_p20261128`), so a plan says which index of the log it reads."""
+    table = table or parent
+    cursor.execute(
+        "SELECT pi.relname, ci.relname, ct.relname FROM pg_index x "
+        "JOIN pg_class pi ON pi.oid = x.indexrelid "
+        "JOIN pg_inherits h ON h.inhparent = x.indexrelid "
+        "JOIN pg_class ci ON ci.oid = h.inhrelid "
+        "JOIN pg_index cx ON cx.indexrelid = ci.oid "
+        "JOIN pg_class ct ON ct.oid = cx.indrelid "
+        "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary",
+        [f'"{parent}"'],
+    )
+    for index, child, partition in cursor.fetchall():
+        wanted = f"{index}_{partition.removeprefix(table + '_')}"[:63]
+        if child != wanted:
+            cursor.execute(f'ALTER INDEX "{child}" RENAME TO "{wanted}"')
 
 
 def ensure_days(today: date | None = None, *, back: int = 0, ahead: int = AHEAD_DAYS) -> list[str]:
