@@ -171,17 +171,21 @@ class EventTrigger(_Trigger):
         return True
 
     def starts_after(self, name: str) -> bool:
-        found = self._names.get(("after", name))
+        # The private dict read directly: `self._names` goes through pydantic's __getattr__,
+        # which was a tenth of a proactive replay (issue 12's preview profile).
+        names = self.__pydantic_private__["_names"]
+        found = names.get(("after", name))
         if found is None:
-            found = self._names[("after", name)] = any(glob_matches(p, name) for p in self.after)
+            found = names[("after", name)] = any(glob_matches(p, name) for p in self.after)
         return found
 
     def expects(self, name: str) -> bool:
         if not self.expect:
             return True
-        found = self._names.get(("expect", name))
+        names = self.__pydantic_private__["_names"]
+        found = names.get(("expect", name))
         if found is None:
-            found = self._names[("expect", name)] = any(glob_matches(p, name) for p in self.expect)
+            found = names[("expect", name)] = any(glob_matches(p, name) for p in self.expect)
         return found
 
     def bucketing_key(self, event: Event) -> tuple[str, ...]:

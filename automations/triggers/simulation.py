@@ -77,7 +77,7 @@ def replay(
     parked: set[uuid.UUID] = set()
     next_tick = start
     next_sweep = start
-    position: tuple[datetime, str] = (start, "")
+    last_read: Event | None = None  # the engine's read position: the last event read
 
     def apply_changes(now: datetime) -> None:
         nonlocal evaluator
@@ -113,6 +113,7 @@ def replay(
         if leader in read:
             return True
         at = leader_read(leader) if leader_read else None
+        position = read_order(last_read) if last_read is not None else (start, "")
         return at is not None and at < position
 
     def run_tick(now: datetime) -> None:
@@ -159,7 +160,7 @@ def replay(
                 next_tick += tick
         apply_changes(now)
         result.events += 1
-        position = read_order(event)
+        last_read = event
         read.add(event.id)
         if evaluator is None and not parked:
             continue  # the engine skips over the log while nothing is enabled or waiting
