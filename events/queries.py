@@ -417,11 +417,15 @@ def received_in(
     *,
     names: Iterable[str] | None = None,
     prefixes: Iterable[str] = (),
+    after: Cursor | None = None,
     limit: int,
 ) -> list[schema.Event]:
     """Events received in [since, until] in the engine's (received, id) order, without their
-    payloads; with `names`, only those names or names starting with one of `prefixes`."""
+    payloads; with `names`, only those names or names starting with one of `prefixes`; with
+    `after`, only those after that (received, id) (the next page)."""
     rows = Event.objects.filter(received__gte=since, received__lte=until)
+    if after is not None:
+        rows = rows.filter(_after_cursor_q(after))
     if names is not None:
         either = Q(event__in=list(names))
         for prefix in prefixes:

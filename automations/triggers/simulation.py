@@ -54,6 +54,7 @@ def replay(
     on_firing: Callable[[Firing, Evaluator], None] | None = None,
     observe: Callable[[Event, Evaluator | None], Callable[[list[Firing]], None] | None]
     | None = None,
+    cut_at: Callable[[], datetime | None] | None = None,
 ) -> Replay:
     """The firings the engine would have made for this trigger, from `start` to `until`.
 
@@ -64,7 +65,8 @@ def replay(
     (None: not stored, so the follower waits as in the engine). `observe(event, evaluator)` is
     called as each admitted event is about to be evaluated (evaluator None: paused); what it
     returns, if anything, is called with the firings the event made (explain reads the state
-    around one event this way).
+    around one event this way). `cut_at()`, asked once the events run out, says where their
+    read was cut short (None: it was not); the replay then ends there instead of at `until`.
     """
     start = since if start is None else start
     spec = AutomationSpec(id=uuid.uuid4(), trigger=trigger)
@@ -171,6 +173,9 @@ def replay(
         for e in released:
             parked.discard(e.id)
             evaluate(e, now)
+    cut = cut_at() if cut_at is not None else None
+    if cut is not None:
+        until = min(until, cut)  # (`record` reads it too: nothing is reported past the cut)
     while next_tick <= until:
         if not proactive and not parked:
             break  # with no event left, a reactive trigger cannot fire
