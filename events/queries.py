@@ -30,8 +30,10 @@ from django.db.models import (
     Min,
     Q,
     QuerySet,
+    TextField,
 )
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from events import rollups, schema, totals
@@ -447,6 +449,7 @@ def lifecycle(resource_id: str, *, names: Iterable[str]) -> list[schema.Event]:
 
 
 _NO_PAYLOAD = "{}"
+_DATETIMES = ("occurred", "received")
 _EVENT_FIELDS = ("occurred", "event", "resource", "related", "payload", "id", "follows", "received")
 
 
@@ -459,6 +462,11 @@ def as_schema_events(rows: QuerySet[Event], *, payload: bool = True) -> list[sch
     day of events spends much of its read decoding them.
     """
     fields = _EVENT_FIELDS if payload else tuple(f for f in _EVENT_FIELDS if f != "payload")
+    if connection.vendor == "sqlite":
+        # The datetimes as their text: a bare datetime column goes through the converter Django
+        # registers with sqlite3 (bytes → str → parse_datetime), 5x slower than `_datetime`.
+        rows = rows.annotate(**{f"{name}_text": Cast(name, TextField()) for name in _DATETIMES})
+        fields = tuple(f"{f}_text" if f in _DATETIMES else f for f in fields)
     try:
         sql, params = rows.values_list(*fields).query.sql_with_params()
     except EmptyResultSet:  # e.g. `id__in=[]`: nothing to read

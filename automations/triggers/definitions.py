@@ -44,6 +44,7 @@ FOLLOWER_WAIT = LOOKBACK
 # The longest window a trigger may have: windows are added to event times, which must stay
 # within the calendar (and a bucket of ten years outlives any retention).
 MAX_WITHIN = timedelta(days=3650)
+_NO_TIME = timedelta(0)
 # A window as clients send it (seconds, or an ISO 8601 duration) and as it is answered (seconds).
 Window = Annotated[
     timedelta,
@@ -142,7 +143,7 @@ class EventTrigger(_Trigger):
     @property
     def immediate(self) -> bool:
         """A reactive trigger with no window counts every event at once."""
-        return self.reactive and self.within == timedelta(0)
+        return self.reactive and self.within == _NO_TIME
 
     @property
     def holds_expect_events(self) -> bool:
@@ -163,6 +164,8 @@ class EventTrigger(_Trigger):
         return self.event_name_covered(event.event) and self.covers_resources(event)
 
     def covers_resources(self, event: Event) -> bool:
+        if not self.match and not self.match_related:
+            return True  # (without reading the labels: a stored event decodes them on use)
         if self.match and not labels_match(self.match, event.resource):
             return False
         for spec in self.related_specs():
@@ -189,6 +192,8 @@ class EventTrigger(_Trigger):
         return found
 
     def bucketing_key(self, event: Event) -> tuple[str, ...]:
+        if not self.for_each:
+            return ()
         return tuple(find_resource_label(event, label) or "" for label in sorted(self.for_each))
 
     def labels_for(self, key: tuple[str, ...]) -> dict[str, str]:
