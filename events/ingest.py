@@ -110,10 +110,8 @@ def store(events: Iterable[Event], *, source: str) -> IngestResult:
         stored = [e for e in unique if e.id in inserted]
     else:
         with transaction.atomic():
-            inserted = _insert_events(unique)
-            stored = [e for e in unique if e.id in inserted]
+            stored = _insert_sqlite(unique)
             if stored:
-                _insert_resources(stored)
                 rollups.record(stored)
     if stored:
         # Outside a transaction these run at once; inside one, when it commits.
@@ -199,10 +197,11 @@ def _execute_rows(
     return returned
 
 
-def _insert_events(events: list[Event]) -> set[uuid.UUID]:
-    uid, dt, js, jp = sql_adapters()
-    table = connection.ops.quote_name(EventRow._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(c) for c in EVENT_COLUMNS)
+def _insert_sqlite(events: list[Event]) -> list[Event]:
+    """Insert the events that are new and their resource rows (multi-row INSERTs); return the
+    events inserted."""
+    uid, dt, js, _ = sql_adapters()
+    q = connection.ops.quote_name
     rows = [
         (
             uid(e.id),
@@ -221,35 +220,31 @@ def _insert_events(events: list[Event]) -> set[uuid.UUID]:
     with connection.cursor() as cursor:
         returned = _execute_rows(
             cursor,
-            f"INSERT INTO {table} ({columns}) VALUES {{values}} ON CONFLICT (id) DO NOTHING RETURNING id",
-            f"(%s, %s, %s, %s, %s, {jp}, {jp}, {jp}, %s, %s)",
+            f"INSERT INTO {q(EventRow._meta.db_table)} ({', '.join(q(c) for c in EVENT_COLUMNS)}) "
+            "VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id",
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             rows,
             largest=EVENTS_PER_STATEMENT,
             returning=True,
         )
-    return {r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(r[0]) for r in returned}
-
-
-def _insert_resources(events: list[Event]) -> None:
-    uid, dt, js, jp = sql_adapters()
-    table = connection.ops.quote_name(EventResource._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(c) for c in RESOURCE_COLUMNS)
-    rows: list[tuple] = []
-    for e in events:
-        event_id, occurred = uid(e.id), dt(e.occurred)
-        rows.append((event_id, occurred, e.resource[RESOURCE_ID], "", js(e.resource)))
-        for related in e.related:
-            rows.append(
-                (event_id, occurred, related[RESOURCE_ID], related[RESOURCE_ROLE], js(related))
-            )
-    with connection.cursor() as cursor:
+        inserted = {r[0] for r in returned}  # as stored (uid's form), not parsed back
+        stored = [(e, row) for e, row in zip(events, rows, strict=True) if row[0] in inserted]
+        resource_rows: list[tuple] = []
+        for e, (event_id, occurred, _, _, _, resource, *_) in stored:
+            resource_rows.append((event_id, occurred, e.resource[RESOURCE_ID], "", resource))
+            for related in e.related:
+                resource_rows.append(
+                    (event_id, occurred, related[RESOURCE_ID], related[RESOURCE_ROLE], js(related))
+                )
         _execute_rows(
             cursor,
-            f"INSERT INTO {table} ({columns}) VALUES {{values}}",
-            f"(%s, %s, %s, %s, {jp})",
-            rows,
+            f"INSERT INTO {q(EventResource._meta.db_table)} "
+            f"({', '.join(q(c) for c in RESOURCE_COLUMNS)}) VALUES {{values}}",
+            "(%s, %s, %s, %s, %s)",
+            resource_rows,
             largest=RESOURCES_PER_STATEMENT,
         )
+    return [e for e, _ in stored]
 
 
 def _insert_postgresql(events: list[Event], received: datetime) -> set[uuid.UUID]:
