@@ -13,7 +13,8 @@ partition per UTC day (`<table>_pYYYYMMDD`, [day, day + 1)), plus a default part
   to the default partition, where the ordinary DELETE of `events.retention` removes them later.
 - Idempotent ingest (`events.ingest`): a primary key on a partitioned table must include the
   partition key, so `id` alone cannot be unique there. Ingest claims each id in the unpartitioned
-  `events_eventid (id, occurred)` table first (`claim_ids`); only the claimed events are written.
+  `events_eventid (id, occurred)` table first (`claim_ids_sql`, in the same statement); only the
+  claimed events are written.
   Retention forgets the ids of the events it removes (`forget_ids_between`, `forget_ids`).
 
 SQLite keeps its simple tables: `enabled()` is false there and nothing here runs.
@@ -22,7 +23,7 @@ SQLite keeps its simple tables: `enabled()` is false there and nothing here runs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection, transaction
@@ -211,20 +212,13 @@ def drop_days_before(
 # --- the id table of idempotent ingest ------------------------------------------------------------
 
 
-def claim_ids(cursor, ids: Iterable[tuple[object, object]]) -> set:
-    """Claim (id, occurred) pairs in the id table; return the ids that were not there before."""
-    pairs = list(ids)
-    claimed: set = set()
-    for start in range(0, len(pairs), 1024):
-        chunk = pairs[start : start + 1024]
-        cursor.execute(
-            f"INSERT INTO {IDS_TABLE} (id, occurred) "
-            "SELECT * FROM unnest(%s::uuid[], %s::timestamptz[]) "
-            "ON CONFLICT (id) DO NOTHING RETURNING id",
-            [[p[0] for p in chunk], [p[1] for p in chunk]],
-        )
-        claimed.update(r[0] for r in cursor.fetchall())
-    return claimed
+def claim_ids_sql(source: str) -> str:
+    """The statement (for a CTE of ingest's one INSERT) that claims the ids of `source`'s rows
+    (columns id, occurred) and returns those not claimed before: only they are written."""
+    return (
+        f"INSERT INTO {IDS_TABLE} (id, occurred) SELECT id, occurred FROM {source} "
+        "ON CONFLICT (id) DO NOTHING RETURNING id"
+    )
 
 
 def forget_ids(ids: Sequence) -> None:
