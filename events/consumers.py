@@ -47,6 +47,15 @@ def _row(event) -> str:
     return render_to_string(ROW_TEMPLATE, {"event": event})
 
 
+def _one_row_message(item: live.LiveEvent) -> str:
+    """One live row as the page's message, built once per event for every page it goes to."""
+    html = item.cached("row", _row)
+    return item.cached(
+        "row message",
+        lambda _event: json.dumps({"type": "rows", "count": 1, "backfill": False, "html": html}),
+    )
+
+
 class FeedConsumer(AsyncWebsocketConsumer):
     # No channel of its own: rows come from the process's tail (`events.live`), so a channel
     # layer that fails (Redis restarting) cannot take the socket down with it.
@@ -111,8 +120,11 @@ class FeedConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=json.dumps({"type": "pong"}))
 
     async def _send_live(self) -> None:
+        # Under eventsite's server an idle page is sent each new row at once, by the tail.
+        send_now = (self.scope.get("extensions") or {}).get(live.SEND_NOW_EXTENSION)
+        sink = send_now and (lambda item: send_now(_one_row_message(item)))
         while True:
-            items = await self.subscription.take()
+            items = await self.subscription.take(sink)
             rows = [(item.event, item.cached("row", _row)) for item in items]
             rows.sort(key=lambda pair: (pair[0].occurred, pair[0].id.hex), reverse=True)
             html = "".join(row for _event, row in rows)

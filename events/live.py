@@ -57,6 +57,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.db import connection
+from django.utils import timezone
 
 from events import broadcast, queries, schema
 from events.broadcast import GROUP
@@ -74,6 +75,9 @@ REJOIN_MAX_SECONDS = 2.0
 # come at least every tick) found the end of the log this recently.
 PUSH_FRESH_SECONDS = 2 * TICK_SECONDS
 TOO_SLOW = 1013
+# The ASGI scope extension through which eventsite's server lets a consumer send a text frame
+# synchronously (`eventsite.server.EventsiteServer.send_text_now`); absent under other servers.
+SEND_NOW_EXTENSION = "eventsite.send_text_now"
 
 
 class LiveEvent:
@@ -113,6 +117,9 @@ class Subscription:
         self.pending: deque[LiveEvent] = deque()
         self.ready = asyncio.Event()
         self.closed = False
+        # While its socket waits idle in `take`, a subscription may be given a way to send an
+        # event at once, from the tail's delivery loop (`eventsite.server.send_text_now`).
+        self.sink: Callable[[LiveEvent], bool] | None = None
 
     def offer(self, items: list[LiveEvent]) -> None:
         """Queue `items`, which match this filter's shape; its occurred window is checked here."""
@@ -121,6 +128,8 @@ class Subscription:
         since, until = self.since, self.until
         for item in items:
             if not since <= item.event.occurred <= until:
+                continue
+            if self.sink is not None and not self.pending and self._sent_now(item):
                 continue
             if len(self.pending) >= self.max_pending:
                 self.close()
@@ -134,11 +143,29 @@ class Subscription:
         if self.pending:
             self.ready.set()
 
-    async def take(self) -> list[LiveEvent]:
-        """Everything waiting (at least one event), oldest first."""
+    def _sent_now(self, item: LiveEvent) -> bool:
+        try:
+            return self.sink(item)
+        except Exception:
+            logger.exception("live: sending at once failed; queueing instead")
+            self.sink = None
+            return False
+
+    async def take(self, sink: Callable[[LiveEvent], bool] | None = None) -> list[LiveEvent]:
+        """Everything waiting (at least one event), oldest first.
+
+        While nothing waits, `sink(event)` (when given) is offered each new event first and
+        returns whether it sent it (or had it skipped): a socket with room in its write buffer
+        then gets an event without a wake-up of its task. What the sink refuses is queued, and
+        from then on everything queues until the caller takes it, so the order holds.
+        """
         while not self.pending:
             self.ready.clear()
-            await self.ready.wait()
+            self.sink = sink
+            try:
+                await self.ready.wait()
+            finally:
+                self.sink = None
         items = list(self.pending)
         self.pending.clear()
         self.ready.clear()
@@ -146,6 +173,7 @@ class Subscription:
 
     def close(self) -> None:
         self.closed = True
+        self.sink = None
         self.tail.discard(self)
 
 
@@ -392,6 +420,31 @@ class Tail:
                 if _cancelling():
                     raise asyncio.CancelledError from exc
                 logger.warning("live: renewing the group failed (%s)", exc)
+
+
+def subscription_filter(raw: Any, max_backfill: timedelta) -> EventFilter:
+    """An API subscriber's filter (`/api/events/out`): since clamped to the backfill window, ascending, open-ended.
+
+    A filter that names no `until` would default to "now" and so match no live event; for a
+    subscription it means "no end" (the Prefect client always sends now + 1 year).
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ValueError("the filter must be a JSON object")
+    now = timezone.now()
+    occurred = raw.get("occurred")
+    if occurred is None or (isinstance(occurred, dict) and occurred.get("until") is None):
+        occurred = {**(occurred or {}), "until": (now + timedelta(days=365)).isoformat()}
+        raw = {**raw, "occurred": occurred}
+    event_filter = EventFilter.model_validate(raw)
+    since = max(event_filter.occurred.since, now - max_backfill)
+    return event_filter.model_copy(
+        update={
+            "occurred": event_filter.occurred.model_copy(update={"since": since}),
+            "order": "ASC",
+        }
+    )
 
 
 _OPEN = OccurredFilter(

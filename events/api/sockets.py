@@ -20,7 +20,6 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.db import DatabaseError, OperationalError, transaction
-from django.utils import timezone
 from pydantic import ValidationError
 
 from events import live, queries, schema
@@ -387,11 +386,10 @@ def _store_items(
     A storage error splits the batch in halves, down to the one event the store refuses (it is
     then reported like an invalid one): a bad event never takes its neighbours with it."""
     rejections: list[schema.Event] = []
-    try:
-        with transaction.atomic():
-            result = ingest(
-                items, source="websocket", all_or_nothing=False, body_size=body_size, limits=limits
-            )
+    try:  # `store` is atomic by itself (on PostgreSQL one statement: no BEGIN, no savepoint)
+        result = ingest(
+            items, source="websocket", all_or_nothing=False, body_size=body_size, limits=limits
+        )
     except DatabaseError as exc:
         if not items:
             raise
@@ -486,7 +484,7 @@ class EventsOutConsumer(_TokenSocket):
             await self.refuse(PROTOCOL_ERROR, EXPECTED_FILTER)
             return
         try:
-            event_filter = _subscription_filter(message.get("filter"), self.max_backfill)
+            event_filter = live.subscription_filter(message.get("filter"), self.max_backfill)
             event_filter = await database_sync_to_async(readable)(
                 event_filter, self.token.user, self.token
             )
@@ -537,15 +535,22 @@ class EventsOutConsumer(_TokenSocket):
                 after = page[-1]
         # Events the backfill already read arrive live within moments of it (they were stored
         # before its query); past this window the set only costs memory.
-        forget_at = asyncio.get_running_loop().time() + self.dedup_window
+        loop = asyncio.get_running_loop()
+        forget_at = loop.time() + self.dedup_window
+
+        def skip(item: live.LiveEvent) -> bool:  # the backfill sent it
+            nonlocal sent
+            if sent and loop.time() > forget_at:
+                sent = set()
+            return bool(sent) and str(item.event.id) in sent
+
+        # Under eventsite's server an idle socket is sent each live event at once, by the tail.
+        send_now = (self.scope.get("extensions") or {}).get(live.SEND_NOW_EXTENSION)
+        sink = send_now and (lambda item: skip(item) or send_now(item.cached("out", _event_frame)))
         while True:
-            for item in await self.subscription.take():
-                if sent:
-                    if str(item.event.id) in sent:
-                        continue
-                    if asyncio.get_running_loop().time() > forget_at:
-                        sent = set()
-                await self.send(text_data=item.cached("out", _event_frame))
+            for item in await self.subscription.take(sink):
+                if not skip(item):
+                    await self.send(text_data=item.cached("out", _event_frame))
 
     async def _stop_streaming(self) -> None:
         if self.subscription is not None:
@@ -563,31 +568,6 @@ class EventsOutConsumer(_TokenSocket):
     async def disconnect(self, code) -> None:
         await super().disconnect(code)
         await self._stop_streaming()
-
-
-def _subscription_filter(raw: Any, max_backfill: timedelta) -> EventFilter:
-    """The subscriber's filter: since clamped to the backfill window, ascending, open-ended.
-
-    A filter that names no `until` would default to "now" and so match no live event; for a
-    subscription it means "no end" (the Prefect client always sends now + 1 year).
-    """
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ValueError("the filter must be a JSON object")
-    now = timezone.now()
-    occurred = raw.get("occurred")
-    if occurred is None or (isinstance(occurred, dict) and occurred.get("until") is None):
-        occurred = {**(occurred or {}), "until": (now + timedelta(days=365)).isoformat()}
-        raw = {**raw, "occurred": occurred}
-    event_filter = EventFilter.model_validate(raw)
-    since = max(event_filter.occurred.since, now - max_backfill)
-    return event_filter.model_copy(
-        update={
-            "occurred": event_filter.occurred.model_copy(update={"since": since}),
-            "order": "ASC",
-        }
-    )
 
 
 @database_sync_to_async
