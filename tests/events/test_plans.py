@@ -185,7 +185,7 @@ def test_a_walk_follows_time_and_never_scans(criterion):
     assert not FULL_SCAN[connection.vendor].search(plan), plan
     if connection.vendor == "postgresql":  # whatever the planner guesses of the matches' share
         assert re.search(r"Index Scan( Backward)? using event_occurred_id", plan), plan
-        assert "Sort" not in plan, plan
+        assert not re.search(r"(?m)^\s*(->\s+)?Sort\b(?! Key)", plan), plan  # Merge Append
     if connection.vendor == "sqlite":
         assert "event_occurred_id" in plan or "event_name_occurred" in plan, plan
         if "SUBQUERY" in plan:  # resource rows: one event's, by its id
