@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from django import forms
 
-from automations.actions import ACTIONS, ActionsInvalid, normalized, parse_action
+from automations.actions import ACTIONS, ActionsInvalid, RetrySchedule, normalized, parse_action
 from automations.actions import presets as preset_kinds
 from eventsite.field_secrets import REDACTED
 from eventsite.forms import SecretField
@@ -56,33 +56,46 @@ RETRY_FIELDS = {
     "retry_attempts": "attempts",
     "retry_first_delay": "first_delay",
     "retry_max_delay": "max_delay",
+    "retry_jitter": "jitter",
 }
 
 
 class RetryingKindForm(KindForm):
-    """A kind that calls a service, so fails transiently: its retry schedule (blank: default)."""
+    """A kind that calls a service, so fails transiently: its retry schedule (blank: default).
 
-    retry_attempts = forms.IntegerField(
-        label="Attempts",
-        required=False,
-        min_value=1,
-        max_value=30,
-        help_text="In all, the first included. Blank: 10.",
-    )
+    Every field of the schedule is here, so saving the form keeps what the API set; the help
+    texts say the defaults this deployment uses (its settings), not numbers written here.
+    """
+
+    retry_attempts = forms.IntegerField(label="Attempts", required=False, min_value=1, max_value=30)
     retry_first_delay = forms.FloatField(
-        label="First retry after (seconds)",
-        required=False,
-        min_value=1,
-        max_value=86_400,
-        help_text="Each wait doubles (±10 %). Blank: 10.",
+        label="First retry after (seconds)", required=False, min_value=1, max_value=86_400
     )
     retry_max_delay = forms.FloatField(
-        label="Longest wait (seconds)",
-        required=False,
-        min_value=1,
-        max_value=86_400,
-        help_text="Blank: 1800. The defaults keep trying for about 72 minutes.",
+        label="Longest wait (seconds)", required=False, min_value=1, max_value=86_400
     )
+    retry_jitter = forms.FloatField(
+        label="Jitter (fraction)", required=False, min_value=0, max_value=0.5
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        default = RetrySchedule()
+        minutes = default.span().total_seconds() / 60
+        help_texts = {
+            "retry_attempts": f"In all, the first included. Blank: {default.attempts}.",
+            "retry_first_delay": f"Each wait doubles. Blank: {default.first_delay:g}.",
+            "retry_max_delay": (
+                f"Blank: {default.max_delay:g}. "
+                f"The defaults keep trying for about {minutes:.0f} minutes."
+            ),
+            "retry_jitter": (
+                "Each wait varies randomly by up to this fraction, so that many failing runs "
+                f"do not all come back at once. Blank: {default.jitter:g}."
+            ),
+        }
+        for name, text in help_texts.items():
+            self.fields[name].help_text = text
 
     @classmethod
     def initial_for(cls, action: dict[str, Any]) -> dict[str, Any]:

@@ -110,6 +110,42 @@ def test_the_form_sets_an_actions_retry_schedule(logged_in_client):
     assert kind_form.errors["retry_attempts"]
 
 
+def test_the_form_shows_every_retry_setting_the_api_set_and_this_deployments_defaults(
+    api_client, logged_in_client, settings
+):
+    settings.EVENTSITE_ACTION_MAX_ATTEMPTS = 4
+    action = {**webhook("{}"), "retry": {"attempts": 6, "jitter": 0.3}}
+    assert create(api_client, actions=[action]).status_code == 201
+    automation = Automation.objects.get()
+
+    page = logged_in_client.get(f"/automations/{automation.id}/edit/").content.decode()
+
+    # Shown, so saving the form keeps it (it used to fall back to the default 0.1).
+    assert 'name="actions-0-webhook-retry_jitter" value="0.3"' in page
+    assert 'name="actions-0-webhook-retry_attempts" value="6"' in page
+    assert "In all, the first included. Blank: 4." in page
+    data = form_data(
+        **{
+            "actions-0-type": "call-webhook-url",
+            "actions-0-webhook-url": "http://127.0.0.1:9/hook",
+            "actions-0-webhook-method": "POST",
+            "actions-0-webhook-retry_attempts": "6",
+            "actions-0-webhook-retry_jitter": "0.3",
+        }
+    )
+    edit = {**data, "actions-INITIAL_FORMS": "1"}  # as the edit page's management form says
+    response = logged_in_client.post(f"/automations/{automation.id}/edit/", edit)
+    assert response.status_code == 302
+    automation.refresh_from_db()
+    assert automation.actions[0]["retry"]["jitter"] == 0.3
+    response = logged_in_client.post(
+        "/automations/new/", {**data, "actions-0-webhook-retry_jitter": "0.9"}
+    )
+    assert response.status_code == 422
+    kind_form = response.context["formset"].forms[0].kind_forms["webhook"]
+    assert kind_form.errors["retry_jitter"]
+
+
 def test_ui_url_filters_link_to_eventsites_pages(clock, sink, settings):
     settings.EVENTSITE_PUBLIC_URL = "https://events.example.com"
     payload = (
