@@ -4,8 +4,10 @@ run over what is stored."""
 from __future__ import annotations
 
 import heapq
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +36,8 @@ from events.schema import Event
 
 # The most events one replay reads; past it the replay stops at the last event read.
 REPLAY_MAX_EVENTS = 1_000_000
+# Events per read of the log: a replay holds a page at a time, whatever the range.
+READ_PAGE = 20_000
 # How far before `since` the replay starts, so that windows open at `since` are as the engine had
 # them: the longest window of the trigger, at most this.
 WARMUP_CAP = timedelta(hours=24)
@@ -182,12 +186,22 @@ class StoredReplay:
 
 
 def replay_stored(
-    trigger, *, since: datetime, until: datetime, automation: Automation | None = None, **kwargs
+    trigger,
+    *,
+    since: datetime,
+    until: datetime,
+    automation: Automation | None = None,
+    budget: float | None = None,
+    page: int = READ_PAGE,
+    **kwargs,
 ) -> StoredReplay:
     """Replay the engine over the stored events for this trigger, clipped to the stored log.
 
     With `automation`, its enabled/disabled history (its `prefect.automation.*` events) is
-    honoured; a bare trigger is taken as enabled throughout.
+    honoured; a bare trigger is taken as enabled throughout. The log is read `page` events at a
+    time as the replay goes; with `budget` (seconds), the read stops at the first page that ends
+    past it, and the answer covers [since, last event read] (`truncated`), as it does past
+    `REPLAY_MAX_EVENTS`.
     """
     horizon = queries.oldest_received()
     if horizon is None or horizon > until:
@@ -195,53 +209,115 @@ def replay_stored(
     since = max(since, horizon)
     start = max(since - _warmup(trigger), horizon)
     names, prefixes = _names(trigger) or (None, ())
-    events = queries.received_in(
-        start, until, names=names, prefixes=prefixes, limit=REPLAY_MAX_EVENTS + 1
+    log = _StoredLog(
+        start=start,
+        until=until,
+        names=names,
+        prefixes=prefixes,
+        page=page,
+        deadline=None if budget is None else time.monotonic() + budget,
     )
-    truncated = len(events) > REPLAY_MAX_EVENTS
-    if truncated:
-        events = events[:REPLAY_MAX_EVENTS]
-        until = events[-1].received
-    events, leaders = _with_leaders(events, start=start, until=until)
     enabled, history = (True, []) if automation is None else _enabled_history(automation, start)
     result = replay(
         trigger,
-        events,
+        log,
         since=since,
         until=until,
         start=start,
         enabled=enabled,
         changes=history,
-        leader_read=leaders.get,
+        leader_read=log.positions.get,
+        cut_at=lambda: log.cut,
         tick=settings.EVENTSITE_ENGINE_TICK,
         **kwargs,
     )
-    return StoredReplay(result, since=since, until=until, horizon=horizon, truncated=truncated)
+    if log.cut is not None:  # cut short: the answer covers what was read
+        until = log.cut
+        since = min(since, until)
+    return StoredReplay(
+        result, since=since, until=until, horizon=horizon, truncated=log.cut is not None
+    )
 
 
-def _with_leaders(
-    events: list[Event], *, start: datetime, until: datetime
-) -> tuple[list[Event], dict[uuid.UUID, tuple[datetime, str]]]:
-    """The events plus the leaders their followers wait for, in read order; and the read
-    position of every leader (a leader read in the span releases its followers, as in the
-    engine, even when the trigger does not cover it)."""
-    known = {e.id for e in events}
-    positions: dict[uuid.UUID, tuple[datetime, str]] = {}
-    found: list[Event] = []
-    wanted = {e.follows for e in events if e.follows} - known
-    for _ in range(MAX_FOLLOWER_DEPTH):
-        if not wanted:
-            break
-        positions.update(queries.read_positions(wanted))
-        leaders = [
-            e for e in queries.events_by_ids(wanted) if start <= (e.received or start) <= until
-        ]
-        found += leaders
-        known |= wanted
-        wanted = {e.follows for e in leaders if e.follows} - known
-    if found:
-        events = list(heapq.merge(events, sorted(found, key=read_order), key=read_order))
-    return events, positions
+@dataclass
+class _StoredLog:
+    """The stored events of [start, until] the trigger may look at, in the engine's read order,
+    read a page at a time (memory stays bounded over any range); the leaders their followers
+    wait for are merged in at their place (a leader read in the span releases its followers, as
+    in the engine, even when the trigger does not cover it), and `positions` holds the read
+    position of every leader asked for. Stops past `REPLAY_MAX_EVENTS` or `deadline`
+    (a `time.monotonic()` value): `cut` is then the last event read."""
+
+    start: datetime
+    until: datetime
+    names: list[str] | None
+    prefixes: Sequence[str]
+    page: int = READ_PAGE
+    deadline: float | None = None
+    cut: datetime | None = None
+    positions: dict[uuid.UUID, tuple[datetime, str]] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Event]:
+        pending: list[tuple[tuple[datetime, str], Event]] = []  # leaders ahead of the page
+        merged: set[uuid.UUID] = set()  # leaders merged in: skipped when the page reaches them
+        after: tuple[datetime, uuid.UUID] | None = None
+        passed = (self.start, "")  # the read position the previous pages reached
+        read = 0
+        while True:
+            page = self._page(after, min(self.page, REPLAY_MAX_EVENTS - read))
+            if not page:
+                break
+            after = (page[-1].received, page[-1].id)
+            read += len(page)
+            for leader in self._leaders(page):
+                # (A leader the read has passed is not merged: nobody waited for it, or it
+                # would have been found with its follower's page.)
+                if read_order(leader) > passed and leader.id not in merged:
+                    merged.add(leader.id)
+                    heapq.heappush(pending, (read_order(leader), leader))
+            for event in page:
+                while pending and pending[0][0] < read_order(event):
+                    yield heapq.heappop(pending)[1]
+                if event.id not in merged:
+                    yield event
+            passed = read_order(page[-1])
+            stop = read >= REPLAY_MAX_EVENTS or (
+                self.deadline is not None and time.monotonic() >= self.deadline
+            )
+            if stop and self._page(after, 1):
+                self.cut = page[-1].received  # more is stored: the answer ends here
+                return
+        for _, leader in sorted(pending, key=lambda p: p[0]):
+            yield leader
+
+    def _page(self, after, limit: int) -> list[Event]:
+        return queries.received_in(
+            self.start,
+            self.until,
+            names=self.names,
+            prefixes=self.prefixes,
+            after=after,
+            limit=limit,
+        )
+
+    def _leaders(self, page: list[Event]) -> list[Event]:
+        """The stored leaders (and theirs) of the page's followers, received in the span."""
+        found: list[Event] = []
+        known = {e.id for e in page} | set(self.positions)
+        wanted = {e.follows for e in page if e.follows} - known
+        for _ in range(MAX_FOLLOWER_DEPTH):
+            if not wanted:
+                break
+            self.positions.update(queries.read_positions(wanted))
+            leaders = [
+                e
+                for e in queries.events_by_ids(wanted)
+                if self.start <= (e.received or self.start) <= self.until
+            ]
+            found += leaders
+            known |= wanted
+            wanted = {e.follows for e in leaders if e.follows} - known
+        return found
 
 
 def _enabled_history(
@@ -274,7 +350,10 @@ def preview(trigger_data: Any, *, since: datetime, until: datetime | None = None
     now = timezone.now()
     until = min(until or now, now)  # nothing is stored after now
     since = min(since, until)
-    found = replay_stored(trigger, since=since, until=until)
+    # A preview of a long range is cut short where the read passes the query timeout: the
+    # answer says so (`truncated`, `until`), where a single read would have been stopped (503).
+    budget = settings.EVENTSITE_QUERY_TIMEOUT.total_seconds() or None
+    found = replay_stored(trigger, since=since, until=until, budget=budget)
     fired = [f for f in found.replay.firings if not f.resolved]
     return {
         "firings": [_previewed(f) for f in fired],

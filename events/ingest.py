@@ -14,7 +14,7 @@ import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
-from events import rollups, schema, wakeup
+from events import partitions, rollups, schema, wakeup
 from events.broadcast import broadcast_stored
 from events.models import Event as EventRow
 from events.models import EventResource
@@ -278,10 +278,12 @@ def _insert_postgresql(events: list[Event], received: datetime) -> set[uuid.UUID
         "WITH input AS (SELECT * FROM json_to_recordset(%s::json) AS t(id uuid, "
         "occurred timestamptz, event text, resource_id text, resource jsonb, related jsonb, "
         "payload jsonb, follows uuid, search text)), "
+        # The log is partitioned by day: ids are unique in their own table (events.partitions).
+        f"claimed AS ({partitions.claim_ids_sql('input')}), "
         f"stored AS (INSERT INTO {q(EventRow._meta.db_table)} "
         f"({', '.join(q(c) for c in EVENT_COLUMNS)}) "
         "SELECT id, occurred, %s, event, resource_id, resource, related, payload, follows, search "
-        "FROM input ON CONFLICT (id) DO NOTHING RETURNING id, occurred, event), "
+        "FROM input JOIN claimed USING (id) RETURNING id, occurred, event), "
         f"resources AS (INSERT INTO {q(EventResource._meta.db_table)} "
         f"({', '.join(q(c) for c in RESOURCE_COLUMNS)}) "
         "SELECT stored.id, stored.occurred, r->>1, r->>2, (r->3)::jsonb "

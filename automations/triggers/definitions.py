@@ -44,6 +44,7 @@ FOLLOWER_WAIT = LOOKBACK
 # The longest window a trigger may have: windows are added to event times, which must stay
 # within the calendar (and a bucket of ten years outlives any retention).
 MAX_WITHIN = timedelta(days=3650)
+_NO_TIME = timedelta(0)
 # A window as clients send it (seconds, or an ISO 8601 duration) and as it is answered (seconds).
 Window = Annotated[
     timedelta,
@@ -142,7 +143,7 @@ class EventTrigger(_Trigger):
     @property
     def immediate(self) -> bool:
         """A reactive trigger with no window counts every event at once."""
-        return self.reactive and self.within == timedelta(0)
+        return self.reactive and self.within == _NO_TIME
 
     @property
     def holds_expect_events(self) -> bool:
@@ -163,6 +164,8 @@ class EventTrigger(_Trigger):
         return self.event_name_covered(event.event) and self.covers_resources(event)
 
     def covers_resources(self, event: Event) -> bool:
+        if not self.match and not self.match_related:
+            return True  # (without reading the labels: a stored event decodes them on use)
         if self.match and not labels_match(self.match, event.resource):
             return False
         for spec in self.related_specs():
@@ -171,20 +174,26 @@ class EventTrigger(_Trigger):
         return True
 
     def starts_after(self, name: str) -> bool:
-        found = self._names.get(("after", name))
+        # The private dict read directly: `self._names` goes through pydantic's __getattr__,
+        # which was a tenth of a proactive replay (issue 12's preview profile).
+        names = self.__pydantic_private__["_names"]
+        found = names.get(("after", name))
         if found is None:
-            found = self._names[("after", name)] = any(glob_matches(p, name) for p in self.after)
+            found = names[("after", name)] = any(glob_matches(p, name) for p in self.after)
         return found
 
     def expects(self, name: str) -> bool:
         if not self.expect:
             return True
-        found = self._names.get(("expect", name))
+        names = self.__pydantic_private__["_names"]
+        found = names.get(("expect", name))
         if found is None:
-            found = self._names[("expect", name)] = any(glob_matches(p, name) for p in self.expect)
+            found = names[("expect", name)] = any(glob_matches(p, name) for p in self.expect)
         return found
 
     def bucketing_key(self, event: Event) -> tuple[str, ...]:
+        if not self.for_each:
+            return ()
         return tuple(find_resource_label(event, label) or "" for label in sorted(self.for_each))
 
     def labels_for(self, key: tuple[str, ...]) -> dict[str, str]:

@@ -100,7 +100,7 @@ class Evaluator:
         index = self._for_name.get(event.event)
         if index is None:
             index = self._candidates(event.event)
-        return [t for t in index.candidates(event.resource) if t.covers_resources(event)]
+        return [t for t in index.candidates(event) if t.covers_resources(event)]
 
     def _candidates(self, name: str) -> _LabelIndex:
         """The triggers whose `expect`/`after` names cover this event name, indexed by label."""
@@ -503,9 +503,10 @@ class _LabelIndex:
         for label, table in self.by_label.items():
             self.lengths[label] = sorted({len(p) for p in table})
 
-    def candidates(self, labels: dict[str, str]) -> list[EventTrigger]:
+    def candidates(self, event: Event) -> list[EventTrigger]:
         if not self.by_label:
-            return self.always
+            return self.always  # without reading the labels: a stored event decodes them on use
+        labels = event.resource
         found = list(self.always)
         for label, table in self.by_label.items():
             value = labels.get(label)

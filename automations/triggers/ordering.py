@@ -28,6 +28,8 @@ class Ordering:
 
     def admit(self, event: Event, now: datetime, seen) -> list[Event]:
         leader = event.follows
+        if leader is None and not self.waiting:
+            return [event]  # the usual case, without looking for followers nobody parked
         if (
             leader is not None
             and leader != event.id

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from automations import explain
+from automations.triggers import parse_trigger
 from tests.automations.conftest import NOW, store
 from tests.factories import event_data
 
@@ -148,3 +150,36 @@ def test_preview_of_a_reactive_trigger_far_into_the_future_answers_at_once(api_c
     response = api_client.post("/api/automations/preview", body, format="json")
     assert response.status_code == 200
     assert response.json()["count"] == 1
+
+
+FAILED_ORDER = {"type": "event", "posture": "Reactive", "expect": ["acme.order.failed"]}
+
+
+def _failures(clock, count: int) -> None:
+    for i in range(count):
+        store(event_data("acme.order.failed", f"acme.order.{i}", occurred=clock.now()))
+        clock.shift(1)
+
+
+def test_a_preview_past_its_time_budget_answers_what_it_read_and_says_so(clock):
+    _failures(clock, 5)
+    trigger = parse_trigger(FAILED_ORDER)
+    # No time at all: the read stops after its first page of two events.
+    found = explain.replay_stored(trigger, since=NOW, until=clock.now(), budget=0, page=2)
+    assert found.truncated is True
+    assert found.until == NOW + timedelta(seconds=1)  # the second event's `received`
+    assert found.replay.events == 2
+    assert [f.triggered for f in found.replay.firings] == [NOW, NOW + timedelta(seconds=1)]
+    # The same without a budget: every event, nothing cut.
+    whole = explain.replay_stored(trigger, since=NOW, until=clock.now(), page=2)
+    assert whole.truncated is False and whole.replay.events == 5
+    assert len(whole.replay.firings) == 5
+
+
+def test_a_preview_whose_budget_ends_with_the_log_is_not_cut_short(clock):
+    _failures(clock, 4)
+    found = explain.replay_stored(
+        parse_trigger(FAILED_ORDER), since=NOW, until=clock.now(), budget=0, page=4
+    )
+    assert found.truncated is False
+    assert found.until == clock.now() and found.replay.events == 4

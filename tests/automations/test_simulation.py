@@ -182,9 +182,11 @@ SILENT_AND_BACK = (
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(trigger=triggers(), moments=streams())
-@example(*SILENT_AND_BACK)
-def test_the_replay_of_the_stored_log_makes_the_engines_firings(trigger, moments):
+# The stored log is read in pages: pages of one or two events put leaders and followers, windows
+# and ticks across page ends.
+@given(trigger=triggers(), moments=streams(), page=st.sampled_from([1, 2, explain.READ_PAGE]))
+@example(trigger=SILENT_AND_BACK[0], moments=SILENT_AND_BACK[1], page=2)
+def test_the_replay_of_the_stored_log_makes_the_engines_firings(trigger, moments, page):
     try:
         with transaction.atomic(), time_machine.travel(NOW, tick=False) as traveller:
             automation = changes.create(
@@ -201,6 +203,7 @@ def test_the_replay_of_the_stored_log_makes_the_engines_firings(trigger, moments
                 since=NOW,
                 until=NOW + timedelta(seconds=end),
                 automation=automation,
+                page=page,
             )
             replayed = [
                 _key(

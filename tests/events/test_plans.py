@@ -174,3 +174,18 @@ def test_either_plan_pages_through_the_same_events(criterion, walk_budget, monke
     expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True)[:28])
     assert seen == expected[: len(seen)]
     assert len(seen) == min(28, len(expected))
+
+
+def test_a_time_window_reads_only_the_partitions_of_its_days():
+    """PostgreSQL's log is partitioned by day (`events.partitions`): a window of an hour is read
+    from its day's partition (two around midnight), never from the other days or the default."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's log is one table")
+    days = {f"p{NOW - timedelta(hours=h):%Y%m%d}" for h in (0, 1)}
+    found = plans(SELECTIVE["time"][0])
+
+    for name in ("by_criteria", "count"):
+        plan = found[name]
+        read = set(re.findall(r" on events_event_(p\d{8}|default)\b", plan))
+        assert read and read <= days, f"{name} reads {read}:\n{plan}"
+        assert "event_occurred_id_p" in plan, plan
