@@ -43,7 +43,6 @@ from automations.models import (
     ParkedEvent,
     SeenEvent,
 )
-from automations.sql import sql_adapters
 from automations.triggers import (
     SWEEP_EVERY,
     AutomationSpec,
@@ -56,6 +55,7 @@ from automations.triggers import (
 )
 from events import queries, wakeup
 from events.schema import Event
+from events.sql_params import sql_adapters
 from eventsite.locks import DeploymentLock
 
 logger = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from automations.models import (
     TriggerOutage,
     bucket_key_text,
 )
-from automations.sql import sql_adapters
 from automations.triggers import Bucket, Evaluator, Firing, Outage, State
 from events.schema import Event
+from events.sql_params import sql_adapters
 
 
 def load(state: State, trigger_ids: list[uuid.UUID], persisted: set[tuple]) -> list[ChildFirings]:

@@ -367,9 +367,13 @@ def fresh_postgres(url: str, *, template: str | None = None) -> str:
 def bench_database(url: str) -> tuple[str, str, str]:
     """Split a PostgreSQL URL; refuse a database the bench does not own (it drops it)."""
     base, sep, name = url.rpartition("/")
-    if not name.startswith("eventsite_bench"):
+    # A branch's own prefix (EVENTSITE_BENCH_TEMPLATE, e.g. "partitions": partitions_bench and
+    # its template partitions_<N>) is the bench's too.
+    own = os.environ.get("EVENTSITE_BENCH_TEMPLATE")
+    if not name.startswith("eventsite_bench") and not (own and name.startswith(f"{own}_")):
         raise SystemExit(
-            f"the benchmarks drop and recreate their database: use eventsite_bench*, not {name!r}"
+            f"the benchmarks drop and recreate their database: use eventsite_bench* "
+            f"(or EVENTSITE_BENCH_TEMPLATE's prefix), not {name!r}"
         )
     return base, sep, name
 

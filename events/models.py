@@ -79,7 +79,12 @@ class EventResource(models.Model):
     of the events' JSON.
     """
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="resources")
+    # Not a database constraint: on PostgreSQL both tables are partitioned by day, and a foreign
+    # key to a partitioned table needs its partition key too (`events.partitions`). Retention and
+    # the ORM's own cascade remove resource rows with their events.
+    event = models.ForeignKey(
+        Event, on_delete=models.CASCADE, related_name="resources", db_constraint=False
+    )
     occurred = models.DateTimeField()
     resource_id = models.TextField()
     role = models.CharField(max_length=1024, blank=True, default="")
@@ -98,6 +103,23 @@ class EventResource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role or 'primary'}: {self.resource_id}"
+
+
+class EventId(models.Model):
+    """The id of every stored event, unique (PostgreSQL's idempotent ingest, `events.partitions`).
+
+    On PostgreSQL the log is partitioned by day and its primary key is (id, occurred), so ingest
+    claims each id here first. Unused on SQLite, whose log keeps `id` as its primary key.
+    """
+
+    id = models.UUIDField(primary_key=True)
+    occurred = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["occurred"], name="eventid_occurred")]
+
+    def __str__(self) -> str:
+        return str(self.id)
 
 
 class EventCount(models.Model):
@@ -127,6 +149,7 @@ __all__ = [
     "ApiToken",
     "Event",
     "EventCount",
+    "EventId",
     "EventResource",
     "LoginFailure",
     "Preference",

@@ -1,4 +1,8 @@
-"""Retention: delete events older than the configured period, in small batches."""
+"""Retention: remove events older than the configured period.
+
+SQLite: DELETE in small batches. PostgreSQL: whole day partitions are dropped (`events.partitions`)
+and only the default partition's stragglers are deleted row by row.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from events import rollups
+from events import partitions, rollups
 from events.audit import AUDIT_EVENTS
 from events.models import Event, EventResource, WebhookRequest
 
@@ -42,19 +46,34 @@ def prune(
     )
     audit = Q(event__in=AUDIT_EVENTS)
     deleted = 0
-    for expired in (Q(occurred__lt=before) & ~audit, Q(occurred__lt=audit_before) & audit):
+    partitioned = partitions.enabled()
+    if partitioned:
+        # PostgreSQL: whole days. Make the coming days' partitions, drop the days that ended
+        # before the cut (keeping their audit events), and DELETE below only what the default
+        # partition holds. An event goes with its whole UTC day, so it is kept up to a day longer.
+        partitions.ensure_days()
+        before = rollups.floor(before, 24 * rollups.HOUR)
+        deleted = partitions.drop_days_before(
+            before, keep_names=sorted(AUDIT_EVENTS), keep_since=audit_before, progress=progress
+        )
+    for cut, expired in ((before, ~audit), (audit_before, audit)):
         while True:
             with transaction.atomic():
                 ids = list(
-                    Event.objects.filter(expired)
+                    Event.objects.filter(expired, occurred__lt=cut)
                     .order_by("occurred")
                     .values_list("id", flat=True)[:batch_size]
                 )
                 if not ids:
                     break
-                # Resource rows first, by their own occurred index, then the events by primary key.
-                EventResource.objects.filter(event_id__in=ids)._raw_delete(connection.alias)
-                Event.objects.filter(id__in=ids)._raw_delete(connection.alias)
+                # Resource rows first, by their own occurred index, then the events by primary key
+                # (bounded by the cut, so PostgreSQL reads only the partitions before it).
+                EventResource.objects.filter(event_id__in=ids, occurred__lt=cut)._raw_delete(
+                    connection.alias
+                )
+                Event.objects.filter(id__in=ids, occurred__lt=cut)._raw_delete(connection.alias)
+                if partitioned:
+                    partitions.forget_ids(ids)
             deleted += len(ids)
             if progress:
                 progress(deleted)

@@ -17,6 +17,7 @@ from django.db.models.functions import Concat
 
 from events.filters import EventFilter, name_q
 from events.models import Event, EventCount
+from events.sql_params import sql_adapters
 
 MINUTE, HOUR = 60, 3600
 WIDTHS = (MINUTE, HOUR)
@@ -34,7 +35,10 @@ def ceil(value: datetime, width: int) -> datetime:
 
 
 def record(events: Iterable) -> None:
-    """Add stored events (`schema.Event`) to the rollups; call inside the write transaction."""
+    """Add stored events (`schema.Event`) to the rollups; call inside the write transaction.
+
+    (On PostgreSQL the write path adds them in its one statement instead: `upsert_stored_sql`.)
+    """
     groups: dict[tuple[int, datetime, str], list] = {}
     for e in events:
         for width in WIDTHS:
@@ -48,28 +52,42 @@ def record(events: Iterable) -> None:
                 group[2] = max(group[2], e.occurred)
     if not groups:
         return
-    ops = connection.ops
-    table = ops.quote_name(EventCount._meta.db_table)
+    _, dt, _, _ = sql_adapters()
     rows = [
-        (
-            width,
-            ops.adapt_datetimefield_value(bucket),
-            name,
-            n,
-            ops.adapt_datetimefield_value(lo),
-            ops.adapt_datetimefield_value(hi),
-        )
+        (width, dt(bucket), name, n, dt(lo), dt(hi))
         for (width, bucket, name), (n, lo, hi) in groups.items()
     ]
+    # Rows are sorted so that concurrent writers on PostgreSQL take the row locks in one order.
+    with connection.cursor() as cursor:
+        cursor.executemany(_upsert("VALUES (%s, %s, %s, %s, %s, %s)"), sorted(rows))
+
+
+def upsert_stored_sql(stored: str) -> str:
+    """PostgreSQL: the statement that adds the events of `stored` (a relation with `occurred` and
+    `event`, e.g. a `RETURNING` in the same statement) to the rollups, as `record` does.
+
+    The bucket is `floor`'s: the start of the width-second slot since the epoch (`date_bin`).
+    Rows go in sorted, so concurrent writers take the row locks in one order.
+    """
+    widths = ", ".join(f"({width})" for width in WIDTHS)
+    return _upsert(
+        "SELECT w.width, date_bin(make_interval(secs => w.width), s.occurred, "
+        "TIMESTAMPTZ '1970-01-01 00:00:00+00'), s.event, count(*), min(s.occurred), max(s.occurred) "
+        f"FROM {stored} AS s CROSS JOIN (VALUES {widths}) AS w(width) "
+        "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    )
+
+
+def _upsert(rows: str) -> str:
+    """INSERT of (width, bucket, event, count, first, last) `rows` (VALUES or a SELECT), adding
+    to the counts already there."""
+    table = connection.ops.quote_name(EventCount._meta.db_table)
     least, greatest = ("MIN", "MAX") if connection.vendor == "sqlite" else ("LEAST", "GREATEST")
-    sql = (
-        f'INSERT INTO {table} ("width", "bucket", "event", "count", "first", "last") VALUES (%s, %s, %s, %s, %s, %s) '
+    return (
+        f'INSERT INTO {table} ("width", "bucket", "event", "count", "first", "last") {rows} '
         f'ON CONFLICT ("width", "bucket", "event") DO UPDATE SET "count" = {table}."count" + excluded."count", '
         f'"first" = {least}({table}."first", excluded."first"), "last" = {greatest}({table}."last", excluded."last")'
     )
-    # Rows are sorted so that concurrent writers on PostgreSQL take the row locks in one order.
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, sorted(rows))
 
 
 def answerable(event_filter: EventFilter) -> bool:

@@ -386,11 +386,10 @@ def _store_items(
     A storage error splits the batch in halves, down to the one event the store refuses (it is
     then reported like an invalid one): a bad event never takes its neighbours with it."""
     rejections: list[schema.Event] = []
-    try:
-        with transaction.atomic():
-            result = ingest(
-                items, source="websocket", all_or_nothing=False, body_size=body_size, limits=limits
-            )
+    try:  # `store` is atomic by itself (on PostgreSQL one statement: no BEGIN, no savepoint)
+        result = ingest(
+            items, source="websocket", all_or_nothing=False, body_size=body_size, limits=limits
+        )
     except DatabaseError as exc:
         if not items:
             raise
