@@ -26,7 +26,9 @@ NAMES = [
 ]
 IDS = ["a.1", "a.2", "b.1", "prefect.flow-run.x", "prefect.tag.eu"]
 KEYS = ["color", "size", "prefect.resource.name"]
-VALUES = ["red", "blue", "blue-ish", "Red", "x y", ""]
+# Non-ASCII and JSON-escaped values: PostgreSQL tests an exact value by jsonb containment and a
+# glob by a regex on the extracted text, SQLite by GLOB; all must agree with memory.
+VALUES = ["red", "blue", "blue-ish", "Red", "x y", "", "Straße", 'q"\\']
 ROLES = ["tag", "owner", "customer"]
 WORDS = ["gold", "Silver", "order", "blue", "eu", "x"]
 
@@ -60,7 +62,9 @@ pattern = st.builds(
     lambda neg, parts: ("!" if neg else "") + "".join(parts),
     st.booleans(),
     st.lists(
-        st.sampled_from(["*", "?", "b", "lue", "-ish", "red", "R", "x", "a.", "1"]),
+        st.sampled_from(
+            ["*", "?", "b", "lue", "-ish", "red", "R", "x", "a.", "1", "Straße", 'q"\\']
+        ),
         min_size=0,
         max_size=4,
     ),

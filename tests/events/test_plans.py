@@ -54,6 +54,9 @@ SELECTIVE = {
 WALKED = {
     "label": {"resource": {"labels": {"acme.region": ["eu-west"]}}},
     "label negation": {"resource": {"labels": {"acme.region": ["!eu-west"]}}},
+    "labels, two keys": {
+        "resource": {"labels": {"acme.region": ["us-east"], "acme.shard": ["1*"]}}
+    },
     "related role": {"related": {"role": ["customer"]}},
     "related labels": {"related": {"labels": {"prefect.resource.name": ["Customer 7*"]}}},
     "any_resource id prefix": {"any_resource": {"id_prefix": ["acme."]}},
@@ -80,7 +83,11 @@ def log():
             event_data(
                 f"acme.{kind}.{verb}{i % 10}",
                 f"acme.order.{i % 1000}",
-                labels={"acme.region": ("eu-west", "us-east", "ap-south")[i % 3]},
+                labels={
+                    "acme.region": ("eu-west", "us-east", "ap-south")[i % 3],
+                    "acme.shard": str(i % 11),
+                    **({"acme.flag": "escalated"} if i % 97 == 0 else {}),
+                },
                 related=[
                     related(
                         f"acme.customer.{i % 100}",
@@ -125,14 +132,7 @@ def test_a_rare_text_term_is_read_from_the_trigram_index():
     until the log is some ten thousand events: 20,000 more. (SQLite walks: `events.text_search`.)"""
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no text index: a text search walks the window (WALKED)")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, "
-            "related, payload, search) SELECT gen_random_uuid(), now() - g * interval '1 s', "
-            "now(), 'acme.filler', 'acme.filler.' || g, '{}', '[]', '{}', "
-            "'acme.filler ' || g FROM generate_series(1, 20000) g"
-        )
-        cursor.execute("ANALYZE events_event")
+    _filler()
     found = plans({"text": {"query": "escalated"}})
 
     for name in ("by_criteria", "count"):
@@ -141,11 +141,51 @@ def test_a_rare_text_term_is_read_from_the_trigram_index():
         assert "event_search_trgm" in plan, plan
 
 
+# Exact resource labels on PostgreSQL: `resource @> {...}`, served by the GIN index of migration
+# 0011 (alone, and with a glob on another key, which is then tested on the rows it finds).
+RARE_LABELS = {
+    "label exact": {"resource": {"labels": {"acme.flag": ["escalated"]}}},
+    "label exact + glob": {
+        "resource": {"labels": {"acme.flag": ["escalated"], "acme.shard": ["1*"]}}
+    },
+}
+
+
+def _filler():
+    """20,000 more events, because below ~10k PostgreSQL's planner prices a GIN index above a
+    scan of the time index."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, "
+            "related, payload, search) SELECT gen_random_uuid(), now() - g * interval '1 s', "
+            "now(), 'acme.filler', 'acme.filler.' || g, "
+            "jsonb_build_object('prefect.resource.id', 'acme.filler.' || g, 'acme.region', 'eu-west'), "
+            "'[]', '{}', 'acme.filler ' || g FROM generate_series(1, 20000) g"
+        )
+        cursor.execute("ANALYZE events_event")
+
+
+@pytest.mark.parametrize("criterion", RARE_LABELS)
+def test_a_rare_exact_label_is_read_from_the_label_index(criterion):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no label index: a label filter walks the window (WALKED)")
+    _filler()
+    found = plans(RARE_LABELS[criterion])
+
+    for name in ("by_criteria", "count"):
+        plan = found[name]
+        assert not FULL_SCAN[connection.vendor].search(plan), f"{name} scans:\n{plan}"
+        assert "event_resource_gin" in plan, plan
+
+
 @pytest.mark.parametrize("criterion", WALKED)
 def test_a_walk_follows_time_and_never_scans(criterion):
     plan = plans(WALKED[criterion])["walk"]
 
     assert not FULL_SCAN[connection.vendor].search(plan), plan
+    if connection.vendor == "postgresql":  # whatever the planner guesses of the matches' share
+        assert re.search(r"Index Scan( Backward)? using event_occurred_id", plan), plan
+        assert not re.search(r"(?m)^\s*(->\s+)?Sort\b(?! Key)", plan), plan  # Merge Append
     if connection.vendor == "sqlite":
         assert "event_occurred_id" in plan or "event_name_occurred" in plan, plan
         if "SUBQUERY" in plan:  # resource rows: one event's, by its id
@@ -153,13 +193,16 @@ def test_a_walk_follows_time_and_never_scans(criterion):
 
 
 @pytest.mark.parametrize("walk_budget", [0, 5])
-@pytest.mark.parametrize("criterion", [*SELECTIVE, *WALKED, "rare text"])
+@pytest.mark.parametrize("criterion", [*SELECTIVE, *WALKED, *RARE_LABELS, "rare text"])
 def test_either_plan_pages_through_the_same_events(criterion, walk_budget, monkeypatch):
     """A page read by walking time and one read from the criteria's index are the same page."""
     monkeypatch.setattr(page_plans, "WALK_BUDGET", walk_budget)
+    monkeypatch.setattr(page_plans, "LABEL_WALK_BUDGET", walk_budget)
     filter_json = {"text": {"query": "escalated -zz"}} if criterion == "rare text" else None
-    filter_json = filter_json or (
-        SELECTIVE[criterion][0] if criterion in SELECTIVE else WALKED[criterion]
+    filter_json = (
+        filter_json
+        or (SELECTIVE[criterion][0] if criterion in SELECTIVE else None)
+        or {**WALKED, **RARE_LABELS}[criterion]
     )
     event_filter = EventFilter.model_validate({**filter_json, "occurred": HOUR})
 
