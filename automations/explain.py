@@ -169,6 +169,15 @@ def _names(trigger) -> tuple[list[str], list[str]] | None:
     return names, prefixes
 
 
+def _reads_labels(trigger) -> bool:
+    """Whether evaluating the trigger reads events' labels (`match`, `match_related`,
+    `for_each`); a trigger that does not is replayed without reading them."""
+    return any(
+        isinstance(t, EventTrigger) and (t.match or t.match_related or t.for_each)
+        for t in trigger.all_triggers()
+    )
+
+
 def _warmup(trigger) -> timedelta:
     windows = [t.within for t in trigger.all_triggers() if getattr(t, "within", None)]
     return min(max(windows, default=timedelta(0)), WARMUP_CAP)
@@ -214,6 +223,7 @@ def replay_stored(
         until=until,
         names=names,
         prefixes=prefixes,
+        labels=_reads_labels(trigger),
         page=page,
         deadline=None if budget is None else time.monotonic() + budget,
     )
@@ -252,6 +262,7 @@ class _StoredLog:
     until: datetime
     names: list[str] | None
     prefixes: Sequence[str]
+    labels: bool = True  # False: the events' labels are read only if asked for
     page: int = READ_PAGE
     deadline: float | None = None
     cut: datetime | None = None
@@ -297,6 +308,7 @@ class _StoredLog:
             names=self.names,
             prefixes=self.prefixes,
             after=after,
+            labels=self.labels,
             limit=limit,
         )
 

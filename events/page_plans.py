@@ -72,11 +72,10 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
         return Found(_newest_distinct(event_filter, after, limit))
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
-        if _unestimated(event_filter) and _narrows_beyond_time(event_filter):
+        if (budget := _walk_first(event_filter)) and _narrows_beyond_time(event_filter):
             # PostgreSQL's statistics cannot tell a common text term or label glob (walk time)
             # from a rare one (read an index): walk first, as SQLite does.
             walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
-            budget = WALK_BUDGET if event_filter.text else LABEL_WALK_BUDGET
             try:
                 with timebox.within(budget), _walking():
                     return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
@@ -160,13 +159,22 @@ def explain(event_filter: EventFilter) -> dict[str, str]:
     }
 
 
-def _unestimated(event_filter: EventFilter) -> bool:
-    """Whether the filter has criteria on the event whose share PostgreSQL cannot estimate: text
-    terms and resource label globs (an expression's regex gets a fixed guess, and several of
-    them multiply it down until the planner reads the whole table and sorts it rather than walk
-    time)."""
+def _walk_first(event_filter: EventFilter) -> float | None:
+    """How long PostgreSQL walks a page before its planner chooses (None: it plans at once).
+
+    Its statistics cannot estimate the share of a text term or of a label glob (an expression's
+    regex gets a fixed guess, and several multiply it down until the planner reads every
+    matching row and sorts them rather than walk time; with partitions, every day's resource
+    rows). A text term walks WALK_BUDGET before the trigram index; labels walk
+    LABEL_WALK_BUDGET unless another criterion has an index of its own, which the planner uses.
+    """
     f = event_filter
-    return bool(f.text or (f.resource and f.resource.labels))
+    if f.text:
+        return WALK_BUDGET
+    labels = any(r.labels for r in f._related_list()) or any(a.labels for a in f._any_list())
+    if ((f.resource and f.resource.labels) or labels) and not f.indexed_criteria():
+        return LABEL_WALK_BUDGET
+    return None
 
 
 @contextmanager

@@ -420,11 +420,13 @@ def received_in(
     names: Iterable[str] | None = None,
     prefixes: Iterable[str] = (),
     after: Cursor | None = None,
+    labels: bool = True,
     limit: int,
 ) -> list[schema.Event]:
     """Events received in [since, until] in the engine's (received, id) order, without their
     payloads; with `names`, only those names or names starting with one of `prefixes`; with
-    `after`, only those after that (received, id) (the next page)."""
+    `after`, only those after that (received, id) (the next page). `labels=False` leaves the
+    resource and related resources unread: an event reads them from the database if asked."""
     rows = Event.objects.filter(received__gte=since, received__lte=until)
     if after is not None:
         rows = rows.filter(_after_cursor_q(after))
@@ -433,7 +435,7 @@ def received_in(
         for prefix in prefixes:
             either |= startswith_q("event", prefix)
         rows = rows.filter(either)
-    return as_schema_events(rows.order_by("received", "id")[:limit], payload=False)
+    return as_schema_events(rows.order_by("received", "id")[:limit], payload=False, labels=labels)
 
 
 def read_positions(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[datetime, str]]:
@@ -453,20 +455,26 @@ _DATETIMES = ("occurred", "received")
 _EVENT_FIELDS = ("occurred", "event", "resource", "related", "payload", "id", "follows", "received")
 
 
-def as_schema_events(rows: QuerySet[Event], *, payload: bool = True) -> list[schema.Event]:
+def as_schema_events(
+    rows: QuerySet[Event], *, payload: bool = True, labels: bool = True
+) -> list[schema.Event]:
     """Stored events as `schema.Event`s, without building model instances.
 
     The engine's hot read: the rows are fetched with the queryset's SQL and decoded here
     (orjson, fromisoformat), which costs a fraction of the ORM's per-field converters.
     `payload=False` leaves payloads out (`{}`): triggers never read them, and a replay over a
-    day of events spends much of its read decoding them.
+    day of events spends much of its read decoding them. `labels=False` (no payload either)
+    leaves the resource and related resources in the database until an event is asked for them:
+    a trigger without `match`, `match_related` or `for_each` never is, and PostgreSQL writing
+    each row's JSON out as text was most of its side of a replay's read.
     """
-    fields = _EVENT_FIELDS if payload else tuple(f for f in _EVENT_FIELDS if f != "payload")
-    if connection.vendor == "sqlite":
-        # The datetimes as their text: a bare datetime column goes through the converter Django
-        # registers with sqlite3 (bytes → str → parse_datetime), 5x slower than `_datetime`.
-        rows = rows.annotate(**{f"{name}_text": Cast(name, TextField()) for name in _DATETIMES})
-        fields = tuple(f"{f}_text" if f in _DATETIMES else f for f in fields)
+    omit = ("payload", "resource", "related") if not labels else () if payload else ("payload",)
+    fields = tuple(f for f in _EVENT_FIELDS if f not in omit)
+    # The datetimes as their text: a datetime column goes through the loader Django registers
+    # (sqlite3's converter: bytes → str → parse_datetime; psycopg's timestamptz loader in Python),
+    # 3-5x slower than `_datetime` on the text.
+    rows = rows.annotate(**{f"{name}_text": Cast(name, TextField()) for name in _DATETIMES})
+    fields = tuple(f"{f}_text" if f in _DATETIMES else f for f in fields)
     try:
         sql, params = rows.values_list(*fields).query.sql_with_params()
     except EmptyResultSet:  # e.g. `id__in=[]`: nothing to read
@@ -474,7 +482,9 @@ def as_schema_events(rows: QuerySet[Event], *, payload: bool = True) -> list[sch
     with connection.cursor() as db:
         db.execute(sql, params)
         fetched = db.fetchall()
-    if not payload:
+    if not labels:
+        fetched = [(o, n, _UNREAD, _UNREAD, _NO_PAYLOAD, i, f, r) for o, n, i, f, r in fetched]
+    elif not payload:
         fetched = [(*row[:4], _NO_PAYLOAD, *row[4:]) for row in fetched]
     return _decoded(fetched)
 
@@ -502,12 +512,30 @@ def _decoded_on_use(slot) -> property:
 
     def get(event: schema.Event):
         value = slot.__get__(event)
+        if value is _UNREAD:
+            _read_labels(event)
+            value = slot.__get__(event)
         if isinstance(value, str | bytes):
             value = orjson.loads(value)
             slot.__set__(event, value)
         return value
 
     return property(get, slot.__set__)
+
+
+_UNREAD = object()  # a JSON column left in the database (`labels=False`)
+
+
+def _read_labels(event: schema.Event) -> None:
+    row = Event.objects.filter(id=event.id).values_list("resource", "related").first()
+    if row is None:
+        raise LookupError(f"event {event.id} is no longer stored: its labels cannot be read")
+    _RESOURCE.__set__(event, row[0])
+    _RELATED.__set__(event, row[1])
+
+
+_RESOURCE = schema.Event.__dict__["resource"]
+_RELATED = schema.Event.__dict__["related"]
 
 
 class _StoredEvent(schema.Event):
@@ -521,8 +549,8 @@ class _StoredEvent(schema.Event):
     """
 
     __slots__ = ()
-    resource = _decoded_on_use(schema.Event.__dict__["resource"])
-    related = _decoded_on_use(schema.Event.__dict__["related"])
+    resource = _decoded_on_use(_RESOURCE)
+    related = _decoded_on_use(_RELATED)
     payload = _decoded_on_use(schema.Event.__dict__["payload"])
 
     def __eq__(self, other: object) -> bool:
@@ -557,8 +585,9 @@ _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _datetime(value) -> datetime:
-    # SQLite's naive UTC (text, or parsed by Django's converter) made aware: parsing with the
-    # zone and adding to an aware epoch are exact and 5x faster than `.replace(tzinfo=UTC)`.
+    # Text is SQLite's naive UTC or PostgreSQL's timestamptz in the session's zone (UTC, "+00").
+    # A naive value is made aware by adding it to an aware epoch: exact, and 5x faster than
+    # `.replace(tzinfo=UTC)`.
     if isinstance(value, str):
-        return datetime.fromisoformat(value + "+00:00")
+        value = datetime.fromisoformat(value)
     return value if value.tzinfo else _UTC_EPOCH + (value - _NAIVE_EPOCH)

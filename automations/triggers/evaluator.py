@@ -213,18 +213,21 @@ class Evaluator:
         # going silent fires (one key, without for_each, is opened afresh on every run).
         rolls = not trigger.after and bool(trigger.for_each)
         outages = self.state.outages
+        # (Looked up once: this loop runs over every key's window at every tick.)
+        enough = trigger.threshold if not rolls else None
         for bucket in self.state.buckets_of(trigger.id, ordered=False):
+            end = bucket.end
             # A window that already has enough events cannot fire; drop it without evaluating.
-            if bucket.count >= trigger.threshold and not rolls:
+            if enough is not None and bucket.count >= enough:
                 self.state.remove(bucket)
-            elif bucket.end <= as_of and outages and bucket.ident in outages:
-                # The key is in an outage: it has notified, an expected event resolves it.
-                self.state.remove(bucket)
-            elif bucket.end > as_of:
+            elif end > as_of:
                 # Its window is still open: evaluating it would change nothing (`_evaluate`
                 # returns it as it is); only its end matters, for the next run.
-                if bucket.end < run_again_at:
-                    run_again_at = bucket.end
+                if end < run_again_at:
+                    run_again_at = end
+            elif outages and bucket.ident in outages:
+                # The key is in an outage: it has notified, an expected event resolves it.
+                self.state.remove(bucket)
             else:
                 due.append(bucket)
         for bucket in sorted(due, key=lambda b: b.start):

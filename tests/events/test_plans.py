@@ -197,6 +197,7 @@ def test_a_walk_follows_time_and_never_scans(criterion):
 def test_either_plan_pages_through_the_same_events(criterion, walk_budget, monkeypatch):
     """A page read by walking time and one read from the criteria's index are the same page."""
     monkeypatch.setattr(page_plans, "WALK_BUDGET", walk_budget)
+    monkeypatch.setattr(page_plans, "LABEL_WALK_BUDGET", walk_budget)
     filter_json = {"text": {"query": "escalated -zz"}} if criterion == "rare text" else None
     filter_json = (
         filter_json

@@ -51,3 +51,19 @@ def test_a_replay_read_leaves_the_payload_out():
     assert ingest([data], source="test").ok
     (event,) = queries.received_in(queries.oldest_received(), queries.last_received()[0], limit=10)
     assert event.payload == {} and event.resource["prefect.resource.id"] == "acme.order.1"
+
+
+def test_a_replay_read_without_labels_reads_them_when_asked():
+    data = event_data(
+        "acme.order.failed",
+        "acme.order.1",
+        labels={"acme.region": "eu"},
+        related=[related("acme.customer.7", "customer")],
+    )
+    assert ingest([data], source="test").ok
+    (event,) = queries.received_in(
+        queries.oldest_received(), queries.last_received()[0], labels=False, limit=10
+    )
+    assert event.event == "acme.order.failed" and str(event.id) == data["id"]
+    assert event.resource == data["resource"] and event.related == data["related"]
+    assert event.payload == {}
