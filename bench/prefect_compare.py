@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.prefect_compare [--prefect-events 100000] [--events 1000000]
         [--repeat 15] [--rounds 2] [--ours-json FILE] [--venv DIR] [--home DIR] [--fresh]
+        [--prefect-database-url postgresql+asyncpg://postgres@127.0.0.1:5432/prefect_compare]
 
 1. Prefect's server: a throwaway venv outside the repository (`--venv`, default
    /tmp/prefect-3.9.1-venv, made with `pip install prefect==3.9.1` and reused when present),
@@ -14,7 +15,9 @@
    same seed and 7-day span as `bench/seed.py`, ending when the load starts) through Prefect's own
    ingest path, the events websocket `/api/events/in` (one JSON event per message), paced so its
    persister queue (50,000) never drops any, and waits until `/api/events/filter` counts them all.
-   The loaded home is kept and reused by later runs (`--fresh` reloads).
+   The loaded home is kept and reused by later runs (`--fresh` reloads). With
+   `--prefect-database-url` Prefect stores in that PostgreSQL database instead (its name must
+   start with `prefect`; a load drops and recreates it).
 3. Times every case of `bench.query` (same bodies: newest page of 50 with its `total`, count-by
    over 7 days) against Prefect: one warm-up, then `--repeat` requests (3 when the warm-up took
    over 2 s), median; a case Prefect refuses (422) is listed as not expressible. Time windows
@@ -65,6 +68,18 @@ SEED = 11  # bench/seed.py's generator seed
 IN_FLIGHT = 4_000
 
 
+def fresh_prefect_database(url: str) -> None:
+    """Drop and recreate Prefect's PostgreSQL database (only one named `prefect…`)."""
+    import psycopg
+
+    base, _, name = url.replace("+asyncpg", "").rpartition("/")
+    if not name.startswith("prefect"):
+        raise SystemExit(f"refusing to recreate {name!r}: Prefect's database must be prefect*")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def ensure_venv(venv: Path) -> Path:
     """Prefect 3.9.1 in a venv of its own, made once (outside the repository) and reused."""
     prefect = venv / "bin" / "prefect"
@@ -88,7 +103,7 @@ def ensure_venv(venv: Path) -> Path:
 class PrefectServer:
     """`prefect server start` on a free port, with its own home and SQLite database."""
 
-    def __init__(self, prefect: Path, home: Path):
+    def __init__(self, prefect: Path, home: Path, database_url: str | None = None):
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -99,6 +114,7 @@ class PrefectServer:
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_SERVER_UI_ENABLED="false",
             PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE="200",
+            **({"PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url} if database_url else {}),
             PREFECT_LOGGING_LEVEL="WARNING",
             PREFECT_SERVER_LOGGING_LEVEL="WARNING",
         )
@@ -250,9 +266,11 @@ def time_prefect(server: PrefectServer, end: datetime, repeat: int, figures: Fig
     return results
 
 
-def prefect_round(prefect: Path, home: Path, info: dict, repeat: int, figures: Figures) -> dict:
+def prefect_round(
+    prefect: Path, home: Path, database_url: str | None, info: dict, repeat: int, figures: Figures
+) -> dict:
     figures.say(f"Prefect {PREFECT_VERSION}, load average {' '.join(map(str, loadavg()))}")
-    server = PrefectServer(prefect, home)
+    server = PrefectServer(prefect, home, database_url)
     try:
         client = httpx.Client(base_url=server.url, timeout=600)
         stored = server.stored(client)
@@ -296,8 +314,11 @@ def main() -> None:
     parser.add_argument("--venv", type=Path, default=Path(f"/tmp/prefect-{PREFECT_VERSION}-venv"))
     parser.add_argument("--home", type=Path)
     parser.add_argument("--fresh", action="store_true", help="reload Prefect's store")
+    parser.add_argument("--prefect-database-url", help="Prefect on PostgreSQL (postgresql+asyncpg)")
     args = parser.parse_args()
-    home = args.home or Path(f"/tmp/prefect-{PREFECT_VERSION}-compare-{args.prefect_events}")
+    url = args.prefect_database_url
+    on = "-postgresql" if url else ""
+    home = args.home or Path(f"/tmp/prefect-{PREFECT_VERSION}-compare-{args.prefect_events}{on}")
 
     figures = Figures("prefect_compare")
     prefect = ensure_venv(args.venv)
@@ -306,10 +327,12 @@ def main() -> None:
         if home.exists():
             subprocess.run(["rm", "-rf", str(home)], check=True)
         home.mkdir(parents=True)
+        if url:
+            fresh_prefect_database(url)
         figures.say(
             f"Prefect {PREFECT_VERSION}: loading {args.prefect_events:,} events into {home}"
         )
-        server = PrefectServer(prefect, home)
+        server = PrefectServer(prefect, home, url)
         try:
             info = load(server, args.prefect_events, figures)
         finally:
@@ -319,7 +342,7 @@ def main() -> None:
         info = json.loads(marker.read_text())
         figures.say(f"Prefect {PREFECT_VERSION}: reusing {info['stored']:,} events in {home}")
 
-    rounds = [prefect_round(prefect, home, info, args.repeat, figures)]
+    rounds = [prefect_round(prefect, home, url, info, args.repeat, figures)]
     names = list(api_payloads(datetime.now(UTC)))
     if args.ours_json:
         ours = ours_from_json(args.ours_json)
@@ -331,7 +354,7 @@ def main() -> None:
         ours_backend = backend_name()
     ours_cases = {c["case"]: c for c in ours["figures"]["cases"]}
     if args.rounds == 2:
-        rounds.append(prefect_round(prefect, home, info, args.repeat, figures))
+        rounds.append(prefect_round(prefect, home, url, info, args.repeat, figures))
 
     def prefect_best(name: str) -> float | None:
         medians = [r[name]["median_ms"] for r in rounds if "median_ms" in r.get(name, {})]
@@ -342,7 +365,7 @@ def main() -> None:
     scale = f"{m:g}M" if m >= 1 else f"{args.events // 1000}k"
     figures.say()
     figures.say(
-        f"{'criterion':40} | Prefect {PREFECT_VERSION} at {k}k (ms) | eventsite at {scale} (ms) "
+        f"{'criterion':40} | Prefect {PREFECT_VERSION}{' on PostgreSQL' if url else ''} at {k}k (ms) | eventsite at {scale} (ms) "
         f"| ours no slower"
     )
     rows, slower, skipped = [], [], []
@@ -385,6 +408,7 @@ def main() -> None:
     )
     figures.update(
         prefect_version=PREFECT_VERSION,
+        prefect_backend="PostgreSQL" if url else "SQLite",
         prefect_load=info,
         prefect_rounds=rounds,
         ours_events=args.events,

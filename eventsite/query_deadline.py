@@ -16,6 +16,7 @@ of a 500 or a worker held for minutes; `reads_bounded` does the same for the bac
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +28,7 @@ from django.http import HttpRequest, HttpResponse
 
 TIMEOUT_MESSAGES = ("interrupted", "statement timeout", "canceling statement")
 _READS = ("SELECT", "WITH")
+_DATA_CHANGE = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 # SQLite virtual-machine steps between two looks at the clock (a fraction of a millisecond).
 # Each look takes the GIL, which SQLite runs without and `serve`'s other threads contend for: at
 # 2,000 steps the slowest reads of bench/query.py at 1M were slower over HTTP (two label keys
@@ -41,7 +43,12 @@ def _is_transaction_control(sql) -> bool:
 
 
 def _is_read(sql: str) -> bool:
-    return sql.lstrip()[:6].upper().startswith(_READS)
+    """A SELECT, or a WITH query that changes nothing (the write path's one statement on
+    PostgreSQL is a WITH whose parts INSERT: a write, never cut short)."""
+    head = sql.lstrip()[:6].upper()
+    if head.startswith("WITH"):
+        return _DATA_CHANGE.search(sql) is None
+    return head.startswith(_READS)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ Works on a store that already holds events. On PostgreSQL, for `events_event` an
    GIN of 0009, a later label index) is built again on the copy, under a temporary name;
 4. in one transaction, under an ACCESS EXCLUSIVE lock, the rows written meanwhile are copied
    (CATCH_UP back from the last batch, ON CONFLICT DO NOTHING), the old tables are dropped, and
-   the copies, their keys, indexes and identity sequence take the old names.
+   the copies, their keys, indexes and identity sequence take the old names;
+5. VACUUM (ANALYZE) of the new tables.
 
 The event-resource row's foreign key to its event cannot stay a constraint (it would need the
 partition key too): the model says `db_constraint=False`, and retention removes resource rows
@@ -45,8 +46,9 @@ from eventsite.locks import lock_key
 TABLES = ("events_event", "events_eventresource")
 KEYS = {"events_event": ("received", "id"), "events_eventresource": ("id",)}
 BATCH = 20_000
-# Rows committed after the last batch was read but keyed before it (a slow writer's transaction).
-CATCH_UP = {"events_event": timedelta(minutes=10), "events_eventresource": 1_000_000}
+# Rows committed after the last batch was read but keyed before it (a slow writer's transaction):
+# events by `received` (stamped before the commit), resource rows by id (taken at insert).
+CATCH_UP = {"events_event": timedelta(minutes=10), "events_eventresource": 20_000}
 FK_NAME = "events_eventresource_event_id_fk_events_event_id"
 INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON (?:ONLY )?(\S+) (USING .*)$")
 
@@ -225,9 +227,12 @@ def rebuild(connection, *, partitioned: bool) -> None:
                     f'ALTER TABLE events_eventresource ADD CONSTRAINT "{FK_NAME}" FOREIGN KEY '
                     "(event_id) REFERENCES events_event (id) DEFERRABLE INITIALLY DEFERRED"
                 )
+        # Freshly written copies: VACUUM sets their visibility maps (index-only scans) and hint
+        # bits, as autovacuum would later; ANALYZE gives the planner statistics of every partition.
+        vacuum = "ANALYZE" if connection.in_atomic_block else "VACUUM (ANALYZE)"
         with connection.cursor() as cursor:
             for table in TABLES:
-                cursor.execute(f'ANALYZE "{table}"')
+                cursor.execute(f'{vacuum} "{table}"')
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
