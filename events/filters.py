@@ -248,6 +248,10 @@ class EventFilter(_Filter):
         # `+column` so that it looks the rows up by event_id rather than by, say, role.
         names = {"rid": "resource_id", "role": "role"}
         own_rows = EventResource.objects.filter(event_id=OuterRef("id"))
+        if connection.vendor == "postgresql":
+            # The rows share their event's `occurred`: saying so lets PostgreSQL look in the one
+            # day partition that holds them instead of probing every day's (events.partitions).
+            own_rows = own_rows.filter(occurred=OuterRef("occurred"))
         if connection.vendor == "sqlite":
             names = {"rid": "_rid", "role": "_role"}
             own_rows = own_rows.alias(_rid=_no_index("resource_id", TextField()))

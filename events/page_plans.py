@@ -162,17 +162,19 @@ def explain(event_filter: EventFilter) -> dict[str, str]:
 def _walk_first(event_filter: EventFilter) -> float | None:
     """How long PostgreSQL walks a page before its planner chooses (None: it plans at once).
 
-    Its statistics cannot estimate the share of a text term or of a label glob (an expression's
+    Its statistics cannot estimate the share of a text term, of a label glob (an expression's
     regex gets a fixed guess, and several multiply it down until the planner reads every
-    matching row and sorts them rather than walk time; with partitions, every day's resource
-    rows). A text term walks WALK_BUDGET before the trigram index; labels walk
-    LABEL_WALK_BUDGET unless another criterion has an index of its own, which the planner uses.
+    matching row and sorts them rather than walk time) or of several conditions on one resource
+    row (a role and an id: on the partitioned log the planner read 50k rows and probed every
+    day's partition for each). A text term walks WALK_BUDGET before the trigram index; related
+    and any-resource criteria walk LABEL_WALK_BUDGET, and so do resource labels unless another
+    criterion has an index of its own, which the planner uses.
     """
     f = event_filter
     if f.text:
         return WALK_BUDGET
-    labels = any(r.labels for r in f._related_list()) or any(a.labels for a in f._any_list())
-    if ((f.resource and f.resource.labels) or labels) and not f.indexed_criteria():
+    rows = any(r.constrains for r in f._related_list()) or f.any_resource
+    if rows or (f.resource and f.resource.labels and not f.indexed_criteria()):
         return LABEL_WALK_BUDGET
     return None
 
