@@ -23,6 +23,9 @@ own (a free port; never the shared one) and restarts it halfway through each run
 counted, and their fate (closed with a reason, or still open within their queue) is reported.
 Server CPU per delivered pair is the `serve` process's CPU time over the measured window
 divided by the pairs delivered. Targets (issue 17/11): p50 ≤ 10 ms, p95 ≤ 50 ms, none missed.
+
+`--against-prefect [--rounds 2]`: the same scenario on ours and on Prefect 3.9.1's own server,
+interleaved, in one table (bench/prefect_live.py; defaults 50 subscribers, sender `prefect`).
 """
 
 from __future__ import annotations
@@ -349,10 +352,10 @@ def report(figures: Figures, r: dict) -> None:
         figures.say(f"      a subscriber that stopped reading: {state}")
 
 
-def arguments(default_senders: list[str]) -> argparse.Namespace:
+def arguments(default_senders: list[str], *, against_prefect: bool = False) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--subscribers", type=int, nargs="+", default=[50] if QUICK else [50, 500])
-    parser.add_argument("--senders", nargs="+", default=default_senders, choices=SENDERS)
+    parser.add_argument("--subscribers", type=int, nargs="+")
+    parser.add_argument("--senders", nargs="+", choices=SENDERS)
     parser.add_argument(
         "--events", type=int, default=int(os.environ.get("BENCH_LIVE_EVENTS", 50 if QUICK else 200))
     )
@@ -366,11 +369,30 @@ def arguments(default_senders: list[str]) -> argparse.Namespace:
         action="store_true",
         help="serve on a redis-server of the bench's own, restarted halfway through each run",
     )
-    return parser.parse_args()
+    if against_prefect:
+        parser.add_argument(
+            "--against-prefect",
+            action="store_true",
+            help="the same scenario on ours and on Prefect's own server, interleaved "
+            "(bench/prefect_live.py; defaults: 50 subscribers, sender prefect)",
+        )
+        parser.add_argument("--rounds", type=int, default=2, help="(ours, Prefect) pairs")
+    args = parser.parse_args()
+    compare = getattr(args, "against_prefect", False)
+    if args.subscribers is None:
+        args.subscribers = [50] if QUICK or compare else [50, 500]
+    if args.senders is None:
+        args.senders = ["prefect"] if compare else default_senders
+    return args
 
 
 def main() -> None:
-    args = arguments(SENDERS)
+    args = arguments(SENDERS, against_prefect=True)
+    if args.against_prefect:
+        from bench.prefect_live import compare
+
+        compare(args)
+        return
     figures = Figures("live")
     env, redis = bench_server_env(args)
     server = Server(env)

@@ -7,9 +7,10 @@
 Times are `time.monotonic()`, one clock for every process on the machine (Linux CLOCK_MONOTONIC).
 
 subscribe: opens COUNT sockets — KIND `out`: `/api/events/out` with Prefect's protocol (auth,
-then a filter on PREFIX), of which PREFECT_COUNT are Prefect 3.9.1's own `get_events_subscriber`
-(needs PREFECT_API_URL and PREFECT_API_AUTH_STRING); KIND `feed`: the feed page's `/ws/feed/`
-socket with the session cookie SECRET and `?event=PREFIX*`. Prints `CONNECTED`, then `READY`
+then a filter on PREFIX with the `occurred` window Prefect's own subscriber sends), of which
+PREFECT_COUNT are Prefect 3.9.1's own `get_events_subscriber` (needs PREFECT_API_URL and
+PREFECT_API_AUTH_STRING); KIND `feed`: the feed page's `/ws/feed/` socket with the session
+cookie SECRET and `?event=PREFIX*`. Prints `CONNECTED`, then `READY`
 once every socket has received an event (the driver posts warm-up events until then), then
 reads one line `IDS <json list>` from stdin and waits until every socket has every one of those
 ids (or `BENCH_LIVE_WAIT` seconds, default 30, pass), and prints one JSON line:
@@ -33,7 +34,7 @@ import re
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 ROW_ID = re.compile(r'id="ev-([0-9a-f-]{36})"')
 
@@ -77,6 +78,17 @@ class Subscribers:
         self.seen[index].add(event_id)
 
 
+def out_filter(prefix: str) -> dict:
+    """The filter message Prefect's own subscriber sends: Prefect's server needs `occurred.until`
+    in the future (its default is the moment the filter is read, so no later event would match)."""
+    now = datetime.now(UTC)
+    occurred = {
+        "since": (now - timedelta(minutes=1)).isoformat(),
+        "until": (now + timedelta(days=365)).isoformat(),
+    }
+    return {"type": "filter", "filter": {"event": {"prefix": [prefix]}, "occurred": occurred}}
+
+
 async def out_socket(url: str, token: str, prefix: str, index: int, subs: Subscribers) -> None:
     import orjson
     from websockets.asyncio.client import connect
@@ -85,7 +97,7 @@ async def out_socket(url: str, token: str, prefix: str, index: int, subs: Subscr
         await ws.send(json.dumps({"type": "auth", "token": f"bench:{token}"}))
         reply = json.loads(await ws.recv())
         assert reply["type"] == "auth_success", reply
-        await ws.send(json.dumps({"type": "filter", "filter": {"event": {"prefix": [prefix]}}}))
+        await ws.send(json.dumps(out_filter(prefix)))
         subs.mark_connected()
         try:
             async for message in ws:
@@ -175,7 +187,7 @@ async def stall(url: str, token: str, prefix: str) -> None:
     async with connect(url, subprotocols=["prefect"], max_queue=1, open_timeout=60) as ws:
         await ws.send(json.dumps({"type": "auth", "token": f"bench:{token}"}))
         assert json.loads(await ws.recv())["type"] == "auth_success"
-        await ws.send(json.dumps({"type": "filter", "filter": {"event": {"prefix": [prefix]}}}))
+        await ws.send(json.dumps(out_filter(prefix)))
         print("CONNECTED", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         print(

@@ -53,10 +53,12 @@ from bench.common import (
     ROOT,
     Figures,
     backend_name,
+    cpu_seconds,
     events_over,
     free_port,
     loadavg,
     percentile,
+    proc_status_mb,
 )
 from bench.query import SLOW_WARM_MS, api_cases
 from bench.seed import SPAN
@@ -107,6 +109,11 @@ class PrefectServer:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        # What bench.live's clients send as credentials: Prefect OSS without an auth string
+        # accepts any (its sockets still want the `auth` message first).
+        self.token = "none"
+        self.headers = {"Content-Type": "application/json"}
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "EVENTSITE_"))}
         env.update(
             PREFECT_HOME=str(home),
@@ -154,6 +161,28 @@ class PrefectServer:
         response = client.post("/api/events/filter", json={"limit": 0})
         response.raise_for_status()
         return response.json()["total"]
+
+    def pids(self) -> list[int]:
+        """The server's processes: its session (`prefect server start` and its uvicorn child)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == self.process.pid:  # process group: the session's leader
+                found.append(int(stat.parent.name))
+        return found
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids())
+
+    def peak_rss_mb(self) -> float:
+        """The sum of each server process's VmHWM (its own peak resident set)."""
+        return sum(proc_status_mb(pid, "VmHWM") for pid in self.pids())
+
+    def remove(self) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self.process.poll() is None:
