@@ -167,16 +167,31 @@ def _walk_first(event_filter: EventFilter) -> float | None:
     matching row and sorts them rather than walk time) or of several conditions on one resource
     row (a role and an id: on the partitioned log the planner read 50k rows and probed every
     day's partition for each). A text term walks WALK_BUDGET before the trigram index; related
-    and any-resource criteria walk LABEL_WALK_BUDGET, and so do resource labels unless another
+    and any-resource criteria (except ids alone, which the statistics estimate) walk
+    LABEL_WALK_BUDGET, and so do resource labels unless another
     criterion has an index of its own, which the planner uses.
     """
     f = event_filter
     if f.text:
         return WALK_BUDGET
+    if _plain_row_id(f):
+        # A related or any-resource id alone on its row: the rows' statistics on resource_id
+        # give its share, so the planner chooses at once (a rare customer id at 1M: 36 ms
+        # planned, 44 ms after a walk that found too few).
+        return None
     rows = any(r.constrains for r in f._related_list()) or f.any_resource
     if rows or (f.resource and f.resource.labels and not f.indexed_criteria()):
         return LABEL_WALK_BUDGET
     return None
+
+
+def _plain_row_id(f: EventFilter) -> bool:
+    """Whether a related or any-resource criterion is ids only (no role, prefix or labels)."""
+    related = any(
+        r.id and not (r.role or r.resources_in_roles or r.labels) for r in f._related_list()
+    )
+    anything = any(a.id and not (a.id_prefix or a.labels) for a in f._any_list())
+    return related or anything
 
 
 @contextmanager

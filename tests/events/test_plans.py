@@ -232,3 +232,25 @@ def test_a_time_window_reads_only_the_partitions_of_its_days():
         read = set(re.findall(r" on events_event_(p\d{8}|default)\b", plan))
         assert read and read <= days, f"{name} reads {read}:\n{plan}"
         assert "event_occurred_id_p" in plan, plan
+
+
+@pytest.mark.parametrize(
+    ("criteria", "walks"),
+    [
+        ({"related": {"id": ["acme.customer.7"]}}, False),
+        ({"any_resource": {"id": ["acme.customer.7"]}}, False),
+        (
+            {"related": {"id": ["acme.customer.7"]}, "any_resource": {"labels": {"a": ["b*"]}}},
+            False,
+        ),
+        ({"related": {"id": ["acme.customer.7"], "role": ["customer"]}}, True),
+        ({"related": {"resources_in_roles": [["acme.customer.7", "customer"]]}}, True),
+        ({"any_resource": {"id_prefix": ["acme.customer."]}}, True),
+        ({"related": {"labels": {"a": ["b"]}}}, True),
+    ],
+)
+def test_postgresql_plans_related_ids_alone_at_once_and_walks_other_row_criteria(criteria, walks):
+    """Ids alone on a resource row are estimated from the rows' statistics; a role, a prefix or
+    labels on the same row are not, so those pages walk time first (PostgreSQL's `newest`)."""
+    event_filter = EventFilter.model_validate(criteria)
+    assert (page_plans._walk_first(event_filter) is not None) is walks
