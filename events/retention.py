@@ -66,11 +66,13 @@ def prune(
                 )
                 if not ids:
                     break
-                # Resource rows first, by their own occurred index, then the events by primary key
-                # (bounded by the cut, so PostgreSQL reads only the partitions before it).
-                EventResource.objects.filter(event_id__in=ids, occurred__lt=cut)._raw_delete(
-                    connection.alias
-                )
+                # Resource rows first, then the events by primary key. On the partitioned log both
+                # are bounded by the cut (a row shares its event's occurred), so PostgreSQL reads
+                # only the partitions before it; elsewhere every row of those events goes.
+                rows = EventResource.objects.filter(event_id__in=ids)
+                if partitioned:
+                    rows = rows.filter(occurred__lt=cut)
+                rows._raw_delete(connection.alias)
                 Event.objects.filter(id__in=ids, occurred__lt=cut)._raw_delete(connection.alias)
                 if partitioned:
                     partitions.forget_ids(ids)

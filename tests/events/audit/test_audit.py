@@ -10,7 +10,7 @@ from django.contrib.admin.models import LogEntry
 from django.utils import timezone
 
 from events import audit
-from events.models import ApiToken, Event, Webhook
+from events.models import ApiToken, Event, EventResource, Webhook
 from events.retention import prune
 from tests.factories import event_data
 
@@ -213,8 +213,10 @@ def test_retention_keeps_audit_events_longer(settings, user):
     settings.EVENTSITE_AUDIT_RETENTION = timedelta(days=365)
     old_audit = audit.record(audit.USER_LOGGED_IN, target=user, user=user)
     ancient_audit = audit.record(audit.USER_LOGGED_OUT, target=user, user=user)
-    Event.objects.filter(id=old_audit.id).update(occurred=timezone.now() - timedelta(days=30))
-    Event.objects.filter(id=ancient_audit.id).update(occurred=timezone.now() - timedelta(days=400))
+    for event, age in ((old_audit, timedelta(days=30)), (ancient_audit, timedelta(days=400))):
+        # As stored by ingest: the resource rows share their event's occurred.
+        Event.objects.filter(id=event.id).update(occurred=timezone.now() - age)
+        EventResource.objects.filter(event_id=event.id).update(occurred=timezone.now() - age)
     from events.ingest import ingest
 
     ingest([event_data(ago=timedelta(days=30)), event_data(ago=timedelta(days=1))], source="t")
@@ -224,6 +226,9 @@ def test_retention_keeps_audit_events_longer(settings, user):
     assert deleted == 2
     names = set(Event.objects.values_list("event", flat=True))
     assert names == {audit.USER_LOGGED_IN, "acme.order.created"}
+    # The deleted events' resource rows went with them (PostgreSQL's partitioned log has no
+    # foreign key to catch one left behind).
+    assert not EventResource.objects.exclude(event_id__in=Event.objects.values("id")).exists()
 
 
 def test_audit_page_lists_audit_events_newest_first_with_load_more(logged_in_client, user):
