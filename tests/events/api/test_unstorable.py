@@ -10,7 +10,7 @@ import time
 import orjson
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import OperationalError, connection
 from websockets.sync.client import connect
 
 from events.api.sockets import REJECTED_EVENT
@@ -154,9 +154,18 @@ def database_refuses_boom(transactional_db):
         for sql in REFUSE_TRIGGER[connection.vendor]:
             cursor.execute(sql)
     yield
-    with connection.cursor() as cursor:
-        for sql in DROP_TRIGGER[connection.vendor]:
-            cursor.execute(sql)
+    # A background reader of the log (a live tail, the engine) may hold a lock on a partition
+    # that the DROP needs on PostgreSQL's partitioned log; a deadlock aborts one side: retry.
+    for attempt in range(5):
+        try:
+            with connection.cursor() as cursor:
+                for sql in DROP_TRIGGER[connection.vendor]:
+                    cursor.execute(sql)
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.mark.django_db(transaction=True)
