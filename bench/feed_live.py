@@ -60,6 +60,7 @@ def main() -> None:
                     events=args.events,
                     interval=args.interval,
                     redis=redis,
+                    client=args.client,
                 )
                 report(figures, r)
                 runs.append(r)

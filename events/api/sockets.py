@@ -546,7 +546,13 @@ class EventsOutConsumer(_TokenSocket):
 
         # Under eventsite's server an idle socket is sent each live event at once, by the tail.
         send_now = (self.scope.get("extensions") or {}).get(live.SEND_NOW_EXTENSION)
-        sink = send_now and (lambda item: skip(item) or send_now(item.cached("out", _event_frame)))
+        sink = None
+        if send_now:
+
+            def sink(items: list[live.LiveEvent]) -> bool:
+                texts = [item.cached("out", _event_frame) for item in items if not skip(item)]
+                return not texts or send_now(texts)
+
         while True:
             for item in await self.subscription.take(sink):
                 if not skip(item):
