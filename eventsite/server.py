@@ -161,8 +161,16 @@ class _Writer:
         if self.size >= COALESCE_BYTES:
             self.flush()
 
-    def send_now(self, data: bytes) -> None:
-        if self.pending or not self.usable():
+    def send_now(self, data: bytes, buffered: int) -> None:
+        """Send at once; `buffered` is `_buffered_bytes(transport)`, read by the caller."""
+        transport = self.transport
+        if (
+            buffered
+            or self.pending
+            or not transport.connected
+            or transport.disconnecting
+            or transport._writeDisconnected
+        ):
             self.write(data)
         else:
             self._send(data)
@@ -318,12 +326,13 @@ class EventsiteServer(Server):
         """Write `texts` to an open websocket at once, in the caller's own loop (the live
         fan-out), as one send of our frames; False when they must take Daphne's path instead
         (as for `send_text_now`). `details` is Daphne's record of the connection."""
+        buffered = _buffered_bytes(writer.transport)
         if (
             protocol.state != protocol.STATE_OPEN
             or protocol._perMessageCompress is not None
             or protocol.send_queue
             or details.get("disconnected")
-            or _buffered_bytes(writer.transport) > OUTPUT_HIGH_WATER
+            or buffered > OUTPUT_HIGH_WATER
         ):
             return False
         limit = protocol.maxMessagePayloadSize or 0
@@ -336,7 +345,7 @@ class EventsiteServer(Server):
             if limit and max(map(len, frames)) > limit:
                 return False
             data = b"".join(frames)
-        writer.send_now(data)
+        writer.send_now(data, buffered)
         return True
 
     def _gone(self, protocol) -> bool:
