@@ -515,7 +515,7 @@ def _decoded_on_use(slot) -> property:
         if value is _UNREAD:
             _read_labels(event)
             value = slot.__get__(event)
-        if isinstance(value, str | bytes):
+        if isinstance(value, _TEXT):  # (a tuple: `str | bytes` builds a union at every call)
             value = orjson.loads(value)
             slot.__set__(event, value)
         return value
@@ -523,6 +523,7 @@ def _decoded_on_use(slot) -> property:
     return property(get, slot.__set__)
 
 
+_TEXT = (str, bytes)
 _UNREAD = object()  # a JSON column left in the database (`labels=False`)
 
 
