@@ -31,9 +31,10 @@ from django.db.models import (
     Q,
     QuerySet,
     TextField,
+    Value,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from events import rollups, schema, totals
@@ -472,8 +473,9 @@ def as_schema_events(
     fields = tuple(f for f in _EVENT_FIELDS if f not in omit)
     # The datetimes as their text: a datetime column goes through the loader Django registers
     # (sqlite3's converter: bytes → str → parse_datetime; psycopg's timestamptz loader in Python),
-    # 3-5x slower than `_datetime` on the text.
-    rows = rows.annotate(**{f"{name}_text": Cast(name, TextField()) for name in _DATETIMES})
+    # 3-5x slower than `_datetime` on the text. SQLite's text is naive UTC: it comes with
+    # "+00:00" added, which `fromisoformat` reads at a third of the cost of making it aware after.
+    rows = rows.annotate(**{f"{name}_text": _utc_text(name) for name in _DATETIMES})
     fields = tuple(f"{f}_text" if f in _DATETIMES else f for f in fields)
     try:
         sql, params = rows.values_list(*fields).query.sql_with_params()
@@ -483,8 +485,20 @@ def as_schema_events(
         db.execute(sql, params)
         fetched = db.fetchall()
     if not labels:
-        fetched = [(o, n, _UNREAD, _UNREAD, _NO_PAYLOAD, i, f, r) for o, n, i, f, r in fetched]
-    elif not payload:
+        return [
+            _StoredEvent(
+                _aware(occurred),
+                name,
+                _UNREAD,
+                _UNREAD,
+                _NO_PAYLOAD,
+                _uuid(event_id),
+                _uuid(follows) if follows else None,
+                _aware(received),
+            )
+            for occurred, name, event_id, follows, received in fetched
+        ]
+    if not payload:
         fetched = [(*row[:4], _NO_PAYLOAD, *row[4:]) for row in fetched]
     return _decoded(fetched)
 
@@ -494,14 +508,14 @@ def _decoded(fetched) -> list[schema.Event]:
     on first use)."""
     return [
         _StoredEvent(
-            _datetime(occurred),
+            _aware(occurred),
             name,
             resource,
             related,
             data,
             _uuid(event_id),
             _uuid(follows) if follows else None,
-            _datetime(received),
+            _aware(received),
         )
         for occurred, name, resource, related, data, event_id, follows, received in fetched
     ]
@@ -583,6 +597,28 @@ def _uuid(value) -> uuid.UUID:
 
 _NAIVE_EPOCH = datetime(1970, 1, 1)
 _UTC_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc_text(name: str):
+    """A datetime column as text `_aware` reads (with its UTC offset on every backend)."""
+    text = Cast(name, TextField())
+    if connection.vendor == "sqlite":
+        return Concat(text, Value("+00:00"), output_field=TextField())
+    return text
+
+
+_fromisoformat = datetime.fromisoformat
+
+
+def _aware(value) -> datetime:
+    """A datetime column read by `_utc_text`, as an aware datetime."""
+    if isinstance(value, str):
+        try:
+            parsed = _fromisoformat(value)
+        except ValueError:  # (SQLite text that had an offset already: "+00:00" added twice)
+            return _datetime(value.removesuffix("+00:00"))
+        return parsed if parsed.tzinfo else _datetime(parsed)
+    return _datetime(value)
 
 
 def _datetime(value) -> datetime:
