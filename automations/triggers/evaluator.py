@@ -169,20 +169,26 @@ class Evaluator:
         fired: list[Firing],
     ) -> None:
         state = self.state
-        bucket: Bucket | None = None
-        if trigger.after and trigger.starts_after(event.event):
-            # When one event both opens and counts (a heartbeat), it starts at -1 so that it
-            # leaves its own window at 0 once evaluated below.
-            initial = -1 if trigger.expects(event.event) else 0
-            bucket = self._ensure_bucket(
-                trigger,
-                key,
-                start=event.occurred,
-                end=event.occurred + trigger.within,
-                last_event=event,
-                initial_count=initial,
-            )
-        if bucket is None and not trigger.after and trigger.expects(event.event):
+        name = event.event
+        expects = trigger.expects(name)
+        # (The key's window is looked up first: when it is open, as for most events, the
+        # window a new one would have is not worked out.)
+        bucket = state.buckets.get((trigger.id, key))
+        if trigger.after:
+            if bucket is None and trigger.starts_after(name):
+                # When one event both opens and counts (a heartbeat), it starts at -1 so that it
+                # leaves its own window at 0 once evaluated below.
+                bucket = self._ensure_bucket(
+                    trigger,
+                    key,
+                    start=event.occurred,
+                    end=event.occurred + trigger.within,
+                    last_event=event,
+                    initial_count=-1 if expects else 0,
+                )
+            elif bucket is not None and not trigger.starts_after(name):
+                bucket = None  # (opened by an `after` event only: held, then looked up below)
+        elif expects and bucket is None:
             # The first window starts a lookback before the event, so events of the same
             # moment that arrive slightly out of order still count in it.
             bucket = self._ensure_bucket(
@@ -192,7 +198,7 @@ class Evaluator:
                 end=event.occurred + trigger.within,
                 last_event=event,
             )
-        if not trigger.expects(event.event):
+        if not expects:
             return
         if bucket is None:
             if trigger.holds_expect_events and not self._hold(trigger, key, event, clock):
