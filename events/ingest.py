@@ -256,8 +256,8 @@ def _insert_postgresql(events: list[Event], received: datetime) -> set[uuid.UUID
     read as jsonb once (`jsonb_to_recordset`; `json_to_recordset` parsed each jsonb column a
     second time, ~15 µs of backend CPU per event more). The resource rows are made by the
     statement from the stored events' `resource` and `related`, not sent and parsed a second
-    time (a third of a batch's bytes; ~25 µs of backend CPU per event). Figures:
-    bench/README.md, "Ingest on PostgreSQL".
+    time (a third of a batch's bytes; ~25 µs of backend CPU per event). Figures: docs/scaling.md,
+    "Ingest on PostgreSQL: where the time goes".
     """
     q = connection.ops.quote_name
     event_rows = [
