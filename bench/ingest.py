@@ -26,7 +26,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +45,7 @@ from bench.common import (
     file_mb,
     fresh_postgres,
     manage,
+    post_batches,
     server_env,
 )
 from bench.seed import (
@@ -94,29 +94,12 @@ def rest(events: list[dict], *, batch: int, clients: int, automations: int) -> d
     try:
         made = create_automations(server, automations) if automations else {}
         bodies = [orjson.dumps(events[i : i + batch]) for i in range(0, len(events), batch)]
-        errors: list[str] = []
-
-        def client(mine: list[bytes]) -> None:
-            with httpx.Client(headers=server.headers, timeout=300) as http:
-                for body in mine:
-                    response = http.post(f"{server.url}/api/events", content=body)
-                    if response.status_code != 204:
-                        errors.append(f"{response.status_code} {response.text[:200]}")
-
-        threads = [
-            threading.Thread(target=client, args=(bodies[i::clients],)) for i in range(clients)
-        ]
         wal = server.data_dir / "eventsite.sqlite3-wal"
         with Sampler(lambda: file_mb(wal), 0.2) as wal_size, Sampler(server.rss_mb, 0.2) as rss:
             cpu_before = server.cpu_seconds()
             backends_before = postgres_backend_cpu()
             clients_before = time.process_time()
-            started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - started
+            elapsed, errors = post_batches(server, bodies, clients)
             cpu = server.cpu_seconds() - cpu_before
             clients_cpu = time.process_time() - clients_before
             # A backend that started during the load counts from zero; one that ended is missed.
