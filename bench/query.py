@@ -203,15 +203,18 @@ def main() -> None:
         )
 
         def record(name: str, times: list[float], response: httpx.Response, target: float):
-            assert response.status_code == 200, (name, response.status_code, response.text[:300])
+            # 503: the server's query timeout stopped it (a figure too: the case is too slow).
+            status = response.status_code
+            assert status in (200, 503), (name, status, response.text[:300])
             median = statistics.median(times)
             total = None
-            if "json" in response.headers.get("content-type", ""):
+            if status == 200 and "json" in response.headers.get("content-type", ""):
                 data = response.json()
                 # A page's total; for count-by, how many rows came back.
                 total = data.get("total") if isinstance(data, dict) else len(data)
             peak = server.peak_rss_mb()
-            ok = "ok" if median <= target else "SLOW"
+            ok = "ok" if median <= target and status == 200 else "SLOW"
+            ok = ok if status == 200 else "503"
             figures.say(
                 f"  {name:40} median {median:8.1f} ms   p95 {percentile(times, 95):8.1f} ms   "
                 f"{ok:4}  peak RSS {peak:5.0f} MB"
@@ -224,7 +227,8 @@ def main() -> None:
                     "p95_ms": round(percentile(times, 95), 2),
                     "requests": len(times),
                     "target_ms": target,
-                    "ok": median <= target,
+                    "ok": median <= target and status == 200,
+                    "status": status,
                     "total": total,
                     "peak_rss_after_mb": round(peak, 1),
                 }
