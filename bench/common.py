@@ -44,17 +44,24 @@ TAGS = [f"tag-{i}" for i in range(20)]
 # --- events ----------------------------------------------------------------------------------------
 
 
-def uuid7(at: datetime | None = None) -> uuid.UUID:
+def uuid7(at: datetime | None = None, rng: random.Random | None = None) -> uuid.UUID:
     """A time-ordered UUID (version 7), like the ids the Prefect client generates."""
     ms = int((at or datetime.now(UTC)).timestamp() * 1000)
-    value = (ms & 0xFFFFFFFFFFFF) << 80 | random.getrandbits(80)
+    value = (ms & 0xFFFFFFFFFFFF) << 80 | (rng or random).getrandbits(80)
     value = (value & ~(0xF << 76)) | (0x7 << 76)
     value = (value & ~(0x3 << 62)) | (0x2 << 62)
     return uuid.UUID(int=value)
 
 
+def _hex(rng: random.Random, nbytes: int) -> str:
+    return rng.getrandbits(nbytes * 8).to_bytes(nbytes).hex()
+
+
 def make_event(rng: random.Random, occurred: datetime) -> dict:
-    """A realistic event: 2–5 labels, 1–3 related resources, a ~300-byte payload."""
+    """A realistic event: 2–5 labels, 1–3 related resources, a ~300-byte payload.
+
+    Everything comes from `rng` (the id too), so a seed and a time give the same events: two
+    stores seeded alike hold the same rows (`tests/bench` compares the two PostgreSQL seeds)."""
     kind = rng.choice(KINDS)
     prefix = "prefect" if kind in ("flow-run", "deployment") else "acme"
     n = rng.randrange(100_000)
@@ -64,7 +71,7 @@ def make_event(rng: random.Random, occurred: datetime) -> dict:
         "acme.region": rng.choice(REGIONS),
     }
     for i in range(rng.randrange(0, 3)):
-        resource[f"acme.attr{i}"] = secrets.token_hex(4)
+        resource[f"acme.attr{i}"] = _hex(rng, 4)
     related = [
         {
             "prefect.resource.id": f"acme.customer.{rng.randrange(1000)}",
@@ -84,7 +91,7 @@ def make_event(rng: random.Random, occurred: datetime) -> dict:
             rng.choice(["order", "paid", "late", "gold", "retry", "ok", "error", "eu"])
             for _ in range(12)
         ),
-        "trace": secrets.token_hex(32),
+        "trace": _hex(rng, 32),
     }
     return {
         "occurred": occurred.isoformat(),
@@ -92,7 +99,7 @@ def make_event(rng: random.Random, occurred: datetime) -> dict:
         "resource": resource,
         "related": related,
         "payload": payload,
-        "id": str(uuid7(occurred)),
+        "id": str(uuid7(occurred, rng)),
     }
 
 
@@ -306,6 +313,46 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of our own, on a free port, that a bench run or a test restarts at will."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_timeout=1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.RedisError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+        self.restarts += 1
 
 
 def manage(*args: str, env: dict[str, str], capture: bool = False) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import httpx
 
 from bench.common import Figures, Server
-from bench.live import SENDERS, arguments, bench_server_env, report, scenario
+from bench.live import SENDERS, arguments, bench_server_env, every_scenario, record_runs
 
 
 def login(base: str) -> str:
@@ -41,31 +41,22 @@ def main() -> None:
     figures = Figures("feed_live")
     env, redis = bench_server_env(args)
     server = Server(env)
-    runs = []
     try:
         session = login(server.url)
         figures.say(
             f"feed live: send → row on /ws/feed/ sockets, {args.events} events per run, one every "
             f"{args.interval * 1000:.0f} ms, serve with the engine on"
         )
-        for subscribers in args.subscribers:
-            for sender in args.senders:
-                r = scenario(
-                    server,
-                    socket_kind="feed",
-                    socket_url=f"{server.ws_url}/ws/feed/",
-                    secret=session,
-                    sender=sender,
-                    subscribers=subscribers,
-                    events=args.events,
-                    interval=args.interval,
-                    redis=redis,
-                )
-                report(figures, r)
-                runs.append(r)
-        figures.say(f"  serve peak RSS {server.peak_rss_mb():.0f} MB")
-        figures.update(runs=runs, serve_peak_rss_mb=round(server.peak_rss_mb(), 1))
-        figures["all_delivered"] = all(r["missing"] == 0 for r in runs)
+        runs = every_scenario(
+            figures,
+            server,
+            args,
+            socket_kind="feed",
+            socket_url=f"{server.ws_url}/ws/feed/",
+            secret=session,
+            redis=redis,
+        )
+        record_runs(figures, server, runs)
     finally:
         server.remove()
         if redis:

@@ -49,62 +49,22 @@ from bench.common import (
     QUICK,
     ROOT,
     Figures,
+    RedisServer,
     Server,
     distribution_ms,
     fmt_dist,
-    free_port,
     server_env,
 )
 
 SENDERS = ["prefect", "sdk", "ws", "rest"]
 
 
-class OwnRedis:
-    """A redis-server of the bench's own, on a free port, that a run restarts mid-way."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-        self.restarts = 0
-
-    def start(self) -> None:
-        import redis
-
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-        self.restarts += 1
-
-
-def bench_server_env(args: argparse.Namespace) -> tuple[dict[str, str], OwnRedis | None]:
+def bench_server_env(args: argparse.Namespace) -> tuple[dict[str, str], RedisServer | None]:
     """serve's environment, on the bench's own Redis when the run restarts it."""
     env = server_env()
     if not args.redis_restart:
         return env, None
-    own = OwnRedis()
+    own = RedisServer()
     own.start()
     env["EVENTSITE_REDIS_URL"] = own.url
     return env, own
@@ -210,7 +170,7 @@ def scenario(
     interval: float,
     prefect_subscribers: int = 0,
     stalled: int = 0,
-    redis: OwnRedis | None = None,
+    redis: RedisServer | None = None,
 ) -> dict:
     """One measured run: `subscribers` sockets, `events` events from `sender` (Redis restarted
     halfway through the sending when `redis` is given)."""
@@ -317,6 +277,30 @@ def scenario(
     }
 
 
+def every_scenario(figures: Figures, server: Server, args: argparse.Namespace, **how) -> list[dict]:
+    """`scenario` for each subscriber count and sender of the command line, each reported."""
+    runs = []
+    for subscribers in args.subscribers:
+        for sender in args.senders:
+            r = scenario(
+                server,
+                sender=sender,
+                subscribers=subscribers,
+                events=args.events,
+                interval=args.interval,
+                **how,
+            )
+            report(figures, r)
+            runs.append(r)
+    return runs
+
+
+def record_runs(figures: Figures, server: Server, runs: list[dict]) -> None:
+    figures.say(f"  serve peak RSS {server.peak_rss_mb():.0f} MB")
+    figures.update(runs=runs, serve_peak_rss_mb=round(server.peak_rss_mb(), 1))
+    figures["all_delivered"] = all(r["missing"] == 0 for r in runs)
+
+
 def report(figures: Figures, r: dict) -> None:
     what = "/ws/feed/ sockets" if r["sockets"] == "feed" else "subscribers"
     ok = "all" if r["missing"] == 0 and not r["duplicates"] else "MISSING"
@@ -396,32 +380,23 @@ def main() -> None:
     figures = Figures("live")
     env, redis = bench_server_env(args)
     server = Server(env)
-    runs = []
     try:
         figures.say(
             f"live: send → arrival on /api/events/out, {args.events} events per run, one every "
             f"{args.interval * 1000:.0f} ms, serve with the engine on"
         )
-        for subscribers in args.subscribers:
-            for sender in args.senders:
-                r = scenario(
-                    server,
-                    socket_kind="out",
-                    socket_url=f"{server.ws_url}/api/events/out",
-                    secret=server.token,
-                    sender=sender,
-                    subscribers=subscribers,
-                    events=args.events,
-                    interval=args.interval,
-                    prefect_subscribers=args.prefect_subscribers,
-                    stalled=args.stalled,
-                    redis=redis,
-                )
-                report(figures, r)
-                runs.append(r)
-        figures.say(f"  serve peak RSS {server.peak_rss_mb():.0f} MB")
-        figures.update(runs=runs, serve_peak_rss_mb=round(server.peak_rss_mb(), 1))
-        figures["all_delivered"] = all(r["missing"] == 0 for r in runs)
+        runs = every_scenario(
+            figures,
+            server,
+            args,
+            socket_kind="out",
+            socket_url=f"{server.ws_url}/api/events/out",
+            secret=server.token,
+            prefect_subscribers=args.prefect_subscribers,
+            stalled=args.stalled,
+            redis=redis,
+        )
+        record_runs(figures, server, runs)
     finally:
         server.remove()
         if redis:

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import Figures, Server, loadavg
-from bench.live import bench_server_env, report, scenario
+from bench.live import bench_server_env, every_scenario
 from bench.prefect_compare import PREFECT_VERSION, PrefectServer, ensure_venv
 
 VENV = Path(f"/tmp/prefect-{PREFECT_VERSION}-venv")
@@ -46,24 +46,20 @@ def one_round(target: str, prefect: Path, args: argparse.Namespace, figures: Fig
     else:
         env, _ = bench_server_env(args)
         server = Server(env)
-    runs = []
     try:
-        for subscribers in args.subscribers:
-            for sender in args.senders:
-                r = scenario(
-                    server,
-                    socket_kind="out",
-                    socket_url=f"{server.ws_url}/api/events/out",
-                    secret=server.token,
-                    sender=sender,
-                    subscribers=subscribers,
-                    events=args.events,
-                    interval=args.interval,
-                    prefect_subscribers=args.prefect_subscribers,
-                    stalled=args.stalled,
-                )
-                report(figures, r)
-                runs.append({**r, "server": target, "load_1min": load[0]})
+        runs = [
+            {**r, "server": target, "load_1min": load[0]}
+            for r in every_scenario(
+                figures,
+                server,
+                args,
+                socket_kind="out",
+                socket_url=f"{server.ws_url}/api/events/out",
+                secret=server.token,
+                prefect_subscribers=args.prefect_subscribers,
+                stalled=args.stalled,
+            )
+        ]
         peak = server.peak_rss_mb()
         for r in runs:
             r["server_peak_rss_mb"] = round(peak, 1)

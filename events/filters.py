@@ -223,7 +223,9 @@ class EventFilter(_Filter):
         Resource-row criteria are `id IN (rows)` by default, which SQLite answers from the rows'
         indexes first (best when they are few); `semijoin="exists"` writes them as a correlated
         EXISTS instead, which lets a newest-first walk of the occurred index stop at a page
-        (best when they are many). PostgreSQL plans both as the same semi-join.
+        (best when they are many). PostgreSQL plans both as a semi-join; there the default is
+        an EXISTS on the rows of the window correlated by (id, occurred), so that each matching
+        row's event is read from its own day's partition (`events.partitions`).
 
         `by_criteria=True` (with `indexed_criteria()`) keeps SQLite, which has no statistics,
         from choosing the occurred index over the criteria's own: the time bounds are written
@@ -266,6 +268,11 @@ class EventFilter(_Filter):
                 continue
             if semijoin == "exists" or (by_criteria and not indexed):
                 qs = qs.filter(Exists(own_rows.filter(row_q(spec, **names))))
+            elif connection.vendor == "postgresql":
+                # The matching rows' events by (id, occurred), not `id IN (…)`: each is then
+                # looked up in its one day's partition, not probed for in every day's.
+                match = rows.filter(q, event_id=OuterRef("id"), occurred=OuterRef("occurred"))
+                qs = qs.filter(Exists(match))
             else:
                 qs = qs.filter(id__in=rows.filter(q).values("event_id"))
         # A walk tests each event's text; otherwise PostgreSQL may read it from its index, and

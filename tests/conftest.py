@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from bench.common import free_port
 from events.models import ApiToken
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,12 +66,6 @@ def api_client(token) -> APIClient:
 def logged_in_client(client, user):
     client.force_login(user)
     return client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _database_url() -> str:
