@@ -44,17 +44,24 @@ TAGS = [f"tag-{i}" for i in range(20)]
 # --- events ----------------------------------------------------------------------------------------
 
 
-def uuid7(at: datetime | None = None) -> uuid.UUID:
+def uuid7(at: datetime | None = None, rng: random.Random | None = None) -> uuid.UUID:
     """A time-ordered UUID (version 7), like the ids the Prefect client generates."""
     ms = int((at or datetime.now(UTC)).timestamp() * 1000)
-    value = (ms & 0xFFFFFFFFFFFF) << 80 | random.getrandbits(80)
+    value = (ms & 0xFFFFFFFFFFFF) << 80 | (rng or random).getrandbits(80)
     value = (value & ~(0xF << 76)) | (0x7 << 76)
     value = (value & ~(0x3 << 62)) | (0x2 << 62)
     return uuid.UUID(int=value)
 
 
+def _hex(rng: random.Random, nbytes: int) -> str:
+    return rng.getrandbits(nbytes * 8).to_bytes(nbytes).hex()
+
+
 def make_event(rng: random.Random, occurred: datetime) -> dict:
-    """A realistic event: 2–5 labels, 1–3 related resources, a ~300-byte payload."""
+    """A realistic event: 2–5 labels, 1–3 related resources, a ~300-byte payload.
+
+    Everything comes from `rng` (the id too), so a seed and a time give the same events: two
+    stores seeded alike hold the same rows (`tests/bench` compares the two PostgreSQL seeds)."""
     kind = rng.choice(KINDS)
     prefix = "prefect" if kind in ("flow-run", "deployment") else "acme"
     n = rng.randrange(100_000)
@@ -64,7 +71,7 @@ def make_event(rng: random.Random, occurred: datetime) -> dict:
         "acme.region": rng.choice(REGIONS),
     }
     for i in range(rng.randrange(0, 3)):
-        resource[f"acme.attr{i}"] = secrets.token_hex(4)
+        resource[f"acme.attr{i}"] = _hex(rng, 4)
     related = [
         {
             "prefect.resource.id": f"acme.customer.{rng.randrange(1000)}",
@@ -84,7 +91,7 @@ def make_event(rng: random.Random, occurred: datetime) -> dict:
             rng.choice(["order", "paid", "late", "gold", "retry", "ok", "error", "eu"])
             for _ in range(12)
         ),
-        "trace": secrets.token_hex(32),
+        "trace": _hex(rng, 32),
     }
     return {
         "occurred": occurred.isoformat(),
@@ -92,7 +99,7 @@ def make_event(rng: random.Random, occurred: datetime) -> dict:
         "resource": resource,
         "related": related,
         "payload": payload,
-        "id": str(uuid7(occurred)),
+        "id": str(uuid7(occurred, rng)),
     }
 
 
@@ -306,6 +313,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def post_batches(server: Server, bodies: list[bytes], clients: int) -> tuple[float, list[str]]:
+    """POST each body to `/api/events` from `clients` threads, one connection each; the seconds
+    from the first send to the last reply, and the replies that were not 204."""
+    import httpx
+
+    errors: list[str] = []
+
+    def client(mine: list[bytes]) -> None:
+        with httpx.Client(headers=server.headers, timeout=300) as http:
+            for body in mine:
+                response = http.post(f"{server.url}/api/events", content=body)
+                if response.status_code != 204:
+                    errors.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=client, args=(bodies[i::clients],)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, errors
 
 
 class RedisServer:

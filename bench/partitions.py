@@ -25,16 +25,24 @@ import argparse
 import json
 import os
 import statistics
-import threading
 import time
 from datetime import datetime, timedelta
 
 import httpx
 import orjson
 
-from bench.common import Figures, Server, bench_env, events_over, manage
+from bench.common import (
+    Figures,
+    Server,
+    bench_env,
+    drop_postgres,
+    events_over,
+    flush_redis,
+    manage,
+    post_batches,
+)
 from bench.query import api_cases, timed
-from bench.seed import LONG_RETENTION, own_template, seeded_env
+from bench.seed import LONG_RETENTION, own_template, seeded_env, seeded_in_place
 
 READS = ("newest page, unfiltered", "label exact", "text")
 
@@ -87,22 +95,7 @@ def convert(figures: Figures, url: str, total: int) -> None:
 def ingest(figures: Figures, server: Server, count: int, batch: int = 500, clients: int = 4):
     events = list(events_over(count, span=timedelta(minutes=1), seed=5))
     bodies = [orjson.dumps(events[i : i + batch]) for i in range(0, len(events), batch)]
-    errors: list[str] = []
-
-    def client(mine: list[bytes]) -> None:
-        with httpx.Client(headers=server.headers, timeout=300) as http:
-            for body in mine:
-                response = http.post(f"{server.url}/api/events", content=body)
-                if response.status_code != 204:
-                    errors.append(f"{response.status_code} {response.text[:200]}")
-
-    threads = [threading.Thread(target=client, args=(bodies[i::clients],)) for i in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - started
+    seconds, errors = post_batches(server, bodies, clients)
     assert not errors, errors[:3]
     figures["ingest_rate"] = round(count / seconds)
     figures.say(
@@ -153,13 +146,32 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--ingest", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="run on the database of EVENTSITE_DATABASE_URL itself, seeded there (no template, "
+        "no clone: room for one copy only), and drop it at the end",
+    )
+    parser.add_argument("--keep", action="store_true", help="with --in-place: keep the database")
     args = parser.parse_args()
     url = os.environ.get("EVENTSITE_DATABASE_URL")
     if not url:
         raise SystemExit("PostgreSQL only: set EVENTSITE_DATABASE_URL (SQLite is not partitioned)")
     figures = Figures("partitions")
-    convert(figures, url, args.events)
-    env, seed = seeded_env(args.events)
+    if args.in_place:
+        flush_redis()
+        env, seed = seeded_in_place(url, args.events)
+        figures.say("in place: the seeded database itself (no template, no clone)")
+    else:
+        convert(figures, url, args.events)
+        env, seed = seeded_env(args.events)
+    figures["seed"] = seed
+    if "copy_events_per_s" in seed:
+        figures.say(
+            f"seed (COPY at the latest schema, {seed['created']}): {seed['seconds']:,.0f} s, "
+            f"COPY {seed['copy_events_per_s']:,} events/s, indexes "
+            f"{sum(seed['index_s'].values()):,.0f} s, VACUUM ANALYZE {seed['vacuum_analyze_s']:,.0f} s"
+        )
     end = datetime.fromisoformat(seed["end"])
     server = Server(env, extra_env=LONG_RETENTION)
     try:
@@ -177,6 +189,8 @@ def main() -> None:
         server.remove()
     retention(figures, env)
     figures.finish()
+    if args.in_place and not args.keep:
+        drop_postgres(url)  # ingested into and pruned: not the seeded store any more
 
 
 if __name__ == "__main__":

@@ -21,6 +21,12 @@ seed stays right without being rewritten. On SQLite `ANALYZE` is not run: a depl
 to 1M never ran it either, unless the app does. On PostgreSQL the template is VACUUM ANALYZEd
 once, as autovacuum does to any deployment's grown tables (`vacuum_analyze_once`).
 
+Big PostgreSQL seeds (over LATEST_ABOVE events, or BENCH_PG_SEED=copy) skip that upgrade, which
+takes hours at 10M (0009's backfill of `Event.search` runs row by row): `seed_postgres_latest`
+writes the latest schema directly by COPY, secondary indexes dropped during the load and built
+after, `search` computed by `events.text_search.search_text_of` as ingest computes it (the one
+application import of the benchmarks). `bench.seed_check` shows both ways give the same store.
+
 Caches: SQLite data dirs under `var/bench-data/sqlite-<N>/` (a run works on a copy, so the cache
 stays untouched), PostgreSQL template databases `eventsite_bench_seed_<N>` (a run clones one).
 Each holds `seed.json` (or a comment) with the count, the time span and when it was made. Runs
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -220,13 +227,14 @@ def seed_sqlite(data_dir: Path, total: int, *, end: datetime) -> dict:
     return {"seconds": round(time.monotonic() - started, 1)}
 
 
-def cached_sqlite(total: int) -> Path:
+def cached_sqlite(total: int, *, migrate: bool = True) -> Path:
     """The cached SQLite data dir holding `total` seeded events (made on first use)."""
     path = CACHE / f"sqlite-{total}"
     meta = path / "seed.json"
     if meta.exists():
-        # Bring the cache to the latest schema once (later runs copy it already migrated).
-        manage("migrate", "-v0", env=bench_env(data_dir=str(path)))
+        if migrate:
+            # Bring the cache to the latest schema once (later runs copy it already migrated).
+            manage("migrate", "-v0", env=bench_env(data_dir=str(path)))
         return path
     shutil.rmtree(path, ignore_errors=True)
     building = CACHE / f".building-sqlite-{total}-{os.getpid()}"
@@ -248,13 +256,24 @@ def cached_sqlite(total: int) -> Path:
 
 
 def sqlite_copy(total: int) -> tuple[dict[str, str], dict]:
-    """A temporary copy of the cached data dir: its environment and the seed's metadata."""
-    cache = cached_sqlite(total)
+    """A temporary copy of the cached data dir: its environment and the seed's metadata.
+
+    With EVENTSITE_BENCH_TEMPLATE set (a branch whose migrations change the schema), the shared
+    cache is left as it is and the copy is migrated instead, timed: what an upgrade costs."""
+    own = os.environ.get("EVENTSITE_BENCH_TEMPLATE")
+    cache = cached_sqlite(total, migrate=not own)
     copy = Path(tempfile.mkdtemp(prefix=f"eventsite-bench-{total}-"))
     for name in ("eventsite.sqlite3", "secret_key", "seed.json"):
         if (cache / name).exists():
             shutil.copyfile(cache / name, copy / name)
-    return bench_env(data_dir=str(copy)), json.loads((cache / "seed.json").read_text())
+    env = bench_env(data_dir=str(copy))
+    info = json.loads((cache / "seed.json").read_text())
+    if own:
+        started = time.monotonic()
+        manage("migrate", "-v0", env=env)
+        info["copy_migrate_seconds"] = round(time.monotonic() - started, 1)
+        print(f"  migrated the copy in {info['copy_migrate_seconds']} s", flush=True)
+    return env, info
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -301,6 +320,217 @@ def seed_postgres(url: str, total: int, *, end: datetime) -> dict:
     return {"seconds": round(time.monotonic() - started, 1)}
 
 
+# --- PostgreSQL at the latest schema, by COPY (big seeds) ---------------------------------------
+
+# Above this many events a PostgreSQL template is written at the latest schema by COPY
+# (`seed_postgres_latest`) rather than at SEED_MIGRATION and migrated: migration 0009's per-row
+# backfill of `Event.search` runs at ~220 events/s under load, hours at 10M. BENCH_PG_SEED=copy
+# or =migrate chooses either way for any size.
+LATEST_ABOVE = 1_000_000
+COPY_BATCH = 50_000
+# Free disk the seed leaves to others (it stops with an error below it).
+MIN_FREE_GB = 25
+# Connections building one index's partitions at once (the machine has 2 cores).
+INDEX_WORKERS = int(os.environ.get("BENCH_SEED_INDEX_WORKERS", "2"))
+INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON (?:ONLY )?(\S+) (USING .*)$")
+PARENTS = ("events_event", "events_eventresource", "events_eventid")
+EVENT_COLUMNS = (
+    "id, occurred, received, event, resource_id, resource, related, payload, follows, search"
+)
+# Index definitions from the catalog: every index of the three tables but their primary keys.
+INDEXES_SQL = (
+    "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+    "JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE i.indrelid = %s::regclass AND NOT i.indisprimary ORDER BY c.relname"
+)
+DAYS_CODE = (
+    "from datetime import date; from events.partitions import ensure_days; "
+    "ensure_days(date.fromisoformat({day!r}), back={back})"
+)
+NAME_CODE = (
+    "from django.db import connection; from events.partitions import name_child_indexes; "
+    "c = connection.cursor(); [name_child_indexes(c, t) for t in ('events_event', 'events_eventresource')]"
+)
+
+
+def latest_seed(total: int) -> bool:
+    """Whether a PostgreSQL template of `total` events is seeded at the latest schema by COPY."""
+    choice = os.environ.get("BENCH_PG_SEED", "")
+    if choice not in ("", "copy", "migrate"):
+        raise SystemExit(f"BENCH_PG_SEED is copy or migrate, not {choice!r}")
+    return choice == "copy" or (not choice and total > LATEST_ABOVE)
+
+
+def free_gb() -> float:
+    """What `df` calls available on / (the root-reserved blocks left out)."""
+    stat = os.statvfs("/")
+    return stat.f_bavail * stat.f_frsize / 1e9
+
+
+def latest_rows(events: list[dict], received: list[str]) -> tuple[list, list, list]:
+    """`rows` at the latest schema: events with their `search` text as ingest computes it
+    (`events.text_search.search_text_of`), resource rows, and the ids of idempotent ingest."""
+    from events.text_search import search_text_of
+
+    event_rows, resource_rows = rows(events, received=received, sqlite=False)
+    event_rows = [
+        (*row, search_text_of(e["event"], e["resource"], e["related"], e["payload"]))
+        for row, e in zip(event_rows, events, strict=True)
+    ]
+    return event_rows, resource_rows, [(row[0], row[1]) for row in event_rows]
+
+
+def seed_postgres_latest(url: str, total: int, *, end: datetime) -> dict:
+    """Seed `total` events straight into the latest schema: migrate the empty database (which
+    marks every migration applied and partitions the log), make the day partitions the seed spans
+    (`events.partitions.ensure_days`), drop the secondary indexes, COPY the rows, build the indexes
+    again from their catalog definitions (each timed), rebuild the rollups, name the partitions'
+    indexes as the app does. The caller runs VACUUM ANALYZE (`vacuum_analyze_once`)."""
+    import psycopg
+
+    env = bench_env(url)
+    timings: dict = {"mode": "copy at the latest schema"}
+    step = time.monotonic()
+    manage("migrate", "-v0", env=env)
+    start = end - SPAN
+    back = (end.date() - start.date()).days
+    manage("shell", "-c", DAYS_CODE.format(day=end.date().isoformat(), back=back), env=env)
+    timings["migrate_and_partitions_s"] = round(time.monotonic() - step, 1)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        indexes = []
+        for table in PARENTS:
+            for name, definition in conn.execute(INDEXES_SQL, [table]).fetchall():
+                indexes.append((name, definition))
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        print(f"  dropped {len(indexes)} secondary indexes; loading by COPY…", flush=True)
+        started = step = time.monotonic()
+        batch: list[dict] = []
+        done = 0
+
+        def load(batch: list[dict]) -> None:
+            if free_gb() < MIN_FREE_GB:
+                raise RuntimeError(f"under {MIN_FREE_GB} GB free on /: seed stopped at {done:,}")
+            event_rows, resource_rows, id_rows = latest_rows(
+                batch, received_for(batch, sqlite=False)
+            )
+            with conn.transaction(), conn.cursor() as cur:
+                for sql, data in (
+                    (f"COPY events_event ({EVENT_COLUMNS}) FROM STDIN", event_rows),
+                    (
+                        "COPY events_eventresource (event_id, occurred, resource_id, role, labels) "
+                        "FROM STDIN",
+                        resource_rows,
+                    ),
+                    ("COPY events_eventid (id, occurred) FROM STDIN", id_rows),
+                ):
+                    with cur.copy(sql) as copy:
+                        for row in data:
+                            copy.write_row(row)
+
+        for event in events_over(total, span=SPAN, end=end, seed=11):
+            batch.append(event)
+            if len(batch) == COPY_BATCH:
+                load(batch)
+                done += len(batch)
+                batch = []
+                if done % 500_000 == 0:
+                    print(
+                        f"  copied {done:,} ({done / (time.monotonic() - started):,.0f}/s, "
+                        f"{free_gb():,.0f} GB free)",
+                        flush=True,
+                    )
+        if batch:
+            load(batch)
+        seconds = time.monotonic() - started
+        timings["copy_s"] = round(seconds, 1)
+        timings["copy_events_per_s"] = round(total / seconds)
+        print(f"  copied {total:,} in {seconds:,.0f} s ({total / seconds:,.0f}/s)", flush=True)
+        timings["index_s"] = {}
+        for name, definition in indexes:
+            step = time.monotonic()
+            build_index(url, conn, definition)
+            timings["index_s"][name] = round(time.monotonic() - step, 1)
+            print(f"  index {name}: {timings['index_s'][name]:,.0f} s", flush=True)
+        step = time.monotonic()
+        with conn.transaction():
+            conn.execute("DELETE FROM events_eventcount")
+            conn.execute(ROLLUP_POSTGRES.format(width=60, unit="minute"))
+            conn.execute(ROLLUP_POSTGRES.format(width=3600, unit="hour"))
+        timings["rollups_s"] = round(time.monotonic() - step, 1)
+    manage("shell", "-c", NAME_CODE, env=env)
+    manage("migrate", "--check", "-v0", env=env)  # nothing left to apply
+    timings["seconds"] = round(time.monotonic() - started, 1)
+    return timings
+
+
+def build_index(url: str, conn, definition: str) -> None:
+    """Build one index from its catalog definition. On a partitioned table: the parent's index
+    ON ONLY the parent, each partition's own built by INDEX_WORKERS connections at once, then
+    attached, named `<index>_<partition suffix>` as `events.partitions.name_child_indexes` names
+    them (what one CREATE INDEX on the parent makes, one partition after the other)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    match = INDEX_DEF.match(definition)
+    if match is None:
+        raise RuntimeError(f"cannot rebuild index: {definition}")
+    unique, name, table, using = match.groups()
+    parts = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = %s::regclass ORDER BY pg_relation_size(c.oid) DESC",
+        [table],
+    ).fetchall()
+    if not parts:
+        conn.execute(definition)
+        return
+    conn.execute(f"CREATE {unique or ''}INDEX {name} ON ONLY {table} {using}")
+    bare = table.rpartition(".")[2]
+
+    def child(part: str) -> str:
+        index = f"{name}_{part.removeprefix(bare + '_')}"[:63]
+        with psycopg.connect(url, autocommit=True) as own:
+            own.execute("SET maintenance_work_mem = '1GB'")
+            own.execute(f'CREATE {unique or ""}INDEX "{index}" ON "{part}" {using}')
+        return index
+
+    with ThreadPoolExecutor(INDEX_WORKERS) as pool:
+        made = list(pool.map(child, [p for (p,) in parts]))
+    for index in made:
+        conn.execute(f'ALTER INDEX {name} ATTACH PARTITION "{index}"')
+
+
+def seed_template(url: str, total: int, *, end: datetime) -> dict:
+    """Seed the (fresh) database of `url` with `total` events the way `latest_seed` says;
+    VACUUM ANALYZE it once; return the seed's metadata (stored as the database's comment)."""
+    if latest_seed(total):
+        info = seed_postgres_latest(url, total, end=end)
+    else:
+        info = seed_postgres(url, total, end=end)
+    step = time.monotonic()
+    vacuum_analyze_once(url)
+    info["vacuum_analyze_s"] = round(time.monotonic() - step, 1)
+    info.update(
+        events=total,
+        end=end.isoformat(),
+        span_seconds=SPAN.total_seconds(),
+        created=datetime.now(UTC).isoformat(),
+    )
+    return info
+
+
+def describe(url: str, info: dict) -> None:
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        text = json.dumps(info).replace("'", "''")
+        conn.execute(f"COMMENT ON DATABASE \"{name}\" IS '{text}'")
+
+
 def postgres_clone(url: str, total: int) -> tuple[dict[str, str], dict]:
     """Recreate the database of `url` from the cached template holding `total` seeded events."""
     import psycopg
@@ -319,21 +549,39 @@ def postgres_clone(url: str, total: int) -> tuple[dict[str, str], dict]:
         end = datetime.now(UTC) - timedelta(minutes=1)
         print(f"seeding {total:,} events into PostgreSQL {template} (once; cached)…", flush=True)
         fresh_postgres(f"{base}/{template}")
-        info = seed_postgres(f"{base}/{template}", total, end=end)
-        info.update(
-            events=total,
-            end=end.isoformat(),
-            span_seconds=SPAN.total_seconds(),
-            created=datetime.now(UTC).isoformat(),
-        )
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-            conn.execute(f"COMMENT ON DATABASE \"{template}\" IS '{json.dumps(info)}'")
+        info = seed_template(f"{base}/{template}", total, end=end)
+        describe(f"{base}/{template}", info)
         print(f"  seeded in {info['seconds']:.0f} s", flush=True)
     else:
         info = json.loads(row[0])
         manage("migrate", "-v0", env=bench_env(f"{base}/{template}"))
     vacuum_analyze_once(f"{base}/{template}")
     fresh_postgres(url, template=template)
+    return bench_env(url), info
+
+
+def seeded_in_place(url: str, total: int) -> tuple[dict[str, str], dict]:
+    """The database of `url` itself as the seeded store (no template, no clone: a 10M store has no
+    room for a second copy). Seeded unless its comment says it holds `total` seeded events; a run
+    that changes it (ingest, retention) drops it after (`bench.partitions --in-place`)."""
+    import psycopg
+
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [name],
+        ).fetchone()
+    info = json.loads(row[0]) if row and row[0] else {}
+    if info.get("events") != total:
+        end = datetime.now(UTC) - timedelta(minutes=1)
+        print(f"seeding {total:,} events into PostgreSQL {name} (in place)…", flush=True)
+        fresh_postgres(url)
+        info = seed_template(url, total, end=end)
+        describe(url, info)
+        print(f"  seeded in {info['seconds']:.0f} s", flush=True)
+    else:
+        manage("migrate", "-v0", env=bench_env(url))
     return bench_env(url), info
 
 
@@ -385,8 +633,15 @@ def seeded_env(total: int) -> tuple[dict[str, str], dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="PostgreSQL: seed the database of EVENTSITE_DATABASE_URL itself (no template)",
+    )
     args = parser.parse_args()
-    if os.environ.get("EVENTSITE_DATABASE_URL"):
+    if args.in_place:
+        env, info = seeded_in_place(os.environ["EVENTSITE_DATABASE_URL"], args.events)
+    elif os.environ.get("EVENTSITE_DATABASE_URL"):
         env, info = postgres_clone(os.environ["EVENTSITE_DATABASE_URL"], args.events)
     else:
         path = cached_sqlite(args.events)
