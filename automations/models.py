@@ -230,7 +230,9 @@ class ActionRun(models.Model):
     # the automation.triggered event (as Prefect does).
     triggering_event = models.JSONField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
-    attempts = models.IntegerField(default=0)
+    attempts = models.IntegerField(default=0)  # every attempt, numbered on across resends
+    # `attempts` when the run was last resent: its fresh retry schedule counts from there.
+    resent_after = models.IntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
     result = models.JSONField(default=dict, blank=True)
     result_excerpt = models.TextField(blank=True, default="")

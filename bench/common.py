@@ -315,6 +315,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def post_batches(server: Server, bodies: list[bytes], clients: int) -> tuple[float, list[str]]:
+    """POST each body to `/api/events` from `clients` threads, one connection each; the seconds
+    from the first send to the last reply, and the replies that were not 204."""
+    import httpx
+
+    errors: list[str] = []
+
+    def client(mine: list[bytes]) -> None:
+        with httpx.Client(headers=server.headers, timeout=300) as http:
+            for body in mine:
+                response = http.post(f"{server.url}/api/events", content=body)
+                if response.status_code != 204:
+                    errors.append(f"{response.status_code} {response.text[:200]}")
+
+    threads = [threading.Thread(target=client, args=(bodies[i::clients],)) for i in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, errors
+
+
 class RedisServer:
     """A redis-server of our own, on a free port, that a bench run or a test restarts at will."""
 

@@ -22,10 +22,10 @@ The backend is the environment's (`EVENTSITE_DATABASE_URL` → PostgreSQL, recre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,12 +38,14 @@ from bench.common import (
     Sampler,
     Server,
     bench_env,
+    cpu_seconds,
     create_automations,
     drop_postgres,
     events_over,
     file_mb,
     fresh_postgres,
     manage,
+    post_batches,
     server_env,
 )
 from bench.seed import (
@@ -65,33 +67,45 @@ ROLLUP_UPSERT = (
 )
 
 
+def postgres_backend_cpu() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the bench's database (same machine)."""
+    import psycopg
+
+    url = os.environ.get("EVENTSITE_DATABASE_URL")
+    if not url:
+        return {}
+    base, _, name = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        pids = [
+            pid
+            for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", [name]
+            ).fetchall()
+        ]
+    out = {}
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            out[pid] = cpu_seconds(pid)
+    return out
+
+
 def rest(events: list[dict], *, batch: int, clients: int, automations: int) -> dict:
     server = Server(server_env())
     try:
         made = create_automations(server, automations) if automations else {}
         bodies = [orjson.dumps(events[i : i + batch]) for i in range(0, len(events), batch)]
-        errors: list[str] = []
-
-        def client(mine: list[bytes]) -> None:
-            with httpx.Client(headers=server.headers, timeout=300) as http:
-                for body in mine:
-                    response = http.post(f"{server.url}/api/events", content=body)
-                    if response.status_code != 204:
-                        errors.append(f"{response.status_code} {response.text[:200]}")
-
-        threads = [
-            threading.Thread(target=client, args=(bodies[i::clients],)) for i in range(clients)
-        ]
         wal = server.data_dir / "eventsite.sqlite3-wal"
         with Sampler(lambda: file_mb(wal), 0.2) as wal_size, Sampler(server.rss_mb, 0.2) as rss:
             cpu_before = server.cpu_seconds()
-            started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - started
+            backends_before = postgres_backend_cpu()
+            clients_before = time.process_time()
+            elapsed, errors = post_batches(server, bodies, clients)
             cpu = server.cpu_seconds() - cpu_before
+            clients_cpu = time.process_time() - clients_before
+            # A backend that started during the load counts from zero; one that ended is missed.
+            backends_cpu = sum(
+                used - backends_before.get(pid, 0.0) for pid, used in postgres_backend_cpu().items()
+            )
         page = httpx.post(
             f"{server.url}/api/events/filter",
             headers=server.headers,
@@ -115,6 +129,10 @@ def rest(events: list[dict], *, batch: int, clients: int, automations: int) -> d
             "rss_sampled_peak_mb": rss.peak,
             "wal_peak_mb": wal_size.peak if not os.environ.get("EVENTSITE_DATABASE_URL") else None,
             "serve_cpu_seconds": cpu,
+            "clients_cpu_seconds": clients_cpu,
+            "postgres_cpu_seconds": backends_cpu
+            if os.environ.get("EVENTSITE_DATABASE_URL")
+            else None,
             "automations": made,
         }
     finally:
@@ -232,6 +250,16 @@ def main() -> None:
         f"  {result['rate']:8,.0f} events/s first send → last response   stored "
         f"{result['stored']:,} of {args.events:,}   serve CPU {result['serve_cpu_seconds']:.1f} s"
     )
+    per_event = 1e6 / args.events
+    pg = (
+        f"   PostgreSQL backends {result['postgres_cpu_seconds'] * per_event:.0f}"
+        if result["postgres_cpu_seconds"] is not None
+        else ""
+    )
+    figures.say(
+        f"  CPU µs/event: serve {result['serve_cpu_seconds'] * per_event:.0f}{pg}   bench "
+        f"clients {result['clients_cpu_seconds'] * per_event:.0f} (same 2 cores)"
+    )
     wal = (
         f"   WAL peak {result['wal_peak_mb']:,.0f} MB" if result["wal_peak_mb"] is not None else ""
     )
@@ -249,6 +277,10 @@ def main() -> None:
         failed_requests=result["error_count"],
         serve_peak_rss_mb=round(result["peak_rss_mb"], 1),
         serve_cpu_seconds=round(result["serve_cpu_seconds"], 2),
+        serve_cpu_us_per_event=round(result["serve_cpu_seconds"] * per_event, 1),
+        clients_cpu_us_per_event=round(result["clients_cpu_seconds"] * per_event, 1),
+        postgres_cpu_us_per_event=result["postgres_cpu_seconds"]
+        and round(result["postgres_cpu_seconds"] * per_event, 1),
         wal_peak_mb=result["wal_peak_mb"] and round(result["wal_peak_mb"], 1),
     )
     if not args.skip_raw:

@@ -15,8 +15,9 @@ every `--interval` s, timing each just before its send call:
 - `rest`: one `POST /api/events` per event; also reported from the reply (the old figure).
 
 Latency = arrival on a socket − the sender's clock just before the send call, over every
-(event, socket) pair, as p50/p95/p99; the sockets are raw websocket clients, except
-`--prefect-subscribers` of them that are Prefect's own `get_events_subscriber` (reported on their
+(event, socket) pair, as p50/p95/p99; the sockets are raw websocket clients (`--client lean`, the
+default: `bench.live_parts.LeanSocket`, timed as each frame comes off the socket; or
+`websockets`), except `--prefect-subscribers` of them that are Prefect's own `get_events_subscriber` (reported on their
 own line). Delivered counts every (event, socket) pair against the expected number (they must be
 equal). `--redis-restart` puts serve's channel layer and cache on a redis-server of the bench's
 own (a free port; never the shared one) and restarts it halfway through each run's sending. `--stalled` (default 1) more subscribers stop reading after their filter: they are not
@@ -51,6 +52,7 @@ from bench.common import (
     Figures,
     RedisServer,
     Server,
+    cpu_seconds,
     distribution_ms,
     fmt_dist,
     server_env,
@@ -171,6 +173,7 @@ def scenario(
     prefect_subscribers: int = 0,
     stalled: int = 0,
     redis: RedisServer | None = None,
+    client: str = "lean",
 ) -> dict:
     """One measured run: `subscribers` sockets, `events` events from `sender` (Redis restarted
     halfway through the sending when `redis` is given)."""
@@ -191,6 +194,7 @@ def scenario(
                 str(share),
                 prefix,
                 str(n_prefect),
+                client,
             ]
             children.append(Child(args, env))
         for child in children:
@@ -201,6 +205,7 @@ def scenario(
             staller.expect("CONNECTED", 60)
         warm_up(server, prefix, children)
         cpu_before = server.cpu_seconds()
+        clients_cpu_before = sum(cpu_seconds(child.process.pid) for child in children)
         send = Child(
             ["send", sender, server.url, server.token, prefix, str(events), str(interval)], env
         )
@@ -218,6 +223,7 @@ def scenario(
             child.tell("IDS " + json.dumps(list(sent)))
         results = [json.loads(child.expect("{", 120)) for child in children]
         cpu = server.cpu_seconds() - cpu_before
+        clients_cpu = sum(cpu_seconds(child.process.pid) for child in children) - clients_cpu_before
         stalled_fate = []
         for staller in stallers:
             staller.tell("REPORT")
@@ -256,6 +262,7 @@ def scenario(
         "subscribers": subscribers,
         "prefect_subscribers": min(prefect_subscribers, shares[0]) if socket_kind == "out" else 0,
         "subscriber_processes": processes,
+        "client": client,
         "events": events,
         "interval_s": interval,
         "achieved_events_per_s": round(rate, 1) if rate else None,
@@ -271,6 +278,10 @@ def scenario(
         "send_call_ms_p50": round(call_ms[len(call_ms) // 2], 3) if call_ms else None,
         "serve_cpu_seconds": round(cpu, 2),
         "serve_cpu_us_per_delivery": round(cpu / len(pairs) * 1e6, 1) if pairs else None,
+        # The subscriber processes' own CPU over the same window (they share serve's cores).
+        "subscribers_cpu_us_per_delivery": round(clients_cpu / len(pairs) * 1e6, 1)
+        if pairs
+        else None,
         "closed": closed[:5],
         "stalled_subscribers": stalled_fate,
         "redis_restarts_mid_run": restarts,
@@ -288,6 +299,7 @@ def every_scenario(figures: Figures, server: Server, args: argparse.Namespace, *
                 subscribers=subscribers,
                 events=args.events,
                 interval=args.interval,
+                client=args.client,
                 **how,
             )
             report(figures, r)
@@ -308,6 +320,8 @@ def report(figures: Figures, r: dict) -> None:
         f"  {r['sender']:>7} → {r['subscribers']:>3} {what}: delivered {r['delivered']:,} of "
         f"{r['expected']:,} ({ok}; {r['duplicates']} duplicates)   sent {r['achieved_events_per_s']}"
         f" events/s   serve CPU {r['serve_cpu_us_per_delivery']} µs per delivery"
+        f" (subscriber processes, {r.get('client', 'websockets')} client:"
+        f" {r.get('subscribers_cpu_us_per_delivery')} µs)"
         + (f"   (Redis restarted {n}× mid-run)" if (n := r.get("redis_restarts_mid_run")) else "")
     )
     figures.say(f"      send → arrival:                   {fmt_dist(r['send_to_arrival_ms'])}")
@@ -347,6 +361,13 @@ def arguments(default_senders: list[str], *, against_prefect: bool = False) -> a
     parser.add_argument("--prefect-subscribers", type=int, default=5)
     parser.add_argument(
         "--stalled", type=int, default=1, help="extra subscribers that stop reading (not counted)"
+    )
+    parser.add_argument(
+        "--client",
+        choices=["lean", "websockets"],
+        default="lean",
+        help="the raw subscribers' client: a lean frame reader that times each frame as it comes "
+        "off the socket (default), or the websockets library (its CPU on the same cores)",
     )
     parser.add_argument(
         "--redis-restart",

@@ -25,14 +25,22 @@ import argparse
 import json
 import os
 import statistics
-import threading
 import time
 from datetime import datetime, timedelta
 
 import httpx
 import orjson
 
-from bench.common import Figures, Server, bench_env, drop_postgres, events_over, flush_redis, manage
+from bench.common import (
+    Figures,
+    Server,
+    bench_env,
+    drop_postgres,
+    events_over,
+    flush_redis,
+    manage,
+    post_batches,
+)
 from bench.query import api_cases, timed
 from bench.seed import LONG_RETENTION, own_template, seeded_env, seeded_in_place
 
@@ -87,22 +95,7 @@ def convert(figures: Figures, url: str, total: int) -> None:
 def ingest(figures: Figures, server: Server, count: int, batch: int = 500, clients: int = 4):
     events = list(events_over(count, span=timedelta(minutes=1), seed=5))
     bodies = [orjson.dumps(events[i : i + batch]) for i in range(0, len(events), batch)]
-    errors: list[str] = []
-
-    def client(mine: list[bytes]) -> None:
-        with httpx.Client(headers=server.headers, timeout=300) as http:
-            for body in mine:
-                response = http.post(f"{server.url}/api/events", content=body)
-                if response.status_code != 204:
-                    errors.append(f"{response.status_code} {response.text[:200]}")
-
-    threads = [threading.Thread(target=client, args=(bodies[i::clients],)) for i in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - started
+    seconds, errors = post_batches(server, bodies, clients)
     assert not errors, errors[:3]
     figures["ingest_rate"] = round(count / seconds)
     figures.say(

@@ -122,7 +122,7 @@ class FeedConsumer(AsyncWebsocketConsumer):
     async def _send_live(self) -> None:
         # Under eventsite's server an idle page is sent each new row at once, by the tail.
         send_now = (self.scope.get("extensions") or {}).get(live.SEND_NOW_EXTENSION)
-        sink = send_now and (lambda item: send_now(_one_row_message(item)))
+        sink = send_now and (lambda items: send_now([_one_row_message(item) for item in items]))
         while True:
             items = await self.subscription.take(sink)
             rows = [(item.event, item.cached("row", _row)) for item in items]

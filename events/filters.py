@@ -39,7 +39,7 @@ from pydantic import (
 from events.labels import Patterns, as_list, glob_regex, label_matches, labels_match
 from events.models import EventResource
 from events.schema import RESOURCE_ID, RESOURCE_ROLE, Event
-from events.text_search import search_text, text_matches, text_q
+from events.text_search import indexed_text, search_text, text_matches, text_q
 
 MAX_TEXT_QUERY = 200
 
@@ -275,9 +275,12 @@ class EventFilter(_Filter):
                 qs = qs.filter(Exists(match))
             else:
                 qs = qs.filter(id__in=rows.filter(q).values("event_id"))
-        # A walk tests each event's text; otherwise PostgreSQL may read it from its index.
-        if self.text and (q := text_q(self.text.query, use_index=semijoin == "in")) is not None:
-            qs = qs.filter(q)
+        # A walk tests each event's text; otherwise PostgreSQL may read it from its index, and
+        # SQLite reads the rows of its FTS5 table when text is the one indexed criterion.
+        if self.text:
+            fts = by_criteria and semijoin == "in" and not self.indexed_columns()
+            if (q := text_q(self.text.query, use_index=semijoin == "in", indexed=fts)) is not None:
+                qs = qs.filter(q)
         if self.distinct:
             first = Window(
                 RowNumber(),
@@ -290,8 +293,16 @@ class EventFilter(_Filter):
 
     def indexed_criteria(self) -> bool:
         """Whether a criterion has an index of its own (names, resource ids and prefixes, related
-        ids and roles, event ids): the matches can be read from it instead of walking time.
-        (Not PostgreSQL's label index: its planner estimates a label value's share and chooses.)"""
+        ids and roles, event ids, on SQLite text terms of 3 characters or more): the matches can
+        be read from it instead of walking time. (Not PostgreSQL's label and trigram indexes:
+        its planner estimates a label value's share and chooses; text walks first there.)"""
+        return self.indexed_columns() or self._indexed_text()
+
+    def _indexed_text(self) -> bool:
+        return bool(self.text) and connection.vendor == "sqlite" and indexed_text(self.text.query)
+
+    def indexed_columns(self) -> bool:
+        """`indexed_criteria` but text: a criterion with a B-tree index of its own."""
         names = self.event and (self.event.name or self.event.prefix)
         resource = self.resource and (self.resource.id or self.resource.id_prefix)
         related = any(r.id or r.role or r.resources_in_roles for r in self._related_list())

@@ -75,9 +75,9 @@ REJOIN_MAX_SECONDS = 2.0
 # come at least every tick) found the end of the log this recently.
 PUSH_FRESH_SECONDS = 2 * TICK_SECONDS
 TOO_SLOW = 1013
-# The ASGI scope extension through which eventsite's server lets a consumer send a text frame
-# synchronously (`eventsite.server.EventsiteServer.send_text_now`); absent under other servers.
-SEND_NOW_EXTENSION = "eventsite.send_text_now"
+# The ASGI scope extension through which eventsite's server lets a consumer send text frames
+# synchronously (`eventsite.server.EventsiteServer.send_texts_now`); absent under other servers.
+SEND_NOW_EXTENSION = "eventsite.send_texts_now"
 
 
 class LiveEvent:
@@ -118,46 +118,50 @@ class Subscription:
         self.ready = asyncio.Event()
         self.closed = False
         # While its socket waits idle in `take`, a subscription may be given a way to send an
-        # event at once, from the tail's delivery loop (`eventsite.server.send_text_now`).
-        self.sink: Callable[[LiveEvent], bool] | None = None
+        # event at once, from the tail's delivery loop (`eventsite.server.send_texts_now`).
+        self.sink: Callable[[list[LiveEvent]], bool] | None = None
 
     def offer(self, items: list[LiveEvent]) -> None:
         """Queue `items`, which match this filter's shape; its occurred window is checked here."""
         if self.closed:
             return
         since, until = self.since, self.until
-        for item in items:
-            if not since <= item.event.occurred <= until:
-                continue
-            if self.sink is not None and not self.pending and self._sent_now(item):
-                continue
-            if len(self.pending) >= self.max_pending:
-                self.close()
-                self.pending.clear()
-                self.on_too_slow(
-                    f"Subscriber too slow: over {self.max_pending} events waiting; "
-                    "reconnect to resume"
-                )
+        if len(items) == 1:  # the usual case: one commit, one event
+            if not since <= items[0].event.occurred <= until:
                 return
-            self.pending.append(item)
-        if self.pending:
-            self.ready.set()
+            fitting = items
+        else:
+            fitting = [item for item in items if since <= item.event.occurred <= until]
+            if not fitting:
+                return
+        if self.sink is not None and not self.pending and self._sent_now(fitting):
+            return
+        if len(self.pending) + len(fitting) > self.max_pending:
+            self.close()
+            self.pending.clear()
+            self.on_too_slow(
+                f"Subscriber too slow: over {self.max_pending} events waiting; reconnect to resume"
+            )
+            return
+        self.pending.extend(fitting)
+        self.ready.set()
 
-    def _sent_now(self, item: LiveEvent) -> bool:
+    def _sent_now(self, items: list[LiveEvent]) -> bool:
         try:
-            return self.sink(item)
+            return self.sink(items)
         except Exception:
             logger.exception("live: sending at once failed; queueing instead")
             self.sink = None
             return False
 
-    async def take(self, sink: Callable[[LiveEvent], bool] | None = None) -> list[LiveEvent]:
+    async def take(self, sink: Callable[[list[LiveEvent]], bool] | None = None) -> list[LiveEvent]:
         """Everything waiting (at least one event), oldest first.
 
-        While nothing waits, `sink(event)` (when given) is offered each new event first and
-        returns whether it sent it (or had it skipped): a socket with room in its write buffer
-        then gets an event without a wake-up of its task. What the sink refuses is queued, and
-        from then on everything queues until the caller takes it, so the order holds.
+        While nothing waits, `sink(events)` (when given) is offered the new events first, in
+        the tail's delivery loop, and returns whether it sent them all (or had them skipped) or
+        none: a socket with room in its write buffer then gets its events without a wake-up of
+        its task. What the sink refuses is queued, and from then on everything queues until the
+        caller takes it, so the order holds.
         """
         while not self.pending:
             self.ready.clear()

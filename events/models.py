@@ -24,7 +24,7 @@ class Event(models.Model):
     payload = models.JSONField(default=dict)
     follows = models.UUIDField(null=True, blank=True)
     # The folded text that text search matches (`events.text_search.search_text`), written by
-    # ingest. Indexed by trigrams: SQLite FTS5 / PostgreSQL pg_trgm GIN (migration 0009).
+    # ingest. Indexed by trigrams: PostgreSQL pg_trgm GIN (0009), SQLite FTS5 by triggers (0012).
     search = models.TextField(db_default="", editable=False)
 
     class Meta:

@@ -3,7 +3,8 @@
 Part of the read path. SQLite keeps no statistics, so for a filtered page it cannot tell common
 matches (best found by walking the occurred index newest first) from rare ones (best read from
 their own index and sorted); `newest` tries the first within WALK_BUDGET and falls back to the
-second. `distinct` pages walk in chunks (`_newest_distinct`). `explain` shows the plans (tested
+second (for text alone, only when its FTS5 table narrows the terms to few rows,
+`text_search.fts_match`; else the walk goes on). `distinct` pages walk in chunks (`_newest_distinct`). `explain` shows the plans (tested
 in tests/events/test_plans.py).
 """
 
@@ -21,6 +22,7 @@ from django.db.models import DateTimeField, F, Func, Q
 from events import timebox
 from events.filters import EventFilter
 from events.models import Event
+from events.text_search import fts_match
 from events.totals import by_criteria
 
 # How long a page may walk the occurred index looking for matches before it reads them from
@@ -91,6 +93,10 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
             return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
     except timebox.OutOfTime:
         pass
+    if not event_filter.indexed_columns() and fts_match(event_filter.text.query) is None:
+        # Text alone, each term with no trigram in fewer than FEW_ROWS events: common words,
+        # which the walk finds sooner than FTS5 reads their rows (`text_search.fts_match`).
+        return Found(list(walk.order_by(*ordering)[:limit]))
     # Sorted by `+occurred`, which no index serves: SQLite reads the matches from the criteria's
     # index and sorts them, rather than walking the occurred index again for the order.
     unindexed = Func(F("occurred"), template="+%(expressions)s", output_field=DateTimeField())

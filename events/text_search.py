@@ -6,21 +6,23 @@ fold to "strasse"). The write path stores it in `Event.search`; a query term mat
 folded form is a substring of it. Because the text is made once, in Python, the same way for
 both backends, neither jsonb's spacing and key order nor a database's case rules change a result.
 
-The index: on PostgreSQL a pg_trgm GIN index (`event_search_trgm`) serves `LIKE '%term%'` for
-terms of 3 or more characters (shorter terms and exclusions are tested row by row). SQLite tests
-each event's column with `instr` (a page walks the window newest first): an FTS5 trigram table was
-measured and rejected, its index alone wrote ~1,100–1,700 events/s against ~72,000 without
-(search texts of ~540 characters), a quarter of the ingest rate (docs/scaling.md).
+The index serves terms of 3 or more characters; shorter terms and exclusions are tested row by
+row (`instr` / `strpos`, which no index serves). On PostgreSQL a pg_trgm GIN index
+(`event_search_trgm`, migration 0009) serves `LIKE '%term%'`. On SQLite an FTS5 trigram table
+(`events_event_fts`, migration 0012, kept by triggers) narrows a read to the rows holding each of a
+term's trigrams, which `instr` then confirms (`text_q(indexed=True)`): a page reads it only when
+text is its one indexed criterion and a walk of the window found too few (`page_plans.newest`).
 """
 
 from __future__ import annotations
 
 import shlex
+import time
 from typing import TYPE_CHECKING
 
 import orjson
 from django.db import connection
-from django.db.models import Q, Value
+from django.db.models import BooleanField, F, Func, Q, Value
 from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan
 
@@ -28,8 +30,15 @@ if TYPE_CHECKING:  # importable without Django's settings (bench/ingest.py build
     from events.schema import Event
 
 
-# pg_trgm's index serves a substring of at least this many characters.
+# pg_trgm's and FTS5's trigram indexes serve a substring of at least this many characters.
 INDEXED_TERM = 3
+# SQLite's FTS5 trigram table over `events_event.search` (migration 0012).
+FTS_TABLE = "events_event_fts"
+# A trigram in fewer events than this narrows an FTS5 read (3 % of 1M); a term's trigrams are
+# counted (up to this many rows) for at most PROBES of them, and remembered PROBE_TTL seconds.
+FEW_ROWS = 30_000
+PROBES = 4
+PROBE_TTL = 60.0
 
 
 def fold(text: str) -> str:
@@ -80,11 +89,13 @@ def text_matches(query: str, text: str) -> bool:
     return all(t in text for t in required)
 
 
-def text_q(query: str, *, use_index: bool = True) -> Q | None:
+def text_q(query: str, *, use_index: bool = True, indexed: bool = False) -> Q | None:
     """The query as a condition on `events_event` (None when it has no terms).
 
     `use_index=False` (a newest-first walk testing each event) keeps PostgreSQL off the trigram
     index, which its planner would otherwise pick for a common term and read every match of.
+    `indexed=True` (SQLite, `indexed_text`) adds the rows the FTS5 table finds for the terms:
+    SQLite, which has no statistics, then reads those rows first, whatever their number.
     """
     include, exclude, required = parse_text_query(query)
     if not (include or exclude or required):
@@ -99,7 +110,109 @@ def text_q(query: str, *, use_index: bool = True) -> Q | None:
         q &= _contains(term, use_index)
     for term in exclude:
         q &= ~_contains(term, False)
+    if indexed and connection.vendor == "sqlite" and (match := fts_match(query)) is not None:
+        q &= Q(_FtsRows(match))
     return q
+
+
+def indexed_text(query: str) -> bool:
+    """Whether SQLite's FTS5 table may narrow the query: every any-of term, or one required
+    term, has 3 characters or more (`fts_match` then says whether it does)."""
+    include, _, required = parse_text_query(query)
+    return bool(include and all(map(_indexable, include))) or any(map(_indexable, required))
+
+
+def fts_match(query: str) -> str | None:
+    """An FTS5 MATCH expression that finds every event the query finds and few others (`instr`
+    drops those), or None when the index cannot narrow the query to few rows (SQLite).
+
+    A term is looked up by the AND of up to two of its trigrams that are in fewer than
+    FEW_ROWS events (`_narrowing_trigrams`); an any-of term without one, or too short,
+    leaves the any-of terms out, a required one just itself. Each trigram is a 3-character FTS5
+    string, quotes doubled, so nothing a user types is read as FTS5 syntax (`*`, `AND`, `NEAR`,
+    `^`, a column name) and each string is one token (the table keeps no positions, so it
+    has no phrases).
+    """
+    include, _, required = parse_text_query(query)
+    parts = []
+    lookups = [_narrowing_trigrams(t) if _indexable(t) else None for t in include]
+    if lookups and all(lookups):
+        parts.append(" OR ".join(f"({_and(grams)})" for grams in lookups))
+    for term in required:
+        if _indexable(term) and (grams := _narrowing_trigrams(term)):
+            parts.append(_and(grams))
+    return " AND ".join(f"({p})" for p in parts) if parts else None
+
+
+def _indexable(term: str) -> bool:
+    # The FTS5 query parser reads a NUL as the end of its input.
+    return len(term) >= INDEXED_TERM and "\x00" not in term
+
+
+def _and(grams: list[str]) -> str:
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
+# Characters of nearly every event's search text (JSON syntax, lower-case ASCII letters): a
+# trigram with others (digits, other scripts, rarer punctuation) is tried first, as likelier rare.
+_COMMON = frozenset('abcdefghijklmnopqrstuvwxyz .":,{}[]_-')
+_probed: dict[str, tuple[float, list[str] | None]] = {}
+
+
+def _narrowing_trigrams(term: str) -> list[str] | None:
+    """Up to two trigrams of `term` each in fewer than FEW_ROWS events ([one] if a trigram is
+    in none), found by counting at most FEW_ROWS rows of each (up to PROBES trigrams, likelier
+    rare first); None when none is, or the index is absent.
+
+    FTS5 reads the whole list of rows of each trigram of a MATCH: a trigram in most events
+    (`acm` of "acme.order.4242") costs ~50 ms at 1M even in an AND with a rare one, so only
+    rare ones are used. Remembered for PROBE_TTL seconds: any trigrams of the term find every
+    match, so a stale choice costs time, never a result.
+    """
+    now = time.monotonic()
+    if (known := _probed.get(term)) and now - known[0] < PROBE_TTL:
+        return known[1]
+    grams = list(dict.fromkeys(term[i : i + INDEXED_TERM] for i in range(len(term) - 2)))
+    grams.sort(key=lambda g: -sum(c not in _COMMON for c in g))
+    found: list[str] | None = []
+    with connection.cursor() as cursor:
+        for gram in grams[:PROBES]:
+            cursor.execute(
+                f"SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} "
+                f"MATCH %s LIMIT {FEW_ROWS})",
+                [_and([gram])],
+            )
+            (rows,) = cursor.fetchone()
+            if rows == 0:  # no event has it: nor the term
+                found = [gram]
+                break
+            if rows < FEW_ROWS:
+                found.append(gram)
+                if len(found) == 2:
+                    break
+    found = found or None
+    if len(_probed) > 1000:
+        _probed.clear()
+    _probed[term] = (now, found)
+    return found
+
+
+class _FtsRows(Func):
+    """`<events_event>.rowid IN (the rows of the FTS5 table matching an expression)`."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, match: str):
+        super().__init__(F("search"))
+        self.match = match
+
+    def as_sql(self, compiler, connection, **extra):
+        column, params = compiler.compile(self.source_expressions[0])
+        # The column of the events table as this query names it ("events_event" or an alias).
+        rowid = column.rsplit(".", 1)[0] + ".rowid" if "." in column else "rowid"
+        sql = f"{rowid} IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s)"
+        return sql, [*params, self.match]
 
 
 def _contains(term: str, use_index: bool) -> Q:

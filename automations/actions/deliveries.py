@@ -49,7 +49,7 @@ def record(
     if run is None:
         return None
     exchange = exchange or Exchange()
-    if outcome == Delivery.Outcome.RETRYING and run.attempts >= max_attempts:
+    if outcome == Delivery.Outcome.RETRYING and run.attempts - run.resent_after >= max_attempts:
         outcome = Delivery.Outcome.FAILED  # the last attempt: nothing comes after it
     return Delivery.objects.create(
         run=run,

@@ -2,7 +2,8 @@
 
 A resent run goes back in the queue as it was when the automation fired (same action, same
 event, same delivery id, so a receiver can still drop repeats): pending, due now, with a fresh
-retry schedule. The engine takes it up within a second, like any due retry. Test sends are not
+retry schedule; its attempts go on being numbered after the ones it made before (`resent_after`
+says where the fresh schedule starts). The engine takes it up within a second, like any due retry. Test sends are not
 resent in bulk.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from automations.models import ActionRun, Automation
@@ -52,7 +54,7 @@ def _requeue(automation: Automation, runs, *, since: datetime | None) -> int:
         # Only a run still failed is taken: a concurrent resend finds none left.
         count = ActionRun.objects.filter(pk__in=ids, status=ActionRun.Status.FAILED).update(
             status=ActionRun.Status.PENDING,
-            attempts=0,
+            resent_after=F("attempts"),
             next_attempt=now,
             finished=None,
             updated=now,

@@ -91,7 +91,8 @@ def perform(run_id: uuid.UUID, *, now: Callable[[], datetime] = timezone.now) ->
         reason = f"Action crashed: {exc!r}"
 
     finished = now()
-    will_retry = bool(reason) and retry and run.attempts < schedule.attempts
+    tries = run.attempts - run.resent_after  # this schedule's attempts (since the last resend)
+    will_retry = bool(reason) and retry and tries < schedule.attempts
     with transaction.atomic():
         if run.triggered_event_id is None:
             run.triggered_event_id = uuid.uuid4()
@@ -100,7 +101,7 @@ def perform(run_id: uuid.UUID, *, now: Callable[[], datetime] = timezone.now) ->
         if reason:
             run.status = ActionRun.Status.PENDING if will_retry else ActionRun.Status.FAILED
             run.last_error = reason[:ERROR_LIMIT]
-            run.next_attempt = finished + schedule.delay(run.attempts) if will_retry else None
+            run.next_attempt = finished + schedule.delay(tries) if will_retry else None
             details = {
                 **details,
                 "reason": reason[:ERROR_LIMIT],

@@ -103,6 +103,8 @@ class EventTrigger(_Trigger):
     within: Window = Field(default=timedelta(0), validate_default=True)
     # (expect|after, event name) → matches: event names repeat, globbing them again is waste
     _names: dict = PrivateAttr(default_factory=dict)
+    # (sorted for_each, whether all are labels of the primary resource): `bucketing_key`'s plan
+    _key_plan: tuple | None = PrivateAttr(default=None)
 
     @field_validator("after", "expect", "for_each")
     @classmethod
@@ -194,7 +196,20 @@ class EventTrigger(_Trigger):
     def bucketing_key(self, event: Event) -> tuple[str, ...]:
         if not self.for_each:
             return ()
-        return tuple(find_resource_label(event, label) or "" for label in sorted(self.for_each))
+        plan = self.__pydantic_private__["_key_plan"]
+        if plan is None:
+            labels = tuple(sorted(self.for_each))
+            plain = not any(_is_related_label(label) for label in labels)
+            plan = self.__pydantic_private__["_key_plan"] = (labels, plain)
+        labels, plain = plan
+        if not plain:
+            return tuple(find_resource_label(event, label) or "" for label in labels)
+        # Labels of the primary resource only (the usual case): looked up directly, the
+        # resource read once (a stored event decodes it on first use).
+        resource = event.resource
+        if len(labels) == 1:
+            return (resource.get(labels[0]) or "",)
+        return tuple(resource.get(label) or "" for label in labels)
 
     def labels_for(self, key: tuple[str, ...]) -> dict[str, str]:
         return dict(zip(sorted(self.for_each), key, strict=False))
@@ -351,6 +366,12 @@ def validation_errors(exc: ValidationError, *, prefix: tuple = ()) -> list[dict[
             message = message[len("Value error, ") :]
         out.append({"field": ".".join(cleaned) or "trigger", "message": message})
     return out
+
+
+def _is_related_label(label: str) -> bool:
+    """Whether `find_resource_label` reads this label from a related resource."""
+    directive, _, _ = label.rpartition(":")
+    return directive.partition(":")[0] == "related"
 
 
 def find_resource_label(event: Event, label: str) -> str | None:

@@ -76,6 +76,8 @@ class Evaluator:
             self.owner[trigger.id] = automation
             if isinstance(trigger, EventTrigger):
                 self.event_triggers.append(trigger)
+                if not trigger.reactive:
+                    self.state.track_ends(trigger.id)
                 names = [*trigger.expect, *trigger.after] if trigger.expect else ["*"]
                 for name in unique(names):
                     if _is_glob(name):
@@ -100,6 +102,8 @@ class Evaluator:
         index = self._for_name.get(event.event)
         if index is None:
             index = self._candidates(event.event)
+        if index.unconditional:
+            return index.always  # (shared: not to be changed)
         return [t for t in index.candidates(event) if t.covers_resources(event)]
 
     def _candidates(self, name: str) -> _LabelIndex:
@@ -126,18 +130,23 @@ class Evaluator:
         fired: list[Firing] = []
         in_outage = self.state.in_outage
         for trigger in self.interested(event) if triggers is None else triggers:
-            self._reactive(trigger, event, clock, fired)
+            key = trigger.bucketing_key(event)
+            self._reactive(trigger, key, event, clock, fired)
             if in_outage and trigger.id in in_outage:
-                self._resolve(trigger, event, clock, fired)
+                self._resolve(trigger, key, event, clock, fired)
         return fired
 
     def _resolve(
-        self, trigger: EventTrigger, event: Event, clock: datetime, fired: list[Firing]
+        self,
+        trigger: EventTrigger,
+        key: tuple[str, ...],
+        event: Event,
+        clock: datetime,
+        fired: list[Firing],
     ) -> None:
         """End the key's outage if this is an expected event (the events are back)."""
         if not trigger.expects(event.event):
             return
-        key = trigger.bucketing_key(event)
         outage = self.state.close_outage((trigger.id, key))
         if outage is not None:
             fired.append(
@@ -152,24 +161,34 @@ class Evaluator:
             )
 
     def _reactive(
-        self, trigger: EventTrigger, event: Event, clock: datetime, fired: list[Firing]
+        self,
+        trigger: EventTrigger,
+        key: tuple[str, ...],
+        event: Event,
+        clock: datetime,
+        fired: list[Firing],
     ) -> None:
         state = self.state
-        key = trigger.bucketing_key(event)
-        bucket: Bucket | None = None
-        if trigger.after and trigger.starts_after(event.event):
-            # When one event both opens and counts (a heartbeat), it starts at -1 so that it
-            # leaves its own window at 0 once evaluated below.
-            initial = -1 if trigger.expects(event.event) else 0
-            bucket = self._ensure_bucket(
-                trigger,
-                key,
-                start=event.occurred,
-                end=event.occurred + trigger.within,
-                last_event=event,
-                initial_count=initial,
-            )
-        if bucket is None and not trigger.after and trigger.expects(event.event):
+        name = event.event
+        expects = trigger.expects(name)
+        # (The key's window is looked up first: when it is open, as for most events, the
+        # window a new one would have is not worked out.)
+        bucket = state.buckets.get((trigger.id, key))
+        if trigger.after:
+            if bucket is None and trigger.starts_after(name):
+                # When one event both opens and counts (a heartbeat), it starts at -1 so that it
+                # leaves its own window at 0 once evaluated below.
+                bucket = self._ensure_bucket(
+                    trigger,
+                    key,
+                    start=event.occurred,
+                    end=event.occurred + trigger.within,
+                    last_event=event,
+                    initial_count=-1 if expects else 0,
+                )
+            elif bucket is not None and not trigger.starts_after(name):
+                bucket = None  # (opened by an `after` event only: held, then looked up below)
+        elif expects and bucket is None:
             # The first window starts a lookback before the event, so events of the same
             # moment that arrive slightly out of order still count in it.
             bucket = self._ensure_bucket(
@@ -179,7 +198,7 @@ class Evaluator:
                 end=event.occurred + trigger.within,
                 last_event=event,
             )
-        if not trigger.expects(event.event):
+        if not expects:
             return
         if bucket is None:
             if trigger.holds_expect_events and not self._hold(trigger, key, event, clock):
@@ -208,32 +227,36 @@ class Evaluator:
             self._ensure_bucket(
                 trigger, (), start=as_of, end=as_of + trigger.within, last_event=None
             )
-        due = []
         # Without `after`, a key's windows roll on after meeting the threshold, so that a key
         # going silent fires (one key, without for_each, is opened afresh on every run).
         rolls = not trigger.after and bool(trigger.for_each)
-        outages = self.state.outages
-        # (Looked up once: this loop runs over every key's window at every tick.)
-        enough = trigger.threshold if not rolls else None
-        for bucket in self.state.buckets_of(trigger.id, ordered=False):
-            end = bucket.end
-            # A window that already has enough events cannot fire; drop it without evaluating.
-            if enough is not None and bucket.count >= enough:
-                self.state.remove(bucket)
-            elif end > as_of:
-                # Its window is still open: evaluating it would change nothing (`_evaluate`
-                # returns it as it is); only its end matters, for the next run.
-                if end < run_again_at:
-                    run_again_at = end
-            elif outages and bucket.ident in outages:
+        state = self.state
+        outages = state.outages
+        # Only the windows put since the last run can have newly met the threshold, and only
+        # those that ended can be due: the state indexes both (`track_ends`), instead of this
+        # run looking at every key's window at every tick.
+        if not rolls:
+            enough = trigger.threshold
+            for bucket in state.touched(trigger.id):
+                # A window that already has enough events cannot fire; drop it unevaluated.
+                if bucket.count >= enough:
+                    state.remove(bucket)
+        else:
+            state.touched(trigger.id)  # (nothing to check: taken to keep the set small)
+        due = []
+        for bucket in state.due(trigger.id, as_of):
+            if outages and bucket.ident in outages:
                 # The key is in an outage: it has notified, an expected event resolves it.
-                self.state.remove(bucket)
+                state.remove(bucket)
             else:
                 due.append(bucket)
-        for bucket in sorted(due, key=lambda b: b.start):
-            following = self._evaluate(trigger, bucket, as_of, None, as_of, fired)
-            if following and as_of < following.end < run_again_at:
-                run_again_at = following.end
+        for bucket in due:
+            self._evaluate(trigger, bucket, as_of, None, as_of, fired)
+        # The first window still open (every stored one is: those that ended were evaluated,
+        # which rolls them on past `as_of`, or removed).
+        next_end = state.next_end(trigger.id)
+        if next_end is not None and next_end < run_again_at:
+            run_again_at = next_end
         return run_again_at
 
     def sweep(self, clock: datetime) -> None:
@@ -274,16 +297,10 @@ class Evaluator:
 
         previous_last_event = bucket.last_event
         if count and (trigger.immediate or bucket.start <= now < bucket.end):
-            bucket = state.put(
-                Bucket(
-                    bucket.trigger_id,
-                    bucket.key,
-                    bucket.start,
-                    bucket.end,
-                    bucket.count + count,
-                    triggering_event or bucket.last_event,
-                )
-            )
+            # Counted in place (the bucket is the state's; nothing else holds it).
+            bucket.count += count
+            bucket.last_event = triggering_event
+            state.changed(bucket)
             count = 0
 
         # Reactive triggers fire as soon as the threshold is met; proactive ones only when the
@@ -505,6 +522,11 @@ class _LabelIndex:
                 table.setdefault(prefix, []).append(trigger)
         for label, table in self.by_label.items():
             self.lengths[label] = sorted({len(p) for p in table})
+        # Every trigger covers every event of the name (no `match` nor `match_related`): the
+        # candidates are the answer, without a look at the event's resources.
+        self.unconditional = not self.by_label and not any(
+            t.match or t.match_related for t in self.always
+        )
 
     def candidates(self, event: Event) -> list[EventTrigger]:
         if not self.by_label:

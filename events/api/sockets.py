@@ -444,6 +444,10 @@ def _rejection(
     )
 
 
+def _id_text(event: schema.Event) -> str:
+    return str(event.id)
+
+
 def _event_frame(event: schema.Event) -> str:
     return orjson.dumps({"type": "event", "event": event.to_wire()}).decode()
 
@@ -540,13 +544,25 @@ class EventsOutConsumer(_TokenSocket):
 
         def skip(item: live.LiveEvent) -> bool:  # the backfill sent it
             nonlocal sent
-            if sent and loop.time() > forget_at:
+            if not sent:
+                return False
+            if loop.time() > forget_at:
                 sent = set()
-            return bool(sent) and str(item.event.id) in sent
+                return False
+            return item.cached("id", _id_text) in sent
 
         # Under eventsite's server an idle socket is sent each live event at once, by the tail.
         send_now = (self.scope.get("extensions") or {}).get(live.SEND_NOW_EXTENSION)
-        sink = send_now and (lambda item: skip(item) or send_now(item.cached("out", _event_frame)))
+        sink = None
+        if send_now:
+
+            def sink(items: list[live.LiveEvent]) -> bool:
+                if sent:
+                    items = [item for item in items if not skip(item)]
+                    if not items:
+                        return True
+                return send_now([item.cached("out", _event_frame) for item in items])
+
         while True:
             for item in await self.subscription.take(sink):
                 if not skip(item):

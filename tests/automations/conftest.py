@@ -131,6 +131,8 @@ def settle(timeout: float = 15.0) -> None:
     """
     import time
 
+    from django.db.models import F
+
     from automations.models import ActionRun
     from events.models import Event
 
@@ -138,7 +140,8 @@ def settle(timeout: float = 15.0) -> None:
     last = None
     while time.monotonic() < deadline:
         busy = ActionRun.objects.filter(
-            status__in=[ActionRun.Status.PENDING, ActionRun.Status.RUNNING], attempts=0
+            status__in=[ActionRun.Status.PENDING, ActionRun.Status.RUNNING],
+            attempts=F("resent_after"),  # not tried yet (since a resend)
         ).exists()
         now = (Event.objects.count(), busy)
         if now == last and not busy:

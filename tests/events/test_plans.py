@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 
-from events import page_plans, queries
+from events import page_plans, queries, text_search
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.models import Event
+from events.text_search import fts_match
 from tests.factories import event_data, related
 
 pytestmark = pytest.mark.django_db
@@ -129,16 +130,36 @@ def test_a_selective_criterion_is_read_from_its_own_index(criterion):
 
 def test_a_rare_text_term_is_read_from_the_trigram_index():
     """PostgreSQL's pg_trgm GIN index, which its planner prices above a scan of the time index
-    until the log is some ten thousand events: 20,000 more. (SQLite walks: `events.text_search`.)"""
-    if connection.vendor != "postgresql":
-        pytest.skip("SQLite has no text index: a text search walks the window (WALKED)")
-    _filler()
+    until the log is some ten thousand events: 20,000 more. SQLite's FTS5 trigram table
+    (`events_event_fts`), whose rows are looked up by rowid."""
+    if connection.vendor == "postgresql":
+        _filler()
     found = plans({"text": {"query": "escalated"}})
 
+    index = {"postgresql": "event_search_trgm", "sqlite": "events_event_fts VIRTUAL TABLE"}
     for name in ("by_criteria", "count"):
         plan = found[name]
         assert not FULL_SCAN[connection.vendor].search(plan), f"{name} scans:\n{plan}"
-        assert "event_search_trgm" in plan, plan
+        assert index[connection.vendor] in plan, plan
+        if connection.vendor == "sqlite":
+            assert "SEARCH events_event USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+
+
+def test_a_common_text_term_is_not_read_from_the_fts5_table():
+    """A term whose trigrams are each in many events (at least FEW_ROWS) is walked on SQLite:
+    FTS5 would read every row of each (`text_search.fts_match`)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's FTS5 table")
+    event_filter = EventFilter.model_validate({"text": {"query": "gold"}})
+    text_search._probed.clear()
+    assert fts_match("gold") is not None  # 1,000 of 3,000 events: rare at this size
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(text_search, "FEW_ROWS", 500)
+        text_search._probed.clear()
+        assert fts_match("gold") is None
+        assert "events_event_fts" not in page_plans.explain(event_filter)["by_criteria"]
+    text_search._probed.clear()
 
 
 # Exact resource labels on PostgreSQL: `resource @> {...}`, served by the GIN index of migration

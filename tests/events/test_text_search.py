@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.models import Event
-from events.text_search import search_text
+from events.retention import prune
+from events.text_search import FTS_TABLE, fts_match, search_text
+from events.totals import by_criteria
 from tests.factories import event_data
 
 pytestmark = pytest.mark.django_db
@@ -55,17 +59,23 @@ def events(draw):
 
 
 @st.composite
-def queries(draw, stored: list[dict]):
-    """Terms taken from the events' own text (in any case) or made up, each maybe signed."""
+def queries(draw, stored: list[dict], texts: list[str]):
+    """Terms taken from the events as sent or from their search text (3 to 12 characters, across
+    JSON punctuation: what the trigram indexes serve), in any case, or made up, maybe signed."""
     terms = []
     for _ in range(draw(st.integers(1, 3))):
-        if stored and draw(st.booleans()):
-            source = json.dumps(draw(st.sampled_from(stored)), ensure_ascii=False)
-            start = draw(st.integers(0, len(source) - 1))
-            term = source[start : start + draw(st.integers(1, 6))]
-            term = draw(st.sampled_from([term, term.upper(), term.lower(), term.casefold()]))
+        source = draw(st.sampled_from(["sent", "search", "made up"]))
+        if source == "sent" and stored:
+            sent = json.dumps(draw(st.sampled_from(stored)), ensure_ascii=False)
+            start = draw(st.integers(0, len(sent) - 1))
+            term = sent[start : start + draw(st.integers(1, 6))]
+        elif source == "search" and texts:
+            text = draw(st.sampled_from(texts))
+            start = draw(st.integers(0, max(0, len(text) - 3)))
+            term = text[start : start + draw(st.integers(3, 12))]
         else:
             term = draw(words)
+        term = draw(st.sampled_from([term, term.upper(), term.lower(), term.casefold()]))
         terms.append(draw(st.sampled_from(["", "-", "+", "!"])) + term)
     return " ".join(terms)
 
@@ -78,29 +88,35 @@ def queries(draw, stored: list[dict]):
 @given(data=st.data())
 def test_sql_and_in_memory_text_search_agree_on_any_text(data):
     stored = data.draw(st.lists(events(), max_size=8, unique_by=lambda e: e["id"]))
-    query = data.draw(queries(stored))
-    event_filter = EventFilter.model_validate({"text": {"query": query}})
     with transaction.atomic():
         result = ingest(stored, source="property-test")
         assert result.ok, result.rejected
+        texts = sorted(search_text(e) for e in result.stored)  # (an order of its own)
+        query = data.draw(queries(stored, texts))
+        event_filter = EventFilter.model_validate({"text": {"query": query}})
         order = event_filter.ordered(Event.objects.all()).query.order_by
         plans = {
             "in": event_filter.apply(Event.objects.all()),
             "walk": event_filter.apply(Event.objects.all(), semijoin="exists"),
+            # SQLite's FTS5 table when a term is long enough (`text_search.indexed_text`).
             "by_criteria": event_filter.apply(Event.objects.all(), by_criteria=True),
         }
         found = {name: [e.id for e in rows.order_by(*order)] for name, rows in plans.items()}
         total = event_filter.apply(Event.objects.all()).count()
+        total_by_criteria = by_criteria(event_filter).count()
         transaction.set_rollback(True)
 
     expected = [e.id for e in event_filter.evaluate(result.stored)]
     assert found == dict.fromkeys(plans, expected), query
-    assert total == len(expected)
+    assert total == total_by_criteria == len(expected)
 
 
 def find(query: str) -> list[str]:
+    """The names of the events a query finds, the same row by row and through the text index."""
     event_filter = EventFilter.model_validate({"text": {"query": query}})
-    return sorted(e.event for e in event_filter.apply(Event.objects.all()))
+    found = sorted(e.event for e in event_filter.apply(Event.objects.all()))
+    assert sorted(e.event for e in by_criteria(event_filter)) == found, query
+    return found
 
 
 def test_text_search_folds_case_the_unicode_way():
@@ -161,3 +177,98 @@ def test_deleted_events_leave_the_index():
     Event.objects.filter(id=result.stored[0].id).delete()
 
     assert find("vanish") == ["a.kept"]
+
+
+def fts_check():
+    """FTS5's own check of the index against the table's text (raises when they differ)."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rank) VALUES ('integrity-check', 1)"
+            )
+
+
+def test_the_text_index_follows_inserts_deletes_changes_and_retention(settings):
+    settings.EVENTSITE_EVENT_RETENTION = timedelta(days=7)
+    result = ingest(
+        [
+            event_data("a.old", payload={"w": "expired words"}, ago=timedelta(days=8)),
+            event_data("a.changed", payload={"w": "first words"}),
+            event_data("a.kept", payload={"w": "kept words"}),
+            event_data("a.gone", payload={"w": "deleted words"}),
+        ],
+        source="test",
+    )
+    assert result.ok
+    Event.objects.filter(event="a.changed").update(search="a.changed second words")
+    Event.objects.filter(event="a.gone").delete()
+    assert prune() == 1
+
+    fts_check()
+    assert find("words") == ["a.changed", "a.kept"]
+    assert find("second") == ["a.changed"]
+    assert find("first") == find("expired") == find("deleted") == []
+
+
+# What FTS5's query language reads as syntax: a user's term means these characters, no more.
+FTS5_SYNTAX = [
+    '"',
+    '""',
+    '"*',
+    "*",
+    "a*",
+    "AND",
+    "OR",
+    "NOT",
+    "NEAR(ab cd)",
+    "^start",
+    "search:x",
+    "{search}:x",
+    "(ab)",
+    "a + b",
+    "-x",
+    "x OR y",
+    "'q\"",
+    "\\",
+]
+
+
+@pytest.mark.parametrize("text", FTS5_SYNTAX)
+def test_fts5_syntax_in_a_term_is_a_plain_substring(text):
+    assert ingest(
+        [
+            event_data("a.has", payload={"said": f"<{text}>"}),
+            event_data("a.other", payload={"said": "ab cd start x y AND OR NOT search"}),
+        ],
+        source="test",
+    ).ok
+    # The term as the search text holds it (JSON: a quote is \", a backslash \\), one quoted
+    # word of the query whatever it contains.
+    written = orjson.dumps(f"<{text}>").decode()[1:-1]
+
+    assert find(shlex.quote(written)) == ["a.has"]
+    if written[1] not in "-+!":  # (a leading sign is the query's own syntax: not, must)
+        assert find(shlex.quote(written[1:])) == ["a.has"]
+        assert "a.has" in find(shlex.quote(written[1:-1]))
+
+
+def test_a_query_of_fts5_syntax_answers_through_the_api_and_the_feed(api_client, logged_in_client):
+    assert ingest([event_data("a.x", payload={"said": 'NEAR("a" b)* AND ^c'})], source="test").ok
+    for query in ['NEAR("a" b)*', '"AND ^c"', "'\")*'", '")*', "*** AND", "NOT OR"]:
+        response = api_client.post(
+            "/api/events/filter", {"filter": {"text": {"query": query}}}, format="json"
+        )
+        assert response.status_code == 200, (query, response.content[:300])
+        response = logged_in_client.get("/events/", {"q": query})
+        assert response.status_code == 200, query
+
+
+@settings(max_examples=200, deadline=None)
+@given(query=st.text(st.characters(blacklist_categories=["Cs"]), max_size=40))
+def test_any_query_is_a_valid_fts5_expression(query):
+    """Whatever a user types, the MATCH expression made of it parses (a 500 is a defect)."""
+    if connection.vendor != "sqlite" or (match := fts_match(query)) is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH %s", [match])
+        assert cursor.fetchone() == (0,)

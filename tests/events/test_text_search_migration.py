@@ -14,6 +14,7 @@ from django.utils import timezone
 from events.filters import EventFilter
 from events.models import Event
 from events.text_search import search_text
+from events.totals import by_criteria
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -59,3 +60,44 @@ def test_existing_events_are_given_their_search_text_in_batches_and_found(monkey
     assert sorted(e.event for e in found) == sorted(f"acme.Straße.{i}" for i in range(0, 30, 3))
     found = EventFilter.model_validate({"text": {"query": "STRASSE.1"}}).apply(Event.objects.all())
     assert {e.event for e in found} == {"acme.Straße.1", *(f"acme.Straße.1{i}" for i in range(10))}
+
+
+def test_migration_0012_indexes_an_existing_sqlite_log_and_keeps_it_indexed():
+    """The FTS5 table is filled from the events already stored, then kept by its triggers."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's FTS5 table (a no-op on PostgreSQL)")
+    before = [("events", "0011_resource_label_index")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    OldEvent = executor.loader.project_state(before).apps.get_model("events", "Event")
+    now = timezone.now()
+    OldEvent.objects.bulk_create(
+        OldEvent(
+            id=uuid.uuid4(),
+            occurred=now - timedelta(seconds=i),
+            received=now,
+            event=f"acme.old.{i}",
+            resource_id=f"acme.order.{i}",
+            resource={"prefect.resource.id": f"acme.order.{i}"},
+            search=f'acme.old.{i} {{"prefect.resource.id":"acme.order.{i}"}} [] {{}}',
+        )
+        for i in range(30)
+    )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate([("events", "0012_event_search_fts")])
+    Event.objects.filter(event="acme.old.7").delete()
+
+    with connection.cursor() as cursor:
+        # FTS5's own check of the index against the table (raises when they differ).
+        cursor.execute(
+            "INSERT INTO events_event_fts(events_event_fts, rank) VALUES ('integrity-check', 1)"
+        )
+        cursor.execute(
+            "SELECT count(*) FROM events_event_fts WHERE events_event_fts MATCH '\"r.1\"'"
+        )
+        assert cursor.fetchone() == (11,)  # acme.order.1, .10 … .19
+    event_filter = EventFilter.model_validate({"text": {"query": "'order.1\"'"}})
+    found = by_criteria(event_filter)
+    assert "events_event_fts" in str(found.query)
+    assert [e.event for e in found] == ["acme.old.1"]

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from automations.actions import ActionsInvalid, RetrySchedule, parse_action
+from automations.actions.resend import resend
 from automations.engine import Engine
 from automations.models import ActionRun, Automation, Delivery
 from events.models import Event as EventRow
@@ -137,7 +138,7 @@ def test_the_firing_page_resends_a_failed_run_and_says_so(clock, sink, logged_in
     assert response.status_code == 200
     assert "Resent 1 failed run" in response.content.decode()
     run.refresh_from_db()
-    assert run.status == ActionRun.Status.PENDING and run.attempts == 0
+    assert run.status == ActionRun.Status.PENDING and (run.attempts, run.resent_after) == (1, 1)
     deliver_due()
     run.refresh_from_db()
     assert run.status == ActionRun.Status.SUCCEEDED
@@ -149,6 +150,38 @@ def test_the_firing_page_resends_a_failed_run_and_says_so(clock, sink, logged_in
     response = logged_in_client.post(f"/automations/runs/{run.id}/resend", follow=True)
     assert "Nothing resent: the run is succeeded" in response.content.decode()
     assert len(audit_events()) == 1
+
+
+def test_a_resent_run_numbers_its_attempts_on_with_a_fresh_schedule(clock, sink):
+    """Two attempts fail (a schedule of 2), the run is resent: its attempts are numbered 3 and 4
+    (not 1 and 2 again), and the fresh schedule retries once more before it fails again."""
+    action = {"type": "call-webhook", "url": sink.url, "retry": {"attempts": 2, "first_delay": 5}}
+    make_automation(TRIGGER, [action], name="alerts")
+    sink.status = 503
+    engine = Engine()
+    engine.load()
+    fire_once(engine, clock)
+    run = ActionRun.objects.get()
+    clock.shift((run.next_attempt - clock.now()).total_seconds() + 1)
+    deliver_due()
+    run.refresh_from_db()
+    assert run.status == ActionRun.Status.FAILED and run.attempts == 2
+    assert resend(run)
+    run.refresh_from_db()
+    assert run.status == ActionRun.Status.PENDING
+    assert (run.attempts, run.resent_after) == (2, 2)
+    deliver_due()
+    run.refresh_from_db()
+    assert run.status == ActionRun.Status.PENDING and run.attempts == 3  # retried: fresh schedule
+    clock.shift((run.next_attempt - clock.now()).total_seconds() + 1)
+    deliver_due()
+    run.refresh_from_db()
+    assert run.status == ActionRun.Status.FAILED and run.attempts == 4
+    deliveries = list(run.deliveries.order_by("started").values_list("attempt", "outcome"))
+    assert [a for a, _ in deliveries] == [1, 2, 3, 4]
+    assert [o for _, o in deliveries] == ["retrying", "failed", "retrying", "failed"]
+    failed = EventRow.objects.filter(event="prefect.automation.action.failed").order_by("received")
+    assert [e.payload["attempt"] for e in failed] == [1, 2, 3, 4]
 
 
 def test_resend_all_failed_since_a_time_counts_then_resends(clock, sink, logged_in_client):
