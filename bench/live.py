@@ -307,6 +307,24 @@ def every_scenario(figures: Figures, server: Server, args: argparse.Namespace, *
     return runs
 
 
+def out_socket_scenarios(
+    figures: Figures, server, args: argparse.Namespace, redis: RedisServer | None = None
+) -> list[dict]:
+    """`every_scenario` on `/api/events/out` (ours or Prefect's server), with the command line's
+    Prefect subscribers and stalled ones."""
+    return every_scenario(
+        figures,
+        server,
+        args,
+        socket_kind="out",
+        socket_url=f"{server.ws_url}/api/events/out",
+        secret=server.token,
+        prefect_subscribers=args.prefect_subscribers,
+        stalled=args.stalled,
+        redis=redis,
+    )
+
+
 def record_runs(figures: Figures, server: Server, runs: list[dict]) -> None:
     figures.say(f"  serve peak RSS {server.peak_rss_mb():.0f} MB")
     figures.update(runs=runs, serve_peak_rss_mb=round(server.peak_rss_mb(), 1))
@@ -406,17 +424,7 @@ def main() -> None:
             f"live: send → arrival on /api/events/out, {args.events} events per run, one every "
             f"{args.interval * 1000:.0f} ms, serve with the engine on"
         )
-        runs = every_scenario(
-            figures,
-            server,
-            args,
-            socket_kind="out",
-            socket_url=f"{server.ws_url}/api/events/out",
-            secret=server.token,
-            prefect_subscribers=args.prefect_subscribers,
-            stalled=args.stalled,
-            redis=redis,
-        )
+        runs = out_socket_scenarios(figures, server, args, redis)
         record_runs(figures, server, runs)
     finally:
         server.remove()

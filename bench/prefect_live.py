@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from bench.common import Figures, Server, loadavg
-from bench.live import bench_server_env, every_scenario
+from bench.live import bench_server_env, out_socket_scenarios
 from bench.prefect_compare import PREFECT_VERSION, PrefectServer, ensure_venv
 
 VENV = Path(f"/tmp/prefect-{PREFECT_VERSION}-venv")
@@ -49,16 +49,7 @@ def one_round(target: str, prefect: Path, args: argparse.Namespace, figures: Fig
     try:
         runs = [
             {**r, "server": target, "load_1min": load[0]}
-            for r in every_scenario(
-                figures,
-                server,
-                args,
-                socket_kind="out",
-                socket_url=f"{server.ws_url}/api/events/out",
-                secret=server.token,
-                prefect_subscribers=args.prefect_subscribers,
-                stalled=args.stalled,
-            )
+            for r in out_socket_scenarios(figures, server, args)
         ]
         peak = server.peak_rss_mb()
         for r in runs:

@@ -30,24 +30,34 @@ def _back_to_the_latest_schema():
     executor.migrate(executor.loader.graph.leaf_nodes())
 
 
-def test_existing_events_are_given_their_search_text_in_batches_and_found(monkeypatch):
-    monkeypatch.setattr(migration, "BATCH", 7)  # several batches from a few events
+def store_at(target, fields) -> None:
+    """Migrate back to `target` and store 30 events there, with `fields(i)` for event i."""
     executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    OldEvent = executor.loader.project_state(BEFORE).apps.get_model("events", "Event")
+    executor.migrate(target)
+    OldEvent = executor.loader.project_state(target).apps.get_model("events", "Event")
     now = timezone.now()
     OldEvent.objects.bulk_create(
         OldEvent(
             id=uuid.uuid4(),
             occurred=now - timedelta(seconds=i),
             received=now,
-            event=f"acme.Straße.{i}",
             resource_id=f"acme.order.{i}",
-            resource={"prefect.resource.id": f"acme.order.{i}", "z": "Ω", "a": str(i)},
             related=[],
-            payload={"note": "ΣΟΦΙΑ 東京" if i % 3 == 0 else "plain", "n": i},
+            **fields(i),
         )
         for i in range(30)
+    )
+
+
+def test_existing_events_are_given_their_search_text_in_batches_and_found(monkeypatch):
+    monkeypatch.setattr(migration, "BATCH", 7)  # several batches from a few events
+    store_at(
+        BEFORE,
+        lambda i: {
+            "event": f"acme.Straße.{i}",
+            "resource": {"prefect.resource.id": f"acme.order.{i}", "z": "Ω", "a": str(i)},
+            "payload": {"note": "ΣΟΦΙΑ 東京" if i % 3 == 0 else "plain", "n": i},
+        },
     )
 
     executor = MigrationExecutor(connection)
@@ -66,22 +76,13 @@ def test_migration_0012_indexes_an_existing_sqlite_log_and_keeps_it_indexed():
     """The FTS5 table is filled from the events already stored, then kept by its triggers."""
     if connection.vendor != "sqlite":
         pytest.skip("SQLite's FTS5 table (a no-op on PostgreSQL)")
-    before = [("events", "0011_resource_label_index")]
-    executor = MigrationExecutor(connection)
-    executor.migrate(before)
-    OldEvent = executor.loader.project_state(before).apps.get_model("events", "Event")
-    now = timezone.now()
-    OldEvent.objects.bulk_create(
-        OldEvent(
-            id=uuid.uuid4(),
-            occurred=now - timedelta(seconds=i),
-            received=now,
-            event=f"acme.old.{i}",
-            resource_id=f"acme.order.{i}",
-            resource={"prefect.resource.id": f"acme.order.{i}"},
-            search=f'acme.old.{i} {{"prefect.resource.id":"acme.order.{i}"}} [] {{}}',
-        )
-        for i in range(30)
+    store_at(
+        [("events", "0011_resource_label_index")],
+        lambda i: {
+            "event": f"acme.old.{i}",
+            "resource": {"prefect.resource.id": f"acme.order.{i}"},
+            "search": f'acme.old.{i} {{"prefect.resource.id":"acme.order.{i}"}} [] {{}}',
+        },
     )
 
     executor = MigrationExecutor(connection)
