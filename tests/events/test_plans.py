@@ -257,14 +257,24 @@ def test_a_time_window_reads_only_the_partitions_of_its_days():
     from its day's partition (two around midnight), never from the other days or the default."""
     if connection.vendor != "postgresql":
         pytest.skip("SQLite's log is one table")
-    days = {f"p{NOW - timedelta(hours=h):%Y%m%d}" for h in (0, 1)}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relname FROM pg_class WHERE relname LIKE 'events_event_p%'")
+        made = {name.removeprefix("events_event_") for (name,) in cursor.fetchall()}
+    # A day with no partition of its own (yesterday, in a database created in the first hour
+    # after midnight UTC: partitions are made from today on) is stored in the default partition.
+    days = {
+        day if day in made else "default"
+        for day in (f"p{NOW - timedelta(hours=h):%Y%m%d}" for h in (0, 1))
+    }
     found = plans(SELECTIVE["time"][0])
 
     for name in ("by_criteria", "count"):
         plan = found[name]
         read = set(re.findall(r" on events_event_(p\d{8}|default)\b", plan))
         assert read and read <= days, f"{name} reads {read}:\n{plan}"
-        assert "event_occurred_id_p" in plan, plan
+        assert not FULL_SCAN["postgresql"].search(plan), plan
+        if "default" not in days:  # (a partition made minutes ago may be read by another index)
+            assert "event_occurred_id_p" in plan, plan
 
 
 @pytest.mark.parametrize(
