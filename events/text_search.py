@@ -251,6 +251,11 @@ def _contains(term: str, use_index: bool) -> Q:
     return Q(GreaterThan(StrIndex("search", Value(term)), 0))
 
 
+# PostgreSQL asks its index for a term's numbered part when the part is in at most PART_SHARE of
+# the newest PART_SAMPLE events (`trigram_part`).
+PART_SAMPLE = 1000
+PART_SHARE = 0.05
+_parts: dict[str, tuple[float, bool]] = {}
 # A word as pg_trgm reads one (letters and digits), and one with two digits or more.
 _WORD = re.compile(r"[^\W_]+")
 _NUMBERED = re.compile(r"\d.*\d")
@@ -265,11 +270,28 @@ def trigram_part(term: str) -> str:
     partition for its 5 candidates (~15 ms each, ~90 ms at 1M). The words with two digits or
     more (ids, numbers) are rarer: the part from the first to the last of them, with the
     character on either side (a word's edge is a trigram too: `.42"` finds the word `42`), read
-    7 pages a partition (`.4242"`: 10 ms for the 7 days). The whole term when it has no such
-    word or is all that part.
+    7 pages a partition (`.4242"`: 10 ms for the 7 days). Each candidate is then read from the
+    table (~5 µs), so a part in more than PART_SHARE of the newest PART_SAMPLE events (a year,
+    a number of every event) is not used: the whole term is, as when it has no such word or is
+    all that part. The sample's answer is remembered PROBE_TTL seconds.
     """
     numbered = [m for m in _WORD.finditer(term) if _NUMBERED.search(m.group())]
     if not numbered:
         return term
     part = term[max(0, numbered[0].start() - 1) : numbered[-1].end() + 1]
-    return part if len(part) >= INDEXED_TERM else term
+    if len(part) < INDEXED_TERM or part == term:
+        return term
+    now = time.monotonic()
+    if (known := _parts.get(part)) and now - known[0] < PROBE_TTL:
+        return part if known[1] else term
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT search FROM events_event ORDER BY occurred DESC "
+            "LIMIT %s) newest WHERE strpos(newest.search, %s) > 0",
+            [PART_SAMPLE, part],
+        )
+        rare = cursor.fetchone()[0] <= PART_SAMPLE * PART_SHARE
+    if len(_parts) > 1000:
+        _parts.clear()
+    _parts[part] = (now, rare)
+    return part if rare else term
