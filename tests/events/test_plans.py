@@ -10,6 +10,7 @@ from end to end shows that no index can serve the criterion.
 from __future__ import annotations
 
 import re
+import shlex
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -77,6 +78,8 @@ FULL_SCAN = {
 @pytest.fixture(autouse=True)
 def log():
     """Three thousand events over a day: 50 names, 1,000 orders, 100 customers, a few roles."""
+    text_search._probed.clear()  # (what other tests' events said of a term's trigrams)
+    text_search._parts.clear()
     events = []
     for i in range(3000):
         verb = ("created", "paid", "failed", "shipped", "refunded")[i % 5]
@@ -236,6 +239,19 @@ def test_postgresql_asks_the_trigram_index_for_a_terms_numbered_part():
         assert not FULL_SCAN["postgresql"].search(plan), f"{name} scans:\n{plan}"
         assert "event_search_trgm" in plan, plan
         assert "'%.42\"%'" in plan and "strpos(search, '\"acme.customer.42\"'" in plan, plan
+
+
+def test_postgresql_asks_for_the_whole_term_when_its_numbered_part_is_common():
+    """A number in many events (shard 10: 9 % of them) would have its every event read and
+    tested: past PART_SHARE of the newest events, the index is asked for the whole term."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's pg_trgm index")
+    text_search._parts.clear()
+    assert text_search.trigram_part('"acme.customer.42"') == '.42"'
+    assert text_search.trigram_part('"acme.shard":"10"') == '"acme.shard":"10"'
+
+    plan = plans({"text": {"query": shlex.quote('"acme.shard":"10"')}})["by_criteria"]
+    assert '\'%"acme.shard":"10"%\'' in plan and "strpos" not in plan, plan
 
 
 @pytest.mark.parametrize("descending", [True, False])
