@@ -70,7 +70,8 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
     matches from their own index and sorting them (quick when they are rare). The walk gets
     WALK_BUDGET; past it the matches are rare: their ids are read in order (up to RARE_CAP, which
     also counts them) and the page's events fetched by id. PostgreSQL, which has statistics,
-    plans the query itself, except for text, which it also walks first (`text_search.text_q`).
+    plans the query itself, except for text, which it also walks first (`text_search.text_q`)
+    and, alone, then reads a few day partitions at a time (`_newest_by_days`).
     """
     if not limit:
         return Found([])

@@ -8,10 +8,12 @@ both backends, neither jsonb's spacing and key order nor a database's case rules
 
 The index serves terms of 3 or more characters; shorter terms and exclusions are tested row by
 row (`instr` / `strpos`, which no index serves). On PostgreSQL a pg_trgm GIN index
-(`event_search_trgm`, migration 0009) serves `LIKE '%term%'`. On SQLite an FTS5 trigram table
-(`events_event_fts`, migration 0012, kept by triggers) narrows a read to the rows holding each of a
-term's trigrams, which `instr` then confirms (`text_q(indexed=True)`): a page reads it only when
-text is its one indexed criterion and a walk of the window found too few (`page_plans.newest`).
+(`event_search_trgm`, migration 0009) serves `LIKE '%term%'`, or `LIKE '%part%'` for the part
+of a term around its numbered words with `strpos` testing the term (`trigram_part`). On SQLite
+an FTS5 trigram table (`events_event_fts`, migration 0012, kept by triggers) narrows a read to
+the rows holding each of a term's trigrams, which `instr` then confirms (`text_q(indexed=True)`):
+a page reads it only when text is its one indexed criterion and a walk of the window found too
+few (`page_plans.newest`).
 """
 
 from __future__ import annotations
