@@ -9,7 +9,10 @@ the time the log was locked (from the DETACH of `events_event` to the end of tha
 transaction, whose ACCESS EXCLUSIVE lock makes ingest and reads wait) and the slowest statements.
 The pass is rolled back unless `--commit`, so runs can alternate between two checkouts over the
 same day (for one without this file: `cd <checkout> && PYTHONPATH=. python <this file>`).
-`--day` picks a day partition, oldest first: every day before it goes too.
+`--day` picks a day partition, oldest first: every day before it goes too. With `--commit` the
+pass still runs inside one outer transaction (committed at the end, after the timing): the real
+service's lock ends with each day's own transaction, so take the locked figure from rolled-back
+runs, which measure that span the same way for any checkout.
 """
 
 from __future__ import annotations
