@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 
-from eventsite.query_deadline import sqlite_deadline
+from eventsite.query_deadline import sqlite_deadline, stopped_by
 
 SET_TIMEOUT = "SELECT set_config('statement_timeout', %s, true)"
 
@@ -51,11 +51,10 @@ def _sqlite(seconds: float) -> Iterator[None]:
         with sqlite_deadline(db, deadline):
             yield
     except DatabaseError as exc:
-        now = time.monotonic()
-        # The deadlines still in force (the request's) are checked first: when the handler first
-        # looked at the clock after both passed (a loaded machine), the nearer one, the request's,
-        # stopped the statement, and a fallback read would answer past it.
-        if now > deadline and not any(d < now for d in db.__dict__.get("_eventsite_deadlines", ())):
+        # Only when this budget stopped it: when the handler first looks at the clock after the
+        # request's deadline and the budget both passed (a loaded machine), the request's, which
+        # is nearer, stopped it, and a fallback read would answer past the request's deadline.
+        if stopped_by(db) == deadline:
             raise OutOfTime from exc
         raise  # another deadline (the request's): its own error
 
