@@ -70,11 +70,24 @@ def sqlite_deadline(db, deadline: float) -> Iterator[None]:
 
 
 def _install(db, stack: list[float]) -> None:
-    if stack:
-        nearest = min(stack)
-        db.connection.set_progress_handler(lambda: time.monotonic() > nearest, PROGRESS_STEPS)
-    else:
+    if not stack:
         db.connection.set_progress_handler(None, 0)
+        return
+    nearest = min(stack)
+
+    def passed() -> bool:
+        if time.monotonic() <= nearest:
+            return False
+        db.__dict__["_eventsite_stopped_by"] = nearest
+        return True
+
+    db.connection.set_progress_handler(passed, PROGRESS_STEPS)
+
+
+def stopped_by(db) -> float | None:
+    """The deadline that last interrupted a statement on this connection (SQLite): when the
+    handler first looks at the clock after several passed (a loaded machine), the nearest."""
+    return db.__dict__.get("_eventsite_stopped_by")
 
 
 class QueryDeadline:
