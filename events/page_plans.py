@@ -21,7 +21,7 @@ from django.db.models import DateTimeField, F, Func, Q
 
 from events import timebox
 from events.filters import EventFilter
-from events.models import Event
+from events.models import Event, EventResource
 from events.text_search import fts_match
 from events.totals import by_criteria
 
@@ -38,15 +38,19 @@ DISTINCT_CHUNK = 200
 RARE_CAP = 5000
 
 
-def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
-    """Rows strictly after (occurred, id) in the given order.
+def keyset_q(
+    occurred: datetime, event_id: uuid.UUID, descending: bool, *, id_field: str = "id"
+) -> Q:
+    """Rows strictly after (occurred, id) in the given order (`id_field="event_id"`: resource
+    rows, by their event's).
 
     Written as `occurred <= x AND (occurred < x OR id < y)` (not a bare OR of two ranges) so
     that both databases bound the index scan on `occurred` instead of walking every row.
     """
+    before, after = {f"{id_field}__lt": event_id}, {f"{id_field}__gt": event_id}
     if descending:
-        return Q(occurred__lte=occurred) & (Q(occurred__lt=occurred) | Q(id__lt=event_id))
-    return Q(occurred__gte=occurred) & (Q(occurred__gt=occurred) | Q(id__gt=event_id))
+        return Q(occurred__lte=occurred) & (Q(occurred__lt=occurred) | Q(**before))
+    return Q(occurred__gte=occurred) & (Q(occurred__gt=occurred) | Q(**after))
 
 
 @dataclass
@@ -58,8 +62,11 @@ class Found:
     count: int | None = None  # every match after the bound, when the rare read counted them
 
 
-def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
-    """The first `limit` matches in the filter's order (after the keyset bound `after`).
+def newest(
+    event_filter: EventFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> Found:
+    """The first `limit` matches in the filter's order (after the keyset bound `after`, the
+    previous page's last (occurred, id)).
 
     Two plans, because SQLite keeps no statistics to choose between them: walking the occurred
     index newest first and testing each event (quick when matches are common), and reading the
@@ -67,32 +74,40 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
     WALK_BUDGET; past it the matches are rare: their ids are read in order (up to RARE_CAP, which
     also counts them) and the page's events fetched by id. PostgreSQL, which has statistics,
     plans the query itself, except for text, which it also walks first (`text_search.text_q`).
+    A filter the resource rows alone answer (`EventFilter.rows_alone`) is read from them instead
+    of the criteria's index on SQLite, and at once when their index holds few (`_from_rows`).
     """
     if not limit:
         return Found([])
+    bound = keyset_q(*after, event_filter.descending) if after else Q()
     if event_filter.distinct:
-        return Found(_newest_distinct(event_filter, after, limit))
+        return Found(_newest_distinct(event_filter, bound, limit))
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         if (budget := _walk_first(event_filter)) and _narrows_beyond_time(event_filter):
             # PostgreSQL's statistics cannot tell a common text term or label glob (walk time)
             # from a rare one (read an index): walk first, as SQLite does.
-            walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
+            walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(bound)
             try:
                 with timebox.within(budget), _walking():
                     return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
             except timebox.OutOfTime:
                 pass
-        rows = event_filter.apply(Event.objects.all()).filter(after)
+        rows = event_filter.apply(Event.objects.all()).filter(bound)
         return Found(list(rows.order_by(*ordering)[:limit]))
-    walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
+    walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(bound)
     if not event_filter.indexed_criteria():  # no index to read the matches from: walk
         return Found(list(walk.order_by(*ordering)[:limit]))
+    rows_alone = event_filter.rows_alone()
+    if rows_alone and _few_rows(event_filter, rows_alone[1]):
+        return _from_rows(event_filter, rows_alone[0], after, limit)
     try:
         with timebox.within(WALK_BUDGET):
             return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
     except timebox.OutOfTime:
         pass
+    if rows_alone:
+        return _from_rows(event_filter, rows_alone[0], after, limit)
     if not event_filter.indexed_columns() and fts_match(event_filter.text.query) is None:
         # Text alone, each term with no trigram in fewer than FEW_ROWS events: common words,
         # which the walk finds sooner than FTS5 reads their rows (`text_search.fts_match`).
@@ -104,13 +119,55 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
     ordering = [getattr(unindexed, direction)(), getattr(F("id"), direction)()]
     ids = list(
         by_criteria(event_filter)
-        .filter(after)
+        .filter(bound)
         .order_by(*ordering)
         .values_list("id", flat=True)[: RARE_CAP + 1]
     )
+    return _rare_page(ids, limit)
+
+
+def _rare_page(ids: list[uuid.UUID], limit: int) -> Found:
+    """The page of the first `limit` of `ids` (the matches in order, up to RARE_CAP + 1), its
+    events fetched by primary key; the ids count the matches when they are not over RARE_CAP."""
     by_id = Event.objects.in_bulk(ids[:limit])
     events = [by_id[i] for i in ids[:limit]]
     return Found(events, rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
+
+
+def _few_rows(event_filter: EventFilter, resource_ids: list[str]) -> bool:
+    """Whether the rows of `resource_ids` in the window are at most RARE_CAP: read from the
+    (resource_id, occurred) index alone (a covering read), they bound the matches from above, so
+    a page of them is read from the rows at once instead of after a walk that would find too few
+    (SQLite). False without ids to count."""
+    if not resource_ids:
+        return False
+    window = event_filter.occurred
+    rows = EventResource.objects.filter(
+        resource_id__in=resource_ids, occurred__gte=window.since, occurred__lte=window.until
+    )
+    return rows.values("id")[: RARE_CAP + 1].count() <= RARE_CAP
+
+
+def _from_rows(
+    event_filter: EventFilter, row_q: Q, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> Found:
+    """A page of a filter the resource rows alone answer (`EventFilter.rows_alone`): the
+    matches' (occurred, event id) in order, up to RARE_CAP + 1, from the rows matching `row_q`
+    in the window (an event with several such rows once), then the page's events by primary key.
+    The rows' `(resource_id, occurred)` index finds them and holds their event's `occurred`:
+    events are read for the page only, not each match to sort it."""
+    window = event_filter.occurred
+    rows = EventResource.objects.filter(
+        row_q, occurred__gte=window.since, occurred__lte=window.until
+    )
+    if after:
+        rows = rows.filter(keyset_q(*after, event_filter.descending, id_field="event_id"))
+    # `+occurred`: sorted after the read, so that SQLite does not walk the rows' occurred index.
+    unindexed = Func(F("occurred"), template="+%(expressions)s", output_field=DateTimeField())
+    direction = "desc" if event_filter.descending else "asc"
+    ordering = [getattr(unindexed, direction)(), getattr(F("event_id"), direction)()]
+    ids = rows.order_by(*ordering).values_list("event_id", flat=True).distinct()
+    return _rare_page(list(ids[: RARE_CAP + 1]), limit)
 
 
 def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
