@@ -163,9 +163,11 @@ def _from_rows(
     if after:
         rows = rows.filter(keyset_q(*after, event_filter.descending, id_field="event_id"))
     # `+occurred`: sorted after the read, so that SQLite does not walk the rows' occurred index.
-    unindexed = Func(F("occurred"), template="+%(expressions)s", output_field=DateTimeField())
+    occurred = F("occurred")
+    if connection.vendor == "sqlite":
+        occurred = Func(occurred, template="+%(expressions)s", output_field=DateTimeField())
     direction = "desc" if event_filter.descending else "asc"
-    ordering = [getattr(unindexed, direction)(), getattr(F("event_id"), direction)()]
+    ordering = [getattr(occurred, direction)(), getattr(F("event_id"), direction)()]
     ids = rows.order_by(*ordering).values_list("event_id", flat=True).distinct()
     return _rare_page(list(ids[: RARE_CAP + 1]), limit)
 
