@@ -16,12 +16,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import DateTimeField, F, Func, Q
 
 from events import timebox
 from events.filters import EventFilter
 from events.models import Event, EventResource
+from events.row_values import uuid_value
 from events.text_search import fts_match
 from events.totals import by_criteria
 
@@ -123,12 +125,6 @@ def newest(
         .order_by(*ordering)
         .values_list("id", flat=True)[: RARE_CAP + 1]
     )
-    return _rare_page(ids, limit)
-
-
-def _rare_page(ids: list[uuid.UUID], limit: int) -> Found:
-    """The page of the first `limit` of `ids` (the matches in order, up to RARE_CAP + 1), its
-    events fetched by primary key; the ids count the matches when they are not over RARE_CAP."""
     by_id = Event.objects.in_bulk(ids[:limit])
     events = [by_id[i] for i in ids[:limit]]
     return Found(events, rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
@@ -151,11 +147,15 @@ def _few_rows(event_filter: EventFilter, resource_ids: list[str]) -> bool:
 def _from_rows(
     event_filter: EventFilter, row_q: Q, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> Found:
-    """A page of a filter the resource rows alone answer (`EventFilter.rows_alone`): the
-    matches' (occurred, event id) in order, up to RARE_CAP + 1, from the rows matching `row_q`
-    in the window (an event with several such rows once), then the page's events by primary key.
-    The rows' `(resource_id, occurred)` index finds them and holds their event's `occurred`:
-    events are read for the page only, not each match to sort it."""
+    """A page of a filter the resource rows alone answer (`EventFilter.rows_alone`), and the
+    count of its matches: both from the rows matching `row_q` in the window, then only the
+    page's events, by primary key. The rows' `(resource_id, occurred)` index finds them and they
+    hold their event's `occurred`, so no event is read to sort the matches.
+
+    One statement: the matches' distinct (occurred, event id) in order, up to RARE_CAP + 1 (an
+    event with several such rows, e.g. its primary resource also related, once), then the first
+    `limit` of them with how many there were, so that only the page's ids reach Python.
+    """
     window = event_filter.occurred
     rows = EventResource.objects.filter(
         row_q, occurred__gte=window.since, occurred__lte=window.until
@@ -168,8 +168,24 @@ def _from_rows(
         occurred = Func(occurred, template="+%(expressions)s", output_field=DateTimeField())
     direction = "desc" if event_filter.descending else "asc"
     ordering = [getattr(occurred, direction)(), getattr(F("event_id"), direction)()]
-    ids = rows.order_by(*ordering).values_list("event_id", flat=True).distinct()
-    return _rare_page(list(ids[: RARE_CAP + 1]), limit)
+    matches = rows.order_by(*ordering).values_list("occurred", "event_id").distinct()
+    try:
+        sql, params = matches[: RARE_CAP + 1].query.sql_with_params()
+    except EmptyResultSet:
+        return Found([], rare=True, count=0)
+    order = "DESC" if event_filter.descending else "ASC"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT m.event_id, COUNT(*) OVER () FROM ({sql}) m "
+            f"ORDER BY m.occurred {order}, m.event_id {order} LIMIT %s",
+            [*params, limit],
+        )
+        page = cursor.fetchall()
+    ids = [uuid_value(event_id) for event_id, _ in page]
+    count = page[0][1] if page else 0
+    by_id = Event.objects.in_bulk(ids)
+    events = [by_id[i] for i in ids]
+    return Found(events, rare=True, count=count if count <= RARE_CAP else None)
 
 
 def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
