@@ -76,14 +76,20 @@ def newest(
     WALK_BUDGET; past it the matches are rare: their ids are read in order (up to RARE_CAP, which
     also counts them) and the page's events fetched by id. PostgreSQL, which has statistics,
     plans the query itself, except for text, which it also walks first (`text_search.text_q`).
-    A filter the resource rows alone answer (`EventFilter.rows_alone`) is read from them instead
-    of the criteria's index on SQLite, and at once when their index holds few (`_from_rows`).
+    A filter the resource rows alone answer (`EventFilter.rows_alone`) is read from them
+    (`_from_rows`): at once on both databases when their index holds few rows of the ids it
+    names (`_few_rows`), else on SQLite instead of the criteria's index after the walk.
     """
     if not limit:
         return Found([])
     bound = keyset_q(*after, event_filter.descending) if after else Q()
     if event_filter.distinct:
         return Found(_newest_distinct(event_filter, bound, limit))
+    rows_alone = event_filter.rows_alone()
+    if rows_alone and _few_rows(event_filter, rows_alone[1]):
+        # Few rows name the ids: the page and its count from them at once, on either database
+        # (PostgreSQL's planner read every match's event to sort them, and counted apart).
+        return _from_rows(event_filter, rows_alone[0], after, limit)
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         if (budget := _walk_first(event_filter)) and _narrows_beyond_time(event_filter):
@@ -100,9 +106,6 @@ def newest(
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(bound)
     if not event_filter.indexed_criteria():  # no index to read the matches from: walk
         return Found(list(walk.order_by(*ordering)[:limit]))
-    rows_alone = event_filter.rows_alone()
-    if rows_alone and _few_rows(event_filter, rows_alone[1]):
-        return _from_rows(event_filter, rows_alone[0], after, limit)
     try:
         with timebox.within(WALK_BUDGET):
             return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
@@ -134,7 +137,7 @@ def _few_rows(event_filter: EventFilter, resource_ids: list[str]) -> bool:
     """Whether the rows of `resource_ids` in the window are at most RARE_CAP: read from the
     (resource_id, occurred) index alone (a covering read), they bound the matches from above, so
     a page of them is read from the rows at once instead of after a walk that would find too few
-    (SQLite). False without ids to count."""
+    (SQLite) or of the planner's read of every match's event (PostgreSQL). False without ids."""
     if not resource_ids:
         return False
     window = event_filter.occurred
