@@ -144,7 +144,7 @@ def _few_rows(event_filter: EventFilter, resource_ids: list[str]) -> bool:
     rows = EventResource.objects.filter(
         resource_id__in=resource_ids, occurred__gte=window.since, occurred__lte=window.until
     )
-    return rows.values("id")[: RARE_CAP + 1].count() <= RARE_CAP
+    return rows.values("resource_id")[: RARE_CAP + 1].count() <= RARE_CAP
 
 
 def _from_rows(
