@@ -187,7 +187,7 @@ def _from_rows(
     ids = [uuid_value(event_id) for event_id, _ in page]
     count = page[0][1] if page else 0
     by_id = Event.objects.in_bulk(ids)
-    events = [by_id[i] for i in ids]
+    events = [by_id[i] for i in ids if i in by_id]  # (not one retention removed meanwhile)
     return Found(events, rare=True, count=count if count <= RARE_CAP else None)
 
 
