@@ -14,15 +14,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import DateTimeField, F, Func, Q
 
 from events import timebox
-from events.filters import EventFilter
+from events.filters import EventFilter, OccurredFilter
 from events.models import Event, EventResource
+from events.partitions import day_bounds
 from events.row_values import uuid_value
 from events.text_search import fts_match
 from events.totals import by_criteria
@@ -36,6 +37,9 @@ LABEL_WALK_BUDGET = 0.03
 # `distinct` pages walk the matches in chunks for at most this long (see `_newest_distinct`).
 DISTINCT_BUDGET = 0.03
 DISTINCT_CHUNK = 200
+# Text on PostgreSQL past the walk reads the newest day, then the day before, then the 2 before
+# those, then the rest of the window (`_newest_by_days`).
+DAY_SLICES = (1, 2)
 # A page read from the criteria's index reads (and so counts) the ids of up to this many matches.
 RARE_CAP = 5000
 
@@ -75,7 +79,8 @@ def newest(
     matches from their own index and sorting them (quick when they are rare). The walk gets
     WALK_BUDGET; past it the matches are rare: their ids are read in order (up to RARE_CAP, which
     also counts them) and the page's events fetched by id. PostgreSQL, which has statistics,
-    plans the query itself, except for text, which it also walks first (`text_search.text_q`).
+    plans the query itself, except for text, which it also walks first (`text_search.text_q`)
+    and, alone, then reads a few day partitions at a time (`_newest_by_days`).
     A filter the resource rows alone answer (`EventFilter.rows_alone`) is read from them
     (`_from_rows`): at once on both databases when their index holds few rows of the ids it
     names (`_few_rows`), else on SQLite instead of the criteria's index after the walk.
@@ -101,6 +106,8 @@ def newest(
                     return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
             except timebox.OutOfTime:
                 pass
+            if event_filter.text and not event_filter.indexed_columns():
+                return Found(_newest_by_days(event_filter, bound, limit))
         rows = event_filter.apply(Event.objects.all()).filter(bound)
         return Found(list(rows.order_by(*ordering)[:limit]))
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(bound)
@@ -114,8 +121,8 @@ def newest(
     if rows_alone:
         return _from_rows(event_filter, rows_alone[0], after, limit)
     if not event_filter.indexed_columns() and fts_match(event_filter.text.query) is None:
-        # Text alone, each term with no trigram in fewer than FEW_ROWS events: common words,
-        # which the walk finds sooner than FTS5 reads their rows (`text_search.fts_match`).
+        # Text alone, a term with no two trigrams in fewer than FEW_ROWS events together (common
+        # words): the walk finds them sooner than FTS5 reads their rows (`text_search.fts_match`).
         return Found(list(walk.order_by(*ordering)[:limit]))
     # Sorted by `+occurred`, which no index serves: SQLite reads the matches from the criteria's
     # index and sorts them, rather than walking the occurred index again for the order.
@@ -189,6 +196,53 @@ def _from_rows(
     by_id = Event.objects.in_bulk(ids)
     events = [by_id[i] for i in ids if i in by_id]  # (not one retention removed meanwhile)
     return Found(events, rare=True, count=count if count <= RARE_CAP else None)
+
+
+def _newest_by_days(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
+    """Text on PostgreSQL once the walk found too few: the matches read from the trigram index
+    a few day partitions at a time, in the filter's order (the newest day, the day before, the 2
+    before those, then the rest: `_day_slices`), until the page is full.
+
+    The planner reads every match of the window from the index of each day partition and sorts
+    them all; a term in 0.1 % of events (~150 a day at 1M, each of ~2,000 candidates a day
+    rechecked in the heap) needs only the newest day or two for a page of 50. Whole UTC days,
+    as the partitions are (`events.partitions`), so no partition's index is read twice.
+    """
+    ordering = _order_by(event_filter.descending)
+    since, until = event_filter.occurred.since, event_filter.occurred.until
+    found: list[Event] = []
+    for lo, hi in _day_slices(since, until, event_filter.descending):
+        part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
+        rows = part.apply(Event.objects.all()).filter(after).order_by(*ordering)
+        found += rows[: limit - len(found)]
+        if len(found) == limit:
+            break
+    return found
+
+
+def _day_slices(
+    since: datetime, until: datetime, descending: bool
+) -> Iterator[tuple[datetime, datetime]]:
+    """[since, until] cut at UTC midnights, from the end the filter's order starts at: the day
+    of that end, then DAY_SLICES days at a time, then the rest (inclusive bounds)."""
+    tick, widths = timedelta(microseconds=1), iter(DAY_SLICES)
+    if descending:
+        edge: datetime | None = day_bounds(until.date())[0]
+        while True:
+            lo = since if edge is None else max(since, edge)
+            yield lo, until
+            if lo <= since:
+                return
+            until, days = lo - tick, next(widths, None)
+            edge = None if days is None else edge - timedelta(days=days)
+    edge = day_bounds(since.date())[1]
+    while True:
+        hi = until if edge is None else min(until, edge - tick)
+        yield since, hi
+        if hi >= until:
+            return
+        since, days = hi + tick, next(widths, None)
+        edge = None if days is None else edge + timedelta(days=days)
 
 
 def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:

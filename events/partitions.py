@@ -11,11 +11,15 @@ partition per UTC day (`<table>_pYYYYMMDD`, [day, day + 1)), plus a default part
 - `drop_days_before` retires whole days: a partition is detached and dropped, O(partitions), not
   O(rows). The audit events it holds that are still within the audit retention are first moved
   to the default partition, where the ordinary DELETE of `events.retention` removes them later.
+  DETACH locks the whole log (ACCESS EXCLUSIVE on the parent), so that transaction does only
+  O(audit rows) work; the day's ids are forgotten after it commits (O(rows), locking nothing
+  but those ids), and their count is the day's count (no `count(*)` of the partition).
 - Idempotent ingest (`events.ingest`): a primary key on a partitioned table must include the
   partition key, so `id` alone cannot be unique there. Ingest claims each id in the unpartitioned
   `events_eventid (id, occurred)` table first (`claim_ids_sql`, in the same statement); only the
   claimed events are written.
-  Retention forgets the ids of the events it removes (`forget_ids_between`, `forget_ids`).
+  Retention forgets the ids of the events it removes (`forget_ids_of_dropped_days`,
+  `forget_ids`).
 
 SQLite keeps its simple tables: `enabled()` is false there and nothing here runs.
 """
@@ -163,50 +167,62 @@ def drop_days_before(
 
     Events named in `keep_names` that occurred at or after `keep_since` (the audit events within
     their longer retention) are moved to the default partition first, with their resource rows.
-    Each day is its own short transaction.
+    Each day is its own short transaction; its ids are forgotten in the next one, and how many
+    were is the day's count (every stored event has its id there: ingest claims it first).
     """
-    events, resources = TABLES
-    dropped = 0
+    events = TABLES[0]
+    # Ids a pass left behind (stopped between a day's drop and its ids): below the oldest day.
+    dropped = forget_ids_of_dropped_days()
     for name, start, end in day_partitions(events):
         if end > cutoff:
             break
-        with transaction.atomic(), connection.cursor() as cursor:
-            _lock(cursor)
-            cursor.execute("SELECT to_regclass(%s)", [name])
-            if cursor.fetchone()[0] is None:  # another process dropped it meanwhile
-                continue
-            day = start.date()
-            rname = day_table(resources, day)
-            cursor.execute("SELECT to_regclass(%s)", [rname])
-            has_resources = cursor.fetchone()[0] is not None
-            cursor.execute(f'ALTER TABLE "{events}" DETACH PARTITION "{name}"')
-            if has_resources:
-                cursor.execute(f'ALTER TABLE "{resources}" DETACH PARTITION "{rname}"')
-            kept: list = []
-            if keep_names:
-                cursor.execute(
-                    f'INSERT INTO "{events}" SELECT * FROM "{name}" '
-                    "WHERE event = ANY(%s) AND occurred >= %s RETURNING id",
-                    [list(keep_names), keep_since or start],
-                )
-                kept = [r[0] for r in cursor.fetchall()]
-                if kept and has_resources:
-                    cursor.execute(
-                        f'INSERT INTO "{resources}" SELECT * FROM "{rname}" '
-                        "WHERE event_id = ANY(%s)",
-                        [kept],
-                    )
-            cursor.execute(f'SELECT count(*) FROM "{name}"')
-            count = cursor.fetchone()[0] - len(kept)
-            cursor.execute(f'DROP TABLE "{name}"')
-            if has_resources:
-                cursor.execute(f'DROP TABLE "{rname}"')
-            forget_ids_between(cursor, start, end, keep=kept)
+        if not _drop_day(name, start, keep_names=keep_names, keep_since=keep_since):
+            continue  # another process dropped it meanwhile
+        with transaction.atomic():
+            count = forget_ids_of_dropped_days(start, end)
         dropped += count
         logger.info("partitions: dropped %s (%d events)", name, count)
         if progress:
             progress(dropped)
     return dropped
+
+
+def _drop_day(
+    name: str, start: datetime, *, keep_names: Sequence[str], keep_since: datetime | None
+) -> bool:
+    """Detach and drop one day's partitions, moving its kept events to the default partition.
+
+    DETACH takes an ACCESS EXCLUSIVE lock on the log until commit (ingest and reads wait), so
+    nothing here reads the day's rows but the kept ones (an index range of `event`).
+    """
+    events, resources = TABLES
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock(cursor)
+        cursor.execute("SELECT to_regclass(%s)", [name])
+        if cursor.fetchone()[0] is None:
+            return False
+        rname = day_table(resources, start.date())
+        cursor.execute("SELECT to_regclass(%s)", [rname])
+        has_resources = cursor.fetchone()[0] is not None
+        cursor.execute(f'ALTER TABLE "{events}" DETACH PARTITION "{name}"')
+        if has_resources:
+            cursor.execute(f'ALTER TABLE "{resources}" DETACH PARTITION "{rname}"')
+        if keep_names:
+            cursor.execute(
+                f'INSERT INTO "{events}" SELECT * FROM "{name}" '
+                "WHERE event = ANY(%s) AND occurred >= %s RETURNING id",
+                [list(keep_names), keep_since or start],
+            )
+            kept = [r[0] for r in cursor.fetchall()]
+            if kept and has_resources:
+                cursor.execute(
+                    f'INSERT INTO "{resources}" SELECT * FROM "{rname}" WHERE event_id = ANY(%s)',
+                    [kept],
+                )
+        cursor.execute(f'DROP TABLE "{name}"')
+        if has_resources:
+            cursor.execute(f'DROP TABLE "{rname}"')
+    return True
 
 
 # --- the id table of idempotent ingest ------------------------------------------------------------
@@ -228,10 +244,24 @@ def forget_ids(ids: Sequence) -> None:
             cursor.execute(f"DELETE FROM {IDS_TABLE} WHERE id = ANY(%s::uuid[])", [list(ids)])
 
 
-def forget_ids_between(cursor, start: datetime, end: datetime, *, keep: Sequence = ()) -> None:
-    """Forget the ids of the events of a dropped day (a range read of the id table's index)."""
-    cursor.execute(
-        f"DELETE FROM {IDS_TABLE} WHERE occurred >= %s AND occurred < %s "
-        "AND NOT (id = ANY(%s::uuid[]))",
-        [start, end, list(keep)],
-    )
+def forget_ids_of_dropped_days(start: datetime | None = None, end: datetime | None = None) -> int:
+    """Forget the ids of the events of dropped days, in [start, end) (default: every time before
+    the oldest day partition); return how many. A range read of the id table's `occurred` index.
+
+    No day partition covers that time any more, so its events can only be in the default
+    partition (audit events kept longer, far-past events): the ids of those stay.
+    """
+    if end is None:
+        days = day_partitions()
+        if not days:
+            return 0
+        end = days[0][1]
+    since, params = ("i.occurred >= %s AND ", [start]) if start else ("", [])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {IDS_TABLE} AS i WHERE {since}i.occurred < %s "
+            f'AND NOT EXISTS (SELECT FROM "{default_table(TABLES[0])}" AS e '
+            "WHERE e.id = i.id AND e.occurred = i.occurred)",
+            [*params, end],
+        )
+        return cursor.rowcount

@@ -8,14 +8,17 @@ both backends, neither jsonb's spacing and key order nor a database's case rules
 
 The index serves terms of 3 or more characters; shorter terms and exclusions are tested row by
 row (`instr` / `strpos`, which no index serves). On PostgreSQL a pg_trgm GIN index
-(`event_search_trgm`, migration 0009) serves `LIKE '%term%'`. On SQLite an FTS5 trigram table
-(`events_event_fts`, migration 0012, kept by triggers) narrows a read to the rows holding each of a
-term's trigrams, which `instr` then confirms (`text_q(indexed=True)`): a page reads it only when
-text is its one indexed criterion and a walk of the window found too few (`page_plans.newest`).
+(`event_search_trgm`, migration 0009) serves `LIKE '%term%'`, or `LIKE '%part%'` for the part
+of a term around its numbered words with `strpos` testing the term (`trigram_part`). On SQLite
+an FTS5 trigram table (`events_event_fts`, migration 0012, kept by triggers) narrows a read to
+the rows holding each of a term's trigrams, which `instr` then confirms (`text_q(indexed=True)`):
+a page reads it only when text is its one indexed criterion and a walk of the window found too
+few (`page_plans.newest`).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from typing import TYPE_CHECKING
@@ -34,9 +37,11 @@ if TYPE_CHECKING:  # importable without Django's settings (bench/ingest.py build
 INDEXED_TERM = 3
 # SQLite's FTS5 trigram table over `events_event.search` (migration 0012).
 FTS_TABLE = "events_event_fts"
-# A trigram in fewer events than this narrows an FTS5 read (3 % of 1M); a term's trigrams are
-# counted (up to this many rows) for at most PROBES of them, and remembered PROBE_TTL seconds.
+# Trigrams of a term in fewer events than FEW_ROWS together (3 % of 1M) narrow an FTS5 read,
+# each of them in fewer than MANY_ROWS (up to which PROBES of a term's trigrams are counted);
+# remembered PROBE_TTL seconds (`_narrowing_trigrams`).
 FEW_ROWS = 30_000
+MANY_ROWS = 60_000
 PROBES = 4
 PROBE_TTL = 60.0
 
@@ -126,8 +131,8 @@ def fts_match(query: str) -> str | None:
     """An FTS5 MATCH expression that finds every event the query finds and few others (`instr`
     drops those), or None when the index cannot narrow the query to few rows (SQLite).
 
-    A term is looked up by the AND of up to two of its trigrams that are in fewer than
-    FEW_ROWS events (`_narrowing_trigrams`); an any-of term without one, or too short,
+    A term is looked up by the AND of up to two of its trigrams that are together in fewer
+    than FEW_ROWS events (`_narrowing_trigrams`); an any-of term without one, or too short,
     leaves the any-of terms out, a required one just itself. Each trigram is a 3-character FTS5
     string, quotes doubled, so nothing a user types is read as FTS5 syntax (`*`, `AND`, `NEAR`,
     `^`, a column name) and each string is one token (the table keeps no positions, so it
@@ -160,41 +165,62 @@ _probed: dict[str, tuple[float, list[str] | None]] = {}
 
 
 def _narrowing_trigrams(term: str) -> list[str] | None:
-    """Up to two trigrams of `term` each in fewer than FEW_ROWS events ([one] if a trigram is
-    in none), found by counting at most FEW_ROWS rows of each (up to PROBES trigrams, likelier
-    rare first); None when none is, or the index is absent.
+    """Two or fewer trigrams of `term` whose rows FTS5 reads quickly and that together are in
+    fewer than FEW_ROWS events ([one] if a trigram is in none); None when no such trigrams
+    were found.
 
-    FTS5 reads the whole list of rows of each trigram of a MATCH: a trigram in most events
-    (`acm` of "acme.order.4242") costs ~50 ms at 1M even in an AND with a rare one, so only
-    rare ones are used. Remembered for PROBE_TTL seconds: any trigrams of the term find every
-    match, so a stale choice costs time, never a result.
+    FTS5 reads the whole list of rows of each trigram of a MATCH (~50 ns a row): a trigram in
+    most events (`acm` of "acme.order.4242") costs ~50 ms at 1M even in an AND with a rare one,
+    so only trigrams in fewer than MANY_ROWS events are used (`_trigram_rows` counts up to
+    PROBES of them, likelier rare first). The two least common: if one is in fewer than
+    FEW_ROWS events, those under FEW_ROWS (as the AND is no larger); else their AND is counted
+    too (`"acme.customer.42"`: `.42` in 31,778 events and `42"` in 37,320, both in 2,003, read
+    in ~2 ms against ~100 ms to walk 42k events for a page of 50). Remembered for PROBE_TTL
+    seconds: any trigrams of the term find every match, so a stale choice costs time, never a
+    result.
     """
     now = time.monotonic()
     if (known := _probed.get(term)) and now - known[0] < PROBE_TTL:
         return known[1]
-    grams = list(dict.fromkeys(term[i : i + INDEXED_TERM] for i in range(len(term) - 2)))
-    grams.sort(key=lambda g: -sum(c not in _COMMON for c in g))
-    found: list[str] | None = []
-    with connection.cursor() as cursor:
-        for gram in grams[:PROBES]:
-            cursor.execute(
-                f"SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} "
-                f"MATCH %s LIMIT {FEW_ROWS})",
-                [_and([gram])],
-            )
-            (rows,) = cursor.fetchone()
-            if rows == 0:  # no event has it: nor the term
-                found = [gram]
-                break
-            if rows < FEW_ROWS:
-                found.append(gram)
-                if len(found) == 2:
-                    break
-    found = found or None
+    counted = sorted((rows, gram) for gram, rows in _trigram_rows(term).items())
+    few = [gram for rows, gram in counted[:2] if rows < FEW_ROWS]
+    usable = [gram for rows, gram in counted[:2] if rows < MANY_ROWS]
+    found: list[str] | None = None
+    if counted and counted[0][0] == 0:  # no event has it: nor the term
+        found = [counted[0][1]]
+    elif few:
+        found = few
+    elif len(usable) == 2 and _rows(usable) < FEW_ROWS:
+        found = usable
     if len(_probed) > 1000:
         _probed.clear()
     _probed[term] = (now, found)
     return found
+
+
+def _trigram_rows(term: str) -> dict[str, int]:
+    """How many events hold each of up to PROBES of the term's trigrams (counted up to
+    MANY_ROWS), those with digits or rarer characters first; stops at one in no event, or at
+    two in fewer than FEW_ROWS (enough for `_narrowing_trigrams`)."""
+    grams = list(dict.fromkeys(term[i : i + INDEXED_TERM] for i in range(len(term) - 2)))
+    grams.sort(key=lambda g: -sum(c not in _COMMON for c in g))
+    counts: dict[str, int] = {}
+    for gram in grams[:PROBES]:
+        counts[gram] = rows = _rows([gram])
+        if rows == 0 or sum(n < FEW_ROWS for n in counts.values()) == 2:
+            break
+    return counts
+
+
+def _rows(grams: list[str]) -> int:
+    """The events holding all of `grams`, counted up to MANY_ROWS (FTS5 reads their lists)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} "
+            f"MATCH %s LIMIT {MANY_ROWS})",
+            [_and(grams)],
+        )
+        return cursor.fetchone()[0]
 
 
 class _FtsRows(Func):
@@ -220,5 +246,54 @@ def _contains(term: str, use_index: bool) -> Q:
     # and would read the whole index, so it (like SQLite, and a walk) uses instr / strpos, which
     # no index serves: the same substring test, case-sensitive (SQLite's LIKE folds ASCII).
     if use_index and connection.vendor == "postgresql" and len(term) >= INDEXED_TERM:
-        return Q(search__contains=term)
+        if (part := trigram_part(term)) == term:
+            return Q(search__contains=term)
+        # The index finds the events holding the part; strpos keeps those holding the term.
+        return Q(search__contains=part) & Q(GreaterThan(StrIndex("search", Value(term)), 0))
     return Q(GreaterThan(StrIndex("search", Value(term)), 0))
+
+
+# PostgreSQL asks its index for a term's numbered part when the part is in at most PART_SHARE of
+# the newest PART_SAMPLE events (`trigram_part`).
+PART_SAMPLE = 1000
+PART_SHARE = 0.05
+_parts: dict[str, tuple[float, bool]] = {}
+# A word as pg_trgm reads one (letters and digits), and one with two digits or more.
+_WORD = re.compile(r"[^\W_]+")
+_NUMBERED = re.compile(r"\d.*\d")
+
+
+def trigram_part(term: str) -> str:
+    """The part of `term` that PostgreSQL's trigram index is asked for (PostgreSQL).
+
+    pg_trgm makes trigrams of a term's words (letters and digits) and intersects the lists of
+    events of all of them; the lists of the words every event holds (JSON keys, `acme`,
+    `customer`, `order`) are long: `LIKE '%"acme.order.4242"%'` read ~530 index pages a day
+    partition for its 5 candidates (~15 ms each, ~90 ms at 1M). The words with two digits or
+    more (ids, numbers) are rarer: the part from the first to the last of them, with the
+    character on either side (a word's edge is a trigram too: `.42"` finds the word `42`), read
+    7 pages a partition (`.4242"`: 10 ms for the 7 days). Each candidate is then read from the
+    table (~5 µs), so a part in more than PART_SHARE of the newest PART_SAMPLE events (a year,
+    a number of every event) is not used: the whole term is, as when it has no such word or is
+    all that part. The sample's answer is remembered PROBE_TTL seconds.
+    """
+    numbered = [m for m in _WORD.finditer(term) if _NUMBERED.search(m.group())]
+    if not numbered:
+        return term
+    part = term[max(0, numbered[0].start() - 1) : numbered[-1].end() + 1]
+    if len(part) < INDEXED_TERM or part == term:
+        return term
+    now = time.monotonic()
+    if (known := _parts.get(part)) and now - known[0] < PROBE_TTL:
+        return part if known[1] else term
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT search FROM events_event ORDER BY occurred DESC "
+            "LIMIT %s) newest WHERE strpos(newest.search, %s) > 0",
+            [PART_SAMPLE, part],
+        )
+        rare = cursor.fetchone()[0] <= PART_SAMPLE * PART_SHARE
+    if len(_parts) > 1000:
+        _parts.clear()
+    _parts[part] = (now, rare)
+    return part if rare else term

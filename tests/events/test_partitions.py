@@ -242,3 +242,31 @@ def test_retention_deletes_the_default_partitions_expired_rows_row_by_row(settin
 
     assert Event.objects.count() == 0
     assert one("SELECT count(*) FROM events_eventid") == 0
+
+
+def test_ids_a_stopped_pass_left_behind_are_forgotten_and_counted_by_the_next(settings):
+    # A pass that stopped between a day's drop (committed) and forgetting its ids leaves them in
+    # the id table; the next pass forgets every id below the oldest day that has no event left.
+    settings.EVENTSITE_EVENT_RETENTION = timedelta(days=2)
+    now = datetime.now(UTC)
+    day = (now - timedelta(days=4)).date()
+    partitions.ensure_days(day, ahead=0)
+    at = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    old = [event_data(occurred=at) for _ in range(4)]
+    audit = event_data(TOKEN_CREATED, "eventsite.token.1", occurred=at)
+    far_past = event_data(occurred=now - timedelta(days=3000))
+    assert ingest([*old, far_past], source="test").ok
+    assert ingest([audit], source="test", allow_reserved=True).ok
+    name, start, _ = partitions.day_partitions()[0]
+    assert name == partitions.day_table("events_event", day)
+    partitions._drop_day(name, start, keep_names=[TOKEN_CREATED], keep_since=start)
+    assert one("SELECT count(*) FROM events_eventid") == 6
+
+    deleted = prune()
+
+    assert deleted == 5  # the 4 of the dropped day, counted now, and the far-past one
+    assert {str(i) for i in Event.objects.values_list("id", flat=True)} == {audit["id"]}
+    assert {str(i) for i in one("SELECT array_agg(id) FROM events_eventid")} == {audit["id"]}
+    # Ingest is idempotent for the kept one and stores a resent dropped one again.
+    assert ingest([audit], source="test", allow_reserved=True).duplicates == 1
+    assert len(ingest([old[0]], source="test").stored) == 1

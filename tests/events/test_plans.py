@@ -10,10 +10,12 @@ from end to end shows that no index can serve the criterion.
 from __future__ import annotations
 
 import re
+import shlex
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import Q
 
 from events import page_plans, queries, text_search
 from events.filters import EventFilter
@@ -76,6 +78,8 @@ FULL_SCAN = {
 @pytest.fixture(autouse=True)
 def log():
     """Three thousand events over a day: 50 names, 1,000 orders, 100 customers, a few roles."""
+    text_search._probed.clear()  # (what other tests' events said of a term's trigrams)
+    text_search._parts.clear()
     events = []
     for i in range(3000):
         verb = ("created", "paid", "failed", "shipped", "refunded")[i % 5]
@@ -172,6 +176,104 @@ def test_a_common_text_term_is_not_read_from_the_fts5_table():
         assert fts_match("gold") is None
         assert "events_event_fts" not in page_plans.explain(event_filter)["by_criteria"]
     text_search._probed.clear()
+
+
+# One customer's events (30 of 3,000, a 1 % term): every trigram of the term is in more events
+# than its matches, `.42` and `42"` in fewer than the others (orders 42, 420-429, 142, …).
+CUSTOMER_TERM = "'\"acme.customer.42\"'"
+
+
+def test_a_term_whose_trigrams_are_each_common_is_read_by_the_and_of_the_two_rarest():
+    """SQLite: no trigram of the term is in fewer than FEW_ROWS events, but the two least
+    common are in fewer together: FTS5 reads their AND (`text_search._narrowing_trigrams`)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's FTS5 table")
+    # Events with one of the two trigrams and not the other.
+    others = [
+        event_data("acme.other", payload={"v": v}) for v in ("a42", "b.42x") for _ in range(20)
+    ]
+    assert ingest(others, source="test").ok
+    rows = {g: text_search._rows([g]) for g in (".42", '42"', "r.4", "acm")}
+    both = text_search._rows([".42", '42"'])
+    assert both < min(rows.values()) and rows["r.4"] > max(rows[".42"], rows['42"'])
+    event_filter = EventFilter.model_validate({"text": {"query": CUSTOMER_TERM}})
+    walk_page = list(event_filter.ordered(Event.objects.all())[:10])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(text_search, "FEW_ROWS", both + 1)
+        patch.setattr(text_search, "MANY_ROWS", max(rows[".42"], rows['42"']) + 1)
+        patch.setattr(page_plans, "WALK_BUDGET", 0)
+        text_search._probed.clear()
+        assert fts_match(CUSTOMER_TERM) == '(("42""" AND ".42"))'
+        plan = page_plans.explain(event_filter)["by_criteria"]
+        found = page_plans.newest(event_filter, Q(), 10)
+        # Each under MANY_ROWS, but together not under FEW_ROWS: walked.
+        patch.setattr(text_search, "FEW_ROWS", both)
+        text_search._probed.clear()
+        assert fts_match(CUSTOMER_TERM) is None
+        # A trigram of the two at MANY_ROWS or more: walked, their AND not even counted.
+        patch.setattr(text_search, "FEW_ROWS", both + 1)
+        patch.setattr(text_search, "MANY_ROWS", min(rows[".42"], rows['42"']))
+        text_search._probed.clear()
+        assert fts_match(CUSTOMER_TERM) is None
+    text_search._probed.clear()
+
+    assert "events_event_fts VIRTUAL TABLE" in plan and not FULL_SCAN["sqlite"].search(plan), plan
+    assert found.rare and found.count == len(
+        Event.objects.filter(search__contains='"acme.customer.42"')
+    )
+    assert found.events == walk_page
+
+
+def test_postgresql_asks_the_trigram_index_for_a_terms_numbered_part():
+    """pg_trgm intersects the events of every word of a term; those of `acme` and `customer`
+    are nearly all events, so the index is asked for `.42"` (the word 42) and strpos checks the
+    term on what it finds (`text_search.trigram_part`)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's pg_trgm index")
+    _filler()
+    found = plans({"text": {"query": CUSTOMER_TERM}})
+
+    for name in ("by_criteria", "count"):
+        plan = found[name]
+        assert not FULL_SCAN["postgresql"].search(plan), f"{name} scans:\n{plan}"
+        assert "event_search_trgm" in plan, plan
+        assert "'%.42\"%'" in plan and "strpos(search, '\"acme.customer.42\"'" in plan, plan
+
+
+def test_postgresql_asks_for_the_whole_term_when_its_numbered_part_is_common():
+    """A number in many events (shard 10: 9 % of them) would have its every event read and
+    tested: past PART_SHARE of the newest events, the index is asked for the whole term."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's pg_trgm index")
+    text_search._parts.clear()
+    assert text_search.trigram_part('"acme.customer.42"') == '.42"'
+    assert text_search.trigram_part('"acme.shard":"10"') == '"acme.shard":"10"'
+
+    plan = plans({"text": {"query": shlex.quote('"acme.shard":"10"')}})["by_criteria"]
+    assert '\'%"acme.shard":"10"%\'' in plan and "strpos" not in plan, plan
+
+
+@pytest.mark.parametrize("descending", [True, False])
+@pytest.mark.parametrize("query", [CUSTOMER_TERM, "escalated", "gold -late"])
+def test_a_text_page_read_day_by_day_is_the_page(query, descending, monkeypatch):
+    """PostgreSQL past the walk reads the matches a few days at a time (`_newest_by_days`); the
+    log spans a midnight, and a page's keyset bound falls in any slice."""
+    monkeypatch.setattr(page_plans, "WALK_BUDGET", 0)
+    window = {"since": (NOW - timedelta(days=3)).isoformat(), "until": NOW.isoformat()}
+    event_filter = EventFilter.model_validate(
+        {"text": {"query": query}, "occurred": window, "order": "ASC" if not descending else "DESC"}
+    )
+    expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True))
+    assert len(expected) > 20
+
+    assert [e.id for e in page_plans._newest_by_days(event_filter, Q(), 20)] == expected[:20]
+    page = queries.first_page(event_filter, limit=9)
+    seen = [e.id for e in page.events]
+    while page.next_token and len(seen) < 45:
+        page = queries.next_page(page.next_token)
+        seen += [e.id for e in page.events]
+    assert seen == expected[: len(seen)] and len(seen) == min(45, len(expected))
 
 
 # Exact resource labels on PostgreSQL: `resource @> {...}`, served by the GIN index of migration
