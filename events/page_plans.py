@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import DateTimeField, F, Func, Q
 
 from events import timebox
 from events.filters import EventFilter, OccurredFilter
-from events.models import Event
+from events.models import Event, EventResource
 from events.partitions import day_bounds
+from events.row_values import uuid_value
 from events.text_search import fts_match
 from events.totals import by_criteria
 
@@ -42,15 +44,19 @@ DAY_SLICES = (1, 2)
 RARE_CAP = 5000
 
 
-def keyset_q(occurred: datetime, event_id: uuid.UUID, descending: bool) -> Q:
-    """Rows strictly after (occurred, id) in the given order.
+def keyset_q(
+    occurred: datetime, event_id: uuid.UUID, descending: bool, *, id_field: str = "id"
+) -> Q:
+    """Rows strictly after (occurred, id) in the given order (`id_field="event_id"`: resource
+    rows, by their event's).
 
     Written as `occurred <= x AND (occurred < x OR id < y)` (not a bare OR of two ranges) so
     that both databases bound the index scan on `occurred` instead of walking every row.
     """
+    before, after = {f"{id_field}__lt": event_id}, {f"{id_field}__gt": event_id}
     if descending:
-        return Q(occurred__lte=occurred) & (Q(occurred__lt=occurred) | Q(id__lt=event_id))
-    return Q(occurred__gte=occurred) & (Q(occurred__gt=occurred) | Q(id__gt=event_id))
+        return Q(occurred__lte=occurred) & (Q(occurred__lt=occurred) | Q(**before))
+    return Q(occurred__gte=occurred) & (Q(occurred__gt=occurred) | Q(**after))
 
 
 @dataclass
@@ -62,8 +68,11 @@ class Found:
     count: int | None = None  # every match after the bound, when the rare read counted them
 
 
-def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
-    """The first `limit` matches in the filter's order (after the keyset bound `after`).
+def newest(
+    event_filter: EventFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> Found:
+    """The first `limit` matches in the filter's order (after the keyset bound `after`, the
+    previous page's last (occurred, id)).
 
     Two plans, because SQLite keeps no statistics to choose between them: walking the occurred
     index newest first and testing each event (quick when matches are common), and reading the
@@ -72,27 +81,36 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
     also counts them) and the page's events fetched by id. PostgreSQL, which has statistics,
     plans the query itself, except for text, which it also walks first (`text_search.text_q`)
     and, alone, then reads a few day partitions at a time (`_newest_by_days`).
+    A filter the resource rows alone answer (`EventFilter.rows_alone`) is read from them
+    (`_from_rows`): at once on both databases when their index holds few rows of the ids it
+    names (`_few_rows`), else on SQLite instead of the criteria's index after the walk.
     """
     if not limit:
         return Found([])
+    bound = keyset_q(*after, event_filter.descending) if after else Q()
     if event_filter.distinct:
-        return Found(_newest_distinct(event_filter, after, limit))
+        return Found(_newest_distinct(event_filter, bound, limit))
+    rows_alone = event_filter.rows_alone()
+    if rows_alone and _few_rows(event_filter, rows_alone[1]):
+        # Few rows name the ids: the page and its count from them at once, on either database
+        # (PostgreSQL's planner read every match's event to sort them, and counted apart).
+        return _from_rows(event_filter, rows_alone[0], after, limit)
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         if (budget := _walk_first(event_filter)) and _narrows_beyond_time(event_filter):
             # PostgreSQL's statistics cannot tell a common text term or label glob (walk time)
             # from a rare one (read an index): walk first, as SQLite does.
-            walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
+            walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(bound)
             try:
                 with timebox.within(budget), _walking():
                     return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
             except timebox.OutOfTime:
                 pass
             if event_filter.text and not event_filter.indexed_columns():
-                return Found(_newest_by_days(event_filter, after, limit))
-        rows = event_filter.apply(Event.objects.all()).filter(after)
+                return Found(_newest_by_days(event_filter, bound, limit))
+        rows = event_filter.apply(Event.objects.all()).filter(bound)
         return Found(list(rows.order_by(*ordering)[:limit]))
-    walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(after)
+    walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(bound)
     if not event_filter.indexed_criteria():  # no index to read the matches from: walk
         return Found(list(walk.order_by(*ordering)[:limit]))
     try:
@@ -100,6 +118,8 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
             return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
     except timebox.OutOfTime:
         pass
+    if rows_alone:
+        return _from_rows(event_filter, rows_alone[0], after, limit)
     if not event_filter.indexed_columns() and fts_match(event_filter.text.query) is None:
         # Text alone, a term with no two trigrams in fewer than FEW_ROWS events together (common
         # words): the walk finds them sooner than FTS5 reads their rows (`text_search.fts_match`).
@@ -111,13 +131,71 @@ def newest(event_filter: EventFilter, after: Q, limit: int) -> Found:
     ordering = [getattr(unindexed, direction)(), getattr(F("id"), direction)()]
     ids = list(
         by_criteria(event_filter)
-        .filter(after)
+        .filter(bound)
         .order_by(*ordering)
         .values_list("id", flat=True)[: RARE_CAP + 1]
     )
     by_id = Event.objects.in_bulk(ids[:limit])
     events = [by_id[i] for i in ids[:limit]]
     return Found(events, rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
+
+
+def _few_rows(event_filter: EventFilter, resource_ids: list[str]) -> bool:
+    """Whether the rows of `resource_ids` in the window are at most RARE_CAP: read from the
+    (resource_id, occurred) index alone (a covering read), they bound the matches from above, so
+    a page of them is read from the rows at once instead of after a walk that would find too few
+    (SQLite) or of the planner's read of every match's event (PostgreSQL). False without ids."""
+    if not resource_ids:
+        return False
+    window = event_filter.occurred
+    rows = EventResource.objects.filter(
+        resource_id__in=resource_ids, occurred__gte=window.since, occurred__lte=window.until
+    )
+    return rows.values("resource_id")[: RARE_CAP + 1].count() <= RARE_CAP
+
+
+def _from_rows(
+    event_filter: EventFilter, row_q: Q, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> Found:
+    """A page of a filter the resource rows alone answer (`EventFilter.rows_alone`), and the
+    count of its matches: both from the rows matching `row_q` in the window, then only the
+    page's events, by primary key. The rows' `(resource_id, occurred)` index finds them and they
+    hold their event's `occurred`, so no event is read to sort the matches.
+
+    One statement: the matches' distinct (occurred, event id) in order, up to RARE_CAP + 1 (an
+    event with several such rows, e.g. its primary resource also related, once), then the first
+    `limit` of them with how many there were, so that only the page's ids reach Python.
+    """
+    window = event_filter.occurred
+    rows = EventResource.objects.filter(
+        row_q, occurred__gte=window.since, occurred__lte=window.until
+    )
+    if after:
+        rows = rows.filter(keyset_q(*after, event_filter.descending, id_field="event_id"))
+    # `+occurred`: sorted after the read, so that SQLite does not walk the rows' occurred index.
+    occurred = F("occurred")
+    if connection.vendor == "sqlite":
+        occurred = Func(occurred, template="+%(expressions)s", output_field=DateTimeField())
+    direction = "desc" if event_filter.descending else "asc"
+    ordering = [getattr(occurred, direction)(), getattr(F("event_id"), direction)()]
+    matches = rows.order_by(*ordering).values_list("occurred", "event_id").distinct()
+    try:
+        sql, params = matches[: RARE_CAP + 1].query.sql_with_params()
+    except EmptyResultSet:
+        return Found([], rare=True, count=0)
+    order = "DESC" if event_filter.descending else "ASC"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT m.event_id, COUNT(*) OVER () FROM ({sql}) m "
+            f"ORDER BY m.occurred {order}, m.event_id {order} LIMIT %s",
+            [*params, limit],
+        )
+        page = cursor.fetchall()
+    ids = [uuid_value(event_id) for event_id, _ in page]
+    count = page[0][1] if page else 0
+    by_id = Event.objects.in_bulk(ids)
+    events = [by_id[i] for i in ids if i in by_id]  # (not one retention removed meanwhile)
+    return Found(events, rare=True, count=count if count <= RARE_CAP else None)
 
 
 def _newest_by_days(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:

@@ -66,7 +66,7 @@ def first_page(
 ) -> Page:
     """The first page; pass `total` (and whether it is an `estimate`) when the caller already
     knows it (the feed's histogram)."""
-    found = newest(event_filter, Q(), limit)
+    found = newest(event_filter, None, limit)
     events = found.events
     if total is None and found.count is not None:
         total = found.count  # the rare read counted every match
@@ -86,8 +86,7 @@ def next_page(token: str) -> Page:
         estimate = bool(state.get("estimate", False))
     except (signing.BadSignature, KeyError, TypeError, ValueError, IndexError) as exc:
         raise InvalidPageToken("Invalid page token") from exc
-    after = keyset_q(occurred, after_id, event_filter.descending)
-    events = newest(event_filter, after, limit).events
+    events = newest(event_filter, (occurred, after_id), limit).events
     return _page(event_filter, events, limit=limit, total=total, offset=offset, estimate=estimate)
 
 

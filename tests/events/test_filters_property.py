@@ -9,6 +9,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from events import page_plans
 from events.filters import EventFilter
 from events.ingest import store
 from events.models import Event
@@ -163,8 +164,16 @@ def test_sql_and_in_memory_evaluation_agree(stored, filter_json):
         walked = event_filter.apply(Event.objects.all(), semijoin="exists").order_by(*order)
         by_criteria = event_filter.apply(Event.objects.all(), by_criteria=True).order_by(*order)
         walked, by_criteria = [e.id for e in walked], [e.id for e in by_criteria]
+        # A filter the resource rows alone answer: its page read from them (`_from_rows`).
+        rows_alone = event_filter.rows_alone()
+        from_rows = (
+            page_plans._from_rows(event_filter, rows_alone[0], None, 20) if rows_alone else None
+        )
         transaction.set_rollback(True)
 
     assert in_sql == in_memory
     assert total == len(in_memory)
     assert walked == by_criteria == in_memory
+    if from_rows:
+        assert [e.id for e in from_rows.events] == in_memory
+        assert from_rows.count == len(in_memory)

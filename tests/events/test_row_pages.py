@@ -1,0 +1,154 @@
+"""Pages read from the resource rows alone (`page_plans._from_rows`, issue 14): a filter of time
+and one related or any-resource criterion is answered from `events_eventresource` (order, count)
+and only the page's events are read, by primary key. Its pages must be the in-memory evaluator's,
+whatever the ties on `occurred`, the resources an event names twice (primary and related,
+or in several related rows) and the plan taken (the rows at once, or after a walk)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from events import page_plans, queries
+from events.filters import EventFilter
+from events.ingest import ingest
+from events.models import Event
+from tests.factories import event_data, related
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+DAY = {"since": (NOW - timedelta(days=1)).isoformat(), "until": NOW.isoformat()}
+
+FILTERS = {
+    "related id": {"related": {"id": ["c.1"]}},
+    "related ids": {"related": {"id": ["c.1", "c.2"]}},
+    "any_resource id": {"any_resource": {"id": ["c.1"]}},
+    "any_resource ids": {"any_resource": {"id": ["c.1", "c.2"]}},
+    "related role": {"related": {"role": ["owner"]}},
+    "related role and primary": {"related": {"id": ["c.1"], "role": ["", "owner"]}},
+    "related resources_in_roles": {"related": {"resources_in_roles": [["c.1", "customer"]]}},
+    "related id and labels": {"related": {"id": ["c.1"], "labels": {"tier": ["gold"]}}},
+    "any_resource id prefix": {"any_resource": {"id_prefix": ["c."]}},
+    "any_resource id in a list": {"any_resource": [{"id": ["c.2"]}]},
+}
+
+
+@pytest.fixture(autouse=True)
+def log():
+    """120 events in 40 instants (three events each: ties broken by id), naming customers c.1
+    and c.2 as primary, related, both, or in two related rows with two roles."""
+    events = []
+    for i in range(120):
+        shapes = [
+            ("c.1", [related("c.1", "customer", tier="gold")]),  # primary and related
+            ("o.1", [related("c.1", "customer"), related("c.1", "owner")]),  # two related rows
+            ("o.2", [related("c.2", "customer", tier="gold"), related("c.2", "customer")]),
+            ("c.2", []),  # primary only
+            ("o.3", [related("x.1", "owner")]),
+        ]
+        resource, rel = shapes[i % 5]
+        events.append(
+            event_data(
+                "acme.thing",
+                resource,
+                related=rel,
+                occurred=NOW - timedelta(minutes=i // 3),
+                id=uuid.UUID(int=(i * 7919) % 120 + 1),
+            )
+        )
+    assert ingest(events, source="test").ok
+
+
+def _pages(event_filter: EventFilter, limit: int) -> tuple[list[uuid.UUID], int]:
+    page = queries.first_page(event_filter, limit=limit)
+    seen, total = [e.id for e in page.events], page.total
+    while page.next_token:
+        page = queries.next_page(page.next_token)
+        seen += [e.id for e in page.events]
+    return seen, total
+
+
+@pytest.mark.parametrize("order", ["DESC", "ASC"])
+@pytest.mark.parametrize("plan", ["rows at once", "rows after a walk", "walk"])
+@pytest.mark.parametrize("criterion", FILTERS)
+def test_pages_from_the_resource_rows_are_the_in_memory_pages(criterion, plan, order, monkeypatch):
+    if plan != "rows at once":  # the index's rows look many: walk first (for nothing, or to a page)
+        monkeypatch.setattr(page_plans, "RARE_CAP", 10)  # above the page
+        monkeypatch.setattr(page_plans, "WALK_BUDGET", 0 if plan == "rows after a walk" else 5)
+    event_filter = EventFilter.model_validate(
+        {**FILTERS[criterion], "occurred": DAY, "order": order}
+    )
+    assert event_filter.rows_alone() is not None
+
+    seen, total = _pages(event_filter, limit=7)
+
+    expected = [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
+    assert expected and seen == expected
+    if plan == "rows at once":
+        assert total == len(expected)
+
+
+@pytest.mark.parametrize(
+    "criteria",
+    [
+        {"related": {"id": ["c.1"]}, "event": {"name": ["acme.thing"]}},
+        {"any_resource": {"id": ["c.1"]}, "resource": {"labels": {"tier": ["gold"]}}},
+        {"related": {"id": ["c.1"]}, "any_resource": {"id": ["c.2"]}},
+        {"related": [{"id": ["c.1"]}, {"role": ["owner"]}]},
+        {"related": {"labels": {"tier": ["gold"]}}},
+        {"any_resource": {"id": ["c.1"]}, "text": {"query": "thing"}},
+    ],
+)
+def test_other_criteria_are_not_read_from_the_resource_rows_alone(criteria):
+    event_filter = EventFilter.model_validate({**criteria, "occurred": DAY})
+    assert event_filter.rows_alone() is None
+
+    seen, _ = _pages(event_filter, limit=7)
+
+    assert seen == [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
+
+
+PLANS = {
+    # (a full scan, the rows' index, the events' primary key)
+    "sqlite": (
+        r"\bSCAN (events_event|events_eventresource)\b",
+        "eventresource_id_occurred",
+        r"USING (INDEX sqlite_autoindex|PRIMARY KEY)",
+    ),
+    "postgresql": (r"Seq Scan on events_event", "eventresource_id_occurred", r"_pkey"),
+}
+
+
+def test_a_page_from_the_rows_reads_only_its_own_events_by_primary_key():
+    """No statement reads events_event but the page's, by primary key; the rows are read from
+    their (resource_id, occurred) index, never scanned (PostgreSQL: seq scans priced out)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE events_event")
+            cursor.execute("ANALYZE events_eventresource")
+            cursor.execute("SET LOCAL enable_seqscan = off")
+    event_filter = EventFilter.model_validate({"related": {"id": ["c.1"]}, "occurred": DAY})
+
+    with CaptureQueriesContext(connection) as captured:
+        page = queries.first_page(event_filter, limit=5)
+
+    assert len(page.events) == 5 and page.total == 48 and not page.total_is_estimate
+    reads = [q["sql"] for q in captured.captured_queries if q["sql"].startswith("SELECT")]
+    of_events = [sql for sql in reads if re.search(r'FROM "events_event"', sql)]
+    assert len(of_events) == 1, reads
+    assert re.search(r'WHERE "events_event"\."id" IN \(', of_events[0]), of_events[0]
+    scan, rows_index, primary_key = PLANS[connection.vendor]
+    with connection.cursor() as cursor:
+        for sql in reads:
+            cursor.execute(
+                "EXPLAIN " + ("QUERY PLAN " if connection.vendor == "sqlite" else "") + sql
+            )
+            plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
+            assert not re.search(scan, plan), plan
+            assert re.search(primary_key if sql in of_events else rows_index, plan), plan
