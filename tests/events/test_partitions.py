@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -197,12 +197,17 @@ def test_early_and_late_events_land_and_move_to_their_day_when_it_is_made():
     assert Event.objects.count() == 2
 
 
-def test_retention_drops_whole_days_and_keeps_their_audit_events(settings):
+def expired_day(settings, now: datetime) -> tuple[date, datetime]:
+    """The day 4 days before `now`, past a 2-day retention, with its partition made; and its noon."""
     settings.EVENTSITE_EVENT_RETENTION = timedelta(days=2)
-    now = datetime.now(UTC)
     day = (now - timedelta(days=4)).date()
     partitions.ensure_days(day, ahead=0)
-    at = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    return day, datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+
+
+def test_retention_drops_whole_days_and_keeps_their_audit_events(settings):
+    now = datetime.now(UTC)
+    day, at = expired_day(settings, now)
     old = [event_data(occurred=at, related=[related("x", "tag")]) for _ in range(5)]
     audit = event_data(TOKEN_CREATED, "eventsite.token.1", occurred=at)
     kept = event_data(occurred=now - timedelta(hours=1))
@@ -247,11 +252,8 @@ def test_retention_deletes_the_default_partitions_expired_rows_row_by_row(settin
 def test_ids_a_stopped_pass_left_behind_are_forgotten_and_counted_by_the_next(settings):
     # A pass that stopped between a day's drop (committed) and forgetting its ids leaves them in
     # the id table; the next pass forgets every id below the oldest day that has no event left.
-    settings.EVENTSITE_EVENT_RETENTION = timedelta(days=2)
     now = datetime.now(UTC)
-    day = (now - timedelta(days=4)).date()
-    partitions.ensure_days(day, ahead=0)
-    at = datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12)
+    day, at = expired_day(settings, now)
     old = [event_data(occurred=at) for _ in range(4)]
     audit = event_data(TOKEN_CREATED, "eventsite.token.1", occurred=at)
     far_past = event_data(occurred=now - timedelta(days=3000))
