@@ -291,22 +291,39 @@ class EventFilter(_Filter):
             qs = queryset.filter(id__in=Subquery(firsts))
         return qs
 
-    def rows_alone(self) -> tuple[Q, list[str]] | None:
-        """When the resource rows alone answer this filter, its one row criterion as a Q on
-        `EventResource` rows, with the resource ids it names (keys of their index; none for a
-        role or a prefix): the filter is time, order and one related or any-resource criterion
-        with a B-tree column of its own. None otherwise (`page_plans.newest` reads a page from
-        the rows then; role semantics are `_related_row_q`'s and `_any_row_q`'s, as in `apply`)."""
-        other = self.event or self.resource or self.id.id or self.text
-        related = [(r, _related_row_q(r)) for r in self._related_list() if r.constrains]
-        anything = [(a, _any_row_q(a)) for a in self._any_list() if _any_row_q(a) is not None]
-        if other or len(related) + len(anything) != 1:
+    def rows_first(self) -> tuple[Q, list[str], EventFilter | None] | None:
+        """A related or any-resource criterion with a B-tree column of its own whose resource
+        rows a page can be read from (`page_plans._from_rows`): its one row criterion as a Q on
+        `EventResource` rows, the resource ids it names (keys of their index; none for a role or
+        a prefix), and the filter's other criteria, to check on those rows' events: None when
+        the rows alone answer the filter (time, order and this one criterion). With other
+        criteria, only a criterion naming ids is offered (how many rows they have is known
+        before they are read). None when no criterion qualifies, and for `distinct`. (Role
+        semantics are `_related_row_q`'s and `_any_row_q`'s, as in `apply`.)"""
+        if self.distinct:
             return None
-        for r, q in related:
-            ids = list(r.id or [rid for rid, _ in r.resources_in_roles or []])
-            return (q, ids) if r.id or r.role or r.resources_in_roles else None
-        for a, q in anything:
-            return (q, list(a.id or [])) if a.id or a.id_prefix else None
+        specs = [
+            (r, _related_row_q(r), bool(r.id or r.role or r.resources_in_roles))
+            for r in self._related_list()
+            if r.constrains
+        ]
+        specs += [
+            (a, q, bool(a.id or a.id_prefix))
+            for a in self._any_list()
+            if (q := _any_row_q(a)) is not None
+        ]
+        other = self.event or self.resource or self.id.id or self.text
+        if not other and len(specs) == 1:
+            spec, q, indexed = specs[0]
+            return (q, _row_ids(spec), None) if indexed else None
+        for spec, q, _ in specs:
+            if ids := _row_ids(spec):
+                related = [r for r in self._related_list() if r is not spec]
+                anything = [a for a in self._any_list() if a is not spec]
+                rest = self.model_copy(
+                    update={"related": related or None, "any_resource": anything or None}
+                )
+                return q, ids, rest
         return None
 
     def indexed_criteria(self) -> bool:
@@ -546,6 +563,13 @@ def _any_row_q(f: AnyResourceFilter, rid: str = "resource_id", role: str = "role
     if f.labels:
         q &= _labels_q(f.labels, json_field="labels", id_field=rid, role_field=None)
     return q if (f.id or f.id_prefix or f.labels) else None
+
+
+def _row_ids(spec: RelatedFilter | AnyResourceFilter) -> list[str]:
+    """The resource ids a related or any-resource criterion names (its rows have one of them)."""
+    if isinstance(spec, RelatedFilter):
+        return list(spec.id or [rid for rid, _ in spec.resources_in_roles or []])
+    return list(spec.id or [])
 
 
 def _any_resource_matches(f: AnyResourceFilter, resource: dict[str, str]) -> bool:
