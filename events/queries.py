@@ -31,7 +31,6 @@ from django.db.models import (
     Q,
     QuerySet,
 )
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from events import rollups, schema, totals
@@ -123,7 +122,6 @@ def _page(
 TimeUnit = Literal["week", "day", "hour", "minute", "second"]
 UNIT_SECONDS = {"week": 604800, "day": 86400, "hour": 3600, "minute": 60, "second": 1}
 PIVOT = datetime(2024, 4, 1, tzinfo=UTC)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_BUCKETS = 1000
 
 
@@ -195,14 +193,14 @@ def count_by_time(
     step_us = round(step / timedelta(microseconds=1))
     names: dict[int, dict[str, int]] = {}
     from_rollups = (
-        rollups.counts_by_bucket_and_name(event_filter, first, step, n)
-        if rollups.answerable(event_filter)
+        rollups.counts_by_bucket_and_name(event_filter, first, step, n, by_name=by_name)
+        if use_rollups and rollups.answerable(event_filter)
         else None
     )
     if from_rollups is not None:
         names = dict(enumerate(from_rollups))
     elif n:
-        bucket = _bucket_index_sql(first, step_us)
+        bucket = rollups.bucket_index_sql("occurred", first, step_us)
         keys = ("bucket", "event") if by_name else ("bucket",)
         rows = (
             event_filter.apply(Event.objects.all())
@@ -229,21 +227,6 @@ def count_by_time(
             row["names"] = bucket_names
         out.append(row)
     return out
-
-
-def _bucket_index_sql(first: datetime, step_us: int) -> RawSQL:
-    """Integer bucket number of `occurred`, exact to the microsecond on both databases."""
-    if connection.vendor == "sqlite":
-        # Stored as 'YYYY-MM-DD HH:MM:SS[.ffffff]': whole seconds from strftime (on the text cut at the
-        # seconds, because strftime rounds fractions up), microseconds from the text itself.
-        base_us = (first - EPOCH) // timedelta(microseconds=1)
-        sql = (
-            "(CAST(strftime('%%s', substr(occurred, 1, 19)) AS INTEGER) * 1000000"
-            " + CAST(substr(occurred || '.000000', 21, 6) AS INTEGER) - %s) / %s"
-        )
-        return RawSQL(sql, (base_us, step_us))
-    sql = "floor(extract(epoch from (occurred - %s)) * 1000000 / %s)"
-    return RawSQL(sql, (first, step_us))
 
 
 def _z(value: datetime) -> str:

@@ -79,6 +79,11 @@ def test_rollup_counts_equal_a_scan_of_the_events(events, window, names, unit, i
             assert by_time == queries.count_by_time(
                 event_filter, unit=unit, interval=interval, use_rollups=False
             )
+            # The feed's histogram: per bucket and name (the rollups group by name as well).
+            by_name = {"unit": unit, "interval": interval, "by_name": True}
+            assert queries.count_by_time(event_filter, **by_name) == queries.count_by_time(
+                event_filter, **by_name, use_rollups=False
+            )
         transaction.set_rollback(True)
 
 
@@ -106,3 +111,41 @@ def test_pruning_removes_the_rollup_rows_of_what_it_deleted(settings):
 
     assert rollups.total(EventFilter()) == Event.objects.count() == 1
     assert EventCount.objects.filter(width=rollups.HOUR).get().count == 1
+
+
+@pytest.mark.parametrize(
+    ("unit", "interval"), [("hour", 1), ("hour", 3), ("minute", 90), ("day", 1), ("minute", 7)]
+)
+def test_count_by_time_over_whole_hours_of_the_rollups_equals_a_scan(unit, interval):
+    """A day and a half of events a few minutes apart, counted over a window with ragged ends:
+    the middle comes from whole rollup rows grouped by bucket in the database, the ends from
+    minute rows and the events (the property test's windows rarely hold whole hours)."""
+    start = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(hours=36)
+    store(
+        [
+            WireEvent(
+                occurred=start + timedelta(minutes=7 * i, seconds=i % 50, microseconds=i),
+                event=NAMES[i % 3 if i % 5 else 3],
+                resource={"prefect.resource.id": "r"},
+                id=uuid.UUID(int=i + 1),
+            )
+            for i in range(36 * 60 // 7)
+        ],
+        source="test",
+    )
+    event_filter = EventFilter.model_validate(
+        {
+            "occurred": {
+                "since": (start + timedelta(minutes=83, seconds=5)).isoformat(),
+                "until": (start + timedelta(hours=33, minutes=17, seconds=41)).isoformat(),
+            },
+            "event": {"exclude_name": ["a.y"]},
+        }
+    )
+
+    for by_name in (False, True):
+        kwargs = {"unit": unit, "interval": interval, "by_name": by_name}
+        counted = queries.count_by_time(event_filter, **kwargs)
+        assert counted == queries.count_by_time(event_filter, **kwargs, use_rollups=False)
+        assert sum(b["count"] for b in counted) == event_filter.apply(Event.objects.all()).count()
+        assert sum(1 for b in counted if b["count"]) > 2
