@@ -24,7 +24,7 @@ from django.db.models import (
     TextField,
     Window,
 )
-from django.db.models.fields.json import KeyTextTransform
+from django.db.models.fields.json import KeyTextTransform, compile_json_path
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 from pydantic import (
@@ -384,10 +384,35 @@ class Glob(Func):
         return f"({sql} GLOB %s)", [*params, self.pattern]
 
 
+class _NotGlob(Glob):
+    """A present value that does not match: `(lhs GLOB pattern) = 0` on SQLite, false for a
+    missing label (NULL) with the value extracted once; elsewhere `NOT lhs ~ regex AND lhs IS
+    NOT NULL`, as PostgreSQL's plans were made with."""
+
+    def as_sql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        regex = glob_regex(self.pattern)
+        return f"(NOT ({sql} ~ %s) AND {sql} IS NOT NULL)", [*params, regex, *params]
+
+    def as_sqlite(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        return f"(({sql} GLOB %s) = 0)", [*params, self.pattern]
+
+
+class _LabelText(KeyTextTransform):
+    """A label's value as text. On SQLite one `JSON_EXTRACT`: Django's key transform also asks
+    `JSON_TYPE` (to tell JSON true, false and null from text), and SQLite 3.40 parses the
+    document again for each call; label values are strings (`schema`), so it is not needed."""
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params, keys = self.preprocess_lhs(compiler, connection)
+        return f"JSON_EXTRACT({lhs}, %s)", (*params, compile_json_path(keys))
+
+
 def _label_value(key: str, json_field: str, id_field: str):
     if key == RESOURCE_ID:
         return F(id_field)
-    return KeyTextTransform(key, json_field)
+    return _LabelText(key, json_field)
 
 
 def _labels_q(
@@ -410,8 +435,7 @@ def _labels_q(
                 # a common value) and the GIN index `event_resource_gin` serves (a rare one).
                 either |= Q(**{f"{json_field}__contains": {key: pattern}})
             elif pattern.startswith("!"):
-                # NOT GLOB alone would also be true for a missing label; a missing label never matches.
-                either |= ~Q(Glob(value, pattern[1:])) & Q(_IsNotNull(value))
+                either |= Q(_NotGlob(value, pattern[1:]))  # a missing label never matches
             else:
                 either |= Q(Glob(value, pattern))
         q &= either
@@ -426,12 +450,6 @@ def _containable(key: str, pattern: str) -> bool:
         and not pattern.startswith("!")
         and not any(c in pattern for c in "*?[")
     )
-
-
-class _IsNotNull(Func):
-    output_field = BooleanField()
-    conditional = True
-    template = "(%(expressions)s IS NOT NULL)"
 
 
 # --- prefixes ------------------------------------------------------------------------------------

@@ -70,6 +70,26 @@ def test_patterns_for_one_label_are_ored_and_labels_are_anded():
     assert found({"resource": {"labels": {"color": ["red", "blue"], "size": "m"}}}) == []
 
 
+def test_several_label_keys_with_globs_and_negations_all_hold_and_a_missing_key_fails():
+    a, b, c, d = store(
+        event_data(labels={"region": "us-east", "name": "Invoice 7", "tier": "gold"}),
+        event_data(labels={"region": "us-east", "name": "Invoice 8", "tier": "gold"}),
+        event_data(labels={"region": "us-east", "name": "Invoice 71"}),  # no tier
+        event_data(labels={"region": "eu-west", "name": "Invoice 7", "tier": "silver"}),
+    )
+
+    assert found({"resource": {"labels": {"region": "us-*", "name": "Invoice 7*"}}}) in (
+        [a, c],
+        [c, a],
+    )
+    labels = {"region": "us-*", "name": "Invoice 7*", "tier": "!silver"}
+    assert found({"resource": {"labels": labels}}) == [a]
+    labels = {"region": "!eu-*", "name": ["!Invoice 8", "x"]}
+    assert set(found({"resource": {"labels": labels}})) == {a, c}
+    labels = {"tier": ["!gold", "!silver"], "name": "!Invoice 7"}
+    assert found({"resource": {"labels": labels}}) == [b]
+
+
 def test_a_resource_id_pattern_applies_to_the_id():
     a, _ = store(event_data(resource_id="prefect.flow-run.1"), event_data(resource_id="acme.x"))
 

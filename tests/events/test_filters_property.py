@@ -71,7 +71,9 @@ pattern = st.builds(
     ),
 )
 patterns = st.one_of(pattern, st.lists(pattern, max_size=3))
-label_spec = st.dictionaries(st.sampled_from([*KEYS, "prefect.resource.id"]), patterns, max_size=2)
+# Up to every key at once (globs, `!` negations, keys the event lacks): each key is its own
+# JSON extraction on SQLite and its own containment or regex on PostgreSQL, all ANDed.
+label_spec = st.dictionaries(st.sampled_from([*KEYS, "prefect.resource.id"]), patterns, max_size=4)
 id_list = st.lists(st.sampled_from(IDS), max_size=2)
 prefix_list = st.lists(st.sampled_from(["a.", "prefect.", "b", "", "prefect.tag."]), max_size=2)
 
