@@ -292,38 +292,32 @@ class EventFilter(_Filter):
         return qs
 
     def rows_first(self) -> tuple[Q, list[str], EventFilter | None] | None:
-        """A related or any-resource criterion with a B-tree column of its own whose resource
-        rows a page can be read from (`page_plans._from_rows`): its one row criterion as a Q on
-        `EventResource` rows, the resource ids it names (keys of their index; none for a role or
-        a prefix), and the filter's other criteria, to check on those rows' events: None when
-        the rows alone answer the filter (time, order and this one criterion). With other
-        criteria, only a criterion naming ids is offered (how many rows they have is known
-        before they are read). None when no criterion qualifies, and for `distinct`. (Role
+        """A related or any-resource criterion whose resource rows a page can be read from
+        (`page_plans._from_rows`): its one row criterion as a Q on `EventResource` rows, the
+        resource ids it names (keys of their index), and the filter's other criteria, to check
+        on the rows' events (None: the rows alone answer the filter, with time and order). Alone,
+        the criterion needs a B-tree column (ids, a role, a prefix); beside others, ids (their
+        rows are counted before they are read). None otherwise, and for `distinct`. (Role
         semantics are `_related_row_q`'s and `_any_row_q`'s, as in `apply`.)"""
-        if self.distinct:
-            return None
         specs = [
-            (r, _related_row_q(r), bool(r.id or r.role or r.resources_in_roles))
+            (r, _related_row_q(r), r.role, list(r.id or [i for i, _ in r.resources_in_roles or []]))
             for r in self._related_list()
             if r.constrains
         ]
         specs += [
-            (a, q, bool(a.id or a.id_prefix))
+            (a, q, a.id_prefix, list(a.id or []))
             for a in self._any_list()
             if (q := _any_row_q(a)) is not None
         ]
-        other = self.event or self.resource or self.id.id or self.text
-        if not other and len(specs) == 1:
-            spec, q, indexed = specs[0]
-            return (q, _row_ids(spec), None) if indexed else None
-        for spec, q, _ in specs:
-            if ids := _row_ids(spec):
+        alone = len(specs) == 1 and not (self.event or self.resource or self.id.id or self.text)
+        for spec, q, indexed, ids in specs:
+            if alone:
+                return (q, ids, None) if ids or indexed else None
+            if ids and not self.distinct:
                 related = [r for r in self._related_list() if r is not spec]
                 anything = [a for a in self._any_list() if a is not spec]
-                rest = self.model_copy(
-                    update={"related": related or None, "any_resource": anything or None}
-                )
-                return q, ids, rest
+                update = {"related": related or None, "any_resource": anything or None}
+                return q, ids, self.model_copy(update=update)
         return None
 
     def indexed_criteria(self) -> bool:
@@ -581,13 +575,6 @@ def _any_row_q(f: AnyResourceFilter, rid: str = "resource_id", role: str = "role
     if f.labels:
         q &= _labels_q(f.labels, json_field="labels", id_field=rid, role_field=None)
     return q if (f.id or f.id_prefix or f.labels) else None
-
-
-def _row_ids(spec: RelatedFilter | AnyResourceFilter) -> list[str]:
-    """The resource ids a related or any-resource criterion names (its rows have one of them)."""
-    if isinstance(spec, RelatedFilter):
-        return list(spec.id or [rid for rid, _ in spec.resources_in_roles or []])
-    return list(spec.id or [])
 
 
 def _any_resource_matches(f: AnyResourceFilter, resource: dict[str, str]) -> bool:
