@@ -1,10 +1,14 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "eventsite.settings")
 # Build the Django app (and so the app registry) before importing anything that touches models.
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from eventsite.request_threads import OneHopASGIHandler  # noqa: E402
+
+django_asgi_app = OneHopASGIHandler()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
@@ -18,7 +22,8 @@ from events.webhooks import asgi as webhooks  # noqa: E402
 
 async def http_app(scope, receive, send):
     """Django for everything but `/hooks/<slug>`, which `events.webhooks.asgi.asgi_app` answers
-    directly: Django's ASGI handler costs a thread per request, too slow for webhook traffic."""
+    directly: even in one hop to a pooled thread (`request_threads`), Django's handler is too slow
+    for webhook traffic."""
     if webhooks.wants(scope):
         await webhooks.asgi_app(scope, receive, send)
     else:

@@ -1,3 +1,5 @@
+import asyncio
+
 import httpx
 import pytest
 
@@ -94,3 +96,29 @@ def test_the_first_start_creates_an_admin_and_a_token_printed_once(tmp_path):
         text=True,
     )
     assert result.stdout.strip().splitlines()[-1] == "admin"
+
+
+def test_serve_answers_many_requests_at_once_each_with_its_own_result(server, user):
+    """More requests at once than the handler keeps idle threads for (`request_threads`): each
+    gets a thread, writes land, reads see their own filter, none waits for another's end."""
+    _, secret = ApiToken.issue(user, name="burst")
+    headers = {"Authorization": f"Bearer {secret}"}
+    batches = [[event_data(resource_id=f"acme.burst.{n}.{i}") for i in range(3)] for n in range(20)]
+
+    async def burst():
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=30) as client:
+            writes = [client.post("/api/events", json=batch) for batch in batches]
+            health = [client.get("/api/health") for _ in range(20)]
+            return await asyncio.gather(*writes, *health)
+
+    responses = asyncio.run(burst())
+
+    assert [r.status_code for r in responses] == [204] * 20 + [200] * 20
+    assert Event.objects.filter(resource_id__startswith="acme.burst.").count() == 60
+    for n in (0, 19):
+        found = httpx.post(
+            f"{server.url}/api/events/filter",
+            json={"filter": {"resource": {"id_prefix": [f"acme.burst.{n}."]}}},
+            headers=headers,
+        ).json()
+        assert {e["id"] for e in found["events"]} == {e["id"] for e in batches[n]}

@@ -1,0 +1,175 @@
+"""Django's ASGI handler, with each request's synchronous part run in one hop on a pooled thread.
+
+Stock `ASGIHandler` loads the middleware in async mode. Our chain is synchronous (WhiteNoise and
+our own middleware are sync-only, and Django's `MiddlewareMixin` runs every `process_*` method of
+an async-capable middleware through `sync_to_async`), so one request crossed between the event
+loop and a thread about fifteen times: `request_started`, each `process_request` /
+`process_view` / `process_response`, the sync islands around WhiteNoise, the view, and
+`response.close()`. Each crossing is a future, a context copy and two thread wake-ups (80 µs on a
+machine measured by `bench.machine`), and `ThreadSensitiveContext()` started a new thread for
+every request. A health check cost 4–5 ms there, most of it hand-offs.
+
+Here the middleware is loaded in sync mode, as under WSGI, and a request crosses once: its thread
+sends `request_started`, runs the whole chain and the view, and closes a non-streaming response
+(`request_finished`), then the loop sends the bytes. The thread is taken from a pool of
+single-thread executors and bound to the request with `ThreadSensitiveContext(executor=…)`, so
+every thread-sensitive `sync_to_async` of the request (a streamed body's database reads, its
+close) still runs on the thread that holds the request's database connection, as before. What
+Django's handler does besides (reading the body, a disconnect cancelling the response, file
+responses' block size, a streamed body's close) is kept; the code below mirrors its `handle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers import base
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import FileResponse, HttpResponseBase
+from django.urls import set_script_prefix
+
+# Idle request threads kept for the next requests; a burst beyond this starts more, and they
+# end when the burst is over.
+IDLE_THREADS = 16
+
+
+class RequestThread(ThreadPoolExecutor):
+    """One thread that serves one request at a time; it counts the calls it has not finished."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="eventsite-request")
+        self.unfinished = 0
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        self.unfinished += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _future: Future) -> None:
+        self.unfinished -= 1
+
+
+class RequestThreads:
+    """The pool: a request takes a thread and gives it back when its response is sent."""
+
+    def __init__(self, *, idle: int = IDLE_THREADS) -> None:
+        self.idle_limit = idle
+        self._idle: list[RequestThread] = []
+        self._lock = threading.Lock()  # the loop takes and gives; a test may run several loops
+
+    def take(self) -> RequestThread:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return RequestThread()
+
+    def give(self, thread: RequestThread) -> None:
+        # A request cancelled while its view ran leaves the thread busy: it is not reused, so
+        # no later request waits behind that view.
+        if thread.unfinished == 0:
+            with self._lock:
+                if len(self._idle) < self.idle_limit:
+                    self._idle.append(thread)
+                    return
+        thread.shutdown(wait=False)
+
+
+class OneHopASGIHandler(ASGIHandler):
+    """Django's ASGI handler; the request's middleware chain and view run in one thread hop."""
+
+    def __init__(self, *, threads: RequestThreads | None = None) -> None:
+        base.BaseHandler.__init__(self)
+        self.load_middleware(is_async=False)
+        self.threads = threads or RequestThreads()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        thread = self.threads.take()
+        try:
+            async with ThreadSensitiveContext(executor=thread):
+                await self.handle(scope, receive, send)
+        finally:
+            self.threads.give(thread)
+
+    async def handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            await sync_to_async(self._started_and_closed)(scope, error_response)
+            return
+
+        made: list[HttpResponseBase] = []
+
+        async def process_request(request, send):
+            response = await sync_to_async(self._respond)(scope, request, made)
+            with contextlib.suppress(asyncio.CancelledError):  # the client went away meanwhile
+                await self.send_response(response, send)
+            return response
+
+        # As Django's handler: a disconnect while the response is made or sent cancels it.
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request(request, send)),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response = tasks[1].result()
+        except asyncio.CancelledError:
+            # Cancelled while its thread made the response. The thread closes a plain response
+            # itself; a streamed one is closed by the next call on the same thread, after it.
+            await sync_to_async(self._close_unsent)(made)
+        else:
+            if response.streaming:
+                await sync_to_async(response.close)()
+        body_file.close()
+
+    def _respond(self, scope, request, made: list[HttpResponseBase]) -> HttpResponseBase:
+        """The request's synchronous part, in its thread: the signals, the chain, the view."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        response = self.get_response(request)
+        made.append(response)
+        response._handler_class = self.__class__
+        if isinstance(response, FileResponse):
+            response.block_size = self.chunk_size
+        if not response.streaming:
+            # The body is bytes already: close now (`request_finished`: the database connection
+            # goes back) rather than cross to this thread again after sending.
+            response.close()
+        return response
+
+    def _close_unsent(self, made: list[HttpResponseBase]) -> None:
+        for response in made:
+            if response.streaming:
+                response.close()
+
+    def _started_and_closed(self, scope, response: HttpResponseBase) -> None:
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        response._handler_class = self.__class__
+        response.close()

@@ -1,0 +1,213 @@
+"""The ASGI handler that runs a request's synchronous part in one hop on a pooled thread.
+
+Driven in process, as the server drives it (the ASGI messages, a disconnect), through the real
+middleware chain; the views below record the thread each step ran on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.core import signals
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.urls import path
+
+from eventsite import asgi
+from eventsite.request_threads import OneHopASGIHandler, RequestThreads
+
+pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db(transaction=True)]
+
+seen: dict[str, list] = {}
+release = threading.Event()
+view_started = threading.Event()
+
+
+def record(step: str) -> None:
+    seen.setdefault(step, []).append(threading.get_ident())
+
+
+def where(request):
+    record("view")
+    return JsonResponse({"thread": threading.get_ident()})
+
+
+def blocked(request):
+    view_started.set()
+    release.wait(10)
+    record("blocked view")
+    return HttpResponse("late")
+
+
+def streamed(request):
+    record("view")
+
+    async def body():
+        try:
+            for n in range(3):
+                # A thread-sensitive call, as a streamed body's database reads are.
+                await sync_to_async(record)("chunk")
+                yield f"{n}\n"
+                if request.GET.get("wait"):
+                    await asyncio.sleep(10)
+        finally:
+            record("generator closed")
+
+    return StreamingHttpResponse(body(), content_type="text/plain")
+
+
+def blocked_stream(request):
+    view_started.set()
+    release.wait(10)
+
+    async def body():
+        yield "late"
+
+    return StreamingHttpResponse(body())
+
+
+urlpatterns = [
+    path("where", where),
+    path("blocked", blocked),
+    path("streamed", streamed),
+    path("blocked-stream", blocked_stream),
+]
+
+
+@pytest.fixture(autouse=True)
+def steps():
+    seen.clear()
+    release.clear()
+    view_started.clear()
+
+    def started(**kwargs):
+        record("request_started")
+
+    def finished(**kwargs):
+        record("request_finished")
+
+    signals.request_started.connect(started)
+    signals.request_finished.connect(finished)
+    yield seen
+    release.set()
+    signals.request_started.disconnect(started)
+    signals.request_finished.disconnect(finished)
+
+
+class Client:
+    """One request to the handler: its messages, and a way to hang up."""
+
+    def __init__(self, handler, url: str) -> None:
+        route, _, query = url.partition("?")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": route,
+            "raw_path": route.encode(),
+            "query_string": query.encode(),
+            "root_path": "",
+            "headers": [(b"host", b"testserver")],
+            "client": ("127.0.0.1", 1),
+            "server": ("testserver", 80),
+        }
+        self.incoming: asyncio.Queue = asyncio.Queue()
+        self.incoming.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        self.sent: list[dict] = []
+        self.body_started = asyncio.Event()
+        self.task = asyncio.create_task(handler(scope, self.incoming.get, self.send))
+
+    async def send(self, message: dict) -> None:
+        self.sent.append(message)
+        if message["type"] == "http.response.body" and message.get("body"):
+            self.body_started.set()
+
+    def hang_up(self) -> None:
+        self.incoming.put_nowait({"type": "http.disconnect"})
+
+    async def response(self) -> tuple[int, bytes]:
+        await asyncio.wait_for(self.task, 10)
+        status = self.sent[0]["status"]
+        return status, b"".join(m.get("body", b"") for m in self.sent[1:])
+
+
+async def test_a_request_crosses_to_one_thread_for_its_signals_middleware_view_and_close():
+    handler = OneHopASGIHandler()
+    status, body = await Client(handler, "/where").response()
+    assert status == 200
+    loop_thread = threading.get_ident()
+    view_thread = seen["view"][0]
+    assert view_thread != loop_thread
+    assert seen["request_started"] == [view_thread]
+    assert seen["request_finished"] == [view_thread]
+    assert body == f'{{"thread": {view_thread}}}'.encode()
+
+
+async def test_the_next_request_reuses_the_thread_instead_of_starting_one():
+    handler = OneHopASGIHandler()
+    for _ in range(3):
+        assert (await Client(handler, "/where").response())[0] == 200
+    assert len(set(seen["view"])) == 1
+
+
+async def test_requests_at_the_same_time_get_threads_of_their_own():
+    handler = OneHopASGIHandler()
+    slow = Client(handler, "/blocked")
+    await asyncio.to_thread(view_started.wait, 5)
+    # The first request's view holds its thread; the second one is answered meanwhile.
+    assert (await Client(handler, "/where").response())[0] == 200
+    assert not slow.task.done()
+    release.set()
+    assert await slow.response() == (200, b"late")
+    assert seen["blocked view"][0] != seen["view"][0]
+
+
+async def test_a_streamed_bodys_thread_sensitive_reads_run_on_the_views_thread():
+    handler = OneHopASGIHandler()
+    status, body = await Client(handler, "/streamed").response()
+    assert (status, body) == (200, b"0\n1\n2\n")
+    view_thread = seen["view"][0]
+    assert seen["chunk"] == [view_thread] * 3
+    # Closed once, after the last chunk was sent, on the same thread.
+    assert seen["request_finished"] == [view_thread]
+
+
+async def test_a_hang_up_during_a_streamed_body_stops_it_and_closes_the_response():
+    handler = OneHopASGIHandler()
+    client = Client(handler, "/streamed?wait=1")
+    await asyncio.wait_for(client.body_started.wait(), 5)
+    client.hang_up()
+    await asyncio.wait_for(client.task, 5)
+    assert seen["chunk"] == [seen["view"][0]]
+    assert len(seen["generator closed"]) == 1
+    assert seen["request_finished"] == [seen["view"][0]]
+
+
+@pytest.mark.parametrize("url", ["/blocked", "/blocked-stream"])
+async def test_a_request_cancelled_while_its_view_runs_is_closed_and_holds_up_no_other(url):
+    threads = RequestThreads()
+    handler = OneHopASGIHandler(threads=threads)
+    client = Client(handler, url)
+    await asyncio.to_thread(view_started.wait, 5)
+    client.hang_up()
+    await asyncio.sleep(0.05)
+    # Another request is not queued behind the view still running on the hung-up one's thread.
+    assert (await Client(handler, "/where").response())[0] == 200
+    assert "request_finished" in seen and len(seen["request_finished"]) == 1
+    release.set()
+    await asyncio.wait_for(client.task, 5)
+    assert client.sent == []
+    # The cancelled response was closed too (plain: by its thread; streamed: after it).
+    assert len(seen["request_finished"]) == 2
+    assert seen["request_finished"][1] == seen["request_started"][0]
+    assert seen["view"][0] != seen["request_started"][0]
+
+
+async def test_the_server_serves_django_through_this_handler_with_the_projects_chain():
+    assert isinstance(asgi.django_asgi_app, OneHopASGIHandler)
+    # Loaded in sync mode: a synchronous chain, no async adapters between the middleware.
+    assert not asyncio.iscoroutinefunction(asgi.django_asgi_app._middleware_chain)
