@@ -309,6 +309,18 @@ class EventFilter(_Filter):
             return (q, list(a.id or [])) if a.id or a.id_prefix else None
         return None
 
+    def labels_alone(self) -> Q | None:
+        """When this filter is time, order and resource labels alone: those labels as a Q on
+        the primary resource rows (`EventResource`, role "", whose `labels` are the event's
+        `resource`, as ingest stores them), which a walk may read instead of the events
+        (`page_plans.newest`). None otherwise."""
+        other = self.event or self.related or self.any_resource or self.id.id or self.text
+        r = self.resource
+        if other or not r or not r.labels or r.id or r.id_prefix or r.distinct:
+            return None
+        labels = _labels_q(r.labels, json_field="labels", id_field="resource_id", role_field=None)
+        return Q(role="") & labels
+
     def indexed_criteria(self) -> bool:
         """Whether a criterion has an index of its own (names, resource ids and prefixes, related
         ids and roles, event ids, on SQLite text terms of 3 characters or more): the matches can
