@@ -292,33 +292,36 @@ class EventFilter(_Filter):
         return qs
 
     def rows_first(self) -> tuple[Q, list[str], EventFilter | None] | None:
-        """A related or any-resource criterion whose resource rows a page can be read from
-        (`page_plans._from_rows`): its one row criterion as a Q on `EventResource` rows, the
-        resource ids it names (keys of their index), and the filter's other criteria, to check
-        on the rows' events (None: the rows alone answer the filter, with time and order). Alone,
-        the criterion needs a B-tree column (ids, a role, a prefix); beside others, ids (their
-        rows are counted before they are read). None otherwise, and for `distinct`. (Role
-        semantics are `_related_row_q`'s and `_any_row_q`'s, as in `apply`.)"""
+        """A related or any-resource criterion whose rows a page is read from (`page_plans`'s
+        `_from_rows`): its Q on them, its ids and the other criteria, to check on their events
+        (None: the rows alone answer; ids, a role or a prefix can, else only ids; no `distinct`)."""
         specs = [
-            (r, _related_row_q(r), r.role, list(r.id or [i for i, _ in r.resources_in_roles or []]))
+            (r, _related_row_q(r), r.id or [i for i, _ in r.resources_in_roles or []], r.role)
             for r in self._related_list()
             if r.constrains
         ]
-        specs += [
-            (a, q, a.id_prefix, list(a.id or []))
-            for a in self._any_list()
-            if (q := _any_row_q(a)) is not None
-        ]
-        alone = len(specs) == 1 and not (self.event or self.resource or self.id.id or self.text)
-        for spec, q, indexed, ids in specs:
-            if alone:
-                return (q, ids, None) if ids or indexed else None
+        specs += [(a, q, a.id or [], a.id_prefix) for a in self._any_list() if (q := _any_row_q(a))]
+        if len(specs) == 1 and not (self.event or self.resource or self.id.id or self.text):
+            _, q, ids, indexed = specs[0]
+            return (q, list(ids), None) if ids or indexed else None
+        for spec, q, ids, _ in specs:
             if ids and not self.distinct:
-                related = [r for r in self._related_list() if r is not spec]
-                anything = [a for a in self._any_list() if a is not spec]
-                update = {"related": related or None, "any_resource": anything or None}
-                return q, ids, self.model_copy(update=update)
+                rest = {"related": [r for r in self._related_list() if r is not spec] or None}
+                rest["any_resource"] = [a for a in self._any_list() if a is not spec] or None
+                return q, list(ids), self.model_copy(update=rest)
         return None
+
+    def labels_alone(self) -> Q | None:
+        """When this filter is time, order and resource labels alone: those labels as a Q on
+        the primary resource rows (`EventResource`, role "", whose `labels` are the event's
+        `resource`, as ingest stores them), which a walk may read instead of the events
+        (`page_plans.newest`). None otherwise."""
+        other = self.event or self.related or self.any_resource or self.id.id or self.text
+        r = self.resource
+        if other or not r or not r.labels or r.id or r.id_prefix or r.distinct:
+            return None
+        labels = _labels_q(r.labels, json_field="labels", id_field="resource_id", role_field=None)
+        return Q(role="") & labels
 
     def indexed_criteria(self) -> bool:
         """Whether a criterion has an index of its own (names, resource ids and prefixes, related

@@ -174,11 +174,20 @@ def test_sql_and_in_memory_evaluation_agree(stored, filter_json):
             if rows_first
             else None
         )
+        # Resource labels alone: the walk over the primary resource rows (`_walk_rows`).
+        labels = event_filter.labels_alone()
+        rows_walked = (
+            [e.id for e in page_plans._walk_rows(event_filter, labels, None, 20)]
+            if labels is not None
+            else None
+        )
         transaction.set_rollback(True)
 
     assert in_sql == in_memory
     assert total == len(in_memory)
     assert walked == by_criteria == in_memory
+    if rows_walked is not None:
+        assert rows_walked == in_memory[:20]
     if from_rows:
         assert [e.id for e in from_rows.events] == in_memory
         assert from_rows.count == len(in_memory)

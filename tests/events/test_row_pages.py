@@ -179,6 +179,30 @@ def test_criteria_without_ids_beside_others_are_not_read_from_the_resource_rows(
     assert seen == [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
 
 
+@pytest.mark.parametrize("order", ["DESC", "ASC"])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"prefect.resource.id": ["o.*", "c.2"]},
+        {"prefect.resource.id": "!c.1"},
+        {"prefect.resource.id": "o.*", "tier": "!x"},  # no primary resource has a tier
+    ],
+)
+def test_pages_of_resource_labels_walked_over_the_primary_rows_are_the_in_memory_pages(
+    labels, order
+):
+    """Resource labels alone (SQLite walks the primary resource rows, `page_plans._walk_rows`):
+    the ties on `occurred`, and the resources also named as related, change nothing."""
+    event_filter = EventFilter.model_validate(
+        {"resource": {"labels": labels}, "occurred": DAY, "order": order}
+    )
+    assert event_filter.labels_alone() is not None
+
+    seen, _ = _pages(event_filter, limit=7)
+
+    assert seen == [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
+
+
 PLANS = {
     # (a full scan, the rows' index, the events' primary key)
     "sqlite": (
