@@ -292,9 +292,8 @@ class EventFilter(_Filter):
         return qs
 
     def rows_first(self) -> tuple[Q, list[str], EventFilter | None] | None:
-        """A related or any-resource criterion whose rows a page is read from (`page_plans`'s
-        `_from_rows`): its Q on them, its ids and the other criteria, to check on their events
-        (None: the rows alone answer; ids, a role or a prefix can, else only ids; no `distinct`)."""
+        """A related or any-resource criterion a page is read from the rows of: its Q and ids,
+        and the rest to check on their events (`page_plans._from_rows`; None: the rows alone)."""
         specs = [
             (r, _related_row_q(r), r.id or [i for i, _ in r.resources_in_roles or []], r.role)
             for r in self._related_list()
