@@ -291,22 +291,23 @@ class EventFilter(_Filter):
             qs = queryset.filter(id__in=Subquery(firsts))
         return qs
 
-    def rows_alone(self) -> tuple[Q, list[str]] | None:
-        """When the resource rows alone answer this filter, its one row criterion as a Q on
-        `EventResource` rows, with the resource ids it names (keys of their index; none for a
-        role or a prefix): the filter is time, order and one related or any-resource criterion
-        with a B-tree column of its own. None otherwise (`page_plans.newest` reads a page from
-        the rows then; role semantics are `_related_row_q`'s and `_any_row_q`'s, as in `apply`)."""
-        other = self.event or self.resource or self.id.id or self.text
-        related = [(r, _related_row_q(r)) for r in self._related_list() if r.constrains]
-        anything = [(a, _any_row_q(a)) for a in self._any_list() if _any_row_q(a) is not None]
-        if other or len(related) + len(anything) != 1:
-            return None
-        for r, q in related:
-            ids = list(r.id or [rid for rid, _ in r.resources_in_roles or []])
-            return (q, ids) if r.id or r.role or r.resources_in_roles else None
-        for a, q in anything:
-            return (q, list(a.id or [])) if a.id or a.id_prefix else None
+    def rows_first(self) -> tuple[Q, list[str], EventFilter | None] | None:
+        """A related or any-resource criterion a page is read from the rows of: its Q and ids,
+        and the rest to check on their events (`page_plans._from_rows`; None: the rows alone)."""
+        specs = [
+            (r, _related_row_q(r), r.id or [i for i, _ in r.resources_in_roles or []], r.role)
+            for r in self._related_list()
+            if r.constrains
+        ]
+        specs += [(a, q, a.id or [], a.id_prefix) for a in self._any_list() if (q := _any_row_q(a))]
+        if len(specs) == 1 and not (self.event or self.resource or self.id.id or self.text):
+            _, q, ids, indexed = specs[0]
+            return (q, list(ids), None) if ids or indexed else None
+        for spec, q, ids, _ in specs:
+            if ids and not self.distinct:
+                rest = {"related": [r for r in self._related_list() if r is not spec] or None}
+                rest["any_resource"] = [a for a in self._any_list() if a is not spec] or None
+                return q, list(ids), self.model_copy(update=rest)
         return None
 
     def labels_alone(self) -> Q | None:

@@ -82,22 +82,24 @@ def newest(
     also counts them) and the page's events fetched by id. PostgreSQL, which has statistics,
     plans the query itself, except for text, which it also walks first (`text_search.text_q`)
     and, alone, then reads a few day partitions at a time (`_newest_by_days`).
-    A filter the resource rows alone answer (`EventFilter.rows_alone`) is read from them
-    (`_from_rows`): at once on both databases when their index holds few rows of the ids it
-    names (`_few_rows`), else on SQLite instead of the criteria's index after the walk. Resource
-    labels alone, which no index serves, are walked over the primary resource rows on SQLite
-    (`_walk_rows`).
+    A filter with a related or any-resource criterion whose rows can be read first
+    (`EventFilter.rows_first`) is read from them (`_from_rows`, the other criteria checked on
+    their events): at once on both databases when their index holds few rows of the ids it
+    names (`_few_rows`), else, when the rows alone answer the filter, on SQLite instead of the
+    criteria's index after the walk. Resource labels alone, which no index serves, are walked
+    over the primary resource rows on SQLite (`_walk_rows`).
     """
     if not limit:
         return Found([])
     bound = keyset_q(*after, event_filter.descending) if after else Q()
     if event_filter.distinct:
         return Found(_newest_distinct(event_filter, bound, limit))
-    rows_alone = event_filter.rows_alone()
-    if rows_alone and _few_rows(event_filter, rows_alone[1]):
-        # Few rows name the ids: the page and its count from them at once, on either database
-        # (PostgreSQL's planner read every match's event to sort them, and counted apart).
-        return _from_rows(event_filter, rows_alone[0], after, limit)
+    rows_first = event_filter.rows_first()
+    if rows_first and _few_rows(event_filter, rows_first[1]):
+        # Few rows name the ids: the page and its count from them (and their events, for the
+        # other criteria) at once, on either database (PostgreSQL's planner read every match's
+        # event to sort them, and counted apart).
+        return _from_rows(event_filter, rows_first[0], after, limit, others=rows_first[2])
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         if (budget := _walk_first(event_filter)) and _narrows_beyond_time(event_filter):
@@ -123,8 +125,8 @@ def newest(
             return Found(list(walk.order_by(*ordering)[:limit]), rare=False)
     except timebox.OutOfTime:
         pass
-    if rows_alone:
-        return _from_rows(event_filter, rows_alone[0], after, limit)
+    if rows_first and rows_first[2] is None:  # the rows alone answer the filter
+        return _from_rows(event_filter, rows_first[0], after, limit)
     if not event_filter.indexed_columns() and fts_match(event_filter.text.query) is None:
         # Text alone, a term with no two trigrams in fewer than FEW_ROWS events together (common
         # words): the walk finds them sooner than FTS5 reads their rows (`text_search.fts_match`).
@@ -160,16 +162,24 @@ def _few_rows(event_filter: EventFilter, resource_ids: list[str]) -> bool:
 
 
 def _from_rows(
-    event_filter: EventFilter, row_q: Q, after: tuple[datetime, uuid.UUID] | None, limit: int
+    event_filter: EventFilter,
+    row_q: Q,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+    *,
+    others: EventFilter | None = None,
 ) -> Found:
-    """A page of a filter the resource rows alone answer (`EventFilter.rows_alone`), and the
-    count of its matches: both from the rows matching `row_q` in the window, then only the
-    page's events, by primary key. The rows' `(resource_id, occurred)` index finds them and they
-    hold their event's `occurred`, so no event is read to sort the matches.
+    """A page of a filter read from the resource rows of one of its criteria
+    (`EventFilter.rows_first`), and the count of its matches: both from the rows matching
+    `row_q` in the window, then only the page's events, by primary key. The rows'
+    `(resource_id, occurred)` index finds them and they hold their event's `occurred`, so no
+    event is read to sort the matches. With `others` (the filter's other criteria), each of the
+    rows' events is checked against them in the same statement (`_others_sql`).
 
     One statement: the matches' distinct (occurred, event id) in order, up to RARE_CAP + 1 (an
-    event with several such rows, e.g. its primary resource also related, once), then the first
-    `limit` of them with how many there were, so that only the page's ids reach Python.
+    event with several such rows, e.g. its primary resource also related, once; with `others`
+    every candidate, which `_few_rows` found at most RARE_CAP), then the first `limit` of them
+    with how many there were, so that only the page's ids reach Python.
     """
     window = event_filter.occurred
     rows = EventResource.objects.filter(
@@ -185,14 +195,17 @@ def _from_rows(
     ordering = [getattr(occurred, direction)(), getattr(F("event_id"), direction)()]
     matches = rows.order_by(*ordering).values_list("occurred", "event_id").distinct()
     try:
-        sql, params = matches[: RARE_CAP + 1].query.sql_with_params()
+        if others is None:
+            sql, params = matches[: RARE_CAP + 1].query.sql_with_params()
+        else:
+            sql, params = _others_sql(matches.order_by(), others)
     except EmptyResultSet:
         return Found([], rare=True, count=0)
     order = "DESC" if event_filter.descending else "ASC"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT m.event_id, COUNT(*) OVER () FROM ({sql}) m "
-            f"ORDER BY m.occurred {order}, m.event_id {order} LIMIT %s",
+            f"SELECT s.event_id, COUNT(*) OVER () FROM ({sql}) s "
+            f"ORDER BY s.occurred {order}, s.event_id {order} LIMIT %s",
             [*params, limit],
         )
         page = cursor.fetchall()
@@ -201,6 +214,25 @@ def _from_rows(
     by_id = Event.objects.in_bulk(ids)
     events = [by_id[i] for i in ids if i in by_id]  # (not one retention removed meanwhile)
     return Found(events, rare=True, count=count if count <= RARE_CAP else None)
+
+
+def _others_sql(candidates, others: EventFilter) -> tuple[str, list]:
+    """The candidates' (event id, occurred) whose events match `others` (the filter's other
+    criteria), as SQL: the candidate rows first, each event then looked up by primary key (and
+    on PostgreSQL its day's partition) and tested, as a walk tests it (`semijoin="exists"`).
+    `CROSS JOIN` keeps SQLite from choosing the other order; PostgreSQL plans the join itself,
+    from its estimate of the candidates' rows (few: `_few_rows`)."""
+    events = others.apply(Event.objects.all(), semijoin="exists").values_list("id", "occurred")
+    rows_sql, rows_params = candidates.query.sql_with_params()
+    events_sql, events_params = events.query.sql_with_params()
+    same = "e.id = m.event_id"
+    if connection.vendor == "postgresql":
+        same += " AND e.occurred = m.occurred"
+    sql = (
+        f"SELECT e.id AS event_id, e.occurred FROM ({rows_sql}) m "
+        f"CROSS JOIN ({events_sql}) e WHERE {same}"
+    )
+    return sql, [*rows_params, *events_params]
 
 
 def _walk_rows(

@@ -92,18 +92,22 @@ class OneHopASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        thread = self.threads.take()
-        try:
-            async with ThreadSensitiveContext(executor=thread):
-                await self.handle(scope, receive, send)
-        finally:
-            self.threads.give(thread)
+        await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
             return
+        # The thread is taken once the body is in: a client slow to send it holds none.
+        thread = self.threads.take()
+        try:
+            async with ThreadSensitiveContext(executor=thread):
+                await self._answer(scope, receive, send, body_file)
+        finally:
+            self.threads.give(thread)
+
+    async def _answer(self, scope, receive, send, body_file):
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)
         if request is None:

@@ -166,10 +166,13 @@ def test_sql_and_in_memory_evaluation_agree(stored, filter_json):
         walked = event_filter.apply(Event.objects.all(), semijoin="exists").order_by(*order)
         by_criteria = event_filter.apply(Event.objects.all(), by_criteria=True).order_by(*order)
         walked, by_criteria = [e.id for e in walked], [e.id for e in by_criteria]
-        # A filter the resource rows alone answer: its page read from them (`_from_rows`).
-        rows_alone = event_filter.rows_alone()
+        # A filter with a criterion whose resource rows a page can be read from: its page
+        # read from them, their events checked against the other criteria (`_from_rows`).
+        rows_first = event_filter.rows_first()
         from_rows = (
-            page_plans._from_rows(event_filter, rows_alone[0], None, 20) if rows_alone else None
+            page_plans._from_rows(event_filter, rows_first[0], None, 20, others=rows_first[2])
+            if rows_first
+            else None
         )
         # Resource labels alone: the walk over the primary resource rows (`_walk_rows`).
         labels = event_filter.labels_alone()

@@ -1,8 +1,10 @@
-"""Pages read from the resource rows alone (`page_plans._from_rows`, issue 14): a filter of time
-and one related or any-resource criterion is answered from `events_eventresource` (order, count)
-and only the page's events are read, by primary key. Its pages must be the in-memory evaluator's,
-whatever the ties on `occurred`, the resources an event names twice (primary and related,
-or in several related rows) and the plan taken (the rows at once, or after a walk)."""
+"""Pages read from the resource rows (`page_plans._from_rows`, issue 14): a filter of time and
+one related or any-resource criterion is answered from `events_eventresource` (order, count)
+and only the page's events are read, by primary key; a filter with other criteria besides one
+naming few ids is read from that criterion's rows, each of their events checked against the
+rest. Its pages must be the in-memory evaluator's, whatever the ties on `occurred`, the
+resources an event names twice (primary and related, or in several related rows) and the plan
+taken (the rows at once, or after a walk)."""
 
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ FILTERS = {
 @pytest.fixture(autouse=True)
 def log():
     """120 events in 40 instants (three events each: ties broken by id), naming customers c.1
-    and c.2 as primary, related, both, or in two related rows with two roles."""
+    and c.2 as primary, related, both, or in two related rows with two roles; every seventh
+    event's name is prefect.thing, the others' acme.thing."""
     events = []
     for i in range(120):
         shapes = [
@@ -55,7 +58,7 @@ def log():
         resource, rel = shapes[i % 5]
         events.append(
             event_data(
-                "acme.thing",
+                "prefect.thing" if i % 7 == 0 else "acme.thing",
                 resource,
                 related=rel,
                 occurred=NOW - timedelta(minutes=i // 3),
@@ -84,7 +87,8 @@ def test_pages_from_the_resource_rows_are_the_in_memory_pages(criterion, plan, o
     event_filter = EventFilter.model_validate(
         {**FILTERS[criterion], "occurred": DAY, "order": order}
     )
-    assert event_filter.rows_alone() is not None
+    rows_first = event_filter.rows_first()
+    assert rows_first is not None and rows_first[2] is None  # the rows alone answer it
 
     seen, total = _pages(event_filter, limit=7)
 
@@ -94,20 +98,81 @@ def test_pages_from_the_resource_rows_are_the_in_memory_pages(criterion, plan, o
         assert total == len(expected)
 
 
+WITH_OTHERS = {
+    "related id, names": {"related": {"id": ["c.1"]}, "event": {"exclude_prefix": ["prefect."]}},
+    "related id, any-resource labels": {
+        "related": {"id": ["c.1"]},
+        "any_resource": {"labels": {"tier": ["gold"]}},
+    },
+    "issue 14's combination": {
+        "event": {"exclude_prefix": ["prefect."]},
+        "any_resource": {"labels": {"tier": ["gold"]}},
+        "related": {"id": ["c.1"]},
+    },
+    "any_resource id, resource labels": {
+        "any_resource": {"id": ["c.1"]},
+        "resource": {"labels": {"tier": ["gold"]}},
+    },
+    "related id, any_resource id": {"related": {"id": ["c.1"]}, "any_resource": {"id": ["c.2"]}},
+    "related id, related role": {"related": [{"role": ["owner"]}, {"id": ["c.1"]}]},
+    "related resources_in_roles, resource id": {
+        "related": {"resources_in_roles": [["c.1", "customer"]]},
+        "resource": {"id": ["o.1", "c.1"]},
+    },
+    "any_resource ids, text": {"any_resource": {"id": ["c.1", "c.2"]}, "text": {"query": "gold"}},
+    "related id and primary, names": {
+        "related": {"id": ["c.1"], "role": ["", "customer"]},
+        "event": {"name": ["acme.thing"]},
+    },
+    "nothing matches": {"related": {"id": ["c.1"]}, "any_resource": {"id": ["x.1"]}},
+}
+
+
+@pytest.mark.parametrize("order", ["DESC", "ASC"])
+@pytest.mark.parametrize("plan", ["rows at once", "rows look many"])
+@pytest.mark.parametrize("criteria", WITH_OTHERS)
+def test_pages_read_from_one_criterions_rows_then_checked_are_the_in_memory_pages(
+    criteria, plan, order, monkeypatch
+):
+    if plan == "rows look many":  # more rows than RARE_CAP: the walk or the planner instead
+        monkeypatch.setattr(page_plans, "RARE_CAP", 10)
+    event_filter = EventFilter.model_validate(
+        {**WITH_OTHERS[criteria], "occurred": DAY, "order": order}
+    )
+    rows_first = event_filter.rows_first()
+    assert rows_first is not None and rows_first[2] is not None
+    read = []
+    monkeypatch.setattr(page_plans, "_others_sql", _recorded(page_plans._others_sql, read))
+
+    seen, total = _pages(event_filter, limit=7)
+
+    expected = [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
+    assert seen == expected
+    assert bool(read) == (plan == "rows at once")
+    if plan == "rows at once":
+        assert total == len(expected)
+
+
+def _recorded(function, calls: list):
+    def recorded(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+
+    return recorded
+
+
 @pytest.mark.parametrize(
     "criteria",
     [
-        {"related": {"id": ["c.1"]}, "event": {"name": ["acme.thing"]}},
-        {"any_resource": {"id": ["c.1"]}, "resource": {"labels": {"tier": ["gold"]}}},
-        {"related": {"id": ["c.1"]}, "any_resource": {"id": ["c.2"]}},
-        {"related": [{"id": ["c.1"]}, {"role": ["owner"]}]},
         {"related": {"labels": {"tier": ["gold"]}}},
-        {"any_resource": {"id": ["c.1"]}, "text": {"query": "thing"}},
+        {"related": {"role": ["owner"]}, "event": {"name": ["acme.thing"]}},
+        {"any_resource": {"id_prefix": ["c."]}, "resource": {"labels": {"tier": ["gold"]}}},
+        {"related": {"id": ["c.1"]}, "resource": {"distinct": True}},
     ],
 )
-def test_other_criteria_are_not_read_from_the_resource_rows_alone(criteria):
+def test_criteria_without_ids_beside_others_are_not_read_from_the_resource_rows(criteria):
     event_filter = EventFilter.model_validate({**criteria, "occurred": DAY})
-    assert event_filter.rows_alone() is None
+    assert event_filter.rows_first() is None
 
     seen, _ = _pages(event_filter, limit=7)
 

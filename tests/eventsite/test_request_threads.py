@@ -99,7 +99,7 @@ def steps():
 class Client:
     """One request to the handler: its messages, and a way to hang up."""
 
-    def __init__(self, handler, url: str) -> None:
+    def __init__(self, handler, url: str, *, body_done: bool = True) -> None:
         route, _, query = url.partition("?")
         scope = {
             "type": "http",
@@ -116,7 +116,7 @@ class Client:
             "server": ("testserver", 80),
         }
         self.incoming: asyncio.Queue = asyncio.Queue()
-        self.incoming.put_nowait({"type": "http.request", "body": b"", "more_body": False})
+        self.incoming.put_nowait({"type": "http.request", "body": b"", "more_body": not body_done})
         self.sent: list[dict] = []
         self.body_started = asyncio.Event()
         self.task = asyncio.create_task(handler(scope, self.incoming.get, self.send))
@@ -152,6 +152,19 @@ async def test_the_next_request_reuses_the_thread_instead_of_starting_one():
     for _ in range(3):
         assert (await Client(handler, "/where").response())[0] == 200
     assert len(set(seen["view"])) == 1
+
+
+async def test_a_client_still_sending_its_body_holds_no_thread():
+    handler = OneHopASGIHandler(threads=RequestThreads())
+    assert (await Client(handler, "/where").response())[0] == 200
+    stalled = Client(handler, "/where", body_done=False)
+    await asyncio.sleep(0.05)
+    assert (await Client(handler, "/where").response())[0] == 200
+    # The next request took the one idle thread; the stalled one has none yet.
+    assert len(set(seen["view"])) == 1
+    stalled.hang_up()
+    await asyncio.wait_for(stalled.task, 5)
+    assert stalled.sent == []
 
 
 async def test_requests_at_the_same_time_get_threads_of_their_own():
