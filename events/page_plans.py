@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
@@ -121,7 +122,7 @@ def newest(
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(bound)
     if not event_filter.indexed_criteria():  # no index to read the matches from: walk
         if (labels := event_filter.labels_alone()) is not None:
-            return Found(list(_walk_rows(event_filter, labels, after, limit)))
+            return Found(_walk_rows(event_filter, labels, after, limit))
         return Found(list(walk.order_by(*ordering)[:limit]))
     try:
         with timebox.within(WALK_BUDGET):
@@ -240,23 +241,36 @@ def _others_sql(candidates, others: EventFilter) -> tuple[str, list]:
 
 def _walk_rows(
     event_filter: EventFilter, row_q: Q, after: tuple[datetime, uuid.UUID] | None, limit: int
-) -> QuerySet[Event]:
+) -> list[Event]:
     """Resource labels alone on SQLite (`EventFilter.labels_alone`): a page walked newest first
-    over the primary resource rows (`eventresource_role_occurred`, role "") instead of the
-    events, its events then read by primary key, in one statement. A row holds the resource's
-    labels but not the payload, related resources and search text an event row does, so a walk
-    past many events reads far fewer pages: two label keys (0.4 % of 1M events, 13k walked) on
-    a new connection 26 → 18 ms."""
+    over the primary resource rows instead of the events, its events then read by primary key
+    in the same statement and sorted here (cheaper than SQLite's sort of whole event rows).
+
+    A primary resource row holds the resource's labels but not the payload, related resources
+    and search text an event row does, and their partial covering index
+    (`eventresource_primary_labels`, migrations 0013 and 0014) holds the walk's every column,
+    so a walk past many events reads far fewer pages: two label keys (0.4 % of 1M events, 13k
+    walked) 15.7 → 8.3 ms of CPU.
+    """
+    page = _rows_walked(event_filter, row_q, after, limit)
+    return sorted(page, key=attrgetter("occurred", "id"), reverse=event_filter.descending)
+
+
+def _rows_walked(
+    event_filter: EventFilter, row_q: Q, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> QuerySet[Event]:
+    """The events of `_walk_rows`' page, unordered."""
     window = event_filter.occurred
+    # `labels IS NOT NULL` (always true) is the condition of the partial index (migration 0014)
+    # that no other read states, so that SQLite uses it here and nowhere else.
     rows = EventResource.objects.filter(
-        row_q, occurred__gte=window.since, occurred__lte=window.until
+        row_q, labels__isnull=False, occurred__gte=window.since, occurred__lte=window.until
     )
     if after:
         rows = rows.filter(keyset_q(*after, event_filter.descending, id_field="event_id"))
     direction = "desc" if event_filter.descending else "asc"
     ordering = [getattr(F("occurred"), direction)(), getattr(F("event_id"), direction)()]
-    page = rows.order_by(*ordering).values("event_id")[:limit]
-    return Event.objects.filter(id__in=page).order_by(*_order_by(event_filter.descending))
+    return Event.objects.filter(id__in=rows.order_by(*ordering).values("event_id")[:limit])
 
 
 def _newest_by_days(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
@@ -348,7 +362,7 @@ def explain(event_filter: EventFilter) -> dict[str, str]:
     ordering = _order_by(event_filter.descending)
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
     if connection.vendor == "sqlite" and (labels := event_filter.labels_alone()) is not None:
-        walk = _walk_rows(event_filter, labels, None, 50)
+        walk = _rows_walked(event_filter, labels, None, 50)
     if connection.vendor == "sqlite":  # as `_newest` sorts them
         ordering = [Func(F("occurred"), template="+%(expressions)s", output_field=DateTimeField())]
     with transaction.atomic(), _walking():

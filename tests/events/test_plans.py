@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection
 from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
 
-from events import page_plans, queries, text_search
+from events import page_plans, page_queries, queries, text_search
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.models import Event
@@ -322,13 +323,36 @@ def test_a_walk_follows_time_and_never_scans(criterion):
         assert re.search(r"Index Scan( Backward)? using event_occurred_id", plan), plan
         assert not re.search(r"(?m)^\s*(->\s+)?Sort\b(?! Key)", plan), plan  # Merge Append
     if connection.vendor == "sqlite" and criterion.startswith("label"):
-        # Resource labels alone: the primary resource rows walked, then the page's events.
-        assert re.search(r"SEARCH U\d USING INDEX eventresource_role_occurred \(role=", plan), plan
+        # Resource labels alone: the primary resource rows' own index walked (never the
+        # table), then the page's events.
+        index = "USING COVERING INDEX eventresource_primary_labels (role="
+        assert re.search(r"SEARCH U\d " + re.escape(index), plan), plan
         assert re.search(r"SEARCH events_event USING INDEX sqlite_autoindex", plan), plan
     elif connection.vendor == "sqlite":
         assert "event_occurred_id" in plan or "event_name_occurred" in plan, plan
         if "SUBQUERY" in plan:  # resource rows: one event's, by its id
             assert re.search(r"SEARCH U\d USING INDEX events_eventresource_event_id", plan), plan
+
+
+def test_the_primary_rows_labels_index_serves_the_labels_walk_alone():
+    """SQLite: the other reads of the primary resource rows (the suggestions') keep the (role,
+    occurred) index; the labels walk's covering index (migration 0014) covers nothing there."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's partial index")
+    since, until = NOW - timedelta(hours=1), NOW
+    with CaptureQueriesContext(connection) as captured:
+        assert page_queries.resource_rows(since=since, until=until, related=False)
+        page_queries.resource_ids_starting(
+            "acme.order.4", since=since, until=until, related=False, limit=5
+        )
+    walk = plans(WALKED["labels, two keys"])["walk"]
+
+    with connection.cursor() as cursor:
+        for query in captured.captured_queries:
+            cursor.execute("EXPLAIN QUERY PLAN " + query["sql"])
+            plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
+            assert "eventresource_role_occurred" in plan, plan
+    assert "COVERING INDEX eventresource_primary_labels" in walk, walk
 
 
 @pytest.mark.parametrize("walk_budget", [0, 5])
