@@ -19,7 +19,7 @@ from operator import attrgetter
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import DateTimeField, F, Func, Q, QuerySet
+from django.db.models import DateTimeField, ExpressionWrapper, F, Func, Q, QuerySet
 
 from events import timebox
 from events.filters import EventFilter, OccurredFilter
@@ -102,7 +102,8 @@ def newest(
         return _from_rows(event_filter, rows_first[0], after, limit, others=rows_first[2])
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
-        if (budget := _walk_first(event_filter)) and _narrows_beyond_time(event_filter):
+        budget = _walk_first(event_filter)  # (0 in tests: at once past the walk)
+        if budget is not None and _narrows_beyond_time(event_filter):
             # PostgreSQL's statistics cannot tell a common text term or label glob (walk time)
             # from a rare one (read an index): walk first, as SQLite does.
             walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(bound)
@@ -113,6 +114,9 @@ def newest(
                 pass
             if event_filter.text and not event_filter.indexed_columns():
                 return Found(_newest_by_days(event_filter, bound, limit))
+            if _prefixed(event_filter):  # the prefix's matches are rare: read and sort them
+                rows = event_filter.apply(Event.objects.all()).filter(bound)
+                return Found(list(rows.order_by(*_sorted_after(event_filter))[:limit]), rare=True)
         rows = event_filter.apply(Event.objects.all()).filter(bound)
         return Found(list(rows.order_by(*ordering)[:limit]))
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").filter(bound)
@@ -393,7 +397,26 @@ def _walk_first(event_filter: EventFilter) -> float | None:
     rows = any(r.constrains for r in f._related_list()) or f.any_resource
     if rows or (f.resource and f.resource.labels and not f.indexed_criteria()):
         return LABEL_WALK_BUDGET
-    return None
+    return WALK_BUDGET if _prefixed(f) else None
+
+
+def _prefixed(f: EventFilter) -> bool:
+    """Whether a resource id or event name prefix narrows a filter without text, related or
+    any-resource criteria. PostgreSQL estimates a prefix's share from a histogram, which can be
+    far off: `acme.order.123` at 1M, 2,975 estimated and 195 found, so its planner walked 256k
+    events for the page (116 ms) where reading the 195 from the prefix's index and sorting them
+    takes 1 ms. So such a page walks WALK_BUDGET, then reads the matches and sorts them."""
+    prefix = (f.resource and f.resource.id_prefix) or (f.event and f.event.prefix)
+    return bool(prefix) and not (f.text or f.related or f.any_resource)
+
+
+def _sorted_after(f: EventFilter) -> list:
+    """The filter's order on `occurred + 0`, which no index serves (PostgreSQL): its planner
+    reads the matches from their criteria's index and sorts them, rather than walk time."""
+    occurred = Func(F("occurred"), template="(%(expressions)s + interval '0 s')")
+    occurred = ExpressionWrapper(occurred, output_field=DateTimeField())
+    direction = "desc" if f.descending else "asc"
+    return [getattr(occurred, direction)(), getattr(F("id"), direction)()]
 
 
 def _plain_row_id(f: EventFilter) -> bool:

@@ -427,3 +427,28 @@ def test_postgresql_plans_related_ids_alone_at_once_and_walks_other_row_criteria
     labels on the same row are not, so those pages walk time first (PostgreSQL's `newest`)."""
     event_filter = EventFilter.model_validate(criteria)
     assert (page_plans._walk_first(event_filter) is not None) is walks
+
+
+@pytest.mark.parametrize("order", ["DESC", "ASC"])
+@pytest.mark.parametrize(
+    "prefix", [{"resource": {"id_prefix": ["acme.order.1"]}}, {"event": {"prefix": ["acme.invo"]}}]
+)
+def test_a_prefix_page_the_walk_found_too_few_for_is_read_sorted(prefix, order, monkeypatch):
+    """PostgreSQL, whose estimate of a prefix's share can be far off: when the walk finds too
+    few, the prefix's matches are read from its index and sorted (`page_plans._prefixed`), page
+    after page the events the filter orders."""
+    monkeypatch.setattr(page_plans, "WALK_BUDGET", 0)
+    sorted_reads = []
+    read = page_plans._sorted_after
+    monkeypatch.setattr(page_plans, "_sorted_after", lambda f: sorted_reads.append(f) or read(f))
+    event_filter = EventFilter.model_validate({**prefix, "occurred": HOUR, "order": order})
+
+    page = queries.first_page(event_filter, limit=7)
+    seen = [e.id for e in page.events]
+    while page.next_token:
+        page = queries.next_page(page.next_token)
+        seen += [e.id for e in page.events]
+
+    expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True))
+    assert len(expected) > 14 and seen == expected
+    assert bool(sorted_reads) == (connection.vendor == "postgresql")
