@@ -1,7 +1,9 @@
 """The ASGI fast path for `/hooks/<slug>`, used under `manage.py serve`.
 
-It answers `/hooks/` before Django's ASGI handler, because that handler runs every request's
-middleware in a fresh thread (about 3 ms of CPU each on our 2-core machine, ~300 requests/s).
+It answers `/hooks/` before Django's ASGI handler: that handler builds a request and runs the
+whole middleware chain and a view for each one, in a thread of its own (`eventsite.request_threads`:
+one hop to a pooled thread; stock Django crossed about fifteen times and started a thread per
+request), which caps a process at a few hundred requests per second.
 `asgi_app` reads the body on the event loop, renders in a template worker process (through a
 thread: `events.webhooks.render_workers`) and sends the database work to one thread that groups
 concurrent requests into one lookup query and one transaction (group commit), which is what lets
@@ -221,7 +223,7 @@ def wants(scope: dict) -> str | None:
 
 
 async def asgi_app(scope: dict, receive, send) -> None:
-    """Answer `/hooks/<slug>` without Django's per-request thread (see the module docstring)."""
+    """Answer `/hooks/<slug>` without Django's request handling (see the module docstring)."""
     slug = wants(scope)
     if not _host_allowed(scope.get("headers", [])):
         await _send(send, 400, orjson.dumps({"detail": "Invalid Host header."}))

@@ -170,6 +170,9 @@ def test_a_resent_run_numbers_its_attempts_on_with_a_fresh_schedule(clock, sink)
     run.refresh_from_db()
     assert run.status == ActionRun.Status.PENDING
     assert (run.attempts, run.resent_after) == (2, 2)
+    # A second later: under the frozen clock attempt 3 would share attempt 2's instant, and the
+    # orders below (by `started`, by `received`) would be a tie, read either way.
+    clock.shift(1)
     deliver_due()
     run.refresh_from_db()
     assert run.status == ActionRun.Status.PENDING and run.attempts == 3  # retried: fresh schedule
