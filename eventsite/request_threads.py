@@ -12,8 +12,8 @@ every request. A health check cost 4–5 ms there, most of it hand-offs.
 Here the middleware is loaded in sync mode, as under WSGI, and a request crosses once: its thread
 sends `request_started`, runs the whole chain and the view, and closes a non-streaming response
 (`request_finished`), then the loop sends the bytes. The thread is taken from a pool of
-single-thread executors and bound to the request with `ThreadSensitiveContext(executor=…)`, so
-every thread-sensitive `sync_to_async` of the request (a streamed body's database reads, its
+single-thread executors and bound to the request's `ThreadSensitiveContext` (`RequestContext`),
+so every thread-sensitive `sync_to_async` of the request (a streamed body's database reads, its
 close) still runs on the thread that holds the request's database connection, as before. What
 Django's handler does besides (reading the body, a disconnect cancelling the response, file
 responses' block size, a streamed body's close) is kept; the code below mirrors its `handle`.
@@ -26,7 +26,7 @@ import contextlib
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
@@ -45,15 +45,43 @@ class RequestThread(ThreadPoolExecutor):
     def __init__(self) -> None:
         super().__init__(max_workers=1, thread_name_prefix="eventsite-request")
         self.unfinished = 0
+        self._count = threading.Lock()  # submitted on the loop, finished on the thread
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
-        self.unfinished += 1
+        with self._count:
+            self.unfinished += 1
         future = super().submit(fn, *args, **kwargs)
         future.add_done_callback(self._finished)
         return future
 
     def _finished(self, _future: Future) -> None:
-        self.unfinished -= 1
+        with self._count:
+            self.unfinished -= 1
+
+
+class RequestContext(ThreadSensitiveContext):
+    """asgiref's per-request context (Django's handler enters one per request), whose
+    thread-sensitive calls run on `thread`, which goes back to the pool afterwards.
+
+    Not `ThreadSensitiveContext(executor=…)`: that one refuses thread-sensitive calls after it
+    exits, and work the request hands to the loop (`loop.call_soon_threadsafe` from its thread:
+    the live tail's waker, a broadcast) runs in a copy of the request's context and may outlive
+    it. Here, as under Django's own handler, such a late call gets a thread of its own.
+    """
+
+    def __init__(self, thread: RequestThread) -> None:
+        super().__init__()
+        self.thread = thread
+
+    async def __aenter__(self):
+        await super().__aenter__()
+        SyncToAsync.context_to_thread_executor[self] = self.thread
+        return self
+
+    async def __aexit__(self, exc, value, tb):
+        # Taken back before the stock exit, which would shut the thread down.
+        SyncToAsync.context_to_thread_executor.pop(self, None)
+        return await super().__aexit__(exc, value, tb)
 
 
 class RequestThreads:
@@ -102,7 +130,7 @@ class OneHopASGIHandler(ASGIHandler):
         # The thread is taken once the body is in: a client slow to send it holds none.
         thread = self.threads.take()
         try:
-            async with ThreadSensitiveContext(executor=thread):
+            async with RequestContext(thread):
                 await self._answer(scope, receive, send, body_file)
         finally:
             self.threads.give(thread)

@@ -68,7 +68,25 @@ def blocked_stream(request):
     return StreamingHttpResponse(body())
 
 
+loop_of_test: list[asyncio.AbstractEventLoop] = []
+late: list = []
+
+
+def hands_work_to_the_loop(request):
+    """As the live tail's waker does: work scheduled on the loop from the request's thread,
+    which runs in a copy of the request's context and here outlives the request."""
+
+    async def later():
+        await asyncio.sleep(0.05)
+        late.append(await sync_to_async(threading.get_ident)())
+
+    loop_of_test[0].call_soon_threadsafe(lambda: late.append(asyncio.ensure_future(later())))
+    record("view")
+    return HttpResponse("ok")
+
+
 urlpatterns = [
+    path("hands-work-to-the-loop", hands_work_to_the_loop),
     path("where", where),
     path("blocked", blocked),
     path("streamed", streamed),
@@ -218,6 +236,18 @@ async def test_a_request_cancelled_while_its_view_runs_is_closed_and_holds_up_no
     assert len(seen["request_finished"]) == 2
     assert seen["request_finished"][1] == seen["request_started"][0]
     assert seen["view"][0] != seen["request_started"][0]
+
+
+async def test_work_the_request_hands_to_the_loop_may_call_sync_code_after_the_request():
+    loop_of_test[:] = [asyncio.get_running_loop()]
+    late.clear()
+    handler = OneHopASGIHandler()
+    assert await Client(handler, "/hands-work-to-the-loop").response() == (200, b"ok")
+    task = late[0]
+    await asyncio.wait_for(task, 5)
+    assert task.exception() is None
+    # It ran, on a thread of its own: the request's went back to the pool.
+    assert len(late) == 2 and late[1] not in seen["view"]
 
 
 async def test_the_server_serves_django_through_this_handler_with_the_projects_chain():
