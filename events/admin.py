@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from events import totals
-from events.filters import startswith_q
+from events.filter_sql import startswith_q
 from events.models import ApiToken, Event, EventResource, Webhook, WebhookRequest
 
 

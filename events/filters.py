@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 from django.db import connection
 from django.db.models import (
-    BooleanField,
     DateTimeField,
     Exists,
     F,
@@ -24,7 +23,6 @@ from django.db.models import (
     TextField,
     Window,
 )
-from django.db.models.fields.json import KeyTextTransform, compile_json_path
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 from pydantic import (
@@ -36,7 +34,8 @@ from pydantic import (
     field_validator,
 )
 
-from events.labels import Patterns, as_list, glob_regex, label_matches, labels_match
+from events.filter_sql import any_prefix_q, labels_q
+from events.labels import as_list, label_matches, labels_match
 from events.models import EventResource
 from events.schema import RESOURCE_ID, RESOURCE_ROLE, Event
 from events.text_search import indexed_text, search_text, text_matches, text_q
@@ -319,7 +318,7 @@ class EventFilter(_Filter):
         r = self.resource
         if other or not r or not r.labels or r.id or r.id_prefix or r.distinct:
             return None
-        labels = _labels_q(r.labels, json_field="labels", id_field="resource_id", role_field=None)
+        labels = labels_q(r.labels, json_field="labels", id_field="resource_id", role_field=None)
         return Q(role="") & labels
 
     def indexed_criteria(self) -> bool:
@@ -357,127 +356,13 @@ def _no_index(column: str, output_field=None) -> Func:
     )
 
 
-# --- label globs ---------------------------------------------------------------------------------
-
-
-class Glob(Func):
-    """`lhs GLOB pattern` on SQLite, a regex match with the same semantics elsewhere."""
-
-    output_field = BooleanField()
-    conditional = True
-    arity = 1
-
-    def __init__(self, expression, pattern: str):
-        super().__init__(expression)
-        self.pattern = pattern
-
-    def as_sql(self, compiler, connection, **extra):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"({sql} ~ %s)", [*params, glob_regex(self.pattern)]
-
-    def as_sqlite(self, compiler, connection, **extra):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"({sql} GLOB %s)", [*params, self.pattern]
-
-
-class _NotGlob(Glob):
-    """A present value that does not match: `(lhs GLOB pattern) = 0` on SQLite, false for a
-    missing label (NULL) with the value extracted once; elsewhere `NOT lhs ~ regex AND lhs IS
-    NOT NULL`, as PostgreSQL's plans were made with."""
-
-    def as_sql(self, compiler, connection, **extra):
-        sql, params = compiler.compile(self.source_expressions[0])
-        regex = glob_regex(self.pattern)
-        return f"(NOT ({sql} ~ %s) AND {sql} IS NOT NULL)", [*params, regex, *params]
-
-    def as_sqlite(self, compiler, connection, **extra):
-        sql, params = compiler.compile(self.source_expressions[0])
-        return f"(({sql} GLOB %s) = 0)", [*params, self.pattern]
-
-
-class _LabelText(KeyTextTransform):
-    """A label's value as text. On SQLite one `JSON_EXTRACT`: Django's key transform also asks
-    `JSON_TYPE` (to tell JSON true, false and null from text), and SQLite 3.40 parses the
-    document again for each call; label values are strings (`schema`), so it is not needed."""
-
-    def as_sqlite(self, compiler, connection):
-        lhs, params, keys = self.preprocess_lhs(compiler, connection)
-        return f"JSON_EXTRACT({lhs}, %s)", (*params, compile_json_path(keys))
-
-
-def _label_value(key: str, json_field: str, id_field: str):
-    if key == RESOURCE_ID:
-        return F(id_field)
-    return _LabelText(key, json_field)
-
-
-def _labels_q(
-    spec: dict[str, Patterns], *, json_field: str, id_field: str, role_field: str | None
-) -> Q:
-    q = Q()
-    for key, patterns in spec.items():
-        patterns = as_list(patterns)
-        if not patterns:
-            return Q(pk__in=[])  # an empty pattern list matches nothing
-        if key == RESOURCE_ROLE and role_field:
-            q &= Q(**{f"{role_field}__in": patterns})
-            continue
-        value = _label_value(key, json_field, id_field)
-        either = Q()
-        for pattern in patterns:
-            if json_field == "resource" and _containable(key, pattern):
-                # `json @> {"key": "value"}`: the same test as `->> = ` (label values are
-                # strings), but one that PostgreSQL's statistics estimate (so it walks time for
-                # a common value) and the GIN index `event_resource_gin` serves (a rare one).
-                either |= Q(**{f"{json_field}__contains": {key: pattern}})
-            elif pattern.startswith("!"):
-                either |= Q(_NotGlob(value, pattern[1:]))  # a missing label never matches
-            else:
-                either |= Q(Glob(value, pattern))
-        q &= either
-    return q
-
-
-def _containable(key: str, pattern: str) -> bool:
-    """Whether a pattern is one exact value that PostgreSQL can test by containment."""
-    return (
-        connection.vendor == "postgresql"
-        and key != RESOURCE_ID
-        and not pattern.startswith("!")
-        and not any(c in pattern for c in "*?[")
-    )
-
-
-# --- prefixes ------------------------------------------------------------------------------------
-
-
-def startswith_q(field: str, prefix: str) -> Q:
-    """Case-sensitive prefix match that can use a b-tree index on both databases."""
-    if not prefix:
-        return Q(**{f"{field}__isnull": False})
-    if connection.vendor == "sqlite":
-        # SQLite's LIKE ignores case and skips the index; a range on the binary collation does not.
-        last = ord(prefix[-1])
-        if last < 0x10FFFF:
-            upper = prefix[:-1] + chr(last + 1)
-            return Q(**{f"{field}__gte": prefix, f"{field}__lt": upper})
-    return Q(**{f"{field}__startswith": prefix})
-
-
-def _any_prefix_q(field: str, prefixes: list[str]) -> Q:
-    q = Q()
-    for prefix in prefixes:
-        q |= startswith_q(field, prefix)
-    return q
-
-
 def name_q(f: EventNameFilter, field: str = "event") -> Q:
     """The event-name criteria on `field` (a column, or an alias of one)."""
     q = Q()
     if f.prefix:
-        q &= _any_prefix_q(field, f.prefix)
+        q &= any_prefix_q(field, f.prefix)
     if f.exclude_prefix:
-        q &= ~_any_prefix_q(field, f.exclude_prefix)
+        q &= ~any_prefix_q(field, f.exclude_prefix)
     if f.name:
         q &= Q(**{f"{field}__in": f.name})
     if f.exclude_name:
@@ -506,9 +391,9 @@ def _resource_q(f: ResourceFilter) -> Q:
     if f.id:
         q &= Q(resource_id__in=f.id)
     if f.id_prefix:
-        q &= _any_prefix_q("resource_id", f.id_prefix)
+        q &= any_prefix_q("resource_id", f.id_prefix)
     if f.labels:
-        q &= _labels_q(f.labels, json_field="resource", id_field="resource_id", role_field=None)
+        q &= labels_q(f.labels, json_field="resource", id_field="resource_id", role_field=None)
     return q
 
 
@@ -539,7 +424,7 @@ def _related_row_q(f: RelatedFilter, rid: str = "resource_id", role: str = "role
             either |= Q(**{rid: resource_id, role: role_name})
         q &= either
     if f.labels:
-        q &= _labels_q(f.labels, json_field="labels", id_field=rid, role_field=role)
+        q &= labels_q(f.labels, json_field="labels", id_field=rid, role_field=role)
     return q
 
 
@@ -573,9 +458,9 @@ def _any_row_q(f: AnyResourceFilter, rid: str = "resource_id", role: str = "role
     if f.id:
         q &= Q(**{f"{rid}__in": f.id})
     if f.id_prefix:
-        q &= _any_prefix_q(rid, f.id_prefix)
+        q &= any_prefix_q(rid, f.id_prefix)
     if f.labels:
-        q &= _labels_q(f.labels, json_field="labels", id_field=rid, role_field=None)
+        q &= labels_q(f.labels, json_field="labels", id_field=rid, role_field=None)
     return q if (f.id or f.id_prefix or f.labels) else None
 
 

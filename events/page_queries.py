@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 from django.db.models import Q
 
-from events.filters import EventFilter, startswith_q
+from events.filter_sql import startswith_q
+from events.filters import EventFilter
 from events.models import Event, EventResource
 from events.queries import event, followers, keyset_q
 

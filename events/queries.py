@@ -34,7 +34,8 @@ from django.db.models import (
 from django.utils import timezone
 
 from events import rollups, schema, totals
-from events.filters import EventFilter, startswith_q
+from events.filter_sql import startswith_q
+from events.filters import EventFilter
 from events.models import Event
 from events.page_plans import keyset_q, newest
 from events.row_values import aware, datetime_value, utc_text, uuid_value

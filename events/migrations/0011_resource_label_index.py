@@ -2,7 +2,7 @@
 
 `jsonb_path_ops` keeps one hashed entry per (label, value) of an event's resource, so it serves
 `resource @> '{"key": "value"}'`, which is how the filter writes an exact label pattern on
-PostgreSQL (`events.filters._labels_q`); its planner estimates such a value's share from the
+PostgreSQL (`events.filter_sql.labels_q`); its planner estimates such a value's share from the
 column's statistics and reads the index only for a rare one. Globs and negations are tested row
 by row (a page walks time first, `events.page_plans`). On the partitioned log the index is made
 on every day's partition and named after it (`event_resource_gin_p20261128`, as
