@@ -132,8 +132,9 @@ def feed_cases(end: datetime) -> dict[str, str]:
 
 
 def suggest_cases(end: datetime) -> dict[str, str]:
-    """The feed inputs' suggestions over the seed's 7 days (bench/feed.py's cases, and two that
-    match nothing: an id prefix, and a typed text that could be an id or a name)."""
+    """The feed inputs' suggestions over the seed's 7 days: bench/feed.py's cases, two that match
+    nothing (an id prefix, a typed text that could be an id or a name), and two id prefixes whose
+    rows all have the other role (tags are only related, orders only primary)."""
     week = {"since": iso(end - timedelta(days=7))[:19] + "Z", "until": iso(end)[:19] + "Z"}
 
     def url(field: str, typed: str) -> str:
@@ -145,7 +146,9 @@ def suggest_cases(end: datetime) -> dict[str, str]:
         "suggest: resource, id prefix": url("resource", "acme.order.1"),
         "suggest: resource, id prefix, no match": url("resource", "zzz.no-such."),
         "suggest: resource, text, no match": url("resource", "no-such-resource"),
+        "suggest: resource, id prefix of related ids": url("resource", "prefect.tag."),
         "suggest: related, typed": url("related", "flow-1"),
+        "suggest: related, id prefix of primary ids": url("related", "acme.order.1"),
         "suggest: related, empty": url("related", ""),
         "suggest: label keys": url("label", "acme.re"),
         "suggest: label values": url("label", "env=st"),
