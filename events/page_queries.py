@@ -2,8 +2,9 @@
 
 The other half of the read path (`events.queries` is the first; this module is split from it for
 length and builds on it). Every read here is bounded: by a LIMIT on an index walk newest first
-(`occurred`, or `(resource_id, occurred)` / `(role, occurred)` on the resource rows), by primary
-keys, or by a time window around one event.
+(`occurred`, or `(resource_id, occurred)` / `(role, occurred)` on the resource rows) or in id
+order under a prefix (`resource_ids_starting`), by primary keys, or by a time window around one
+event.
 """
 
 from __future__ import annotations
