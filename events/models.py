@@ -13,7 +13,6 @@ from events.accounts.models import ApiToken, LoginFailure
 from events.personal.models import Preference, SavedView
 from events.webhooks.models import Webhook, WebhookNonce, WebhookRequest
 
-
 # An integer literal orjson would read as a float (past 64 bits), or a long run of digits in a
 # string: such text is read by the standard library instead.
 _LONG_DIGITS = re.compile(r"\d{20}")
