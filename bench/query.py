@@ -117,6 +117,11 @@ def api_cases(end: datetime) -> dict[str, tuple[str, dict]]:
     }
 
 
+def request_body(path: str, body: dict) -> dict:
+    """The JSON an `api_cases` case posts: a page of 50 with its filter, or the count-by body."""
+    return body if "count-by" in path else {"filter": body, "limit": 50}
+
+
 def feed_cases(end: datetime) -> dict[str, str]:
     window = {"since": iso(end - timedelta(days=1))[:19] + "Z", "until": iso(end)[:19] + "Z"}
     return {
@@ -263,7 +268,7 @@ def main() -> None:
             for name, (path, body) in api_cases(end).items():
                 if left_out(name):
                     continue
-                payload = body if "count-by" in path else {"filter": body, "limit": 50}
+                payload = request_body(path, body)
                 times, response = timed(lambda p=path, b=payload: api.post(p, json=b), args.repeat)
                 record(name, times, response, 50)
 
