@@ -16,6 +16,9 @@ a non-admin's (an editor's), as `bench.query`'s is: its filters exclude the audi
 The store is a copy of the seeded one (`bench.seed`, as `bench.query` uses), or `--data-dir`:
 a SQLite data dir of your own (e.g. a copy migrated to another commit's schema), and `--code` the
 checkout whose code serves (default: this one), to compare two commits alternating. With EVENTSITE_DATABASE_URL set, a clone of the PostgreSQL template.
+`--keep-connection` keeps one connection for every request instead (not what `serve` does): the
+difference is what a request pays for its new connection and empty page cache. PostgreSQL's
+own work is in its server processes, so there the figure is the Django side alone.
 Writes `bench/results/<UTC>-<commit>-page_cpu.json`.
 """
 
@@ -44,6 +47,9 @@ from django.test import Client
 from events.accounts.models import ApiToken
 
 call_command("migrate", verbosity=0)
+keep = os.environ.get("BENCH_KEEP_CONNECTION") == "1"
+if keep:  # one connection for every request (what a warm page cache would give), not `serve`'s way
+    connection.settings_dict["CONN_MAX_AGE"] = None
 user, _ = get_user_model().objects.get_or_create(username="bench-cpu")
 _, secret = ApiToken.issue(user, name=f"cpu-{time.time()}")
 client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
@@ -52,7 +58,8 @@ for name, (path, body) in cases.items():
     body = json.dumps(body)
     cpu = []
     for i in range(repeat + 1):
-        connection.close()
+        if not keep:
+            connection.close()
         started = time.thread_time()
         response = client.post(path, body, content_type="application/json")
         if i:
@@ -71,6 +78,11 @@ def main() -> None:
     parser.add_argument(
         "--code", type=Path, default=ROOT, help="the checkout whose code serves (default: this)"
     )
+    parser.add_argument(
+        "--keep-connection",
+        action="store_true",
+        help="one database connection for every request (not serve's way): what it would save",
+    )
     args = parser.parse_args()
     figures = Figures("page_cpu")
     if args.data_dir:
@@ -85,12 +97,14 @@ def main() -> None:
         for name, (path, body) in api_cases(end).items()
         if not args.only or any(part in name for part in args.only)
     }
+    each = "one database connection kept" if args.keep_connection else "a new connection each"
     figures.say(
-        f"CPU per request in process (Django's test client, an editor's token, a new database "
-        f"connection each), median of {args.repeat} after one warm-up"
+        f"CPU per request in process (Django's test client, an editor's token, {each}), "
+        f"median of {args.repeat} after one warm-up"
     )
     env = {**env, **LONG_RETENTION, "DJANGO_SETTINGS_MODULE": "eventsite.settings"}
     env["PYTHONPATH"] = str(args.code)
+    env["BENCH_KEEP_CONNECTION"] = "1" if args.keep_connection else "0"
     run = subprocess.Popen(
         [sys.executable, "-c", INSIDE, json.dumps(cases), str(args.repeat)],
         env=env,
@@ -108,7 +122,13 @@ def main() -> None:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=args.code, capture_output=True, text=True
     ).stdout.strip()
-    figures.update(cases=rows, repeat=args.repeat, events=args.events, code_commit=commit)
+    figures.update(
+        cases=rows,
+        repeat=args.repeat,
+        events=args.events,
+        code_commit=commit,
+        keep_connection=args.keep_connection,
+    )
     figures.say(f"  code: {args.code} at {commit}")
     figures.finish()
 
