@@ -94,7 +94,7 @@ def database(request):
         users = cursor.fetchone()[0]
     if request.GET.get("leave") == "transaction":
         transaction.set_autocommit(False)  # a view that leaves a transaction open
-    record("raw connection", id(connection.connection))
+    record("raw connection", connection.connection)  # kept alive: no id reused
     late_work = request.GET.get("late") == "work"
     if late_work:
 
@@ -299,7 +299,7 @@ async def test_a_request_thread_keeps_its_sqlite_connection_for_the_next_request
     assert (status, body) == (200, b'{"users": 1}')
     assert len(set(seen["view"] if "view" in seen else seen["request_started"])) == 1
     first, second = seen["raw connection"]
-    assert first == second
+    assert first is second
 
 
 @sqlite_only
@@ -310,7 +310,7 @@ async def test_a_connection_left_in_a_transaction_is_closed_not_kept():
     assert (await Client(handler, "/database").response()) == (200, b'{"users": 0}')
 
     first, second = seen["raw connection"]
-    assert first != second  # the first was closed, the next request opened another
+    assert first is not second  # the first was closed, the next request opened another
 
 
 @sqlite_only
@@ -326,7 +326,7 @@ async def test_only_so_many_threads_keep_a_connection():
 
     assert threads.keeping == 1
     first, second = seen["raw connection"]
-    assert first != second  # the second thread keeps none: one connection per request
+    assert first is not second  # the second thread keeps none: one connection per request
 
 
 @sqlite_only
