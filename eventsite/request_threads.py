@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
@@ -31,21 +32,36 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from django.http import FileResponse, HttpResponseBase
 from django.urls import set_script_prefix
 
 # Idle request threads kept for the next requests; a burst beyond this starts more, and they
 # end when the burst is over.
 IDLE_THREADS = 16
+# On SQLite, this many request threads keep their database connection from one request to the
+# next (each connection may cache up to 16 MB of pages: `PRAGMA cache_size`), for at most
+# KEEP_SECONDS; the other threads open one per request, as Django does.
+KEEPING_THREADS = 4
+KEEP_SECONDS = 300.0
 
 
 class RequestThread(ThreadPoolExecutor):
-    """One thread that serves one request at a time; it counts the calls it has not finished."""
+    """One thread that serves one request at a time; it counts the calls it has not finished.
 
-    def __init__(self) -> None:
+    With `keeps`, the thread keeps its SQLite connection between requests (`lend`, `keep`): a
+    request's new connection cost 1-2.5 ms of CPU at 1M (`bench.page_cpu --keep-connection`),
+    opening the file, registering Django's SQL functions, and starting with an empty page cache.
+    The connection never leaves its thread (Django's thread check stays on)."""
+
+    def __init__(self, *, keeps: bool = False) -> None:
         super().__init__(max_workers=1, thread_name_prefix="eventsite-request")
         self.unfinished = 0
         self._count = threading.Lock()  # submitted on the loop, finished on the thread
+        self.keeps = keeps
+        self.kept = None  # the thread's DatabaseWrapper, between requests (used on it only)
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         with self._count:
@@ -57,6 +73,44 @@ class RequestThread(ThreadPoolExecutor):
     def _finished(self, _future: Future) -> None:
         with self._count:
             self.unfinished -= 1
+
+    def lend(self) -> None:
+        """On the thread, before a request: its kept connection becomes the request's."""
+        if not self.keeps:
+            return
+        if self.kept is None:
+            self.kept = connections.create_connection(DEFAULT_DB_ALIAS)
+            self.kept.kept_by_request_thread = True
+        connections[DEFAULT_DB_ALIAS] = self.kept
+
+    def keep(self) -> None:
+        """On the thread, after a request (its `request_finished` sent): the connection is taken
+        out of the request's context, so that nothing the request left behind (work handed to
+        the loop runs in a copy of the context) reaches it, and kept for the next request. One
+        Django would not have reused (in a transaction, errors, past KEEP_SECONDS) is closed."""
+        if not self.keeps or self.kept is None:
+            return
+        with contextlib.suppress(AttributeError):
+            del connections[DEFAULT_DB_ALIAS]
+        kept = self.kept
+        if kept.connection is not None:
+            kept.close_if_unusable_or_obsolete()
+            if kept.in_atomic_block or not kept.get_autocommit():
+                kept.close()
+
+    def forget(self) -> None:
+        """On the thread, before it ends: close the kept connection."""
+        if self.kept is not None:
+            self.kept.close()
+            self.kept = None
+
+
+@receiver(connection_created)
+def _kept_open(sender, connection, **kwargs) -> None:
+    """A request thread's kept connection is not closed at the end of each request (Django's
+    `CONN_MAX_AGE` is 0: `request_finished` would close it), only past KEEP_SECONDS."""
+    if getattr(connection, "kept_by_request_thread", False):
+        connection.close_at = time.monotonic() + KEEP_SECONDS
 
 
 class RequestContext(ThreadSensitiveContext):
@@ -87,16 +141,23 @@ class RequestContext(ThreadSensitiveContext):
 class RequestThreads:
     """The pool: a request takes a thread and gives it back when its response is sent."""
 
-    def __init__(self, *, idle: int = IDLE_THREADS) -> None:
+    def __init__(self, *, idle: int = IDLE_THREADS, keeping: int | None = None) -> None:
         self.idle_limit = idle
         self._idle: list[RequestThread] = []
         self._lock = threading.Lock()  # the loop takes and gives; a test may run several loops
+        if keeping is None:
+            sqlite = connections.settings[DEFAULT_DB_ALIAS]["ENGINE"].endswith("sqlite3")
+            keeping = KEEPING_THREADS if sqlite else 0  # PostgreSQL has its pool
+        self.keeping_limit = keeping
+        self.keeping = 0  # live threads that keep a connection
 
     def take(self) -> RequestThread:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return RequestThread()
+            keeps = self.keeping < self.keeping_limit
+            self.keeping += keeps
+        return RequestThread(keeps=keeps)
 
     def give(self, thread: RequestThread) -> None:
         # A request cancelled while its view ran leaves the thread busy: it is not reused, so
@@ -106,6 +167,9 @@ class RequestThreads:
                 if len(self._idle) < self.idle_limit:
                     self._idle.append(thread)
                     return
+        with self._lock:
+            self.keeping -= thread.keeps
+        thread.submit(thread.forget)  # after what it still runs; then the thread ends
         thread.shutdown(wait=False)
 
 
@@ -131,23 +195,23 @@ class OneHopASGIHandler(ASGIHandler):
         thread = self.threads.take()
         try:
             async with RequestContext(thread):
-                await self._answer(scope, receive, send, body_file)
+                await self._answer(scope, receive, send, body_file, thread)
         finally:
             self.threads.give(thread)
 
-    async def _answer(self, scope, receive, send, body_file):
+    async def _answer(self, scope, receive, send, body_file, thread: RequestThread):
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, body_file)
         if request is None:
             body_file.close()
             await self.send_response(error_response, send)
-            await sync_to_async(self._started_and_closed)(scope, error_response)
+            await sync_to_async(self._started_and_closed)(scope, error_response, thread)
             return
 
         made: list[HttpResponseBase] = []
 
         async def process_request(request, send):
-            response = await sync_to_async(self._respond)(scope, request, made)
+            response = await sync_to_async(self._respond)(scope, request, made, thread)
             with contextlib.suppress(asyncio.CancelledError):  # the client went away meanwhile
                 await self.send_response(response, send)
             return response
@@ -176,14 +240,17 @@ class OneHopASGIHandler(ASGIHandler):
         except asyncio.CancelledError:
             # Cancelled while its thread made the response. The thread closes a plain response
             # itself; a streamed one is closed by the next call on the same thread, after it.
-            await sync_to_async(self._close_unsent)(made)
+            await sync_to_async(self._close_unsent)(made, thread)
         else:
             if response.streaming:
-                await sync_to_async(response.close)()
+                await sync_to_async(self._close_streamed)(response, thread)
         body_file.close()
 
-    def _respond(self, scope, request, made: list[HttpResponseBase]) -> HttpResponseBase:
+    def _respond(
+        self, scope, request, made: list[HttpResponseBase], thread: RequestThread
+    ) -> HttpResponseBase:
         """The request's synchronous part, in its thread: the signals, the chain, the view."""
+        thread.lend()
         signals.request_started.send(sender=self.__class__, scope=scope)
         response = self.get_response(request)
         made.append(response)
@@ -194,14 +261,22 @@ class OneHopASGIHandler(ASGIHandler):
             # The body is bytes already: close now (`request_finished`: the database connection
             # goes back) rather than cross to this thread again after sending.
             response.close()
+            thread.keep()
         return response
 
-    def _close_unsent(self, made: list[HttpResponseBase]) -> None:
+    def _close_unsent(self, made: list[HttpResponseBase], thread: RequestThread) -> None:
         for response in made:
             if response.streaming:
                 response.close()
+        thread.keep()
 
-    def _started_and_closed(self, scope, response: HttpResponseBase) -> None:
+    def _close_streamed(self, response: HttpResponseBase, thread: RequestThread) -> None:
+        response.close()
+        thread.keep()
+
+    def _started_and_closed(self, scope, response: HttpResponseBase, thread: RequestThread) -> None:
+        thread.lend()
         signals.request_started.send(sender=self.__class__, scope=scope)
         response._handler_class = self.__class__
         response.close()
+        thread.keep()

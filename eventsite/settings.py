@@ -159,7 +159,8 @@ TEMPLATES = [
 
 # --- storage -----------------------------------------------------------------------------------
 # No persistent connections: under ASGI every request runs in its own context and would open (and
-# keep) a connection of its own. PostgreSQL gets a real pool instead; SQLite opens in microseconds.
+# keep) a connection of its own. PostgreSQL gets a real pool instead; on SQLite `serve`'s request
+# threads keep theirs between requests (`eventsite.request_threads`).
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
