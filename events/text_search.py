@@ -116,7 +116,7 @@ def text_q(query: str, *, use_index: bool = True, indexed: bool = False) -> Q | 
     for term in exclude:
         q &= ~_contains(term, False)
     if indexed and connection.vendor == "sqlite" and (match := fts_match(query)) is not None:
-        q &= Q(_FtsRows(match))
+        q &= Q(FtsRows(match))
     return q
 
 
@@ -164,7 +164,7 @@ _COMMON = frozenset('abcdefghijklmnopqrstuvwxyz .":,{}[]_-')
 _probed: dict[str, tuple[float, list[str] | None]] = {}
 
 
-def _narrowing_trigrams(term: str) -> list[str] | None:
+def _narrowing_trigrams(term: str, probes: int = PROBES) -> list[str] | None:
     """Two or fewer trigrams of `term` whose rows FTS5 reads quickly and that together are in
     fewer than FEW_ROWS events ([one] if a trigram is in none); None when no such trigrams
     were found.
@@ -182,7 +182,7 @@ def _narrowing_trigrams(term: str) -> list[str] | None:
     now = time.monotonic()
     if (known := _probed.get(term)) and now - known[0] < PROBE_TTL:
         return known[1]
-    counted = sorted((rows, gram) for gram, rows in _trigram_rows(term).items())
+    counted = sorted((rows, gram) for gram, rows in _trigram_rows(term, probes).items())
     few = [gram for rows, gram in counted[:2] if rows < FEW_ROWS]
     usable = [gram for rows, gram in counted[:2] if rows < MANY_ROWS]
     found: list[str] | None = None
@@ -198,14 +198,14 @@ def _narrowing_trigrams(term: str) -> list[str] | None:
     return found
 
 
-def _trigram_rows(term: str) -> dict[str, int]:
-    """How many events hold each of up to PROBES of the term's trigrams (counted up to
+def _trigram_rows(term: str, probes: int = PROBES) -> dict[str, int]:
+    """How many events hold each of up to `probes` of the term's trigrams (counted up to
     MANY_ROWS), those with digits or rarer characters first; stops at one in no event, or at
     two in fewer than FEW_ROWS (enough for `_narrowing_trigrams`)."""
     grams = list(dict.fromkeys(term[i : i + INDEXED_TERM] for i in range(len(term) - 2)))
     grams.sort(key=lambda g: -sum(c not in _COMMON for c in g))
     counts: dict[str, int] = {}
-    for gram in grams[:PROBES]:
+    for gram in grams[:probes]:
         counts[gram] = rows = _rows([gram])
         if rows == 0 or sum(n < FEW_ROWS for n in counts.values()) == 2:
             break
@@ -223,7 +223,69 @@ def _rows(grams: list[str]) -> int:
         return cursor.fetchone()[0]
 
 
-class _FtsRows(Func):
+# --- resource labels ------------------------------------------------------------------------------
+
+# A label value's trigrams are probed up to this many (`label_fts_match`): a typo or a rare number
+# can be anywhere in it, and its characters are as common as the JSON around them.
+LABEL_PROBES = 8
+# A key with more patterns than this is not looked up (each is probed): it narrows nothing.
+LABEL_TERMS = 8
+
+
+def label_term(key: str, pattern: str) -> str | None:
+    """The part of the search text every event with a resource (primary or related) whose label
+    `key` matches the glob `pattern` holds, as `search_text_of` writes it: folded
+    `"key":"value"` for an exact value, `"key":"prefix` for a glob (up to its first `*`, `?`
+    or `[`). None when it implies nothing: a negation, a glob starting with a wildcard, the
+    role (a row's column, and the primary resource's is in no JSON).
+
+    JSON escapes a string character by character (`"` and `\\` and control characters; orjson
+    keeps other characters as they are), and `fold` folds each character alone, so the escaped
+    and folded prefix of a value is the prefix of its escaped and folded whole."""
+    from events.schema import RESOURCE_ROLE  # (the module is importable without Django)
+
+    if key == RESOURCE_ROLE or pattern.startswith("!"):
+        return None
+    literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    exact = literal == pattern
+    if not literal:
+        return None
+    try:
+        value = _json(literal) if exact else _json(literal)[:-1]
+        return fold(_json(key) + ":" + value)
+    except TypeError:  # a lone surrogate: no stored event holds one (orjson refuses them)
+        return None
+
+
+def label_fts_match(specs: list[dict]) -> str | None:
+    """An FTS5 MATCH expression that finds every event matching all of the label `specs` (each
+    key's patterns an any-of, keys and specs ANDed) and few others, or None when no key's
+    patterns all imply a term that narrows the rows (SQLite; see `fts_match`).
+
+    A key whose patterns do not all imply a term (`label_term`) is left out: its patterns are an
+    OR, and one that implies nothing would let events without any of the terms match. Each
+    term's trigrams are probed from the value on (`:"value`), up to LABEL_PROBES: the key's are
+    in every event that has the key."""
+    parts = []
+    for spec in specs:
+        for key, patterns in spec.items():
+            terms = [
+                label_term(key, p) for p in ([patterns] if isinstance(patterns, str) else patterns)
+            ]
+            if not terms or len(terms) > LABEL_TERMS or not all(terms):
+                continue
+            lookups = [_narrowing_trigrams(_value_part(t, key), LABEL_PROBES) for t in terms]
+            if all(lookups):
+                parts.append(" OR ".join(f"({_and(grams)})" for grams in lookups))
+    return " AND ".join(f"({p})" for p in dict.fromkeys(parts)) if parts else None
+
+
+def _value_part(term: str, key: str) -> str:
+    """`term` from the `:` after its key on (`:"value`)."""
+    return term[len(fold(_json(key))) :]
+
+
+class FtsRows(Func):
     """`<events_event>.rowid IN (the rows of the FTS5 table matching an expression)`."""
 
     conditional = True
