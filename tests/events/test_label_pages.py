@@ -65,11 +65,11 @@ def _events() -> list[dict]:
 
 @pytest.fixture
 def stored():
-    text_search._probed.clear()  # (what other tests' events said of a term's trigrams)
+    text_search._label_probed.clear()  # (what other tests' events said of a term's trigrams)
     events = _events()
     assert ingest(events, source="test").ok
     yield [e.as_schema() for e in Event.objects.all()]
-    text_search._probed.clear()
+    text_search._label_probed.clear()
 
 
 # Every filter is time and labels, with other criteria mixed in (none with an index of its own,
