@@ -156,6 +156,8 @@ def _narrows(event_filter: EventFilter) -> bool:
 
 
 def test_only_patterns_that_imply_a_term_narrow_the_read(stored):
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's FTS5 table (PostgreSQL: the next test)")
     narrowing = {c for c, f in FILTERS.items() if _narrows(EventFilter.model_validate(f))}
 
     # A negation or a leading wildcard among a key's patterns (an any-of) leaves that key out.
@@ -201,6 +203,31 @@ def test_a_common_label_is_walked_and_never_read_from_the_fts5_table(stored, mon
 
     assert len(page.events) == 4
     assert not _fts_reads(captured)
+
+
+def test_postgresql_reads_a_label_value_in_no_newest_event_from_the_trigram_index(stored):
+    """PostgreSQL: a glob value none of the newest events holds skips the walk; its matches are
+    read from the trigram index on `search` (the term's numbered part) and counted exactly."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's trigram index")
+    event_filter = EventFilter.model_validate(
+        {"resource": {"labels": {"acme.region": "us-east", "prefect.resource.name": "Nothing 77*"}}}
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE events_event")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+
+    with CaptureQueriesContext(connection) as captured:
+        page = queries.first_page(event_filter, limit=4)
+
+    assert (page.events, page.total, page.total_is_estimate) == ([], 0, False)
+    assert not any("statement_timeout" in q["sql"] for q in captured.captured_queries)  # no walk
+    reads = [q["sql"] for q in captured.captured_queries if "LIKE" in q["sql"]]
+    assert len(reads) == 1, [q["sql"] for q in captured.captured_queries]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + reads[0])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "event_search_trgm" in plan, plan
 
 
 def _fts_reads(captured: CaptureQueriesContext) -> list[str]:
