@@ -65,6 +65,33 @@ def api_cases(end: datetime) -> dict[str, tuple[str, dict]]:
                 }
             },
         ),
+        # A value in no event (a typo, a name no resource has) and rare globs (16 events of 1M;
+        # 174, a wildcard inside): SQLite reads them from the FTS5 table of text search past
+        # the walk, PostgreSQL from its trigram index (page_plans._walk_labels, _rare_labels).
+        "label absent: two keys, no such name": (
+            f,
+            {
+                "resource": {
+                    "labels": {
+                        "acme.region": ["us-east"],
+                        "prefect.resource.name": ["Nonexistent*"],
+                    }
+                }
+            },
+        ),
+        "label absent: a typo": (f, {"resource": {"labels": {"acme.region": ["us-eats"]}}}),
+        "label rare glob": (
+            f,
+            {"resource": {"labels": {"prefect.resource.name": ["Invoice 4242*"]}}},
+        ),
+        "label rare glob, wildcard inside": (
+            f,
+            {"resource": {"labels": {"prefect.resource.name": ["Invoice 42*7"]}}},
+        ),
+        "related labels: absent value": (
+            f,
+            {"related": {"labels": {"prefect.resource.name": ["Customer 4242"]}}},
+        ),
         "related id": (f, {"related": {"id": ["acme.customer.42"]}}),
         "related role": (f, {"related": {"role": ["tag"]}}),
         "related resources_in_roles": (
@@ -123,6 +150,9 @@ def feed_cases(end: datetime) -> dict[str, str]:
         "feed: event=acme.payment.*": f"/events/?{urlencode({**window, 'event': 'acme.payment.*'})}",
         "feed: label=acme.region=eu-west": (
             f"/events/?{urlencode({**window, 'label': 'acme.region=eu-west'})}"
+        ),
+        "feed: label absent (prefect.resource.name=Nonexistent*)": (
+            f"/events/?{urlencode({**window, 'label': 'prefect.resource.name=Nonexistent*'})}"
         ),
         "feed: q=gold": f"/events/?{urlencode({**window, 'q': 'gold'})}",
         "feed: q=acme.order.4242": f"/events/?{urlencode({**window, 'q': 'acme.order.4242'})}",
