@@ -237,6 +237,10 @@ LABEL_GRAMS = 3
 LABEL_FEW_ROWS = 3000
 # A key with more patterns than this is not looked up (each is probed): it narrows nothing.
 LABEL_TERMS = 8
+# PostgreSQL reads a key's terms from its trigram index when none of the newest LABEL_SAMPLE
+# events holds them (`label_search_q`): a term in 0.17 % of events (`:"invoice 42`, 1,849 at
+# 1M, each a heap read after the index: 0.2-0.5 s) is in none of them once in ~160 samples.
+LABEL_SAMPLE = 3000
 _label_probed: dict[str, tuple[float, object]] = {}
 
 
@@ -293,9 +297,10 @@ def label_fts_match(specs: list[dict]) -> str | None:
 
 def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | None:
     """PostgreSQL: None when no key of the label `specs` is rare: whose patterns all imply a
-    term (`label_term`) in none of the newest PART_SAMPLE events (LABEL_SAMPLE_HITS); else the
-    rare keys' terms as conditions on `search` that its trigram index serves (`_contains`, by
-    a term's numbered part when that is rare), except the exact values of `contained` (the
+    term (`label_term`) in none of the newest LABEL_SAMPLE events; else the
+    rare keys' terms as conditions on `search` that its trigram index serves (the value's part
+    of a term, or its numbered part when that is rare, `trigram_part`; `strpos` confirming the
+    term), except the exact values of `contained` (the
     resource's labels), which its GIN index on `resource` serves by containment (an empty Q).
 
     The sample is remembered PROBE_TTL seconds: the trigram index reads every event holding a
@@ -308,26 +313,27 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
             terms = [label_term(key, p) for p in patterns]
             if terms and len(terms) <= LABEL_TERMS and all(terms):
                 served = spec is contained and all(containable(key, p) for p in patterns)
-                keys.append((tuple(dict.fromkeys(terms)), served))
+                keys.append((tuple(dict.fromkeys(terms)), len(fold(_json(key))), served))
     keys = list(dict.fromkeys(keys))
     if not keys:
         return None
-    hits = _remembered("sample " + repr(keys), lambda: _sample_hits([t for t, _ in keys]))
-    rare = [(terms, served) for (terms, served), n in zip(keys, hits, strict=True) if n <= 0]
-    if not rare:
-        return None
+    hits = _remembered("sample " + repr(keys), lambda: _sample_hits([k[0] for k in keys]))
     q = Q()
-    for terms, served in rare:
-        if not served:
-            either = Q()
-            for term in terms:
-                either |= _contains(term, True)
-            q &= either
-    return q
+    for (terms, at, served), n in zip(keys, hits, strict=True):
+        if n > 0 or served:
+            continue
+        either = Q()
+        for term in terms:
+            # The index is asked for the value (`:"nonexistent`: the key's words are in every
+            # event that has the key), or for its numbered part (`trigram_part`).
+            part = trigram_part(term[at:])
+            either |= Q(search__contains=part) & Q(GreaterThan(StrIndex("search", Value(term)), 0))
+        q &= either
+    return q if any(n <= 0 for n in hits) else None
 
 
 def _sample_hits(keys: list[tuple[str, ...]]) -> list[int]:
-    """How many of the newest PART_SAMPLE events hold any of each key's terms (PostgreSQL)."""
+    """How many of the newest LABEL_SAMPLE events hold any of each key's terms (PostgreSQL)."""
     counts, params = [], []
     for terms in keys:
         either = " OR ".join("strpos(newest.search, %s) > 0" for _ in terms)
@@ -337,7 +343,7 @@ def _sample_hits(keys: list[tuple[str, ...]]) -> list[int]:
         cursor.execute(
             f"SELECT {', '.join(counts)} FROM (SELECT search FROM events_event "
             "ORDER BY occurred DESC LIMIT %s) newest",
-            [*params, PART_SAMPLE],
+            [*params, LABEL_SAMPLE],
         )
         return list(cursor.fetchone())
 
