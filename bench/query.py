@@ -10,7 +10,7 @@ requested once to warm up and then `--repeat` times (3 when the warm-up took ove
 keep-alive HTTP client; the figure is the client's time for the whole request (newest page of
 50 with its `total`). Covered: every
 criterion of issue 14 (time, name/prefix and their excludes, resource id/prefix, labels exact,
-glob, negation and several keys, related id/role/resources_in_roles/labels, any_resource, text,
+glob, negation and several keys, absent values and rare globs, related id/role/resources_in_roles/labels, any_resource, text,
 `distinct`), three combinations, `count-by` over 7 days, page 200 via next-page tokens, the feed
 page `/events/` with filters, and the admin's event list. `GET /api/health` is the baseline
 round trip (HTTP and Daphne, no query).
