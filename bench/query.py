@@ -12,12 +12,13 @@ keep-alive HTTP client; the figure is the client's time for the whole request (n
 criterion of issue 14 (time, name/prefix and their excludes, resource id/prefix, labels exact,
 glob, negation and several keys, absent values and rare globs, related id/role/resources_in_roles/labels, any_resource, text,
 `distinct`), three combinations, `count-by` over 7 days, page 200 via next-page tokens, the feed
-page `/events/` with filters, and the admin's event list. `GET /api/health` is the baseline
-round trip (HTTP and Daphne, no query).
+page `/events/` with filters, the feed inputs' suggestions (`/events/suggest/`, 7 days), and the
+admin's event list. `GET /api/health` is the baseline round trip (HTTP and Daphne, no query).
 
 Memory (issue 17 item 4): the peak RSS (VmHWM) of `serve` over the whole run, and after each
 case, so the case that raises it shows. Targets: every API case ≤ 50 ms median at 1M
-(issue 14), the feed ≤ 100 ms, the admin ≤ 200 ms, peak RSS ≤ 300 MB on SQLite (issue 17).
+(issue 14), the feed and its suggestions ≤ 100 ms, the admin ≤ 200 ms, peak RSS ≤ 300 MB on
+SQLite (issue 17).
 """
 
 from __future__ import annotations
@@ -143,6 +144,11 @@ def api_cases(end: datetime) -> dict[str, tuple[str, dict]]:
     }
 
 
+def request_body(path: str, body: dict) -> dict:
+    """The JSON an `api_cases` case posts: a page of 50 with its filter, or the count-by body."""
+    return body if "count-by" in path else {"filter": body, "limit": 50}
+
+
 def feed_cases(end: datetime) -> dict[str, str]:
     window = {"since": iso(end - timedelta(days=1))[:19] + "Z", "until": iso(end)[:19] + "Z"}
     return {
@@ -157,6 +163,30 @@ def feed_cases(end: datetime) -> dict[str, str]:
         "feed: q=gold": f"/events/?{urlencode({**window, 'q': 'gold'})}",
         "feed: q=acme.order.4242": f"/events/?{urlencode({**window, 'q': 'acme.order.4242'})}",
         "admin: event list": "/admin/events/event/",
+    }
+
+
+def suggest_cases(end: datetime) -> dict[str, str]:
+    """The feed inputs' suggestions over the seed's 7 days: bench/feed.py's cases, two that match
+    nothing (an id prefix, a typed text that could be an id or a name), and two id prefixes whose
+    rows all have the other role (tags are only related, orders only primary)."""
+    week = {"since": iso(end - timedelta(days=7))[:19] + "Z", "until": iso(end)[:19] + "Z"}
+
+    def url(field: str, typed: str) -> str:
+        return f"/events/suggest/?{urlencode({**week, 'field': field, field: typed})}"
+
+    return {
+        "suggest: resource, empty": url("resource", ""),
+        "suggest: resource, typed name": url("resource", "order-golf"),
+        "suggest: resource, id prefix": url("resource", "acme.order.1"),
+        "suggest: resource, id prefix, no match": url("resource", "zzz.no-such."),
+        "suggest: resource, text, no match": url("resource", "no-such-resource"),
+        "suggest: resource, id prefix of related ids": url("resource", "prefect.tag."),
+        "suggest: related, typed": url("related", "flow-1"),
+        "suggest: related, id prefix of primary ids": url("related", "acme.order.1"),
+        "suggest: related, empty": url("related", ""),
+        "suggest: label keys": url("label", "acme.re"),
+        "suggest: label values": url("label", "env=st"),
     }
 
 
@@ -268,7 +298,7 @@ def main() -> None:
             for name, (path, body) in api_cases(end).items():
                 if left_out(name):
                     continue
-                payload = body if "count-by" in path else {"filter": body, "limit": 50}
+                payload = request_body(path, body)
                 times, response = timed(lambda p=path, b=payload: api.post(p, json=b), args.repeat)
                 record(name, times, response, 50)
 
@@ -286,6 +316,12 @@ def main() -> None:
                     continue
                 times, response = timed(lambda p=path: pages.get(p), args.repeat)
                 record(name, times, response, 200 if name.startswith("admin") else 100)
+
+            for name, path in suggest_cases(end).items():
+                if left_out(name):
+                    continue
+                times, response = timed(lambda p=path: pages.get(p), args.repeat)
+                record(name, times, response, 100)
 
         slow = [c["case"] for c in cases if not c["ok"]]
         figures.say(

@@ -44,6 +44,9 @@ DISTINCT_CHUNK = 200
 DAY_SLICES = (1, 2)
 # A page read from the criteria's index reads (and so counts) the ids of up to this many matches.
 RARE_CAP = 5000
+# Excluded event names whose events in the window are at most this many are left out of a page
+# read from the resource rows by their ids (`_names_left_out`).
+NAMED_CAP = 5000
 
 
 def keyset_q(
@@ -103,7 +106,8 @@ def newest(
         # Few rows name the ids: the page and its count from them (and their events, for the
         # other criteria) at once, on either database (PostgreSQL's planner read every match's
         # event to sort them, and counted apart).
-        return _from_rows(event_filter, rows_first[0], after, limit, others=rows_first[2])
+        row_q, others = _names_left_out(event_filter, *rows_first[::2])
+        return _from_rows(event_filter, row_q, after, limit, others=others)
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         if (narrowed := _rare_labels(event_filter)) is not None:
@@ -167,6 +171,29 @@ def _few_rows(event_filter: EventFilter, resource_ids: list[str]) -> bool:
         resource_id__in=resource_ids, occurred__gte=window.since, occurred__lte=window.until
     )
     return rows.values("resource_id")[: RARE_CAP + 1].count() <= RARE_CAP
+
+
+def _names_left_out(
+    event_filter: EventFilter, row_q: Q, others: EventFilter | None
+) -> tuple[Q, EventFilter | None]:
+    """`_from_rows`' rows and other criteria, with excluded event names (`exclude_name` the
+    only other criterion, as a reader who is not an admin has: `roles.readable` leaves the
+    audit trail out) checked on the rows instead of on each row's event, when the window holds
+    few events of those names: their ids, read from the (event, occurred) index, are left out
+    of the rows (`event_id NOT IN`). Checking each candidate's event by primary key cost twice
+    the rows' read (953 candidates at 1M: 4.5 against 2.2 ms)."""
+    names = others and others.event
+    if not names or names.name or names.prefix or names.exclude_prefix or not names.exclude_name:
+        return row_q, others
+    if _narrows_beyond_time(others.model_copy(update={"event": None})) or others.distinct:
+        return row_q, others
+    window = event_filter.occurred
+    named = Event.objects.filter(
+        event__in=names.exclude_name, occurred__gte=window.since, occurred__lte=window.until
+    )
+    if named.values("event")[: NAMED_CAP + 1].count() > NAMED_CAP:
+        return row_q, others  # many: checked on the candidates' events after all
+    return row_q & ~Q(event_id__in=named.values("id")), None
 
 
 def _from_rows(

@@ -2,8 +2,9 @@
 
 The other half of the read path (`events.queries` is the first; this module is split from it for
 length and builds on it). Every read here is bounded: by a LIMIT on an index walk newest first
-(`occurred`, or `(resource_id, occurred)` / `(role, occurred)` on the resource rows), by primary
-keys, or by a time window around one event.
+(`occurred`, or `(resource_id, occurred)` / `(role, occurred)` on the resource rows) or in id
+order under a prefix (`resource_ids_starting`), by primary keys, or by a time window around one
+event.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Q
 
 from events.filter_sql import startswith_q
@@ -21,30 +23,48 @@ from events.models import Event, EventResource
 from events.queries import event, followers, keyset_q
 
 SUGGEST_SAMPLE = 2000
+ID_SCAN = 2000
 
 
 def resource_rows(
-    *, since: datetime, until: datetime, related: bool, sample: int = SUGGEST_SAMPLE
+    *, since: datetime, until: datetime, related: bool
 ) -> list[tuple[str, str, dict]]:
-    """(id, role, labels) of the newest `sample` resource rows in [since, until], newest first:
-    primary resources, or (with `related`) related ones."""
+    """(id, role, labels) of the newest `SUGGEST_SAMPLE` resource rows in [since, until], newest
+    first: primary resources, or (with `related`) related ones."""
     rows = EventResource.objects.filter(occurred__gte=since, occurred__lte=until)
     # Primary rows walk the (role, occurred) index; related ones the occurred index.
     rows = rows.exclude(role="") if related else rows.filter(role="")
-    return list(rows.order_by("-occurred").values_list("resource_id", "role", "labels")[:sample])
+    rows = rows.order_by("-occurred").values_list("resource_id", "role", "labels")
+    return list(rows[:SUGGEST_SAMPLE])
 
 
 def resource_ids_starting(
     prefix: str, *, since: datetime, until: datetime, related: bool, limit: int
 ) -> list[str]:
-    """Up to `limit` distinct resource ids starting with `prefix` seen in [since, until]."""
-    rows = EventResource.objects.filter(
+    """Up to `limit` distinct resource ids starting with `prefix` seen in [since, until], sorted.
+
+    Reads at most `ID_SCAN` entries of a (resource_id, occurred) index under the prefix: the
+    events' for primary resources (the event's own `resource_id`; SQLite reads that index alone),
+    the resource rows' for related ones, whose role is checked here rather than in SQL so that a
+    prefix under which millions of rows have the other role still costs `ID_SCAN` rows.
+    """
+    model = EventResource if related else Event
+    rows = model.objects.filter(
         startswith_q("resource_id", prefix), occurred__gte=since, occurred__lte=until
-    )
-    rows = rows.exclude(role="") if related else rows.filter(role="")
-    return list(
-        rows.order_by("resource_id").values_list("resource_id", flat=True).distinct()[:limit]
-    )
+    ).order_by()
+    if connection.vendor == "sqlite":
+        # Index order: without it SQLite (no statistics) may walk the whole window by time.
+        # PostgreSQL picks by its statistics, and cannot give `text_pattern_ops` index order.
+        rows = rows.order_by("resource_id")
+    columns = ("resource_id", "role") if related else ("resource_id",)
+    found: set[str] = set()
+    for rid, *role in rows.values_list(*columns)[:ID_SCAN]:
+        if related and not role[0]:
+            continue  # the primary resource of its event
+        found.add(rid)
+        if len(found) == limit:
+            break
+    return sorted(found)
 
 
 def resource_labels(resource_ids: Iterable[str]) -> dict[str, dict]:

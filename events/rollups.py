@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connection
 from django.db.models import Count, Max, Min, Sum, Value
 from django.db.models.expressions import RawSQL
@@ -134,17 +135,24 @@ def _piece_rows(event_filter: EventFilter, width: int | None, lo: datetime, hi: 
     """The rows counting the filter's names in one piece of `_pieces`: rollup rows of `width`,
     or the events themselves (width None)."""
     if width is None:
-        qs = Event.objects.filter(occurred__gte=lo, occurred__lt=hi)
+        return _named_rows(event_filter, width).filter(occurred__gte=lo, occurred__lt=hi)
+    return _named_rows(event_filter, width).filter(width=width, bucket__gte=lo, bucket__lt=hi)
+
+
+def _named_rows(event_filter: EventFilter, width: int | None):
+    """`_piece_rows` without the piece's bounds: the rows of the filter's names."""
+    if width is None:
         if not event_filter.event:
-            return qs
+            return Event.objects.all()
         # On the events themselves the name is matched on `event || ''`, which no index serves:
         # the pieces scanned there are short time ranges, best found through the occurred index
         # even when the name criteria would tempt the planner into walking every event of that
         # name.
         scan_names = name_q(event_filter.event, "_name")
-        return qs.alias(_name=Concat("event", Value(""))).filter(scan_names)
-    qs = EventCount.objects.filter(width=width, bucket__gte=lo, bucket__lt=hi)
-    return qs.filter(name_q(event_filter.event)) if event_filter.event else qs
+        return Event.objects.alias(_name=Concat("event", Value(""))).filter(scan_names)
+    if not event_filter.event:
+        return EventCount.objects.all()
+    return EventCount.objects.filter(name_q(event_filter.event))
 
 
 def tally_by_event(
@@ -166,16 +174,54 @@ def tally_by_event(
 
 
 def total(event_filter: EventFilter) -> int:
-    """The exact count of the filter's window and names: one sum per piece (no row per name, no
-    first and last occurrence to decode; a page's `total` asks this on every first page)."""
+    """The exact count of the filter's window and names: one statement summing one count per
+    piece of `_pieces` (no row per name, no first and last occurrence to decode; a page's
+    `total` asks this on every first page, `totals.total_of` two more times for an estimate).
+
+    The pieces' rows are `_piece_rows`' with the name criteria compiled once for each table:
+    built and compiled piece by piece by the ORM, the five counts cost more in Python than in
+    SQLite (1M, 20 excluded names, a reader who is not an admin: 5.4 ms against 2.3 ms)."""
     since, until = event_filter.occurred.since, event_filter.occurred.until
     end = until + timedelta(microseconds=1)  # `until` is inclusive
-    n = 0
-    for width, lo, hi in _pieces(since, end, HOUR):
-        if lo < hi:
-            rows = _piece_rows(event_filter, width, lo, hi)
-            n += rows.count() if width is None else rows.aggregate(n=Sum("count"))["n"] or 0
-    return n
+    pieces = [(width, lo, hi) for width, lo, hi in _pieces(since, end, HOUR) if lo < hi]
+    if not pieces:
+        return 0
+    adapt = connection.ops.adapt_datetimefield_value
+    try:
+        names = {width: _names_where(event_filter, width) for width in {w for w, _, _ in pieces}}
+    except EmptyResultSet:  # names no event can have
+        return 0
+    counts, params = [], []
+    for width, lo, hi in pieces:
+        where, where_params = names[width]
+        if width is None:
+            counts.append(
+                f'(SELECT COUNT(*) FROM "{Event._meta.db_table}" WHERE "occurred" >= %s'
+                f' AND "occurred" < %s{where})'
+            )
+            params += [adapt(lo), adapt(hi), *where_params]
+        else:
+            counts.append(
+                f'(SELECT COALESCE(SUM("count"), 0) FROM "{EventCount._meta.db_table}"'
+                f' WHERE "width" = %s AND "bucket" >= %s AND "bucket" < %s{where})'
+            )
+            params += [width, adapt(lo), adapt(hi), *where_params]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + " + ".join(counts), params)
+        return int(cursor.fetchone()[0])
+
+
+def _names_where(event_filter: EventFilter, width: int | None) -> tuple[str, list]:
+    """` AND <the filter's name criteria>` on the table of `_piece_rows(…, width, …)`, compiled
+    from `_named_rows` ("" without name criteria)."""
+    if not event_filter.event:
+        return "", []
+    query = _named_rows(event_filter, width).query
+    try:
+        sql, params = query.get_compiler(connection=connection).compile(query.where)
+    except FullResultSet:
+        return "", []
+    return (f" AND {sql}", list(params)) if sql else ("", [])
 
 
 def span(event_filter: EventFilter) -> tuple[datetime, datetime] | None:

@@ -2,8 +2,9 @@
 
 Fast at any size because each answer reads a bounded slice: the newest `SUGGEST_SAMPLE` resource
 rows of the window (matched on id and name in memory), plus, when the typed text could be an id
-prefix, a few distinct ids from the (resource_id, occurred) index. So a resource seen only long
-ago, among many newer ones, is found by its id prefix but not by its name.
+prefix, the distinct ids among the first `ID_SCAN` entries under it of a (resource_id, occurred)
+index (`page_queries.resource_ids_starting`). So a resource seen only long ago, among many newer
+ones, is found by its id prefix but not by its name.
 """
 
 from __future__ import annotations

@@ -59,8 +59,14 @@ class ApiToken(models.Model):
     def authenticate(cls, secret: str) -> ApiToken | None:
         if not secret:
             return None
+        # The user's groups come with it: a request asks for its role twice (the permission, then
+        # `roles.readable`), each a query of the groups without this.
         token = (
-            cls.objects.active().select_related("user").filter(digest=cls.digest_of(secret)).first()
+            cls.objects.active()
+            .select_related("user")
+            .prefetch_related("user__groups")
+            .filter(digest=cls.digest_of(secret))
+            .first()
         )
         if token is not None:
             token.touch()

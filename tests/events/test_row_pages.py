@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from events import page_plans, queries
 from events.filters import EventFilter
-from events.ingest import ingest
+from events.ingest import emit, ingest
 from events.models import Event
 from tests.factories import event_data, related
 
@@ -151,6 +151,65 @@ def test_pages_read_from_one_criterions_rows_then_checked_are_the_in_memory_page
     assert bool(read) == (plan == "rows at once")
     if plan == "rows at once":
         assert total == len(expected)
+
+
+@pytest.mark.parametrize("order", ["DESC", "ASC"])
+@pytest.mark.parametrize("named", ["few", "many"])
+@pytest.mark.parametrize(
+    "criterion", [{"related": {"id": ["c.1"]}}, {"any_resource": {"id": ["c.1", "c.2"]}}]
+)
+def test_excluded_names_are_left_out_of_the_rows_when_their_events_are_few(
+    criterion, named, order, monkeypatch
+):
+    """Event names excluded beside the rows' criterion (a reader who is not an admin has the
+    audit trail excluded, `roles.readable`): the events of those names in the window are left
+    out of the rows when they are few, instead of each row's event being checked; when they are
+    many, each row's event is checked (`_others_sql`). The pages are the same."""
+    if named == "many":  # the window's prefect.thing events (18) look many
+        monkeypatch.setattr(page_plans, "NAMED_CAP", 10)
+    event_filter = EventFilter.model_validate(
+        {**criterion, "event": {"exclude_name": ["prefect.thing"]}, "occurred": DAY, "order": order}
+    )
+    read = []
+    monkeypatch.setattr(page_plans, "_others_sql", _recorded(page_plans._others_sql, read))
+
+    seen, total = _pages(event_filter, limit=7)
+
+    expected = [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
+    assert expected and seen == expected and total == len(expected)
+    assert len(expected) < len(
+        EventFilter.model_validate({**criterion, "occurred": DAY}).evaluate(
+            list(Event.objects.all())
+        )
+    )
+    assert bool(read) == (named == "many")
+
+
+def test_a_reader_who_is_not_an_admin_never_sees_the_audit_trail_in_a_page_from_the_rows(
+    django_user_model,
+):
+    """An audit event naming the customer (as any event may) is left out of a viewer's related
+    page and its count, read from the rows, and kept in an admin's."""
+    from events.accounts.roles import readable
+    from events.audit import AUDIT_EVENTS
+
+    audit_name = sorted(AUDIT_EVENTS)[0]
+    emit(
+        audit_name,
+        resource={"prefect.resource.id": "eventsite.user.1"},
+        related=[related("c.1", "customer")],
+        occurred=NOW - timedelta(seconds=30),
+    )
+    viewer = django_user_model.objects.create_user("viewer")
+    admin = django_user_model.objects.create_superuser("boss")
+    event_filter = EventFilter.model_validate({"related": {"id": ["c.1"]}, "occurred": DAY})
+
+    as_viewer = queries.first_page(readable(event_filter, viewer), limit=50)
+    as_admin = queries.first_page(readable(event_filter, admin), limit=50)
+
+    assert audit_name not in {e.event for e in as_viewer.events}
+    assert audit_name in {e.event for e in as_admin.events}
+    assert as_admin.total == as_viewer.total + 1 and not as_viewer.total_is_estimate
 
 
 def _recorded(function, calls: list):

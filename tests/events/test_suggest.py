@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from events import page_queries
 from events.ingest import ingest
 from tests.factories import event_data, related
 
@@ -80,6 +81,36 @@ def test_resources_are_found_by_name_or_by_id(logged_in_client, data):
     assert by_name == [("prefect.flow-run.0001", "golden-gecko")]
     assert by_id == [("acme.order.31", "")]
     assert {v for v, _ in by_prefix} == {"acme.order.31", "acme.order.old"}
+
+
+def test_an_id_prefix_finds_resources_beyond_the_newest_rows_in_their_own_role(
+    logged_in_client, data, monkeypatch
+):
+    monkeypatch.setattr(page_queries, "SUGGEST_SAMPLE", 0)  # the newest rows hold none of them
+
+    def get(field, typed):
+        return options(logged_in_client.get(SUGGEST, {"field": field, field: typed}))
+
+    assert get("resource", "prefect.") == [
+        ("prefect.flow-run.0001", "golden-gecko"),
+        ("prefect.flow-run.0002", "crimson-fox"),
+    ]
+    assert get("related", "prefect.") == [
+        ("prefect.deployment.4", "nightly"),
+        ("prefect.flow.9", "etl"),
+    ]
+    assert get("related", "acme.order.") == []
+    assert get("resource", "prefect.flow.") == []
+
+
+def test_an_id_prefix_reads_a_bounded_number_of_index_entries(logged_in_client, monkeypatch):
+    store(*(event_data(resource_id=f"acme.shipment.{n}") for n in range(3)))
+    monkeypatch.setattr(page_queries, "SUGGEST_SAMPLE", 0)
+    monkeypatch.setattr(page_queries, "ID_SCAN", 2)
+
+    got = options(logged_in_client.get(SUGGEST, {"field": "resource", "resource": "acme.ship"}))
+
+    assert len(got) == 2 and {v for v, _ in got} < {f"acme.shipment.{n}" for n in range(3)}
 
 
 def test_related_suggestions_name_the_role(logged_in_client, data):

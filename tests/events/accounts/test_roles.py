@@ -13,8 +13,11 @@ from rest_framework.test import APIClient
 
 from automations.models import Automation
 from events.accounts.models import ApiToken
+from events.accounts.roles import readable
 from events.api.sockets import NOT_ALLOWED
+from events.audit import AUDIT_EVENTS
 from events.audit import trail as audit
+from events.filters import EventFilter
 from events.webhooks.models import Webhook
 from tests.automations.test_api import body as automation_body
 from tests.events.api.test_sockets import closed_with, socket
@@ -140,6 +143,44 @@ def test_only_admins_read_the_audit_trail_through_the_api(actors, django_user_mo
             assert audit.TOKEN_CREATED in names
         else:
             assert not any(n.startswith("prefect-cloud.") for n in names), actor
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "names",
+    [
+        {"name": [audit.TOKEN_CREATED]},
+        {"name": ["acme.thing", audit.TOKEN_CREATED]},
+        {"prefix": ["prefect-cloud."]},
+        {"prefix": ["prefect-cloud.api-token."], "exclude_name": ["acme.thing"]},
+        {"exclude_prefix": ["acme."]},
+    ],
+)
+def test_a_reader_who_is_not_an_admin_cannot_ask_for_the_audit_trail_by_name(
+    actors, django_user_model, names
+):
+    someone = django_user_model.objects.create_user("someone")
+    audit.record(audit.TOKEN_CREATED, target=someone, user=someone)
+    body = {"filter": {"event": names}}
+    for actor, (_, client, _) in actors.items():
+        if actor == W:
+            continue
+        events = client.post("/api/events/filter", body, format="json").json()["events"]
+        assert (audit.TOKEN_CREATED in {e["event"] for e in events}) == (actor == A), actor
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "names", [{"name": ["acme.payment.failed"]}, {"prefix": ["acme."]}, {"prefix": ["prefect."]}]
+)
+def test_a_filter_of_names_outside_the_audit_trail_is_read_as_it_is(django_user_model, names):
+    """No exclusion to evaluate (it cost every read of those names) when the filter's names
+    cannot be audit names."""
+    viewer = django_user_model.objects.create_user("v")
+    event_filter = EventFilter.model_validate({"event": names})
+
+    assert readable(event_filter, viewer) == event_filter
+    assert readable(EventFilter(), viewer).event.exclude_name == sorted(AUDIT_EVENTS)
 
 
 @pytest.mark.django_db
