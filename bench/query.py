@@ -10,7 +10,7 @@ requested once to warm up and then `--repeat` times (3 when the warm-up took ove
 keep-alive HTTP client; the figure is the client's time for the whole request (newest page of
 50 with its `total`). Covered: every
 criterion of issue 14 (time, name/prefix and their excludes, resource id/prefix, labels exact,
-glob, negation and several keys, related id/role/resources_in_roles/labels, any_resource, text,
+glob, negation and several keys, absent values and rare globs, related id/role/resources_in_roles/labels, any_resource, text,
 `distinct`), three combinations, `count-by` over 7 days, page 200 via next-page tokens, the feed
 page `/events/` with filters, the feed inputs' suggestions (`/events/suggest/`, 7 days), and the
 admin's event list. `GET /api/health` is the baseline round trip (HTTP and Daphne, no query).
@@ -65,6 +65,33 @@ def api_cases(end: datetime) -> dict[str, tuple[str, dict]]:
                     "labels": {"acme.region": ["us-east"], "prefect.resource.name": ["Invoice 7*"]}
                 }
             },
+        ),
+        # A value in no event (a typo, a name no resource has) and rare globs (16 events of 1M;
+        # 174, a wildcard inside): SQLite reads them from the FTS5 table of text search past
+        # the walk, PostgreSQL from its trigram index (page_plans._walk_labels, _rare_labels).
+        "label absent: two keys, no such name": (
+            f,
+            {
+                "resource": {
+                    "labels": {
+                        "acme.region": ["us-east"],
+                        "prefect.resource.name": ["Nonexistent*"],
+                    }
+                }
+            },
+        ),
+        "label absent: a typo": (f, {"resource": {"labels": {"acme.region": ["us-eats"]}}}),
+        "label rare glob": (
+            f,
+            {"resource": {"labels": {"prefect.resource.name": ["Invoice 4242*"]}}},
+        ),
+        "label rare glob, wildcard inside": (
+            f,
+            {"resource": {"labels": {"prefect.resource.name": ["Invoice 42*7"]}}},
+        ),
+        "related labels: absent value": (
+            f,
+            {"related": {"labels": {"prefect.resource.name": ["Customer 4242"]}}},
         ),
         "related id": (f, {"related": {"id": ["acme.customer.42"]}}),
         "related role": (f, {"related": {"role": ["tag"]}}),
@@ -129,6 +156,9 @@ def feed_cases(end: datetime) -> dict[str, str]:
         "feed: event=acme.payment.*": f"/events/?{urlencode({**window, 'event': 'acme.payment.*'})}",
         "feed: label=acme.region=eu-west": (
             f"/events/?{urlencode({**window, 'label': 'acme.region=eu-west'})}"
+        ),
+        "feed: label absent (prefect.resource.name=Nonexistent*)": (
+            f"/events/?{urlencode({**window, 'label': 'prefect.resource.name=Nonexistent*'})}"
         ),
         "feed: q=gold": f"/events/?{urlencode({**window, 'q': 'gold'})}",
         "feed: q=acme.order.4242": f"/events/?{urlencode({**window, 'q': 'acme.order.4242'})}",

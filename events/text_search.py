@@ -29,6 +29,9 @@ from django.db.models import BooleanField, F, Func, Q, Value
 from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan
 
+from events.filter_sql import containable
+from events.schema import RESOURCE_ROLE
+
 if TYPE_CHECKING:  # importable without Django's settings (bench/ingest.py builds raw rows)
     from events.schema import Event
 
@@ -116,7 +119,7 @@ def text_q(query: str, *, use_index: bool = True, indexed: bool = False) -> Q | 
     for term in exclude:
         q &= ~_contains(term, False)
     if indexed and connection.vendor == "sqlite" and (match := fts_match(query)) is not None:
-        q &= Q(_FtsRows(match))
+        q &= Q(FtsRows(match))
     return q
 
 
@@ -223,7 +226,173 @@ def _rows(grams: list[str]) -> int:
         return cursor.fetchone()[0]
 
 
-class _FtsRows(Func):
+# --- resource labels ------------------------------------------------------------------------------
+
+# A label value's trigrams are probed up to LABEL_PROBES (each counted up to FEW_ROWS): a typo or
+# a rare number can be anywhere in it, and its characters are as common as the JSON around them.
+# Up to LABEL_GRAMS of the rarest are looked up together, and the read is made only when they
+# leave at most LABEL_FEW_ROWS events (each read and tested: 4-9 µs at 1M, 2,038 in 7 ms).
+LABEL_PROBES = 8
+LABEL_GRAMS = 3
+LABEL_FEW_ROWS = 3000
+# A key with more patterns than this is not looked up (each is probed): it narrows nothing.
+LABEL_TERMS = 8
+# PostgreSQL reads a key's terms from its trigram index when none of the newest LABEL_SAMPLE
+# events holds them (`label_search_q`): a term in 0.17 % of events (`:"invoice 42`, 1,849 at
+# 1M, each a heap read after the index: 0.2-0.5 s) is in none of them once in ~160 samples.
+LABEL_SAMPLE = 3000
+_label_probed: dict[str, tuple[float, object]] = {}
+
+
+def label_term(key: str, pattern: str) -> str | None:
+    """The part of the search text every event with a resource (primary or related) whose label
+    `key` matches the glob `pattern` holds, as `search_text_of` writes it: folded
+    `"key":"value"` for an exact value, `"key":"prefix` for a glob (up to its first `*`, `?`
+    or `[`). None when it implies nothing: a negation, a glob starting with a wildcard, the
+    role (a row's column, and the primary resource's is in no JSON).
+
+    JSON escapes a string character by character (`"` and `\\` and control characters; orjson
+    keeps other characters as they are), and `fold` folds each character alone, so the escaped
+    and folded prefix of a value is the prefix of its escaped and folded whole."""
+    if key == RESOURCE_ROLE or pattern.startswith("!"):
+        return None
+    literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+    if not literal:
+        return None
+    try:
+        value = _json(literal) if literal == pattern else _json(literal)[:-1]
+        return fold(_json(key) + ":" + value)
+    except TypeError:  # a lone surrogate: no stored event holds one (orjson refuses them)
+        return None
+
+
+def label_fts_match(specs: list[dict]) -> str | None:
+    """An FTS5 MATCH expression that finds every event matching all of the label `specs` (each
+    key's patterns an any-of, keys and specs ANDed), or None when it would find more than
+    LABEL_FEW_ROWS events or no key's patterns all imply a term (SQLite; see `fts_match`).
+
+    A key whose patterns do not all imply a term (`label_term`) is left out: its patterns are an
+    OR, and one that implies nothing would let events without any of the terms match. A term is
+    looked up by its value's rarest trigrams (`_label_trigrams`); the key's are in every event
+    that has the key. The number of events found is counted (up to LABEL_FEW_ROWS + 1) and
+    remembered PROBE_TTL seconds, as the trigrams are."""
+    parts = []
+    for spec in specs:
+        for key, patterns in spec.items():
+            terms = [
+                label_term(key, p) for p in ([patterns] if isinstance(patterns, str) else patterns)
+            ]
+            if not terms or len(terms) > LABEL_TERMS or not all(terms):
+                continue
+            # From the `:` after the key on (`:"value`).
+            lookups = [_label_trigrams(t[len(fold(_json(key))) :]) for t in terms]
+            if all(lookups):
+                parts.append(" OR ".join(f"({_and(grams)})" for grams in lookups))
+    if not parts:
+        return None
+    match = " AND ".join(f"({p})" for p in dict.fromkeys(parts))
+    rows = _remembered("rows " + match, lambda: _count(match, LABEL_FEW_ROWS + 1))
+    return match if rows <= LABEL_FEW_ROWS else None
+
+
+def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | None:
+    """PostgreSQL: None when no key of the label `specs` is rare: whose patterns all imply a
+    term (`label_term`) in none of the newest LABEL_SAMPLE events; else the
+    rare keys' terms as conditions on `search` that its trigram index serves (the value's part
+    of a term, or its numbered part when that is rare, `trigram_part`; `strpos` confirming the
+    term), except the exact values of `contained` (the
+    resource's labels), which its GIN index on `resource` serves by containment (an empty Q).
+
+    The sample is remembered PROBE_TTL seconds: the trigram index reads every event holding a
+    term (`:"invoice 7`, 2 % of events: 18k rows read, 0.5 s at 1M), so a common one is left
+    to the walk and the planner."""
+    keys = []
+    for spec in specs:
+        for key, patterns in spec.items():
+            patterns = [patterns] if isinstance(patterns, str) else patterns
+            terms = [label_term(key, p) for p in patterns]
+            if terms and len(terms) <= LABEL_TERMS and all(terms):
+                served = spec is contained and all(containable(key, p) for p in patterns)
+                keys.append((tuple(dict.fromkeys(terms)), len(fold(_json(key))), served))
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return None
+    hits = _remembered("sample " + repr(keys), lambda: _sample_hits([k[0] for k in keys]))
+    q = Q()
+    for (terms, at, served), n in zip(keys, hits, strict=True):
+        if n > 0 or served:
+            continue
+        either = Q()
+        for term in terms:
+            # The index is asked for the value (`:"nonexistent`: the key's words are in every
+            # event that has the key), or for its numbered part (`trigram_part`).
+            part = trigram_part(term[at:])
+            either |= Q(search__contains=part) & Q(GreaterThan(StrIndex("search", Value(term)), 0))
+        q &= either
+    return q if any(n <= 0 for n in hits) else None
+
+
+def _sample_hits(keys: list[tuple[str, ...]]) -> list[int]:
+    """How many of the newest LABEL_SAMPLE events hold any of each key's terms (PostgreSQL)."""
+    counts, params = [], []
+    for terms in keys:
+        either = " OR ".join("strpos(newest.search, %s) > 0" for _ in terms)
+        counts.append(f"count(*) FILTER (WHERE {either})")
+        params += terms
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(counts)} FROM (SELECT search FROM events_event "
+            "ORDER BY occurred DESC LIMIT %s) newest",
+            [*params, LABEL_SAMPLE],
+        )
+        return list(cursor.fetchone())
+
+
+def _label_trigrams(part: str) -> list[str] | None:
+    """Up to LABEL_GRAMS trigrams of `part` each in fewer than FEW_ROWS events, the rarest of up
+    to LABEL_PROBES (likelier rare first, as `_trigram_rows` orders them; [one] in no event),
+    or None."""
+
+    def probe() -> list[str] | None:
+        grams = list(dict.fromkeys(part[i : i + INDEXED_TERM] for i in range(len(part) - 2)))
+        grams.sort(key=lambda g: -sum(c not in _COMMON for c in g))
+        counted = []
+        for gram in grams[:LABEL_PROBES]:
+            rows = _count(_and([gram]), FEW_ROWS)
+            if rows == 0:  # no event has it: nor the term
+                return [gram]
+            if rows < FEW_ROWS:
+                counted.append((rows, gram))
+                if len(counted) == LABEL_GRAMS:
+                    break
+        return [gram for _, gram in sorted(counted)] or None
+
+    return _remembered("grams " + part, probe)
+
+
+def _remembered(key: str, make):
+    now = time.monotonic()
+    if (known := _label_probed.get(key)) and now - known[0] < PROBE_TTL:
+        return known[1]
+    if len(_label_probed) > 1000:
+        _label_probed.clear()
+    value = make()
+    _label_probed[key] = (now, value)
+    return value
+
+
+def _count(match: str, most: int) -> int:
+    """The events an FTS5 MATCH expression finds, counted up to `most`."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} "
+            f"MATCH %s LIMIT {int(most)})",
+            [match],
+        )
+        return cursor.fetchone()[0]
+
+
+class FtsRows(Func):
     """`<events_event>.rowid IN (the rows of the FTS5 table matching an expression)`."""
 
     conditional = True

@@ -5,11 +5,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events import page_plans
+from events import page_plans, text_search
 from events.filters import EventFilter
 from events.ingest import store
 from events.models import Event
@@ -181,6 +182,21 @@ def test_sql_and_in_memory_evaluation_agree(stored, filter_json):
             if labels is not None
             else None
         )
+        # Labels read from the events whose search text holds their terms (`_read_narrowed`:
+        # the FTS5 table on SQLite, the trigram index on PostgreSQL).
+        specs = page_plans._label_specs(event_filter)
+        narrowed = None
+        if specs and not event_filter.distinct and connection.vendor == "sqlite":
+            match = text_search.label_fts_match(specs)
+            narrowed = Q(text_search.FtsRows(match)) if match else None
+        elif specs and not event_filter.distinct:
+            resource = event_filter.resource.labels if event_filter.resource else None
+            narrowed = text_search.label_search_q(specs, contained=resource)
+        read = (
+            page_plans._read_narrowed(event_filter, narrowed, Q(), 20)
+            if narrowed is not None
+            else None
+        )
         transaction.set_rollback(True)
 
     assert in_sql == in_memory
@@ -188,6 +204,9 @@ def test_sql_and_in_memory_evaluation_agree(stored, filter_json):
     assert walked == by_criteria == in_memory
     if rows_walked is not None:
         assert rows_walked == in_memory[:20]
+    if read is not None:
+        assert [e.id for e in read.events] == in_memory[:20]
+        assert read.count == len(in_memory)
     if from_rows:
         assert [e.id for e in from_rows.events] == in_memory
         assert from_rows.count == len(in_memory)
