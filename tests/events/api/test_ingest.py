@@ -192,3 +192,17 @@ def test_ids_are_normalised_so_two_spellings_are_one_event(api_client):
     assert post(api_client, [event_data(id=str(event_id).upper())]).status_code == 204
     assert post(api_client, [event_data(id=event_id.hex)]).status_code == 204
     assert domain_events().count() == 1
+
+
+def test_large_numbers_come_back_as_they_were_sent_not_as_a_server_error(api_client):
+    """PostgreSQL's jsonb writes a large float as an integer's digits (`1e300`: 301 of them):
+    read back, it is the float that was sent, and every page showing the event answers."""
+    sent = {"huge": 1e300, "large": 1.2345678901234567e22, "past 64 bits": 123456789012345678901234}
+    event = event_data(payload=sent)
+    assert api_client.post("/api/events", [event], format="json").status_code == 204
+
+    body = {"filter": {"id": {"id": [event["id"]]}}}
+    page = api_client.post("/api/events/filter", body, format="json")
+
+    assert page.status_code == 200
+    assert page.json()["events"][0]["payload"] == {k: float(v) for k, v in sent.items()}
