@@ -10,7 +10,9 @@ import httpx
 import pytest
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from rest_framework.test import APIClient
 
 from bench.common import free_port
@@ -139,6 +141,21 @@ def live_server_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         "EVENTSITE_LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "tests.settings",
     }
+
+
+@receiver(connection_created)
+def _the_suite_is_not_the_deadlocks_victim(sender, connection, **kwargs) -> None:
+    """A test's teardown flushes the database (one TRUNCATE of every table) while the live
+    server's engine may be writing: PostgreSQL ends such a deadlock by failing the transaction
+    of whichever backend checks first, after `deadlock_timeout`. The suite's own connections
+    wait longer, so the server's write fails (and is retried by its engine), not the flush that
+    the next test needs (it failed once in CI, and the next test found the last one's user)."""
+    if connection.vendor == "postgresql":
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET deadlock_timeout = '10s'")
+        except DatabaseError:  # not a superuser: PostgreSQL's default, as before
+            pass
 
 
 @pytest.fixture(scope="session")
