@@ -92,11 +92,9 @@ class RequestThread(ThreadPoolExecutor):
             return
         with contextlib.suppress(AttributeError):
             del connections[DEFAULT_DB_ALIAS]
-        kept = self.kept
-        if kept.connection is not None:
-            kept.close_if_unusable_or_obsolete()
-            if kept.in_atomic_block or not kept.get_autocommit():
-                kept.close()
+        # Django's own test, as `request_finished` ran it: closed when its autocommit is not the
+        # settings' (a transaction left open), after errors that left it unusable, or when old.
+        self.kept.close_if_unusable_or_obsolete()
 
     def forget(self) -> None:
         """On the thread, before it ends: close the kept connection."""
