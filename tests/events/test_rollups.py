@@ -119,8 +119,13 @@ def test_pruning_removes_the_rollup_rows_of_what_it_deleted(settings):
 def test_count_by_time_over_whole_hours_of_the_rollups_equals_a_scan(unit, interval):
     """A day and a half of events a few minutes apart, counted over a window with ragged ends:
     the middle comes from whole rollup rows grouped by bucket in the database, the ends from
-    minute rows and the events (the property test's windows rarely hold whole hours)."""
-    start = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(hours=36)
+    minute rows and the events (the property test's windows rarely hold whole hours).
+
+    Anchored to a UTC midnight, not to the hour of the run: the 32-hour window then always spans
+    three days (it spanned two when the suite ran between 10:37 and 02:37 UTC, and `day` buckets
+    found only two with counts)."""
+    midnight = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = midnight - timedelta(hours=56)  # 16:00 three days ago: the window's days are 3
     store(
         [
             WireEvent(
