@@ -267,18 +267,19 @@ def main() -> None:
             status = response.status_code
             assert status in (200, 503), (name, status, response.text[:300])
             median = statistics.median(times)
-            total = None
+            total, estimate = None, None
             if status == 200 and "json" in response.headers.get("content-type", ""):
                 data = response.json()
                 # A page's total; for count-by, how many rows came back.
                 total = data.get("total") if isinstance(data, dict) else len(data)
+                estimate = data.get("total_is_estimate") if isinstance(data, dict) else None
             peak = server.peak_rss_mb()
             ok = "ok" if median <= target and status == 200 else "SLOW"
             ok = ok if status == 200 else "503"
             figures.say(
                 f"  {name:40} median {median:8.1f} ms   p95 {percentile(times, 95):8.1f} ms   "
                 f"{ok:4}  peak RSS {peak:5.0f} MB"
-                + (f"   total {total:,}" if total is not None else "")
+                + (f"   total {'about ' if estimate else ''}{total:,}" if total is not None else "")
             )
             cases.append(
                 {
@@ -290,6 +291,7 @@ def main() -> None:
                     "ok": median <= target and status == 200,
                     "status": status,
                     "total": total,
+                    "total_is_estimate": estimate,
                     "peak_rss_after_mb": round(peak, 1),
                 }
             )

@@ -237,10 +237,14 @@ LABEL_GRAMS = 3
 LABEL_FEW_ROWS = 3000
 # A key with more patterns than this is not looked up (each is probed): it narrows nothing.
 LABEL_TERMS = 8
-# PostgreSQL reads a key's terms from its trigram index when none of the newest LABEL_SAMPLE
-# events holds them (`label_search_q`): a term in 0.17 % of events (`:"invoice 42`, 1,849 at
-# 1M, each a heap read after the index: 0.2-0.5 s) is in none of them once in ~160 samples.
+# PostgreSQL reads a key's terms from its trigram index when at most LABEL_FEW_HITS of the newest
+# LABEL_SAMPLE events hold them (0.5 %; `label_search_q`): walking time for 50 such events would
+# read 10k events or more, and more again when the glob matches few of them (`Invoice 42*7`:
+# its term `:"invoice 42` in 0.17 % of events, the glob in 0.02 %; walked, then planned by
+# regex: 290-336 ms at 1M). The read goes a few day partitions at a time
+# (`page_plans._read_narrowed`), so a term common earlier in the window is not read whole.
 LABEL_SAMPLE = 3000
+LABEL_FEW_HITS = 15
 _label_probed: dict[str, tuple[float, object]] = {}
 
 
@@ -297,15 +301,17 @@ def label_fts_match(specs: list[dict]) -> str | None:
 
 def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | None:
     """PostgreSQL: None when no key of the label `specs` is rare: whose patterns all imply a
-    term (`label_term`) in none of the newest LABEL_SAMPLE events; else the
-    rare keys' terms as conditions on `search` that its trigram index serves (the value's part
-    of a term, or its numbered part when that is rare, `trigram_part`; `strpos` confirming the
-    term), except the exact values of `contained` (the
-    resource's labels), which its GIN index on `resource` serves by containment (an empty Q).
+    term (`label_term`) held by at most LABEL_FEW_HITS of the newest LABEL_SAMPLE events; else
+    the rare keys' terms as conditions on `search` that its trigram index serves, `strpos`
+    confirming each term, except the exact values of `contained` (the resource's labels), which
+    its GIN index on `resource` serves by containment (an empty Q).
 
-    The sample is remembered PROBE_TTL seconds: the trigram index reads every event holding a
-    term (`:"invoice 7`, 2 % of events: 18k rows read, 0.5 s at 1M), so a common one is left
-    to the walk and the planner."""
+    The index is asked for the value's part of a term (`:"nonexistent`: the key's words are in
+    every event that has the key), or for its numbered part (`_numbered_part`: ` 4242` of
+    `:"invoice 4242`) when the sample finds that part nearly as rare as the term: pg_trgm keeps
+    words, not their order, so for ` 42` of `:"invoice 42` (a word starting `42`) the index
+    finds 60k events at 1M, each read and tested (415 ms), and for the whole value (`invoice`
+    and such a word) 10k (53 ms). The sample is remembered PROBE_TTL seconds."""
     keys = []
     for spec in specs:
         for key, patterns in spec.items():
@@ -317,25 +323,35 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
     keys = list(dict.fromkeys(keys))
     if not keys:
         return None
-    hits = _remembered("sample " + repr(keys), lambda: _sample_hits([k[0] for k in keys]))
+    # Each key's terms together, then each term's value and numbered part alone.
+    groups = [k[0] for k in keys]
+    for terms, at, _ in keys:
+        for term in terms:
+            groups += [(term,), (_numbered_part(term[at:]),)]
+    groups = list(dict.fromkeys(groups))
+    sampled = _remembered("sample " + repr(groups), lambda: _sample_hits(groups))
+    hits = dict(zip(groups, sampled, strict=True))
+    rare = [k for k in keys if hits[k[0]] <= LABEL_FEW_HITS]
+    if not rare:
+        return None
     q = Q()
-    for (terms, at, served), n in zip(keys, hits, strict=True):
-        if n > 0 or served:
+    for terms, at, served in rare:
+        if served:
             continue
         either = Q()
         for term in terms:
-            # The index is asked for the value (`:"nonexistent`: the key's words are in every
-            # event that has the key), or for its numbered part (`trigram_part`).
-            part = trigram_part(term[at:])
-            either |= Q(search__contains=part) & Q(GreaterThan(StrIndex("search", Value(term)), 0))
+            value, part = term[at:], _numbered_part(term[at:])
+            if part != value and hits[(part,)] <= 2 * hits[(term,)] + 2:
+                value = part
+            either |= Q(search__contains=value) & Q(GreaterThan(StrIndex("search", Value(term)), 0))
         q &= either
-    return q if any(n <= 0 for n in hits) else None
+    return q
 
 
-def _sample_hits(keys: list[tuple[str, ...]]) -> list[int]:
-    """How many of the newest LABEL_SAMPLE events hold any of each key's terms (PostgreSQL)."""
+def _sample_hits(groups: list[tuple[str, ...]]) -> list[int]:
+    """How many of the newest LABEL_SAMPLE events hold any of each group's terms (PostgreSQL)."""
     counts, params = [], []
-    for terms in keys:
+    for terms in groups:
         either = " OR ".join("strpos(newest.search, %s) > 0" for _ in terms)
         counts.append(f"count(*) FILTER (WHERE {either})")
         params += terms
@@ -446,11 +462,7 @@ def trigram_part(term: str) -> str:
     a number of every event) is not used: the whole term is, as when it has no such word or is
     all that part. The sample's answer is remembered PROBE_TTL seconds.
     """
-    numbered = [m for m in _WORD.finditer(term) if _NUMBERED.search(m.group())]
-    if not numbered:
-        return term
-    part = term[max(0, numbered[0].start() - 1) : numbered[-1].end() + 1]
-    if len(part) < INDEXED_TERM or part == term:
+    if (part := _numbered_part(term)) == term:
         return term
     now = time.monotonic()
     if (known := _parts.get(part)) and now - known[0] < PROBE_TTL:
@@ -466,3 +478,14 @@ def trigram_part(term: str) -> str:
         _parts.clear()
     _parts[part] = (now, rare)
     return part if rare else term
+
+
+def _numbered_part(term: str) -> str:
+    """The part of `term` from its first word with two digits or more to its last, with the
+    character on either side (`trigram_part`), or `term` when it has none or the part is too
+    short for a trigram."""
+    numbered = [m for m in _WORD.finditer(term) if _NUMBERED.search(m.group())]
+    if not numbered:
+        return term
+    part = term[max(0, numbered[0].start() - 1) : numbered[-1].end() + 1]
+    return term if len(part) < INDEXED_TERM else part

@@ -206,7 +206,10 @@ def test_sql_and_in_memory_evaluation_agree(stored, filter_json):
         assert rows_walked == in_memory[:20]
     if read is not None:
         assert [e.id for e in read.events] == in_memory[:20]
-        assert read.count == len(in_memory)
+        # PostgreSQL reads a few day partitions at a time until the page is full: it counts
+        # only when it read them all (SQLite reads and counts every match).
+        full = connection.vendor == "postgresql" and len(in_memory) > 20
+        assert read.count == (None if full else len(in_memory))
     if from_rows:
         assert [e.id for e in from_rows.events] == in_memory
         assert from_rows.count == len(in_memory)
