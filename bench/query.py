@@ -1,7 +1,7 @@
 """Queries over HTTP against `serve` (engine on) with N stored events, and the server's memory.
 
     .venv/bin/python -m bench.query [--events 1000000] [--repeat 15] [--skip NAME-PART ...]
-        [--only NAME-PART ...]
+        [--only NAME-PART ...] [--in-place]
 
 The store is a copy of a seeded one (`bench/seed.py`, cached under `var/bench-data/`, or a
 PostgreSQL template database), spread over the 7 days before the seed was made; time windows
@@ -24,6 +24,7 @@ SQLite (issue 17).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ import httpx
 
 from bench.common import QUICK, Figures, Sampler, Server, manage, percentile
 from bench.feed_live import login
-from bench.seed import LONG_RETENTION, seeded_env
+from bench.seed import LONG_RETENTION, seeded_env, seeded_in_place, vacuum_analyze_once
 
 
 def iso(value: datetime) -> str:
@@ -222,6 +223,13 @@ def main() -> None:
         default=[],
         help="run only the cases whose name contains this (repeatable)",
     )
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help="PostgreSQL: query the database of EVENTSITE_DATABASE_URL itself, seeded in place "
+        "(`bench.seed --in-place`; a 10M store has no room for a clone); the queries change no "
+        "event",
+    )
     args = parser.parse_args()
 
     def left_out(name: str) -> bool:
@@ -229,7 +237,14 @@ def main() -> None:
         return not wanted or any(part in name for part in args.skip)
 
     figures = Figures("query")
-    env, seed = seeded_env(args.events)
+    if args.in_place:
+        url = os.environ.get("EVENTSITE_DATABASE_URL")
+        if not url:
+            parser.error("--in-place needs EVENTSITE_DATABASE_URL (PostgreSQL)")
+        env, seed = seeded_in_place(url, args.events)
+        vacuum_analyze_once(url)
+    else:
+        env, seed = seeded_env(args.events)
     end = datetime.fromisoformat(seed["end"])
     database = Path(env["EVENTSITE_DATA_DIR"]) / "eventsite.sqlite3"
     if database.exists():  # SQLite: the store's size, after the copy's migrations
