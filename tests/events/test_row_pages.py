@@ -78,11 +78,18 @@ def _pages(event_filter: EventFilter, limit: int) -> tuple[list[uuid.UUID], int]
 
 
 @pytest.mark.parametrize("order", ["DESC", "ASC"])
-@pytest.mark.parametrize("plan", ["rows at once", "rows after a walk", "walk"])
+@pytest.mark.parametrize(
+    "plan", ["rows at once", "rows past RARE_CAP", "rows after a walk", "walk"]
+)
 @pytest.mark.parametrize("criterion", FILTERS)
 def test_pages_from_the_resource_rows_are_the_in_memory_pages(criterion, plan, order, monkeypatch):
-    if plan != "rows at once":  # the index's rows look many: walk first (for nothing, or to a page)
+    if plan != "rows at once":  # more rows than RARE_CAP: the rows alone answer, up to ROWS_CAP
         monkeypatch.setattr(page_plans, "RARE_CAP", 10)  # above the page
+    if plan in (
+        "rows after a walk",
+        "walk",
+    ):  # past ROWS_CAP: walk first (for nothing, or to a page)
+        monkeypatch.setattr(page_plans, "ROWS_CAP", 10)
         monkeypatch.setattr(page_plans, "WALK_BUDGET", 0 if plan == "rows after a walk" else 5)
     event_filter = EventFilter.model_validate(
         {**FILTERS[criterion], "occurred": DAY, "order": order}
@@ -94,7 +101,7 @@ def test_pages_from_the_resource_rows_are_the_in_memory_pages(criterion, plan, o
 
     expected = [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
     assert expected and seen == expected
-    if plan == "rows at once":
+    if plan in ("rows at once", "rows past RARE_CAP"):
         assert total == len(expected)
 
 
