@@ -36,11 +36,6 @@ def time_unit(since: datetime, until: datetime) -> tuple[queries.TimeUnit, float
     return "day", float(max(1, math.ceil(days / 1000)))
 
 
-def _within(event_filter: EventFilter, since: datetime, until: datetime) -> EventFilter:
-    occurred = event_filter.occurred.model_copy(update={"since": since, "until": until})
-    return event_filter.model_copy(update={"occurred": occurred})
-
-
 def buckets(event_filter: EventFilter, *, clip_end: bool) -> tuple[list[dict], str, float]:
     """Counted buckets clipped to the data: (buckets, unit, interval). Empty when no events.
 
@@ -62,7 +57,9 @@ def buckets(event_filter: EventFilter, *, clip_end: bool) -> tuple[list[dict], s
     finer = time_unit(lo, hi)
     if finer != (unit, interval):
         unit, interval = finer
-        counted = volume.count_by_time(_within(event_filter, lo, hi), unit=unit, interval=interval)
+        counted = volume.count_by_time(
+            volume.within(event_filter, lo, hi), unit=unit, interval=interval
+        )
     kept = [b for b in counted if b["end"] >= lo and b["start"] <= hi]
     # The finer buckets clip closer: drop their empty ends too, keeping MIN_SPAN.
     while len(kept) > 1 and not kept[0]["count"] and _span(kept[1:], clip_end, until) >= MIN_SPAN:

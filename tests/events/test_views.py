@@ -507,6 +507,39 @@ def test_cached_histogram_matches_a_fresh_count_and_sees_new_events():
     assert sum(b["count"] for b in volume.count_by_time(later, unit="hour", interval=1)) == 9
 
 
+def test_the_histograms_cut_buckets_are_counted_from_cached_minutes(monkeypatch):
+    """The first hour a 24-hour window cuts, and the hour not yet settled, are the sums of their
+    cached minutes: once warm, only the minutes at the window's edges are counted again, and
+    the buckets are still a fresh count's (events on both sides of the cut included)."""
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=24)
+    store(
+        *[event_data(occurred=since + timedelta(minutes=m, seconds=-20)) for m in range(0, 50, 7)],
+        *[event_data(occurred=now - timedelta(minutes=m, seconds=5)) for m in range(0, 50, 6)],
+        *[event_data(occurred=now - timedelta(hours=h)) for h in range(2, 20, 5)],
+    )
+    f = EventFilter.model_validate({"occurred": {"since": since, "until": now}})
+    counted: list[tuple[str, timedelta]] = []
+    real = queries.count_by_time
+
+    def spy(event_filter, *, unit, interval, **kwargs):
+        occurred = event_filter.occurred
+        counted.append((unit, occurred.until - occurred.since))
+        return real(event_filter, unit=unit, interval=interval, **kwargs)
+
+    monkeypatch.setattr(queries, "count_by_time", spy)
+    cold = volume.count_by_time(f, unit="hour", interval=1)
+    counted.clear()
+    warm = volume.count_by_time(f, unit="hour", interval=1)
+
+    fresh = [b["count"] for b in real(f, unit="hour", interval=1)]
+    assert [b["count"] for b in cold] == [b["count"] for b in warm] == fresh
+    assert sum(fresh) == 7 + 9 + 4
+    # The cut minute at `since`, and the last minute or two (not settled): nothing wider.
+    assert counted and all(unit == "minute" for unit, _ in counted), counted
+    assert all(width <= timedelta(minutes=2) for _, width in counted), counted
+
+
 def test_total_comes_from_the_histogram_and_matches_the_rows(logged_in_client):
     store(*[event_data(ago=timedelta(hours=h)) for h in range(5)])
 
