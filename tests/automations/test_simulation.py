@@ -119,7 +119,9 @@ def streams(draw):
 
 
 def _engine_firings(automation, moments, traveller) -> tuple[list[tuple], int]:
-    engine = Engine()
+    # Its own cursor row: the session's live server runs an engine on the default one, and its
+    # commits (a version, a cursor of another test's events) are visible to this transaction.
+    engine = Engine(name="simulation")
     engine.load()
     end = (moments[-1][0] if moments else 0) + 80
     pending = list(moments)
