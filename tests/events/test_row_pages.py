@@ -1,4 +1,4 @@
-"""Pages read from the resource rows (`page_plans._from_rows`, issue 14): a filter of time and
+"""Pages read from the resource rows (`row_pages.from_rows`, issue 14): a filter of time and
 one related or any-resource criterion is answered from `events_eventresource` (order, count)
 and only the page's events are read, by primary key; a filter with other criteria besides one
 naming few ids is read from that criterion's rows, each of their events checked against the
@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from events import page_plans, queries
+from events import page_plans, queries, row_pages
 from events.filters import EventFilter
 from events.ingest import emit, ingest
 from events.models import Event
@@ -151,7 +151,7 @@ def test_pages_read_from_one_criterions_rows_then_checked_are_the_in_memory_page
     rows_first = event_filter.rows_first()
     assert rows_first is not None and rows_first[2] is not None
     read = []
-    monkeypatch.setattr(page_plans, "_others_sql", _recorded(page_plans._others_sql, read))
+    monkeypatch.setattr(row_pages, "others_sql", _recorded(row_pages.others_sql, read))
 
     seen, total = _pages(event_filter, limit=7)
 
@@ -173,14 +173,14 @@ def test_excluded_names_are_left_out_of_the_rows_when_their_events_are_few(
     """Event names excluded beside the rows' criterion (a reader who is not an admin has the
     audit trail excluded, `roles.readable`): the events of those names in the window are left
     out of the rows when they are few, instead of each row's event being checked; when they are
-    many, each row's event is checked (`_others_sql`). The pages are the same."""
+    many, each row's event is checked (`row_pages.others_sql`). The pages are the same."""
     if named == "many":  # the window's prefect.thing events (18) look many
         monkeypatch.setattr(page_plans, "NAMED_CAP", 10)
     event_filter = EventFilter.model_validate(
         {**criterion, "event": {"exclude_name": ["prefect.thing"]}, "occurred": DAY, "order": order}
     )
     read = []
-    monkeypatch.setattr(page_plans, "_others_sql", _recorded(page_plans._others_sql, read))
+    monkeypatch.setattr(row_pages, "others_sql", _recorded(row_pages.others_sql, read))
 
     seen, total = _pages(event_filter, limit=7)
 
@@ -259,7 +259,7 @@ def test_criteria_without_ids_beside_others_are_not_read_from_the_resource_rows(
 def test_pages_of_resource_labels_walked_over_the_primary_rows_are_the_in_memory_pages(
     labels, order
 ):
-    """Resource labels alone (SQLite walks the primary resource rows, `page_plans._walk_rows`):
+    """Resource labels alone (SQLite walks the primary resource rows, `row_pages.walk_rows`):
     the ties on `occurred`, and the resources also named as related, change nothing."""
     event_filter = EventFilter.model_validate(
         {"resource": {"labels": labels}, "occurred": DAY, "order": order}
