@@ -292,7 +292,7 @@ class EventFilter(_Filter):
 
     def rows_first(self) -> tuple[Q, list[str], EventFilter | None] | None:
         """A related or any-resource criterion a page is read from the rows of: its Q and ids,
-        and the rest to check on their events (`page_plans._from_rows`; None: the rows alone)."""
+        and the rest to check on their events (`row_pages.from_rows`; None: the rows alone)."""
         specs = [
             (r, _related_row_q(r), r.id or [i for i, _ in r.resources_in_roles or []], r.role)
             for r in self._related_list()

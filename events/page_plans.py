@@ -13,21 +13,34 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from operator import attrgetter
+from datetime import datetime
 
-from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Func, Q, QuerySet
 
 from events import timebox
 from events.filters import EventFilter, OccurredFilter
 from events.labels import as_list
-from events.models import Event, EventResource
-from events.partitions import day_bounds
-from events.row_values import uuid_value
-from events.text_search import FtsRows, fts_match, label_fts_match, label_search_q, label_term
+from events.models import Event
+from events.row_pages import (
+    ROWS_CAP,
+    Found,
+    day_slices,
+    from_rows,
+    from_rows_by_days,
+    keyset_q,
+    rows_counted,
+    rows_walked,
+    walk_rows,
+)
+from events.text_search import (
+    FtsRows,
+    fts_match,
+    label_fts_match,
+    label_search_q,
+    label_term,
+    rare_text,
+)
 from events.totals import by_criteria
 
 # How long a page may walk the occurred index looking for matches before it reads them from
@@ -39,44 +52,12 @@ LABEL_WALK_BUDGET = 0.03
 # `distinct` pages walk the matches in chunks for at most this long (see `_newest_distinct`).
 DISTINCT_BUDGET = 0.03
 DISTINCT_CHUNK = 200
-# Text on PostgreSQL past the walk, and rare labels, read the newest day, then the day before,
-# then the 2 before those, the 4 before those and so on, then the rest of the window
-# (`_newest_by_days`, `_read_narrowed`): a window of 180 days is read in at most 8 statements.
-DAY_SLICES = (1, 2, 4, 8, 16, 32)
 # A page read from the criteria's index reads (and so counts) the ids of up to this many matches.
 RARE_CAP = 5000
-# A page whose related or any-resource ids alone answer it is read from their resource rows, and
-# counted, when they are at most this many (`_rows_counted`, `_from_rows`): a covering read of
-# the (resource_id, occurred) index, no event read but the page's. A customer's rows at 10M
-# (10,208) went to the planner past RARE_CAP: 137 ms.
-ROWS_CAP = 20_000
+
 # Excluded event names whose events in the window are at most this many are left out of a page
 # read from the resource rows by their ids (`_names_left_out`).
 NAMED_CAP = 5000
-
-
-def keyset_q(
-    occurred: datetime, event_id: uuid.UUID, descending: bool, *, id_field: str = "id"
-) -> Q:
-    """Rows strictly after (occurred, id) in the given order (`id_field="event_id"`: resource
-    rows, by their event's).
-
-    Written as `occurred <= x AND (occurred < x OR id < y)` (not a bare OR of two ranges) so
-    that both databases bound the index scan on `occurred` instead of walking every row.
-    """
-    before, after = {f"{id_field}__lt": event_id}, {f"{id_field}__gt": event_id}
-    if descending:
-        return Q(occurred__lte=occurred) & (Q(occurred__lt=occurred) | Q(**before))
-    return Q(occurred__gte=occurred) & (Q(occurred__gt=occurred) | Q(**after))
-
-
-@dataclass
-class Found:
-    """A page of matches, and what reading it told about the rest."""
-
-    events: list[Event]
-    rare: bool | None = None  # True: read from the criteria's index (the walk found too few)
-    count: int | None = None  # every match after the bound, when the rare read counted them
 
 
 def newest(
@@ -93,11 +74,11 @@ def newest(
     plans the query itself, except for text, which it also walks first (`text_search.text_q`)
     and, alone, then reads a few day partitions at a time (`_newest_by_days`).
     A filter with a related or any-resource criterion whose rows can be read first
-    (`EventFilter.rows_first`) is read from them (`_from_rows`, the other criteria checked on
+    (`EventFilter.rows_first`) is read from them (`from_rows`, the other criteria checked on
     their events): at once on both databases when their index holds few rows of the ids it
-    names (`_rows_counted`), else, when the rows alone answer the filter, on SQLite instead of the
+    names (`rows_counted`), else, when the rows alone answer the filter, on SQLite instead of the
     criteria's index after the walk. Resource labels alone, which no index serves, are walked
-    over the primary resource rows on SQLite (`_walk_rows`). Labels without an indexed criterion
+    over the primary resource rows on SQLite (`walk_rows`). Labels without an indexed criterion
     whose values are rare or absent are read from the search text's index and sorted
     (`_read_narrowed`): on SQLite past the walk's budget (`_walk_labels`), on PostgreSQL at once
     when none of the newest events holds them (`_rare_labels`).
@@ -108,18 +89,21 @@ def newest(
     if event_filter.distinct:
         return Found(_newest_distinct(event_filter, bound, limit))
     rows_first = event_filter.rows_first()
-    if rows_first and (rows := _rows_counted(event_filter, rows_first[1])) <= ROWS_CAP:
+    if rows_first and (rows := rows_counted(event_filter, rows_first[1])) <= ROWS_CAP:
         # Few rows name the ids: the page and its count from them (and their events, for the
         # other criteria) at once, on either database (PostgreSQL's planner read every match's
         # event to sort them, and counted apart). Up to RARE_CAP when each row's event is
         # checked against other criteria, up to ROWS_CAP when the rows alone answer.
         row_q, others = _names_left_out(event_filter, *rows_first[::2])
         if others is None or rows <= RARE_CAP:
-            return _from_rows(event_filter, row_q, after, limit, others=others)
+            return from_rows(event_filter, row_q, after, limit, others=others)
+        return from_rows_by_days(event_filter, row_q, after, limit, others, rows_first[1], rows)
     ordering = _order_by(event_filter.descending)
     if connection.vendor != "sqlite" or not _narrows_beyond_time(event_filter):
         if (narrowed := _rare_labels(event_filter)) is not None:
             return _read_narrowed(event_filter, narrowed, bound, limit)
+        if _rare_text(event_filter):  # a walk would find too few: the index at once
+            return Found(_newest_by_days(event_filter, bound, limit))
         budget = _walk_first(event_filter)  # (0 in tests: at once past the walk)
         if budget is not None and _narrows_beyond_time(event_filter):
             # PostgreSQL's statistics cannot tell a common text term or label glob (walk time)
@@ -146,7 +130,7 @@ def newest(
     except timebox.OutOfTime:
         pass
     if rows_first and rows_first[2] is None:  # the rows alone answer the filter
-        return _from_rows(event_filter, rows_first[0], after, limit)
+        return from_rows(event_filter, rows_first[0], after, limit)
     if not event_filter.indexed_columns() and fts_match(event_filter.text.query) is None:
         # Text alone, a term with no two trigrams in fewer than FEW_ROWS events together (common
         # words): the walk finds them sooner than FTS5 reads their rows (`text_search.fts_match`).
@@ -167,25 +151,10 @@ def newest(
     return Found(events, rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
 
 
-def _rows_counted(event_filter: EventFilter, resource_ids: list[str]) -> int:
-    """The rows of `resource_ids` in the window, counted up to ROWS_CAP + 1 (ROWS_CAP + 1
-    without ids). Read from the (resource_id, occurred) index alone (a covering read), they
-    bound the matches from above: when few, a page of them is read from the rows at once
-    instead of after a walk that would find too few (SQLite) or of the planner's read of every
-    match's event (PostgreSQL)."""
-    if not resource_ids:
-        return ROWS_CAP + 1
-    window = event_filter.occurred
-    rows = EventResource.objects.filter(
-        resource_id__in=resource_ids, occurred__gte=window.since, occurred__lte=window.until
-    )
-    return rows.values("resource_id")[: ROWS_CAP + 1].count()
-
-
 def _names_left_out(
     event_filter: EventFilter, row_q: Q, others: EventFilter | None
 ) -> tuple[Q, EventFilter | None]:
-    """`_from_rows`' rows and other criteria, with excluded event names (`exclude_name` the
+    """`from_rows`' rows and other criteria, with excluded event names (`exclude_name` the
     only other criterion, as a reader who is not an admin has: `roles.readable` leaves the
     audit trail out) checked on the rows instead of on each row's event, when the window holds
     few events of those names: their ids, read from the (event, occurred) index, are left out
@@ -205,85 +174,11 @@ def _names_left_out(
     return row_q & ~Q(event_id__in=named.values("id")), None
 
 
-def _from_rows(
-    event_filter: EventFilter,
-    row_q: Q,
-    after: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-    *,
-    others: EventFilter | None = None,
-) -> Found:
-    """A page of a filter read from the resource rows of one of its criteria
-    (`EventFilter.rows_first`), and the count of its matches: both from the rows matching
-    `row_q` in the window, then only the page's events, by primary key. The rows'
-    `(resource_id, occurred)` index finds them and they hold their event's `occurred`, so no
-    event is read to sort the matches. With `others` (the filter's other criteria), each of the
-    rows' events is checked against them in the same statement (`_others_sql`).
-
-    One statement: the matches' distinct (occurred, event id) in order, up to ROWS_CAP + 1 (an
-    event with several such rows, e.g. its primary resource also related, once; with `others`
-    every candidate, which `_rows_counted` found at most RARE_CAP), then the first `limit` of
-    them with how many there were, so that only the page's ids reach Python.
-    """
-    window = event_filter.occurred
-    rows = EventResource.objects.filter(
-        row_q, occurred__gte=window.since, occurred__lte=window.until
-    )
-    if after:
-        rows = rows.filter(keyset_q(*after, event_filter.descending, id_field="event_id"))
-    # `+occurred`: sorted after the read, so that SQLite does not walk the rows' occurred index.
-    occurred = F("occurred")
-    if connection.vendor == "sqlite":
-        occurred = Func(occurred, template="+%(expressions)s", output_field=DateTimeField())
-    direction = "desc" if event_filter.descending else "asc"
-    ordering = [getattr(occurred, direction)(), getattr(F("event_id"), direction)()]
-    matches = rows.order_by(*ordering).values_list("occurred", "event_id").distinct()
-    try:
-        if others is None:
-            sql, params = matches[: ROWS_CAP + 1].query.sql_with_params()
-        else:
-            sql, params = _others_sql(matches.order_by(), others)
-    except EmptyResultSet:
-        return Found([], rare=True, count=0)
-    order = "DESC" if event_filter.descending else "ASC"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT s.event_id, COUNT(*) OVER () FROM ({sql}) s "
-            f"ORDER BY s.occurred {order}, s.event_id {order} LIMIT %s",
-            [*params, limit],
-        )
-        page = cursor.fetchall()
-    ids = [uuid_value(event_id) for event_id, _ in page]
-    count = page[0][1] if page else 0
-    by_id = Event.objects.in_bulk(ids)
-    events = [by_id[i] for i in ids if i in by_id]  # (not one retention removed meanwhile)
-    return Found(events, rare=True, count=count if count <= ROWS_CAP else None)
-
-
-def _others_sql(candidates, others: EventFilter) -> tuple[str, list]:
-    """The candidates' (event id, occurred) whose events match `others` (the filter's other
-    criteria), as SQL: the candidate rows first, each event then looked up by primary key (and
-    on PostgreSQL its day's partition) and tested, as a walk tests it (`semijoin="exists"`).
-    `CROSS JOIN` keeps SQLite from choosing the other order; PostgreSQL plans the join itself,
-    from its estimate of the candidates' rows (few: `_rows_counted`)."""
-    events = others.apply(Event.objects.all(), semijoin="exists").values_list("id", "occurred")
-    rows_sql, rows_params = candidates.query.sql_with_params()
-    events_sql, events_params = events.query.sql_with_params()
-    same = "e.id = m.event_id"
-    if connection.vendor == "postgresql":
-        same += " AND e.occurred = m.occurred"
-    sql = (
-        f"SELECT e.id AS event_id, e.occurred FROM ({rows_sql}) m "
-        f"CROSS JOIN ({events_sql}) e WHERE {same}"
-    )
-    return sql, [*rows_params, *events_params]
-
-
 def _walk_labels(
     event_filter: EventFilter, walk: QuerySet, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> Found:
     """A page of a filter without an index of its own (SQLite): walked (resource labels alone
-    over the primary resource rows, `_walk_rows`), and, when its resource, related or
+    over the primary resource rows, `walk_rows`), and, when its resource, related or
     any-resource labels imply a term of the search text (`text_search.label_term`), within
     WALK_BUDGET; past it, read from the FTS5 table if those terms narrow it to few rows
     (`text_search.label_fts_match`, `_read_narrowed`), else walked on.
@@ -295,7 +190,7 @@ def _walk_labels(
 
     def walked() -> list[Event]:
         if labels is not None:
-            return _walk_rows(event_filter, labels, after, limit)
+            return walk_rows(event_filter, labels, after, limit)
         return list(walk.order_by(*_order_by(event_filter.descending))[:limit])
 
     specs = _label_specs(event_filter)
@@ -334,6 +229,16 @@ def _rare_labels(event_filter: EventFilter) -> Q | None:
     return label_search_q(specs, contained=contained) if specs else None
 
 
+def _rare_text(event_filter: EventFilter) -> bool:
+    """PostgreSQL: text without a criterion with an index of its own whose terms the newest
+    events hardly hold (`text_search.rare_text`): its walk (WALK_BUDGET) would go by finding too
+    few, as one resource id's term did at 10M (8-9 ms of 60)."""
+    f = event_filter
+    if connection.vendor != "postgresql" or f.distinct or not f.text or f.indexed_columns():
+        return False
+    return rare_text(f.text.query)
+
+
 def _read_narrowed(event_filter: EventFilter, narrowed: Q, bound: Q, limit: int) -> Found:
     """A page, and when it is cheap the count of its matches, read from the events that hold the
     filter's label terms (`narrowed`: the rows of SQLite's FTS5 table,
@@ -342,7 +247,7 @@ def _read_narrowed(event_filter: EventFilter, narrowed: Q, bound: Q, limit: int)
     sorted on an `occurred` that no index serves (so neither database walks time instead).
 
     SQLite reads up to RARE_CAP of their ids (and so counts them), then the page's events by id.
-    PostgreSQL reads them a few day partitions at a time (`_day_slices`, as `_newest_by_days`
+    PostgreSQL reads them a few day partitions at a time (`day_slices`, as `_newest_by_days`
     does for text) until the page is full: its sample saw the terms in few of the newest events,
     not in few of the window's (a value common earlier in the window), and a glob matching a
     tenth of its term's events (`Invoice 42*7`) fills a page from 2-4 of 8 days. The count is
@@ -359,7 +264,7 @@ def _read_narrowed(event_filter: EventFilter, narrowed: Q, bound: Q, limit: int)
     else:
         ids, ordering = [], _sorted_after(event_filter)
         since, until = event_filter.occurred.since, event_filter.occurred.until
-        for lo, hi in _day_slices(since, until, event_filter.descending):
+        for lo, hi in day_slices(since, until, event_filter.descending):
             days = rows.filter(occurred__gte=lo, occurred__lte=hi).order_by(*ordering)
             ids += days.values_list("id", flat=True)[: limit + 1 - len(ids)]
             if len(ids) > limit:
@@ -371,44 +276,10 @@ def _read_narrowed(event_filter: EventFilter, narrowed: Q, bound: Q, limit: int)
     return Found(events, rare=rare, count=count)
 
 
-def _walk_rows(
-    event_filter: EventFilter, row_q: Q, after: tuple[datetime, uuid.UUID] | None, limit: int
-) -> list[Event]:
-    """Resource labels alone on SQLite (`EventFilter.labels_alone`): a page walked newest first
-    over the primary resource rows instead of the events, its events then read by primary key
-    in the same statement and sorted here (cheaper than SQLite's sort of whole event rows).
-
-    A primary resource row holds the resource's labels but not the payload, related resources
-    and search text an event row does, and their partial covering index
-    (`eventresource_primary_labels`, migrations 0013 and 0014) holds the walk's every column,
-    so a walk past many events reads far fewer pages: two label keys (0.4 % of 1M events, 13k
-    walked) 15.7 → 8.3 ms of CPU.
-    """
-    page = _rows_walked(event_filter, row_q, after, limit)
-    return sorted(page, key=attrgetter("occurred", "id"), reverse=event_filter.descending)
-
-
-def _rows_walked(
-    event_filter: EventFilter, row_q: Q, after: tuple[datetime, uuid.UUID] | None, limit: int
-) -> QuerySet[Event]:
-    """The events of `_walk_rows`' page, unordered."""
-    window = event_filter.occurred
-    # `labels IS NOT NULL` (always true) is the condition of the partial index (migration 0014)
-    # that no other read states, so that SQLite uses it here and nowhere else.
-    rows = EventResource.objects.filter(
-        row_q, labels__isnull=False, occurred__gte=window.since, occurred__lte=window.until
-    )
-    if after:
-        rows = rows.filter(keyset_q(*after, event_filter.descending, id_field="event_id"))
-    direction = "desc" if event_filter.descending else "asc"
-    ordering = [getattr(F("occurred"), direction)(), getattr(F("event_id"), direction)()]
-    return Event.objects.filter(id__in=rows.order_by(*ordering).values("event_id")[:limit])
-
-
 def _newest_by_days(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
     """Text on PostgreSQL once the walk found too few: the matches read from the trigram index
     a few day partitions at a time, in the filter's order (the newest day, the day before, the 2
-    before those, the 4 before those, …: `_day_slices`), until the page is full.
+    before those, the 4 before those, …: `day_slices`), until the page is full.
 
     The planner reads every match of the window from the index of each day partition and sorts
     them all; a term in 0.1 % of events (~150 a day at 1M, each of ~2,000 candidates a day
@@ -418,38 +289,13 @@ def _newest_by_days(event_filter: EventFilter, after: Q, limit: int) -> list[Eve
     ordering = _order_by(event_filter.descending)
     since, until = event_filter.occurred.since, event_filter.occurred.until
     found: list[Event] = []
-    for lo, hi in _day_slices(since, until, event_filter.descending):
+    for lo, hi in day_slices(since, until, event_filter.descending):
         part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
         rows = part.apply(Event.objects.all()).filter(after).order_by(*ordering)
         found += rows[: limit - len(found)]
         if len(found) == limit:
             break
     return found
-
-
-def _day_slices(
-    since: datetime, until: datetime, descending: bool
-) -> Iterator[tuple[datetime, datetime]]:
-    """[since, until] cut at UTC midnights, from the end the filter's order starts at: the day
-    of that end, then DAY_SLICES days at a time, then the rest (inclusive bounds)."""
-    tick, widths = timedelta(microseconds=1), iter(DAY_SLICES)
-    if descending:
-        edge: datetime | None = day_bounds(until.date())[0]
-        while True:
-            lo = since if edge is None else max(since, edge)
-            yield lo, until
-            if lo <= since:
-                return
-            until, days = lo - tick, next(widths, None)
-            edge = None if days is None else edge - timedelta(days=days)
-    edge = day_bounds(since.date())[1]
-    while True:
-        hi = until if edge is None else min(until, edge - tick)
-        yield since, hi
-        if hi >= until:
-            return
-        since, days = hi + tick, next(widths, None)
-        edge = None if days is None else edge + timedelta(days=days)
 
 
 def _newest_distinct(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
@@ -494,7 +340,7 @@ def explain(event_filter: EventFilter) -> dict[str, str]:
     ordering = _order_by(event_filter.descending)
     walk = event_filter.apply(Event.objects.all(), semijoin="exists").order_by(*ordering)
     if connection.vendor == "sqlite" and (labels := event_filter.labels_alone()) is not None:
-        walk = _rows_walked(event_filter, labels, None, 50)
+        walk = rows_walked(event_filter, labels, None, 50)
     if connection.vendor == "sqlite":  # as `_newest` sorts them
         ordering = [Func(F("occurred"), template="+%(expressions)s", output_field=DateTimeField())]
     with transaction.atomic(), _walking():

@@ -70,6 +70,8 @@ def first_page(
     events = found.events
     if total is None and found.count is not None:
         total = found.count  # the rare read counted every match
+    elif total is None and found.about is not None:
+        total, estimate = found.about, True  # it estimated them from what it read
     if total is None:
         total, estimate = totals.total_of(event_filter, events=events, limit=limit, rare=found.rare)
     return _page(event_filter, events, limit=limit, total=total, offset=0, estimate=estimate)

@@ -221,6 +221,7 @@ LOG_READERS = {
     "events.totals",  # the read path's totals (exact when cheap, else estimated)
     "events.resource_counts",  # the read path's count-by/resource (streamed, or sampled)
     "events.page_plans",  # the read path's plan for a page (walk, or the criteria's index)
+    "events.row_pages",  # the read path's pages from the resource rows (split from page_plans)
     "events.filters",  # the filter model's SQL evaluator, used by the read path
     "events.rollups",  # counts for the read path, kept by the write path
     "events.ingest",  # the write path

@@ -1,7 +1,7 @@
 """Resource labels on SQLite (issue 14): the primary resource rows' labels in an index of their own.
 
 A page of resource labels alone walks the primary resource rows newest first
-(`page_plans._walk_rows`); with this partial index, `(role, occurred, event_id, labels)` over the
+(`row_pages.walk_rows`); with this partial index, `(role, occurred, event_id, labels)` over the
 rows of role "", the walk reads the index alone, in the page's order, and never the table: two
 label keys at 1M events (13k rows walked) 14.5 → 8.9 ms of CPU for the walk. Its cost: about
 200 bytes per event on disk, and no measurable ingest cost (the raw insert of 50k events, 169

@@ -5,7 +5,7 @@ the other reads of the primary rows (the suggestions' `page_queries.resource_row
 `resource_ids_starting`), where it covers nothing and its larger entries read more pages: 7 days
 at 1M, 330 → 385-433 ms. A partial index serves a query only when the query's WHERE implies the
 index's, so the index now also requires `labels IS NOT NULL` (true of every row: the column is
-NOT NULL), which only `page_plans._walk_rows` states. A no-op on PostgreSQL.
+NOT NULL), which only `row_pages.walk_rows` states. A no-op on PostgreSQL.
 """
 
 from django.db import migrations

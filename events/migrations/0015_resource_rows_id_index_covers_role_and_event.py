@@ -1,6 +1,6 @@
 """`eventresource_id_occurred` covers the rows' role and event id on SQLite (issue 14).
 
-A page of a related or any-resource id is read from that criterion's rows (`page_plans._from_rows`):
+A page of a related or any-resource id is read from that criterion's rows (`row_pages.from_rows`):
 their (occurred, event id) in order, after their role is checked. The index held only
 (resource_id, occurred), so each of the id's rows was read from the table, whose rows carry their
 labels' JSON: 953 rows of a customer at 1M were scattered over as many pages, 8.6 ms of CPU on a

@@ -10,7 +10,7 @@ from django.db.models import Q
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from events import page_plans, text_search
+from events import page_plans, row_pages, text_search
 from events.filters import EventFilter
 from events.ingest import store
 from events.models import Event
@@ -168,17 +168,17 @@ def test_sql_and_in_memory_evaluation_agree(stored, filter_json):
         by_criteria = event_filter.apply(Event.objects.all(), by_criteria=True).order_by(*order)
         walked, by_criteria = [e.id for e in walked], [e.id for e in by_criteria]
         # A filter with a criterion whose resource rows a page can be read from: its page
-        # read from them, their events checked against the other criteria (`_from_rows`).
+        # read from them, their events checked against the other criteria (`row_pages.from_rows`).
         rows_first = event_filter.rows_first()
         from_rows = (
-            page_plans._from_rows(event_filter, rows_first[0], None, 20, others=rows_first[2])
+            row_pages.from_rows(event_filter, rows_first[0], None, 20, others=rows_first[2])
             if rows_first
             else None
         )
-        # Resource labels alone: the walk over the primary resource rows (`_walk_rows`).
+        # Resource labels alone: the walk over the primary resource rows (`row_pages.walk_rows`).
         labels = event_filter.labels_alone()
         rows_walked = (
-            [e.id for e in page_plans._walk_rows(event_filter, labels, None, 20)]
+            [e.id for e in row_pages.walk_rows(event_filter, labels, None, 20)]
             if labels is not None
             else None
         )

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from events import page_plans, queries, text_search
+from events import page_plans, queries, row_pages, text_search
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.models import Event
@@ -223,8 +223,8 @@ def test_postgresql_reads_a_label_value_in_no_newest_event_from_the_trigram_inde
     assert (page.events, page.total, page.total_is_estimate) == ([], 0, False)
     assert not any("statement_timeout" in q["sql"] for q in captured.captured_queries)  # no walk
     reads = [q["sql"] for q in captured.captured_queries if "LIKE" in q["sql"]]
-    # A read a slice: today, the day before, the 2 before those, and so on (`_day_slices`).
-    slices = page_plans._day_slices(event_filter.occurred.since, event_filter.occurred.until, True)
+    # A read a slice: today, the day before, the 2 before those, and so on (`row_pages.day_slices`).
+    slices = row_pages.day_slices(event_filter.occurred.since, event_filter.occurred.until, True)
     assert len(reads) == len(list(slices)), [q["sql"] for q in captured.captured_queries]
     # The read asks `search` for what the trigram index serves. Whether the planner takes that
     # index or the occurred one over this small table depends on its statistics (it took the

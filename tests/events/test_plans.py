@@ -482,3 +482,41 @@ def test_a_prefix_page_the_walk_found_too_few_for_is_read_sorted(prefix, order, 
     expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True))
     assert len(expected) > 14 and seen == expected
     assert bool(sorted_reads) == (connection.vendor == "postgresql")
+
+
+@pytest.mark.parametrize(
+    ("term", "part"),
+    [
+        ('"acme.order.4242"', '4242"'),  # a known end: the start left out
+        (':"customer 4242"', '4242"'),
+        (':"invoice 4242', " 4242"),  # no end (a glob's prefix): the start kept
+        ('"acme.customer.42"', '.42"'),  # a short word: the start kept
+        ("x 1234 abc 56 y", "1234 abc 56 "),
+        ("acme.order", "acme.order"),  # no numbered word: the whole term
+    ],
+)
+def test_the_numbered_part_leaves_out_a_long_words_start_only_beside_a_known_end(term, part):
+    """pg_trgm's trigrams of a known word start (`  4`, ` 42`) are in every word starting so;
+    the part leaves them out when the word is long and its end is known (`_numbered_part`)."""
+    assert text_search._numbered_part(term) == part
+
+
+@pytest.mark.parametrize(("query", "walked"), [("'\"acme.order.424\"'", False), ("gold", True)])
+def test_a_text_term_few_newest_events_hold_is_read_from_the_index_without_a_walk(query, walked):
+    """PostgreSQL: 3 of the newest 3,000 events hold one order's id, so a walk of time would find
+    too few for a page: the trigram index is read at once, a few days at a time
+    (`page_plans._rare_text`); a common word still walks. SQLite walks both (its FTS5 table is
+    read past the walk)."""
+    text_search._label_probed.clear()
+    event_filter = EventFilter.model_validate({"text": {"query": query}})
+    expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True))
+
+    with CaptureQueriesContext(connection) as captured:
+        page = queries.first_page(event_filter, limit=50)
+
+    assert [e.id for e in page.events] == expected[:50]
+    walks = [q["sql"] for q in captured.captured_queries if "enable_sort" in q["sql"]]
+    if connection.vendor == "postgresql":
+        assert bool(walks) == walked, captured.captured_queries
+    if not walked:
+        assert page.total == len(expected) == 3 and not page.total_is_estimate

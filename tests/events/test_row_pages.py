@@ -1,4 +1,4 @@
-"""Pages read from the resource rows (`page_plans._from_rows`, issue 14): a filter of time and
+"""Pages read from the resource rows (`row_pages.from_rows`, issue 14): a filter of time and
 one related or any-resource criterion is answered from `events_eventresource` (order, count)
 and only the page's events are read, by primary key; a filter with other criteria besides one
 naming few ids is read from that criterion's rows, each of their events checked against the
@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from events import page_plans, queries
+from events import page_plans, queries, row_pages
 from events.filters import EventFilter
 from events.ingest import emit, ingest
 from events.models import Event
@@ -136,26 +136,28 @@ WITH_OTHERS = {
 
 
 @pytest.mark.parametrize("order", ["DESC", "ASC"])
-@pytest.mark.parametrize("plan", ["rows at once", "rows look many"])
+@pytest.mark.parametrize("plan", ["rows at once", "rows by days", "rows look many"])
 @pytest.mark.parametrize("criteria", WITH_OTHERS)
 def test_pages_read_from_one_criterions_rows_then_checked_are_the_in_memory_pages(
     criteria, plan, order, monkeypatch
 ):
-    if plan == "rows look many":  # more rows than RARE_CAP: the walk or the planner instead
+    if plan != "rows at once":  # more rows than RARE_CAP: a few days at a time
         monkeypatch.setattr(page_plans, "RARE_CAP", 10)
+    if plan == "rows look many":  # more than ROWS_CAP: the walk or the planner instead
+        monkeypatch.setattr(page_plans, "ROWS_CAP", 10)
     event_filter = EventFilter.model_validate(
         {**WITH_OTHERS[criteria], "occurred": DAY, "order": order}
     )
     rows_first = event_filter.rows_first()
     assert rows_first is not None and rows_first[2] is not None
     read = []
-    monkeypatch.setattr(page_plans, "_others_sql", _recorded(page_plans._others_sql, read))
+    monkeypatch.setattr(row_pages, "others_sql", _recorded(row_pages.others_sql, read))
 
     seen, total = _pages(event_filter, limit=7)
 
     expected = [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
     assert seen == expected
-    assert bool(read) == (plan == "rows at once")
+    assert bool(read) == (plan != "rows look many")
     if plan == "rows at once":
         assert total == len(expected)
 
@@ -171,14 +173,14 @@ def test_excluded_names_are_left_out_of_the_rows_when_their_events_are_few(
     """Event names excluded beside the rows' criterion (a reader who is not an admin has the
     audit trail excluded, `roles.readable`): the events of those names in the window are left
     out of the rows when they are few, instead of each row's event being checked; when they are
-    many, each row's event is checked (`_others_sql`). The pages are the same."""
+    many, each row's event is checked (`row_pages.others_sql`). The pages are the same."""
     if named == "many":  # the window's prefect.thing events (18) look many
         monkeypatch.setattr(page_plans, "NAMED_CAP", 10)
     event_filter = EventFilter.model_validate(
         {**criterion, "event": {"exclude_name": ["prefect.thing"]}, "occurred": DAY, "order": order}
     )
     read = []
-    monkeypatch.setattr(page_plans, "_others_sql", _recorded(page_plans._others_sql, read))
+    monkeypatch.setattr(row_pages, "others_sql", _recorded(row_pages.others_sql, read))
 
     seen, total = _pages(event_filter, limit=7)
 
@@ -257,7 +259,7 @@ def test_criteria_without_ids_beside_others_are_not_read_from_the_resource_rows(
 def test_pages_of_resource_labels_walked_over_the_primary_rows_are_the_in_memory_pages(
     labels, order
 ):
-    """Resource labels alone (SQLite walks the primary resource rows, `page_plans._walk_rows`):
+    """Resource labels alone (SQLite walks the primary resource rows, `row_pages.walk_rows`):
     the ties on `occurred`, and the resources also named as related, change nothing."""
     event_filter = EventFilter.model_validate(
         {"resource": {"labels": labels}, "occurred": DAY, "order": order}
@@ -307,3 +309,49 @@ def test_a_page_from_the_rows_reads_only_its_own_events_by_primary_key():
             plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
             assert not re.search(scan, plan), plan
             assert re.search(primary_key if sql in of_events else rows_index, plan), plan
+
+
+@pytest.mark.parametrize("order", ["DESC", "ASC"])
+def test_many_candidate_rows_checked_a_few_days_at_a_time_give_the_page_and_an_estimate(
+    order, monkeypatch
+):
+    """A criterion naming more candidate rows than RARE_CAP beside others (a customer's events
+    at 10M, checked against a name exclusion and labels) is read a few UTC days at a time
+    (`_from_rows_by_days`): the pages are the evaluator's, and the first page's total is exact
+    when every day was read, else an estimate flagged as one, from the share of the candidates
+    read that matched."""
+    monkeypatch.setattr(page_plans, "RARE_CAP", 10)
+    midnight = NOW.replace(hour=0, minute=0, second=0)
+    days = []
+    for i in range(90):  # 9 days, 10 events a day, every third excluded by name
+        days.append(
+            event_data(
+                "prefect.thing" if i % 3 == 0 else "acme.thing",
+                f"o.{i}",
+                related=[related("d.1", "customer")],
+                occurred=midnight - timedelta(days=i // 10, hours=1 + i % 10),
+            )
+        )
+    assert ingest(days, source="test").ok
+    window = {"since": (midnight - timedelta(days=10)).isoformat(), "until": NOW.isoformat()}
+    event_filter = EventFilter.model_validate(
+        {
+            "related": {"id": ["d.1"]},
+            "event": {"exclude_prefix": ["prefect."]},
+            "occurred": window,
+            "order": order,
+        }
+    )
+    expected = [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
+    assert len(expected) == 60
+
+    seen, total = _pages(event_filter, limit=7)
+    first = queries.first_page(event_filter, limit=7)
+    whole = queries.first_page(event_filter, limit=100)
+
+    assert seen == expected
+    # 7 matches fill the page from the first day or two of 9: the rest is estimated from the
+    # share matched, 2 in 3 of the candidates (an exact share here: 60).
+    assert first.total_is_estimate and 50 <= first.total <= 70, first.total
+    assert (whole.total, whole.total_is_estimate) == (60, False)
+    assert [e.id for e in whole.events] == expected
