@@ -31,6 +31,7 @@ from events.row_pages import (
     keyset_q,
     rows_counted,
     rows_walked,
+    serial,
     walk_rows,
 )
 from events.text_search import (
@@ -264,11 +265,12 @@ def _read_narrowed(event_filter: EventFilter, narrowed: Q, bound: Q, limit: int)
     else:
         ids, ordering = [], _sorted_after(event_filter)
         since, until = event_filter.occurred.since, event_filter.occurred.until
-        for lo, hi in day_slices(since, until, event_filter.descending):
-            days = rows.filter(occurred__gte=lo, occurred__lte=hi).order_by(*ordering)
-            ids += days.values_list("id", flat=True)[: limit + 1 - len(ids)]
-            if len(ids) > limit:
-                break
+        with serial():
+            for lo, hi in day_slices(since, until, event_filter.descending):
+                days = rows.filter(occurred__gte=lo, occurred__lte=hi).order_by(*ordering)
+                ids += days.values_list("id", flat=True)[: limit + 1 - len(ids)]
+                if len(ids) > limit:
+                    break
         # (Not `rare` past the page: a COUNT by the planner would read the regex over the window.)
         count, rare = (len(ids) if len(ids) <= limit else None), None
     by_id = Event.objects.in_bulk(ids[:limit])
@@ -289,12 +291,13 @@ def _newest_by_days(event_filter: EventFilter, after: Q, limit: int) -> list[Eve
     ordering = _order_by(event_filter.descending)
     since, until = event_filter.occurred.since, event_filter.occurred.until
     found: list[Event] = []
-    for lo, hi in day_slices(since, until, event_filter.descending):
-        part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
-        rows = part.apply(Event.objects.all()).filter(after).order_by(*ordering)
-        found += rows[: limit - len(found)]
-        if len(found) == limit:
-            break
+    with serial():
+        for lo, hi in day_slices(since, until, event_filter.descending):
+            part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
+            rows = part.apply(Event.objects.all()).filter(after).order_by(*ordering)
+            found += rows[: limit - len(found)]
+            if len(found) == limit:
+                break
     return found
 
 

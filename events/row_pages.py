@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import DateTimeField, F, Func, Q, QuerySet
 
 from events.filters import EventFilter
@@ -129,11 +130,12 @@ def from_rows_by_days(
     ids: list[uuid.UUID] = []
     matched = 0
     window = event_filter.occurred
-    for lo, hi in day_slices(window.since, window.until, event_filter.descending):
-        page, count = rows_page(event_filter, row_q, after, limit - len(ids), others, lo, hi)
-        ids, matched = ids + page, matched + count
-        if len(ids) >= limit:
-            break
+    with serial():
+        for lo, hi in day_slices(window.since, window.until, event_filter.descending):
+            page, count = rows_page(event_filter, row_q, after, limit - len(ids), others, lo, hi)
+            ids, matched = ids + page, matched + count
+            if len(ids) >= limit:
+                break
     every = lo <= window.since if event_filter.descending else hi >= window.until
     if every:  # each slice counted all of its matches
         return Found(by_ids(ids), rare=True, count=matched)
@@ -267,3 +269,26 @@ def day_slices(
             return
         since, days = hi + tick, next(widths, None)
         edge = None if days is None else edge + timedelta(days=days)
+
+
+@contextmanager
+def serial() -> Iterator[None]:
+    """The block's statements without parallel workers (PostgreSQL; in a transaction, the
+    setting restored after). A read by day slices finds few rows in a partition's index, and
+    starting a worker for each statement cost more than it saved: a related label value in no
+    event at 10M, one day's statement, 12-15 ms with a worker and 4.5-5.3 ms without."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('max_parallel_workers_per_gather'), "
+                "set_config('max_parallel_workers_per_gather', '0', true)"
+            )
+            previous = cursor.fetchone()[0]
+        yield
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('max_parallel_workers_per_gather', %s, true)", [previous]
+            )

@@ -355,3 +355,24 @@ def test_many_candidate_rows_checked_a_few_days_at_a_time_give_the_page_and_an_e
     assert first.total_is_estimate and 50 <= first.total <= 70, first.total
     assert (whole.total, whole.total_is_estimate) == (60, False)
     assert [e.id for e in whole.events] == expected
+
+
+def test_reads_by_day_slices_run_without_parallel_workers_and_restore_the_setting():
+    """PostgreSQL: the statements of a read by day slices start no parallel worker (each finds
+    few rows in a partition's index; a worker cost more than it saved), and the setting is the
+    connection's again after. SQLite has no such workers: the block only runs its statements."""
+
+    def workers() -> str | None:
+        if connection.vendor != "postgresql":
+            return None
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW max_parallel_workers_per_gather")
+            return cursor.fetchone()[0]
+
+    before = workers()
+    with row_pages.serial():
+        inside = workers()
+        assert Event.objects.count() == 120
+    assert workers() == before
+    if connection.vendor == "postgresql":
+        assert inside == "0" and before != "0"
