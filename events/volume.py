@@ -50,8 +50,8 @@ def count_by_time(
 
     A bucket the window cuts (the first, which starts before `since`) or that has not settled
     (the last) is not cached whole: it is the sum of the next finer unit's buckets over its part
-    of the window (`FINER`), which are, so that only the minutes at its edges are counted per
-    request. Counted whole, the 45 minutes of yesterday's first hour in a 24-hour feed at 10M
+    of the window (`FINER`), which are cached like any other, so that only the minutes at the
+    window's edges are counted per request. Counted whole, the 45 minutes of yesterday's first hour in a 24-hour feed at 10M
     events took 53-65 ms of every request with a label or text filter.
     """
     since, until = event_filter.occurred.since, event_filter.occurred.until
