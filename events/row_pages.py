@@ -130,13 +130,14 @@ def from_rows_by_days(
     ids: list[uuid.UUID] = []
     matched = 0
     window = event_filter.occurred
+    since = stored_since(window.since)
     with serial():
-        for lo, hi in day_slices(window.since, window.until, event_filter.descending):
+        for lo, hi in day_slices(since, window.until, event_filter.descending):
             page, count = rows_page(event_filter, row_q, after, limit - len(ids), others, lo, hi)
             ids, matched = ids + page, matched + count
             if len(ids) >= limit:
                 break
-    every = lo <= window.since if event_filter.descending else hi >= window.until
+    every = lo <= since if event_filter.descending else hi >= window.until
     if every:  # each slice counted all of its matches
         return Found(by_ids(ids), rare=True, count=matched)
     # The candidate rows of the slices read (they are at most `rows`, so the count is exact).
@@ -244,6 +245,17 @@ def rows_walked(
     direction = "desc" if event_filter.descending else "asc"
     ordering = [getattr(F("occurred"), direction)(), getattr(F("event_id"), direction)()]
     return Event.objects.filter(id__in=rows.order_by(*ordering).values("event_id")[:limit])
+
+
+def stored_since(since: datetime) -> datetime:
+    """`since`, or the oldest stored event's `occurred` at or after it: a read by day slices
+    need not look at the days before the log begins. A 180-day window over 7 days of events
+    read 4 statements of nothing newest first (~1 ms each at 10M), and an oldest-first read
+    would start with 6 of them. Read from the occurred index, per read (an event may arrive with
+    an old `occurred` at any time)."""
+    rows = Event.objects.filter(occurred__gte=since).order_by("occurred")
+    oldest = rows.values_list("occurred", flat=True).first()
+    return max(since, oldest) if oldest else since
 
 
 def day_slices(

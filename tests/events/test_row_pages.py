@@ -376,3 +376,22 @@ def test_reads_by_day_slices_run_without_parallel_workers_and_restore_the_settin
     assert workers() == before
     if connection.vendor == "postgresql":
         assert inside == "0" and before != "0"
+
+
+@pytest.mark.parametrize("order", ["DESC", "ASC"])
+def test_a_read_by_day_slices_starts_no_earlier_than_the_oldest_stored_event(order, monkeypatch):
+    """A 180-day window over 40 minutes of events: the slices begin at the oldest stored event
+    (`row_pages.stored_since`), so an oldest-first read does not go through months of empty
+    days first, and a newest-first one does not end with them; the pages are the evaluator's."""
+    monkeypatch.setattr(page_plans, "RARE_CAP", 10)
+    read = []
+    monkeypatch.setattr(row_pages, "rows_page", _recorded(row_pages.rows_page, read))
+    window = {"since": (NOW - timedelta(days=180)).isoformat(), "until": NOW.isoformat()}
+    event_filter = EventFilter.model_validate(
+        {**WITH_OTHERS["issue 14's combination"], "occurred": window, "order": order}
+    )
+
+    seen, _ = _pages(event_filter, limit=100)
+
+    assert seen == [e.id for e in event_filter.evaluate(list(Event.objects.all()))]
+    assert 1 <= len(read) <= 2, read  # the day of the oldest event, and maybe the next
