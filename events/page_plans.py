@@ -24,6 +24,7 @@ from events.models import Event
 from events.row_pages import (
     ROWS_CAP,
     Found,
+    by_ids,
     day_slices,
     from_rows,
     from_rows_by_days,
@@ -148,9 +149,7 @@ def newest(
         .order_by(*ordering)
         .values_list("id", flat=True)[: RARE_CAP + 1]
     )
-    by_id = Event.objects.in_bulk(ids[:limit])
-    events = [by_id[i] for i in ids[:limit]]
-    return Found(events, rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
+    return Found(by_ids(ids[:limit]), rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
 
 
 def _names_left_out(
@@ -279,9 +278,7 @@ def _read_narrowed(event_filter: EventFilter, narrowed: Q, bound: Q, limit: int)
                     break
         # (Not `rare` past the page: a COUNT by the planner would read the regex over the window.)
         count, rare = (None if full else len(ids)), None
-    by_id = Event.objects.in_bulk(ids[:limit])
-    events = [by_id[i] for i in ids[:limit] if i in by_id]
-    return Found(events, rare=rare, count=count)
+    return Found(by_ids(ids[:limit]), rare=rare, count=count)
 
 
 def _newest_by_days(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
