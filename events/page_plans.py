@@ -4,15 +4,14 @@ Part of the read path. SQLite keeps no statistics, so for a filtered page it can
 matches (best found by walking the occurred index newest first) from rare ones (best read from
 their own index and sorted); `newest` tries the first within WALK_BUDGET and falls back to the
 second (for text alone, only when its FTS5 table narrows the terms to few rows,
-`text_search.fts_match`; else the walk goes on). `distinct` pages walk in chunks (`_newest_distinct`). `explain` shows the plans (tested
-in tests/events/test_plans.py).
+`text_search.fts_match`; else the walk goes on). `distinct` pages walk in chunks
+(`_newest_distinct`). `explain` shows the plans (tested in tests/events/test_plans.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -25,10 +24,12 @@ from events.models import Event
 from events.row_pages import (
     ROWS_CAP,
     Found,
+    by_ids,
     day_slices,
     from_rows,
     from_rows_by_days,
     keyset_q,
+    local_setting,
     rows_counted,
     rows_walked,
     serial,
@@ -148,9 +149,7 @@ def newest(
         .order_by(*ordering)
         .values_list("id", flat=True)[: RARE_CAP + 1]
     )
-    by_id = Event.objects.in_bulk(ids[:limit])
-    events = [by_id[i] for i in ids[:limit]]
-    return Found(events, rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
+    return Found(by_ids(ids[:limit]), rare=True, count=len(ids) if len(ids) <= RARE_CAP else None)
 
 
 def _names_left_out(
@@ -279,9 +278,7 @@ def _read_narrowed(event_filter: EventFilter, narrowed: Q, bound: Q, limit: int)
                     break
         # (Not `rare` past the page: a COUNT by the planner would read the regex over the window.)
         count, rare = (None if full else len(ids)), None
-    by_id = Event.objects.in_bulk(ids[:limit])
-    events = [by_id[i] for i in ids[:limit] if i in by_id]
-    return Found(events, rare=rare, count=count)
+    return Found(by_ids(ids[:limit]), rare=rare, count=count)
 
 
 def _newest_by_days(event_filter: EventFilter, after: Q, limit: int) -> list[Event]:
@@ -415,21 +412,10 @@ def _plain_row_id(f: EventFilter) -> bool:
     return related or anything
 
 
-@contextmanager
-def _walking() -> Iterator[None]:
+def _walking() -> AbstractContextManager[None]:
     """Read the next statement in the occurred index's order (PostgreSQL): no sort allowed, so
     the planner walks the index and stops at the page, whatever it guesses the matches to be."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT current_setting('enable_sort'), set_config('enable_sort', 'off', true)"
-        )
-        previous = cursor.fetchone()[0]
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('enable_sort', %s, true)", [previous])
+    return local_setting("enable_sort", "off")
 
 
 def _narrows_beyond_time(event_filter: EventFilter) -> bool:

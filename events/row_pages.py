@@ -30,7 +30,8 @@ from events.row_values import uuid_value
 
 # Text on PostgreSQL past the walk, and rare labels, read the newest day, then the day before,
 # then the 2 before those, the 4 before those and so on, then the rest of the window
-# (`page_plans._newest_by_days`, `page_plans._read_narrowed`): a window of 180 days is read in at most 8 statements.
+# (`page_plans._newest_by_days`, `page_plans._read_narrowed`): a window of 180 days is read in
+# at most 8 statements.
 DAY_SLICES = (1, 2, 4, 8, 16, 32)
 
 
@@ -122,11 +123,11 @@ def from_rows_by_days(
 ) -> Found:
     """`from_rows` with `others` for more than RARE_CAP candidate rows (a customer's at 10M,
     10k in 7 days): the candidates read, and their events checked, a few days at a time
-    (`day_slices`) until the page is full, as `page_plans._read_narrowed` reads. Each candidate's event
-    is read by primary key, so checking every candidate of the window is what cost (the
-    planner's read of them all: 199 ms at 10M). The count is exact when every slice was read;
-    else an estimate (`Found.about`): the matches among the candidates read, scaled to the
-    window's `rows` (`rows_counted`)."""
+    (`day_slices`) until the page is full, as `page_plans._read_narrowed` reads. Each
+    candidate's event is read by primary key, so checking every candidate of the window is what
+    cost (the planner's read of them all: 199 ms at 10M). The count is exact when every slice
+    was read; else an estimate (`Found.about`): the matches among the candidates read, scaled
+    to the window's `rows` (`rows_counted`)."""
     ids: list[uuid.UUID] = []
     matched = 0
     window = event_filter.occurred
@@ -284,6 +285,25 @@ def day_slices(
 
 
 @contextmanager
+def local_setting(name: str, value: str) -> Iterator[None]:
+    """PostgreSQL's setting `name` at `value` for the block's statements, then as it was
+    (`set_config(..., true)`: local to the transaction the caller is in). Nothing on SQLite.
+
+    Restored only when the block ends well: after an error (a statement cut off by
+    `events.timebox`) the transaction is aborted, a statement would fail too, and the rollback
+    that must follow undoes the setting anyway."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s), set_config(%s, %s, true)", [name, name, value])
+        previous = cursor.fetchone()[0]
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
+
+
+@contextmanager
 def serial() -> Iterator[None]:
     """The block's statements without parallel workers (PostgreSQL; in a transaction, the
     setting restored after). A read by day slices finds few rows in a partition's index, and
@@ -292,15 +312,5 @@ def serial() -> Iterator[None]:
     if connection.vendor != "postgresql":
         yield
         return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('max_parallel_workers_per_gather'), "
-                "set_config('max_parallel_workers_per_gather', '0', true)"
-            )
-            previous = cursor.fetchone()[0]
+    with transaction.atomic(), local_setting("max_parallel_workers_per_gather", "0"):
         yield
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT set_config('max_parallel_workers_per_gather', %s, true)", [previous]
-            )
