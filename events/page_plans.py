@@ -25,7 +25,6 @@ from events.row_pages import (
     ROWS_CAP,
     Found,
     by_ids,
-    day_slices,
     from_rows,
     from_rows_by_days,
     keyset_q,
@@ -33,7 +32,7 @@ from events.row_pages import (
     rows_counted,
     rows_walked,
     serial,
-    stored_since,
+    stored_days,
     walk_rows,
 )
 from events.text_search import (
@@ -271,7 +270,7 @@ def _read_narrowed(event_filter: EventFilter, narrowed: Q, bound: Q, limit: int)
         # estimated even when every match is on it (flagged; `totals.total_of`).
         full = False
         with serial():
-            for lo, hi in day_slices(stored_since(since), until, event_filter.descending):
+            for lo, hi in stored_days(since, until, event_filter.descending):
                 days = rows.filter(occurred__gte=lo, occurred__lte=hi).order_by(*ordering)
                 ids += days.values_list("id", flat=True)[: limit - len(ids)]
                 if full := len(ids) >= limit:
@@ -295,7 +294,7 @@ def _newest_by_days(event_filter: EventFilter, after: Q, limit: int) -> list[Eve
     since, until = event_filter.occurred.since, event_filter.occurred.until
     found: list[Event] = []
     with serial():
-        for lo, hi in day_slices(stored_since(since), until, event_filter.descending):
+        for lo, hi in stored_days(since, until, event_filter.descending):
             part = event_filter.model_copy(update={"occurred": OccurredFilter(since=lo, until=hi)})
             rows = part.apply(Event.objects.all()).filter(after).order_by(*ordering)
             found += rows[: limit - len(found)]

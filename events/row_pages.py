@@ -125,27 +125,27 @@ def from_rows_by_days(
     10k in 7 days): the candidates read, and their events checked, a few days at a time
     (`day_slices`) until the page is full, as `page_plans._read_narrowed` reads. Each
     candidate's event is read by primary key, so checking every candidate of the window is what
-    cost (the planner's read of them all: 199 ms at 10M). The count is exact when every slice
-    was read; else an estimate (`Found.about`): the matches among the candidates read, scaled
-    to the window's `rows` (`rows_counted`)."""
+    cost (the planner's read of them all: 199 ms at 10M). The count is exact when the slices
+    read held every candidate; else an estimate (`Found.about`): the matches among the
+    candidates read, scaled to the window's `rows` (`rows_counted`)."""
     ids: list[uuid.UUID] = []
-    matched = 0
+    matched, full = 0, False
     window = event_filter.occurred
-    since = stored_since(window.since)
     with serial():
-        for lo, hi in day_slices(since, window.until, event_filter.descending):
+        for lo, hi in stored_days(window.since, window.until, event_filter.descending):
             page, count = rows_page(event_filter, row_q, after, limit - len(ids), others, lo, hi)
             ids, matched = ids + page, matched + count
-            if len(ids) >= limit:
+            if full := len(ids) >= limit:
                 break
-    every = lo <= since if event_filter.descending else hi >= window.until
-    if every:  # each slice counted all of its matches
+    if not full:  # every slice read, and each counted all of its matches
         return Found(by_ids(ids), rare=True, count=matched)
     # The candidate rows of the slices read (they are at most `rows`, so the count is exact).
     if event_filter.descending:
         read = rows_in(resource_ids, lo, window.until, most=rows)
     else:
         read = rows_in(resource_ids, window.since, hi, most=rows)
+    if read >= rows:  # the slices read held every candidate: the count is exact
+        return Found(by_ids(ids), rare=True, count=matched)
     about = max(round(matched * rows / max(read, 1)), matched)
     return Found(by_ids(ids), about=about)
 
@@ -284,6 +284,28 @@ def day_slices(
         edge = None if days is None else edge + timedelta(days=days)
 
 
+def stored_days(
+    since: datetime, until: datetime, descending: bool
+) -> Iterator[tuple[datetime, datetime]]:
+    """`day_slices` of [since, until] that begin no earlier than the oldest stored event
+    (`stored_since`). Newest first, that event is read only once the first slice did not fill
+    the page (most pages of a read by day slices are filled from the newest day); oldest first,
+    before the first slice."""
+    if not descending:
+        yield from day_slices(stored_since(since), until, descending)
+        return
+    oldest = None
+    for lo, hi in day_slices(since, until, descending):
+        if oldest is not None:
+            if hi < oldest:
+                return
+            lo = max(lo, oldest)
+        yield lo, hi
+        oldest = stored_since(since) if oldest is None else oldest
+        if lo <= oldest:
+            return
+
+
 @contextmanager
 def local_setting(name: str, value: str) -> Iterator[None]:
     """PostgreSQL's setting `name` at `value` for the block's statements, then as it was
@@ -308,9 +330,18 @@ def serial() -> Iterator[None]:
     """The block's statements without parallel workers (PostgreSQL; in a transaction, the
     setting restored after). A read by day slices finds few rows in a partition's index, and
     starting a worker for each statement cost more than it saved: a related label value in no
-    event at 10M, one day's statement, 12-15 ms with a worker and 4.5-5.3 ms without."""
+    event at 10M, one day's statement, 12-15 ms with a worker and 4.5-5.3 ms without.
+
+    Outside a transaction the block gets its own, and the setting ends with it: no statement
+    restores it (one round trip fewer, of the 4 this adds to a read)."""
     if connection.vendor != "postgresql":
         yield
         return
-    with transaction.atomic(), local_setting("max_parallel_workers_per_gather", "0"):
+    if connection.in_atomic_block:
+        with transaction.atomic(), local_setting("max_parallel_workers_per_gather", "0"):
+            yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
         yield

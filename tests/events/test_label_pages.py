@@ -224,10 +224,10 @@ def test_postgresql_reads_a_label_value_in_no_newest_event_from_the_trigram_inde
     assert not any("statement_timeout" in q["sql"] for q in captured.captured_queries)  # no walk
     reads = [q["sql"] for q in captured.captured_queries if "LIKE" in q["sql"]]
     # A read a slice: today, the day before, the 2 before those, and so on, back to the oldest
-    # stored event (`row_pages.day_slices`, `row_pages.stored_since`).
+    # stored event (`row_pages.stored_days`).
     since = row_pages.stored_since(event_filter.occurred.since)
     assert since > event_filter.occurred.since  # the stored events begin after the window does
-    slices = row_pages.day_slices(since, event_filter.occurred.until, True)
+    slices = row_pages.stored_days(event_filter.occurred.since, event_filter.occurred.until, True)
     assert len(reads) == len(list(slices)), [q["sql"] for q in captured.captured_queries]
     # The read asks `search` for what the trigram index serves. Whether the planner takes that
     # index or the occurred one over this small table depends on its statistics (it took the

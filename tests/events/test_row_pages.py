@@ -355,6 +355,9 @@ def test_many_candidate_rows_checked_a_few_days_at_a_time_give_the_page_and_an_e
     assert first.total_is_estimate and 50 <= first.total <= 70, first.total
     assert (whole.total, whole.total_is_estimate) == (60, False)
     assert [e.id for e in whole.events] == expected
+    # A page that every match fills, from slices that held every candidate: exact too.
+    exact = queries.first_page(event_filter, limit=60)
+    assert (exact.total, exact.total_is_estimate) == (60, False)
 
 
 def test_reads_by_day_slices_run_without_parallel_workers_and_restore_the_setting():
@@ -376,6 +379,52 @@ def test_reads_by_day_slices_run_without_parallel_workers_and_restore_the_settin
     assert workers() == before
     if connection.vendor == "postgresql":
         assert inside == "0" and before != "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reads_by_day_slices_outside_a_transaction_leave_no_setting_behind():
+    """Outside a transaction, `row_pages.serial` opens one, and the setting ends with it: one
+    statement sets it, none restores it, and the connection's statements after are as before."""
+
+    def workers() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW max_parallel_workers_per_gather")
+            return cursor.fetchone()[0]
+
+    if connection.vendor != "postgresql":
+        with CaptureQueriesContext(connection) as captured, row_pages.serial():
+            assert Event.objects.count() == 120
+        assert len(captured) == 1  # the block's statement alone
+        return
+    before = workers()
+    assert not connection.in_atomic_block
+    with CaptureQueriesContext(connection) as captured, row_pages.serial():
+        assert workers() == "0"
+    assert workers() == before != "0"
+    settings = [q["sql"] for q in captured.captured_queries if "set_config" in q["sql"]]
+    assert len(settings) == 1, captured.captured_queries
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_day_slices_begin_at_the_oldest_stored_event_read_only_when_needed(descending):
+    """`row_pages.stored_days`: the `day_slices` from the oldest stored event on. Newest first,
+    that event is read only past the first slice (a page the newest day fills costs no
+    statement for it); oldest first, before the first slice, which must start there."""
+    since, until = NOW - timedelta(days=180), NOW
+    oldest = row_pages.stored_since(since)
+    assert oldest > since  # 40 minutes of events
+    expected = list(row_pages.day_slices(oldest, until, descending))
+
+    with CaptureQueriesContext(connection) as captured:
+        slices = row_pages.stored_days(since, until, descending)
+        first = next(slices)
+    assert len(captured) == (0 if descending else 1)
+    got = [first, *slices]
+
+    assert len(got) == len(expected) and got[1:] == expected[1:]
+    # Newest first, the first slice is the whole newest day (it may begin before the oldest).
+    assert got[0][1] == expected[0][1] and got[0][0] <= expected[0][0]
+    assert all(hi >= oldest for _, hi in got)
 
 
 @pytest.mark.parametrize("order", ["DESC", "ASC"])
