@@ -4,6 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The suite runs on this many pytest-xdist workers, each file's tests on one of them (a file's
+# servers and fixtures are its own); the schema fuzz runs after, in one process: its generated
+# tests share one test id, which xdist cannot share out.
+PYTEST_WORKERS ?= 2
 
 .PHONY: run install install-test test lint format bench browser-deps deploy-deps
 
@@ -49,7 +53,8 @@ test: install-test browser-deps deploy-deps
 	$(PY) -m ruff check .
 	$(PY) -m deptry .
 	$(PY) manage.py makemigrations --check --dry-run
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not fuzz" $(PYTEST_ARGS)
+	$(PY) -m pytest -m fuzz $(PYTEST_ARGS) || [ $$? = 5 ]
 
 bench: install-test
 	$(PY) bench/run.py

@@ -22,18 +22,27 @@ if not EVENTSITE_SECRET_KEY_SHARED:  # noqa: F405
     SECRET_KEY = "eventsite-test-suite-key-shared-by-the-servers-it-starts"
     EVENTSITE_SECRET_KEY_SHARED = True
 
+# pytest-xdist's workers (`-n 2`) each have a database of their own (pytest-django names it), so
+# each needs its own cache and, on Redis, its own channel layer too: the cache's counts are of one
+# database, and a socket of one worker must not receive another's groups. A worker's name is in
+# the environment of the servers it starts too.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+CACHE_PREFIX_VARIABLE = f"EVENTSITE_TEST_CACHE_PREFIX_{WORKER}"
+
 if REDIS_URL:  # noqa: F405
     # On Redis the cache outlives a test run; a prefix per session (inherited by the servers the
     # suite starts, through the environment) keeps one run's cached counts out of the next.
-    os.environ.setdefault("EVENTSITE_TEST_CACHE_PREFIX", f"eventsite-test-{uuid.uuid4().hex}")
-    CACHES["default"]["KEY_PREFIX"] = os.environ["EVENTSITE_TEST_CACHE_PREFIX"]  # noqa: F405
+    prefix = os.environ.setdefault(CACHE_PREFIX_VARIABLE, f"eventsite-test-{uuid.uuid4().hex}")
+    CACHES["default"]["KEY_PREFIX"] = prefix  # noqa: F405
+    CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = f"{prefix}-asgi"  # noqa: F405
 else:
     # Without Redis each process would keep a cache of its own: one directory for all of them.
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": os.environ.setdefault(
-                "EVENTSITE_TEST_CACHE_DIR", tempfile.mkdtemp(prefix="eventsite-test-cache-")
+                f"EVENTSITE_TEST_CACHE_DIR_{WORKER}",
+                tempfile.mkdtemp(prefix="eventsite-test-cache-"),
             ),
         }
     }

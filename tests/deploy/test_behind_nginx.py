@@ -234,7 +234,7 @@ def run_deployment(database_url: str, connect: Callable, directory: Path):
         # The suite's settings (a fast password hasher) and its cache prefix; a standby takes
         # over a once-per-deployment service within half a second.
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "EVENTSITE_TEST_CACHE_PREFIX": os.environ.get("EVENTSITE_TEST_CACHE_PREFIX", "deploy"),
+        settings.CACHE_PREFIX_VARIABLE: os.environ.get(settings.CACHE_PREFIX_VARIABLE, "deploy"),
         "EVENTSITE_SERVICE_LOCK_POLL": "0.5s",
     }
     web = [
