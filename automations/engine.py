@@ -80,12 +80,12 @@ class Engine:
     def __init__(
         self,
         *,
-        name: str = "default",
+        name: str | None = None,
         clock: Callable[[], datetime] = timezone.now,
         batch_size: int | None = None,
         overlap: timedelta | None = None,
     ):
-        self.name = name
+        self.name = name or EngineCursor.DEFAULT
         self.clock = clock
         self.batch_size = batch_size or settings.EVENTSITE_ENGINE_BATCH
         self.overlap = overlap or settings.EVENTSITE_ENGINE_OVERLAP

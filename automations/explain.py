@@ -77,7 +77,7 @@ def explain_stored(automation: Automation, row: StoredEvent) -> dict[str, Any]:
         ]
         if str(event.id) in f.event_ids
     ]
-    cursor = EngineCursor.objects.filter(name="default").first()
+    cursor = EngineCursor.objects.filter(name=EngineCursor.DEFAULT).first()
     evaluated = bool(
         cursor
         and cursor.received

@@ -300,6 +300,10 @@ class EngineCursor(models.Model):
     one wrote in between and its in-memory copy is stale.
     """
 
+    # The deployment's engine (`serve`, `run_engine`): the row an engine is given unless named
+    # otherwise, and the one the explain page reads.
+    DEFAULT = "default"
+
     name = models.CharField(max_length=50, primary_key=True)
     received = models.DateTimeField(null=True, blank=True)
     event_id = models.UUIDField(null=True, blank=True)

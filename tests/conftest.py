@@ -15,6 +15,7 @@ from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from rest_framework.test import APIClient
 
+from automations.models import EngineCursor
 from bench.common import free_port
 from events.models import ApiToken
 
@@ -39,6 +40,17 @@ def store_in_another_process(env: dict[str, str], name: str, resource_id: str) -
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(autouse=True)
+def engines_of_their_own(monkeypatch):
+    """The engines of the test process (those a test builds, and the explain page's reading of
+    "the" engine's cursor) use the cursor row "tests", not the session server's (`server`
+    below). That server's engine writes its row when it likes: after the flush that ends a
+    committing test (it goes on from where it was), and on PostgreSQL while a test runs. An
+    engine sharing the row would start at the server's real-time cursor, past the test's clock,
+    and read nothing. (Seen on 2 workers, where any file may follow a server test.)"""
+    monkeypatch.setattr(EngineCursor, "DEFAULT", "tests")
 
 
 @pytest.fixture

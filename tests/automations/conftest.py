@@ -8,27 +8,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import time_machine
 
-from automations.models import Automation, EngineCursor, ParkedEvent, SeenEvent
+from automations.models import Automation
 from events.ingest import ingest
 from tests.factories import event_data
 
 NOW = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def no_engine_state_left_behind(request):
-    """The suite's session server (`tests.conftest.server`) runs an engine, which can write its
-    cursor after the flush that ends a test committing events to it (seen after a subscriber
-    test: its server read the last batch meanwhile). A test here that builds its own engine on
-    the same database must not start at that cursor (the server's real time, past this test's
-    clock): it would read nothing. Which test ran before depends on the order, and with
-    pytest-xdist on which worker ran which file."""
-    marker = request.node.get_closest_marker("django_db")
-    if marker is None:
-        return
-    request.getfixturevalue("transactional_db" if marker.kwargs.get("transaction") else "db")
-    for model in (EngineCursor, SeenEvent, ParkedEvent):
-        model.objects.all().delete()
 
 
 @pytest.fixture

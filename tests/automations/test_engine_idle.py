@@ -44,7 +44,7 @@ def test_with_no_enabled_automation_a_step_reads_no_event_and_moves_to_the_end(c
     clock.shift(2)  # the cursor is written at most once a second when nothing else changed
     store(event("acme.idle.other"))
     engine.step()
-    row = EngineCursor.objects.get(name="default")
+    row = EngineCursor.objects.get(name=engine.name)
     assert (row.received, row.event_id) == queries.last_received()
     assert not Firing.objects.exists()
 
