@@ -137,17 +137,15 @@ def from_rows_by_days(
             ids, matched = ids + page, matched + count
             if full := len(ids) >= limit:
                 break
-    if not full:  # every slice read, and each counted all of its matches
-        return Found(by_ids(ids), rare=True, count=matched)
-    # The candidate rows of the slices read (they are at most `rows`, so the count is exact).
-    if event_filter.descending:
-        read = rows_in(resource_ids, lo, window.until, most=rows)
-    else:
-        read = rows_in(resource_ids, window.since, hi, most=rows)
-    if read >= rows:  # the slices read held every candidate: the count is exact
-        return Found(by_ids(ids), rare=True, count=matched)
-    about = max(round(matched * rows / max(read, 1)), matched)
-    return Found(by_ids(ids), about=about)
+    if full:  # the candidate rows of the slices read (at most `rows`, so counted exactly)
+        if event_filter.descending:
+            read = rows_in(resource_ids, lo, window.until, most=rows)
+        else:
+            read = rows_in(resource_ids, window.since, hi, most=rows)
+        if read < rows:
+            return Found(by_ids(ids), about=max(round(matched * rows / max(read, 1)), matched))
+    # Every slice read, or the slices read held every candidate: each counted all its matches.
+    return Found(by_ids(ids), rare=True, count=matched)
 
 
 def rows_page(
@@ -307,9 +305,10 @@ def stored_days(
 
 
 @contextmanager
-def local_setting(name: str, value: str) -> Iterator[None]:
+def local_setting(name: str, value: str, *, restore: bool = True) -> Iterator[None]:
     """PostgreSQL's setting `name` at `value` for the block's statements, then as it was
     (`set_config(..., true)`: local to the transaction the caller is in). Nothing on SQLite.
+    `restore=False` when the transaction ends with the block (its end undoes the setting).
 
     Restored only when the block ends well: after an error (a statement cut off by
     `events.timebox`) the transaction is aborted, a statement would fail too, and the rollback
@@ -321,8 +320,9 @@ def local_setting(name: str, value: str) -> Iterator[None]:
         cursor.execute("SELECT current_setting(%s), set_config(%s, %s, true)", [name, name, value])
         previous = cursor.fetchone()[0]
     yield
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
+    if restore:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config(%s, %s, true)", [name, previous])
 
 
 @contextmanager
@@ -337,11 +337,7 @@ def serial() -> Iterator[None]:
     if connection.vendor != "postgresql":
         yield
         return
-    if connection.in_atomic_block:
-        with transaction.atomic(), local_setting("max_parallel_workers_per_gather", "0"):
-            yield
-        return
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('max_parallel_workers_per_gather', '0', true)")
+    restore = connection.in_atomic_block  # else the transaction opened here ends the setting
+    setting = local_setting("max_parallel_workers_per_gather", "0", restore=restore)
+    with transaction.atomic(), setting:
         yield
