@@ -344,7 +344,10 @@ def test_a_rare_name_glob_is_read_from_the_name_index(criterion):
         analyze(cursor)
     labels = NAME_GLOBS[criterion]
     event_filter = EventFilter.model_validate(
-        {"occurred": {"since": (NOW - timedelta(days=7)).isoformat()}, "resource": {"labels": labels}}
+        {
+            "occurred": {"since": (NOW - timedelta(days=7)).isoformat()},
+            "resource": {"labels": labels},
+        }
     )
     assert page_plans._rare_labels(event_filter) == Q()  # served by an index, no text narrowing
     expected = [e.id for e in event_filter.ordered(Event.objects.all()) if e.event == "acme.filler"]
