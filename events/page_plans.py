@@ -243,8 +243,9 @@ def _read_narrowed(event_filter: EventFilter, narrowed: Q, bound: Q, limit: int)
     """A page, and when it is cheap the count of its matches, read from the events that hold the
     filter's label terms (`narrowed`: the rows of SQLite's FTS5 table,
     `text_search.label_fts_match`, or PostgreSQL's trigram index, `text_search.label_search_q`;
-    a necessary condition, not a sufficient one), each tested against the whole filter and
-    sorted on an `occurred` that no index serves (so neither database walks time instead).
+    a necessary condition, not a sufficient one; empty when PostgreSQL's indexes of the
+    resource's labels and name serve them), each tested against the whole filter and sorted on
+    an `occurred` that no index serves (so neither database walks time instead).
 
     SQLite reads up to RARE_CAP of their ids (and so counts them), then the page's events by id.
     PostgreSQL reads them a few day partitions at a time (`day_slices`, as `_newest_by_days`

@@ -17,11 +17,12 @@ from django.conf import settings
 
 RESOURCE_ID = "prefect.resource.id"
 RESOURCE_ROLE = "prefect.resource.role"
+RESOURCE_NAME = "prefect.resource.name"
 # The largest whole number a client may send in any request (a count, an offset, a threshold):
 # 32 bits, which every column, orjson and a JavaScript client hold exactly. A larger one is a 422
 # where it comes in, never an overflow further on.
 MAX_CLIENT_INT = 2**31 - 1
-NAME_LABELS = ("prefect.resource.name", "prefect.name", "prefect-cloud.name")
+NAME_LABELS = (RESOURCE_NAME, "prefect.name", "prefect-cloud.name")
 # Levels of nesting in an event, the event object itself being the first: orjson writes 254 and
 # refuses more (the payload, stored on its own, is then at most 253 deep).
 MAX_DEPTH = 254

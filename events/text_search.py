@@ -30,7 +30,7 @@ from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan
 
 from events.filter_sql import containable
-from events.schema import RESOURCE_ROLE
+from events.schema import RESOURCE_NAME, RESOURCE_ROLE
 
 if TYPE_CHECKING:  # importable without Django's settings (bench/ingest.py builds raw rows)
     from events.schema import Event
@@ -304,7 +304,8 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
     term (`label_term`) held by at most LABEL_FEW_HITS of the newest LABEL_SAMPLE events; else
     the rare keys' terms as conditions on `search` that its trigram index serves, `strpos`
     confirming each term, except the exact values of `contained` (the resource's labels), which
-    its GIN index on `resource` serves by containment (an empty Q).
+    its GIN index on `resource` serves by containment, and its name's patterns, which the name's
+    own index serves (`named`): an empty Q.
 
     The index is asked for the value's part of a term (`:"nonexistent`: the key's words are in
     every event that has the key), or for its numbered part (`_numbered_part`: ` 4242` of
@@ -318,7 +319,9 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
             patterns = [patterns] if isinstance(patterns, str) else patterns
             terms = [label_term(key, p) for p in patterns]
             if terms and len(terms) <= LABEL_TERMS and all(terms):
-                served = spec is contained and all(containable(key, p) for p in patterns)
+                served = spec is contained and (
+                    all(containable(key, p) for p in patterns) or named(key)
+                )
                 keys.append((tuple(dict.fromkeys(terms)), len(fold(_json(key))), served))
     keys = list(dict.fromkeys(keys))
     if not keys:
@@ -346,6 +349,13 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
             either |= Q(search__contains=value) & Q(GreaterThan(StrIndex("search", Value(term)), 0))
         q &= either
     return q
+
+
+def named(key: str) -> bool:
+    """Whether PostgreSQL's resource-name index (migration 0016) serves the resource's patterns of
+    `key` that each imply a term (`label_term`): exact values or globs with a literal prefix,
+    which its planner reads as that prefix's range of the index."""
+    return key == RESOURCE_NAME and connection.vendor == "postgresql"
 
 
 def rare_text(query: str) -> bool:

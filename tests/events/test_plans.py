@@ -314,6 +314,59 @@ def test_a_rare_exact_label_is_read_from_the_label_index(criterion):
         assert "event_resource_gin" in plan, plan
 
 
+# Resource-name globs none of the newest events hold (rare), with a literal prefix, a wildcard
+# inside, and beside an exact value of another key: PostgreSQL reads them from the name's own
+# index (migration 0016), as the range of the prefix, a few day partitions at a time.
+NAME_GLOBS = {
+    "prefix": {"prefect.resource.name": ["Filler 4242*"]},
+    "wildcard inside": {"prefect.resource.name": ["Filler 12*7"]},
+    "exact and glob": {"prefect.resource.name": ["Filler 77", "Filler 1?3"]},
+    "with another key": {"prefect.resource.name": ["Filler 19*"], "acme.region": ["eu-west"]},
+}
+
+
+@pytest.mark.parametrize("criterion", NAME_GLOBS)
+def test_a_rare_name_glob_is_read_from_the_name_index(criterion):
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL's resource-name index (SQLite reads its FTS5 table)")
+    with connection.cursor() as cursor:
+        # Older than the log's 3,000 events, so the newest events hold no such name (rare).
+        cursor.execute(
+            "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, "
+            "related, payload, search) SELECT gen_random_uuid(), "
+            "now() - interval '2 days' - g * interval '1 s', now(), 'acme.filler', "
+            "'acme.filler.' || g, jsonb_build_object('prefect.resource.id', 'acme.filler.' || g, "
+            "'prefect.resource.name', 'Filler ' || g, 'acme.region', "
+            "(ARRAY['eu-west', 'us-east'])[g % 2 + 1]), '[]', '{}', "
+            "'acme.filler \"prefect.resource.name\":\"filler ' || g || '\"' "
+            "FROM generate_series(1, 20000) g"
+        )
+        analyze(cursor)
+    labels = NAME_GLOBS[criterion]
+    event_filter = EventFilter.model_validate(
+        {
+            "occurred": {"since": (NOW - timedelta(days=7)).isoformat()},
+            "resource": {"labels": labels},
+        }
+    )
+    assert page_plans._rare_labels(event_filter) == Q()  # served by an index, no text narrowing
+    expected = [e.id for e in event_filter.ordered(Event.objects.all()) if e.event == "acme.filler"]
+
+    with CaptureQueriesContext(connection) as statements:
+        found = page_plans.newest(event_filter, None, 50)
+
+    assert [e.id for e in found.events] == expected[:50] and expected
+    reads = [q["sql"] for q in statements if "prefect.resource.name" in q["sql"]]
+    with connection.cursor() as cursor:
+        for sql in reads:
+            cursor.execute("EXPLAIN " + sql)
+            reads[reads.index(sql)] = plan = "\n".join(row[0] for row in cursor.fetchall())
+            assert not FULL_SCAN["postgresql"].search(plan), plan
+            assert "event_search_trgm" not in plan, plan
+    # (A day slice without the filler's rows may read its few by time instead.)
+    assert any("event_resource_name" in plan for plan in reads), reads
+
+
 @pytest.mark.parametrize("criterion", WALKED)
 def test_a_walk_follows_time_and_never_scans(criterion):
     plan = plans(WALKED[criterion])["walk"]
