@@ -22,7 +22,6 @@ import re
 import shlex
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import orjson
@@ -239,10 +238,8 @@ LABEL_GRAMS = 3
 LABEL_FEW_ROWS = 3000
 # A key with more patterns than this is not looked up (each is probed): it narrows nothing.
 LABEL_TERMS = 8
-# A rare text term is read newest first from where the sample's rate puts this many pages of
-# matches (`Sample.reach`): at 10M, the newest day's partition holds 1.4M events, and its
-# trigram index 16k candidates for a 0.1 % term (`.42"`), each rechecked in the table (40-105
-# ms), where the newest hour or two hold a page.
+# A rare text term is read newest first from where the newest events hold this many pages of
+# matches at the sample's share (`Sample.newest_needed`).
 REACH_MARGIN = 2
 # PostgreSQL reads a key's terms from its trigram index when at most LABEL_FEW_HITS of the newest
 # LABEL_SAMPLE events hold them (0.5 %; `label_search_q`): walking time for 50 such events would
@@ -367,42 +364,39 @@ def named(key: str) -> bool:
 
 @dataclass(frozen=True)
 class Sample:
-    """What the newest LABEL_SAMPLE events said of a query's terms (`rare_text`): how many held
-    them (the fewest, of the groups asked), and when the newest and the oldest of them occurred."""
+    """What the newest LABEL_SAMPLE events said of a query's terms (`rare_text`): how many of
+    them were read (fewer in a small log), and how many held the terms (the fewest, of the
+    groups asked)."""
 
+    events: int
     hits: int
-    newest: datetime | None
-    oldest: datetime | None
 
-    def reach(self, limit: int) -> datetime | None:
-        """How far back from the newest event the matches of REACH_MARGIN pages of `limit` go,
-        at the sample's rate (as if it held one match when it held none): where a read newest
-        first begins (`row_pages.day_slices`). None for an empty log."""
-        if self.newest is None or self.oldest is None:
-            return None
-        pages = REACH_MARGIN * limit / max(self.hits, 1)
-        return self.newest - (self.newest - self.oldest) * pages
+    def newest_needed(self, limit: int) -> int:
+        """How many of the newest events hold REACH_MARGIN pages of `limit` matches at the
+        sample's share (as if it held one match when it held none): where a read newest first
+        may begin (`rollups.reach`, `row_pages.day_slices`)."""
+        return round(REACH_MARGIN * limit * self.events / max(self.hits, 1))
 
 
 def rare_text(query: str) -> Sample | None:
     """PostgreSQL: when at most LABEL_FEW_HITS of the newest LABEL_SAMPLE events match the
     query's any-of terms together, or one of its required terms (a bound on its matches there),
     what they said (else None): a walk of time would find too few for a page, and the trigram
-    index is read at once (`page_plans.newest`), from where the sample's rate says a page's
-    matches begin (`Sample.reach`). Remembered PROBE_TTL seconds."""
+    index is read at once (`page_plans.newest`), from where the sample's share says a page's
+    matches begin (`Sample.newest_needed`). Remembered PROBE_TTL seconds."""
     include, _, required = parse_text_query(query)
     # Only terms the index serves: a shorter one would be read from every day partition.
     groups = [tuple(include)] if include and all(map(_indexable, include)) else []
     groups += [(t,) for t in required if _indexable(t)]
     if not groups:
         return None
-    hits, newest, oldest = _remembered("sample " + repr(groups), lambda: _sample_hits(groups))
-    return Sample(min(hits), newest, oldest) if min(hits) <= LABEL_FEW_HITS else None
+    hits, events = _remembered("sample " + repr(groups), lambda: _sample_hits(groups))
+    return Sample(events, min(hits)) if min(hits) <= LABEL_FEW_HITS else None
 
 
-def _sample_hits(groups: list[tuple[str, ...]]) -> tuple[list[int], datetime, datetime]:
-    """How many of the newest LABEL_SAMPLE events hold any of each group's terms, and when the
-    newest and the oldest of them occurred (None in an empty log) (PostgreSQL)."""
+def _sample_hits(groups: list[tuple[str, ...]]) -> tuple[list[int], int]:
+    """How many of the newest LABEL_SAMPLE events hold any of each group's terms, and how many
+    were read (PostgreSQL)."""
     counts, params = [], []
     for terms in groups:
         either = " OR ".join("strpos(newest.search, %s) > 0" for _ in terms)
@@ -410,12 +404,12 @@ def _sample_hits(groups: list[tuple[str, ...]]) -> tuple[list[int], datetime, da
         params += terms
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {', '.join(counts)}, max(newest.occurred), min(newest.occurred) FROM "
-            "(SELECT search, occurred FROM events_event ORDER BY occurred DESC LIMIT %s) newest",
+            f"SELECT {', '.join(counts)}, count(*) FROM (SELECT search FROM events_event "
+            "ORDER BY occurred DESC LIMIT %s) newest",
             [*params, LABEL_SAMPLE],
         )
-        *hits, newest, oldest = cursor.fetchone()
-        return hits, newest, oldest
+        *hits, events = cursor.fetchone()
+        return hits, events
 
 
 def _label_trigrams(part: str) -> list[str] | None:

@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 
-from events import page_plans, page_queries, queries, text_search
+from events import page_plans, page_queries, queries, rollups, text_search
 from events.filters import EventFilter
 from events.ingest import ingest
 from events.models import Event
@@ -575,41 +575,31 @@ def test_a_text_term_few_newest_events_hold_is_read_from_the_index_without_a_wal
         assert page.total == len(expected) == 3 and not page.total_is_estimate
 
 
-def test_a_samples_reach_is_where_its_rate_puts_two_pages_of_matches():
-    """Pure: 3 of the sample's events in the 10 minutes it spans hold the term: 2 pages of 30
-    are 20 times that, 200 minutes back from its newest event; none, as if 1 held it."""
-    newest = datetime(2026, 3, 9, 12, tzinfo=UTC)
-    sample = text_search.Sample(3, newest, newest - timedelta(minutes=10))
-
-    assert sample.reach(30) == newest - timedelta(minutes=200)
-    assert text_search.Sample(0, newest, newest).reach(30) == newest
-    assert text_search.Sample(0, newest, newest - timedelta(minutes=1)).reach(
-        5
-    ) == newest - timedelta(minutes=10)
-    assert text_search.Sample(0, None, None).reach(30) is None
+def test_a_sample_says_how_many_newest_events_hold_two_pages():
+    """Pure: 3 of 3,000 sampled events hold the term: 2 pages of 50 are in the newest 100,000;
+    none held it: as if one had; a small log's sample is what it read."""
+    assert text_search.Sample(3000, 3).newest_needed(50) == 100_000
+    assert text_search.Sample(3000, 0).newest_needed(50) == 300_000
+    assert text_search.Sample(500, 5).newest_needed(10) == 2_000
 
 
-def test_a_rare_terms_first_page_is_read_from_the_samples_reach_first(monkeypatch):
-    """PostgreSQL: a rare text term's first page is read from the sample's reach to the window's
-    end first, then the rest of that day and the days before; the page is the scan's either way.
-    The sample is the real one's count with times set so that the reach falls within the
-    window's last day, whatever the time of day (its own computation: the test above)."""
+def test_a_rare_terms_first_page_is_read_from_the_reach_first(monkeypatch):
+    """PostgreSQL: a rare text term's first page is read from where the newest events hold two
+    pages at the sample's share (`rollups.reach`, from the hour rows) to the window's end first,
+    then the rest of that day and the days before; the page is the scan's either way. The sample
+    says 60 of 3,000 (so 200 events, ~2 of the log's hours); its own reading is tested above."""
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's sample of the newest events")
-    text_search._label_probed.clear()
     midnight = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
     # The log's 24 hours end at NOW: a window ending at 23:00 yesterday early in the day.
     until = NOW if NOW - midnight > timedelta(hours=5) else midnight - timedelta(hours=1)
     window = {"since": (NOW - timedelta(days=2)).isoformat(), "until": until.isoformat()}
     event_filter = EventFilter.model_validate({"occurred": window, "text": {"query": "escalated"}})
     expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True))
-    hits = Event.objects.filter(occurred__gt=until - timedelta(hours=1), occurred__lte=until)
-    sample = text_search.Sample(
-        hits.filter(search__contains="escalated").count(), until, until - timedelta(hours=1)
-    )
-    monkeypatch.setattr(page_plans, "rare_text", lambda query: sample)
-    reach = sample.reach(2)
-    assert until - timedelta(hours=5) <= reach < until  # 1 or 2 of the hour's events held it
+    monkeypatch.setattr(page_plans, "rare_text", lambda query: text_search.Sample(3000, 60))
+    reach = rollups.reach(event_filter.occurred.until, 200)
+    day = until.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert day < reach < until - timedelta(hours=1), reach
 
     with CaptureQueriesContext(connection) as captured:
         page = page_plans.newest(event_filter, None, 2)
@@ -617,4 +607,3 @@ def test_a_rare_terms_first_page_is_read_from_the_samples_reach_first(monkeypatc
 
     assert [e.id for e in page.events] == expected[:2]
     assert reach.isoformat(sep=" ") in reads[0] and len(reads) <= 3, reads
-    text_search._label_probed.clear()
