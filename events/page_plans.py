@@ -107,9 +107,11 @@ def newest(
             return _read_narrowed(event_filter, narrowed, bound, limit)
         if (sample := _rare_text(event_filter)) is not None:
             # A walk would find too few: the index at once, first from where the newest events
-            # likely hold the page (a next page's bound is earlier: its days).
+            # likely hold the page (a next page's bound is earlier: its days). Not for a term
+            # the sample never saw: likelier in few events of the day, or none, which would
+            # then read the day's trigram index twice (a resource id's term at 10M: 34 → 44 ms).
             reach = None
-            if not after and event_filter.descending:
+            if not after and event_filter.descending and sample.hits:
                 needed = sample.newest_needed(limit)
                 reach = rollups.reach(event_filter.occurred.until, needed)
             return Found(_newest_by_days(event_filter, bound, limit, reach=reach))

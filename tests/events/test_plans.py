@@ -607,3 +607,9 @@ def test_a_rare_terms_first_page_is_read_from_the_reach_first(monkeypatch):
 
     assert [e.id for e in page.events] == expected[:2]
     assert reach.isoformat(sep=" ") in reads[0] and len(reads) <= 3, reads
+    # A sample that saw no match: from the day's start, as every other read by days.
+    monkeypatch.setattr(page_plans, "rare_text", lambda query: text_search.Sample(3000, 0))
+    with CaptureQueriesContext(connection) as captured:
+        assert page_plans.newest(event_filter, None, 2).events == page.events
+    reads = [q["sql"] for q in captured.captured_queries if "LIKE '%escalated%'" in q["sql"]]
+    assert day.isoformat(sep=" ") in reads[0], reads
