@@ -21,7 +21,7 @@ from events.filters import EventFilter, name_q
 from events.models import Event, EventCount
 from events.sql_params import sql_adapters
 
-MINUTE, HOUR = 60, 3600
+MINUTE, HOUR, DAY = 60, 3600, 86400
 WIDTHS = (MINUTE, HOUR)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -245,6 +245,26 @@ def counts_by_hour(
     if event_filter.event:
         qs = qs.filter(name_q(event_filter.event))
     return {r["bucket"]: r["n"] for r in qs.values("bucket").annotate(n=Sum("count")).order_by()}
+
+
+def reach(until: datetime, events: int) -> datetime | None:
+    """The start of the latest hour from which the hour rows count at least `events` events up to
+    `until` (its hour whole), within `until`'s UTC day; None when that day holds fewer. Where a
+    newest-first read of a rare text term begins (`page_plans.newest`): a day partition's trigram
+    index finds every candidate of the day, and a range of `occurred` (the BRIN index of
+    migration 0017) limits which of them are rechecked in the table."""
+    rows = (
+        EventCount.objects.filter(width=HOUR, bucket__gte=floor(until, DAY), bucket__lte=until)
+        .values("bucket")
+        .annotate(n=Sum("count"))
+        .order_by("-bucket")
+    )
+    seen = 0
+    for row in rows:
+        seen += row["n"]
+        if seen >= events:
+            return row["bucket"]
+    return None
 
 
 def stored_total() -> int:

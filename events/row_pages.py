@@ -258,13 +258,22 @@ def stored_since(since: datetime) -> datetime:
 
 
 def day_slices(
-    since: datetime, until: datetime, descending: bool
+    since: datetime, until: datetime, descending: bool, *, reach: datetime | None = None
 ) -> Iterator[tuple[datetime, datetime]]:
     """[since, until] cut at UTC midnights, from the end the filter's order starts at: the day
-    of that end, then DAY_SLICES days at a time, then the rest (inclusive bounds)."""
+    of that end, then DAY_SLICES days at a time, then the rest (inclusive bounds).
+
+    Newest first, a `reach` later than the newest day's start (and `since`), and not later than
+    `until`, cuts that day there:
+    [reach, until] first, where the matches of a page are likely (`text_search.Sample.reach`),
+    then the rest of the day. The day partition's index is then read twice when that was not
+    enough, and its table only for the candidates of the times read."""
     tick, widths = timedelta(microseconds=1), iter(DAY_SLICES)
     if descending:
         edge: datetime | None = day_bounds(until.date())[0]
+        if reach is not None and max(since, edge) < reach <= until:
+            yield reach, until
+            until = reach - tick
         while True:
             lo = since if edge is None else max(since, edge)
             yield lo, until
@@ -283,17 +292,17 @@ def day_slices(
 
 
 def stored_days(
-    since: datetime, until: datetime, descending: bool
+    since: datetime, until: datetime, descending: bool, *, reach: datetime | None = None
 ) -> Iterator[tuple[datetime, datetime]]:
-    """`day_slices` of [since, until] that begin no earlier than the oldest stored event
-    (`stored_since`). Newest first, that event is read only once the first slice did not fill
-    the page (most pages of a read by day slices are filled from the newest day); oldest first,
-    before the first slice."""
+    """`day_slices` of [since, until] (newest first, cut at `reach`) that begin no earlier than
+    the oldest stored event (`stored_since`). Newest first, that event is read only once the
+    first slice did not fill the page (most pages of a read by day slices are filled from the
+    newest day); oldest first, before the first slice."""
     if not descending:
         yield from day_slices(stored_since(since), until, descending)
         return
     oldest = None
-    for lo, hi in day_slices(since, until, descending):
+    for lo, hi in day_slices(since, until, descending, reach=reach):
         if oldest is not None:
             if hi < oldest:
                 return

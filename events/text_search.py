@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
@@ -237,6 +238,9 @@ LABEL_GRAMS = 3
 LABEL_FEW_ROWS = 3000
 # A key with more patterns than this is not looked up (each is probed): it narrows nothing.
 LABEL_TERMS = 8
+# A rare text term is read newest first from where the newest events hold this many pages of
+# matches at the sample's share (`Sample.newest_needed`).
+REACH_MARGIN = 2
 # PostgreSQL reads a key's terms from its trigram index when at most LABEL_FEW_HITS of the newest
 # LABEL_SAMPLE events hold them (0.5 %; `label_search_q`): walking time for 50 such events would
 # read 10k events or more, and more again when the glob matches few of them (`Invoice 42*7`:
@@ -332,7 +336,7 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
         for term in terms:
             groups += [(term,), (_numbered_part(term[at:]),)]
     groups = list(dict.fromkeys(groups))
-    sampled = _remembered("sample " + repr(groups), lambda: _sample_hits(groups))
+    sampled = _remembered("sample " + repr(groups), lambda: _sample_hits(groups))[0]
     hits = dict(zip(groups, sampled, strict=True))
     rare = [k for k in keys if hits[k[0]] <= LABEL_FEW_HITS]
     if not rare:
@@ -358,23 +362,41 @@ def named(key: str) -> bool:
     return key == RESOURCE_NAME and connection.vendor == "postgresql"
 
 
-def rare_text(query: str) -> bool:
-    """PostgreSQL: whether at most LABEL_FEW_HITS of the newest LABEL_SAMPLE events match the
-    query's any-of terms together, or one of its required terms (a bound on its matches there):
-    a walk of time would then find too few for a page, and the trigram index is read at once
-    (`page_plans.newest`). Remembered PROBE_TTL seconds."""
+@dataclass(frozen=True)
+class Sample:
+    """What the newest LABEL_SAMPLE events said of a query's terms (`rare_text`): how many of
+    them were read (fewer in a small log), and how many held the terms (the fewest, of the
+    groups asked)."""
+
+    events: int
+    hits: int
+
+    def newest_needed(self, limit: int) -> int:
+        """How many of the newest events hold REACH_MARGIN pages of `limit` matches at the
+        sample's share (as if it held one match when it held none): where a read newest first
+        may begin (`rollups.reach`, `row_pages.day_slices`)."""
+        return round(REACH_MARGIN * limit * self.events / max(self.hits, 1))
+
+
+def rare_text(query: str) -> Sample | None:
+    """PostgreSQL: when at most LABEL_FEW_HITS of the newest LABEL_SAMPLE events match the
+    query's any-of terms together, or one of its required terms (a bound on its matches there),
+    what they said (else None): a walk of time would find too few for a page, and the trigram
+    index is read at once (`page_plans.newest`), from where the sample's share says a page's
+    matches begin (`Sample.newest_needed`). Remembered PROBE_TTL seconds."""
     include, _, required = parse_text_query(query)
     # Only terms the index serves: a shorter one would be read from every day partition.
     groups = [tuple(include)] if include and all(map(_indexable, include)) else []
     groups += [(t,) for t in required if _indexable(t)]
     if not groups:
-        return False
-    hits = _remembered("sample " + repr(groups), lambda: _sample_hits(groups))
-    return min(hits) <= LABEL_FEW_HITS
+        return None
+    hits, events = _remembered("sample " + repr(groups), lambda: _sample_hits(groups))
+    return Sample(events, min(hits)) if min(hits) <= LABEL_FEW_HITS else None
 
 
-def _sample_hits(groups: list[tuple[str, ...]]) -> list[int]:
-    """How many of the newest LABEL_SAMPLE events hold any of each group's terms (PostgreSQL)."""
+def _sample_hits(groups: list[tuple[str, ...]]) -> tuple[list[int], int]:
+    """How many of the newest LABEL_SAMPLE events hold any of each group's terms, and how many
+    were read (PostgreSQL)."""
     counts, params = [], []
     for terms in groups:
         either = " OR ".join("strpos(newest.search, %s) > 0" for _ in terms)
@@ -382,11 +404,12 @@ def _sample_hits(groups: list[tuple[str, ...]]) -> list[int]:
         params += terms
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {', '.join(counts)} FROM (SELECT search FROM events_event "
+            f"SELECT {', '.join(counts)}, count(*) FROM (SELECT search FROM events_event "
             "ORDER BY occurred DESC LIMIT %s) newest",
             [*params, LABEL_SAMPLE],
         )
-        return list(cursor.fetchone())
+        *hits, events = cursor.fetchone()
+        return hits, events
 
 
 def _label_trigrams(part: str) -> list[str] | None:

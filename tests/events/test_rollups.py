@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from events import queries, rollups
 from events.filters import EventFilter
-from events.ingest import store
+from events.ingest import ingest, store
 from events.models import Event, EventCount
 from events.retention import prune
 from events.schema import Event as WireEvent
@@ -89,7 +89,6 @@ def test_rollup_counts_equal_a_scan_of_the_events(events, window, names, unit, i
 
 def test_a_duplicate_id_is_not_counted_twice():
     event = event_data("a.x")
-    from events.ingest import ingest
 
     ingest([event], source="test")
     ingest([event], source="test")
@@ -99,7 +98,6 @@ def test_a_duplicate_id_is_not_counted_twice():
 
 
 def test_pruning_removes_the_rollup_rows_of_what_it_deleted(settings):
-    from events.ingest import ingest
 
     settings.EVENTSITE_EVENT_RETENTION = timedelta(days=1)
     ingest(
@@ -154,3 +152,21 @@ def test_count_by_time_over_whole_hours_of_the_rollups_equals_a_scan(unit, inter
         assert counted == queries.count_by_time(event_filter, **kwargs, use_rollups=False)
         assert sum(b["count"] for b in counted) == event_filter.apply(Event.objects.all()).count()
         assert sum(1 for b in counted if b["count"]) > 2
+
+
+def test_the_reach_is_the_latest_hour_from_which_the_days_hours_hold_enough():
+    """`rollups.reach`: from the hour of `until` back, within its UTC day, the first hour start
+    from which the hour rows count the events asked for; None when the day holds fewer (the
+    day before is not counted). An hour after `until` is not counted."""
+    day = datetime(2026, 3, 9, tzinfo=UTC)
+    times = [day + timedelta(hours=h, minutes=m) for h, m in [(15, 10), (14, 20), (13, 30), (1, 0)]]
+    events = [event_data(occurred=at) for at in times for _ in range(10)]
+    events += [event_data(occurred=day - timedelta(hours=1)) for _ in range(10)]
+    assert ingest(events, source="test").ok
+    until = day + timedelta(hours=15, minutes=30)
+
+    assert rollups.reach(until, 10) == day + timedelta(hours=15)
+    assert rollups.reach(until, 15) == day + timedelta(hours=14)
+    assert rollups.reach(until, 40) == day + timedelta(hours=1)
+    assert rollups.reach(until, 41) is None
+    assert rollups.reach(day + timedelta(hours=14, minutes=59), 10) == day + timedelta(hours=14)

@@ -427,6 +427,44 @@ def test_day_slices_begin_at_the_oldest_stored_event_read_only_when_needed(desce
     assert all(hi >= oldest for _, hi in got)
 
 
+TICK = timedelta(microseconds=1)
+DAY_START = datetime(2026, 3, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("descending", [True, False])
+@pytest.mark.parametrize(
+    ("reach", "cut"),
+    [
+        (DAY_START + timedelta(hours=13), True),  # within the newest day: cut there
+        (DAY_START, False),  # the day's start: the day is one slice anyway
+        (DAY_START - timedelta(hours=2), False),  # before it: the day whole
+        (DAY_START + timedelta(hours=20), False),  # after the window's end (an older window)
+        (None, False),
+    ],
+)
+def test_day_slices_cut_the_newest_day_at_the_reach_and_cover_the_window_once(
+    reach, cut, descending
+):
+    """Pure: with or without a reach, the slices cover [since, until] without a gap or an
+    overlap, each within one UTC day; newest first, a reach within the newest day makes
+    [reach, until] the first slice (oldest first reads ignore it)."""
+    since, until = DAY_START - timedelta(days=20, hours=5), DAY_START + timedelta(hours=18)
+
+    slices = list(row_pages.day_slices(since, until, descending, reach=reach))
+
+    ordered = sorted(slices)
+    assert ordered[0][0] == since and ordered[-1][1] == until
+    assert all(hi + TICK == lo for (_, hi), (lo, _) in zip(ordered, ordered[1:], strict=False))
+    assert all(lo <= hi for lo, hi in slices)
+    if descending and cut:
+        assert slices[:2] == [(reach, until), (DAY_START, reach - TICK)]
+    else:
+        assert slices == list(row_pages.day_slices(since, until, descending))
+        assert slices[0] == (
+            (DAY_START, until) if descending else (since, DAY_START - timedelta(days=20) - TICK)
+        )
+
+
 @pytest.mark.parametrize("order", ["DESC", "ASC"])
 def test_a_read_by_day_slices_starts_no_earlier_than_the_oldest_stored_event(order, monkeypatch):
     """A 180-day window over 40 minutes of events: the slices begin at the oldest stored event
