@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from rest_framework.test import APIClient
@@ -40,6 +40,19 @@ def store_in_another_process(env: dict[str, str], name: str, resource_id: str) -
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pool_closed_before_teardown(django_db_setup, django_db_blocker):
+    """PostgreSQL: the connection pool's idle connections closed before the test database is
+    dropped (this fixture's teardown runs first, as it needs `django_db_setup`). They were left
+    open by threads that returned their connection to the pool (the wakeup sender's NOTIFY, a
+    timeboxed read's reset), and the drop warned that the database was in use by other users."""
+    yield
+    with django_db_blocker.unblock():
+        for alias in connections:
+            if hasattr(pool_of := connections[alias], "close_pool"):
+                pool_of.close_pool()
 
 
 @pytest.fixture(autouse=True)
