@@ -44,15 +44,25 @@ def store_in_another_process(env: dict[str, str], name: str, resource_id: str) -
 
 @pytest.fixture(scope="session", autouse=True)
 def pool_closed_before_teardown(django_db_setup, django_db_blocker):
-    """PostgreSQL: the connection pool's idle connections closed before the test database is
-    dropped (this fixture's teardown runs first, as it needs `django_db_setup`). They were left
-    open by threads that returned their connection to the pool (the wakeup sender's NOTIFY, a
-    timeboxed read's reset), and the drop warned that the database was in use by other users."""
+    """PostgreSQL: no session left on the test database when it is dropped (this fixture's
+    teardown runs first, as it needs `django_db_setup`), which otherwise warned that it was
+    being accessed by other users. Left were the pool's idle connections and the connections
+    other threads of the process still held (the wakeup sender's `NOTIFY`, the SDK's and the
+    request threads', asgiref's executors'): those are ended by the server, then the pool is
+    closed."""
     yield
     with django_db_blocker.unblock():
         for alias in connections:
-            if hasattr(pool_of := connections[alias], "close_pool"):
-                pool_of.close_pool()
+            wrapper = connections[alias]
+            if wrapper.vendor != "postgresql":
+                continue
+            with wrapper.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            wrapper.close()
+            wrapper.close_pool()
 
 
 @pytest.fixture(autouse=True)
