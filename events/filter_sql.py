@@ -12,7 +12,7 @@ from django.db.models import BooleanField, F, Func, Q
 from django.db.models.fields.json import KeyTextTransform, compile_json_path
 
 from events.labels import Patterns, as_list, glob_regex
-from events.schema import RESOURCE_ID, RESOURCE_ROLE
+from events.schema import RESOURCE_ID, RESOURCE_NAME, RESOURCE_ROLE
 
 # --- label globs ---------------------------------------------------------------------------------
 
@@ -62,10 +62,39 @@ class LabelText(KeyTextTransform):
         return f"JSON_EXTRACT({lhs}, %s)", (*params, compile_json_path(keys))
 
 
+class NameText(LabelText):
+    """The resource's name as the filter tests it: on PostgreSQL `(resource ->> 'prefect.resource
+    .name') || ''`, the same value (NULL for none), which the name's B-tree (migration 0016) does
+    not serve. Its planner would read any glob with a literal start from that index, and a
+    common one (`Invoice 7*`, 1.9 % of events, beside a region) by every match, sorted (10M: 656
+    ms, where walking time finds the page in 15 ms). Only a rare glob's read asks the index, by
+    `name_q` (`text_search.label_search_q`)."""
+
+    def as_postgresql(self, compiler, connection):
+        sql, params = super().as_postgresql(compiler, connection)
+        return f"({sql} || '')", params
+
+
 def label_value(key: str, json_field: str, id_field: str):
     if key == RESOURCE_ID:
         return F(id_field)
+    if key == RESOURCE_NAME and json_field == "resource":
+        return NameText(key, json_field)
     return LabelText(key, json_field)
+
+
+def name_q(patterns: list[str]) -> Q:
+    """The resource's name matching any of `patterns` (exact values and globs with a literal
+    start, PostgreSQL), as its indexes serve them: an exact value by containment (the GIN index
+    on `resource`, 0011), a glob by its regex on the name itself, which the name's B-tree (0016)
+    reads as the range of the literal start. The filter's own test stays (`NameText`)."""
+    either = Q()
+    for pattern in patterns:
+        if containable(RESOURCE_NAME, pattern):
+            either |= Q(resource__contains={RESOURCE_NAME: pattern})
+        else:
+            either |= Q(Glob(LabelText(RESOURCE_NAME, "resource"), pattern))
+    return either
 
 
 def labels_q(

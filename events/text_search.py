@@ -30,7 +30,7 @@ from django.db.models import BooleanField, F, Func, Q, Value
 from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan
 
-from events.filter_sql import containable
+from events.filter_sql import containable, name_q
 from events.schema import RESOURCE_NAME, RESOURCE_ROLE
 
 if TYPE_CHECKING:  # importable without Django's settings (bench/ingest.py builds raw rows)
@@ -308,8 +308,8 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
     term (`label_term`) held by at most LABEL_FEW_HITS of the newest LABEL_SAMPLE events; else
     the rare keys' terms as conditions on `search` that its trigram index serves, `strpos`
     confirming each term, except the exact values of `contained` (the resource's labels), which
-    its GIN index on `resource` serves by containment, and its name's patterns, which the name's
-    own index serves (`named`): an empty Q.
+    its GIN index on `resource` serves by containment (an empty Q), and its name's globs, which
+    the name's own index serves (`named`, `filter_sql.name_q`).
 
     The index is asked for the value's part of a term (`:"nonexistent`: the key's words are in
     every event that has the key), or for its numbered part (`_numbered_part`: ` 4242` of
@@ -317,15 +317,16 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
     words, not their order, so for ` 42` of `:"invoice 42` (a word starting `42`) the index
     finds 60k events at 1M, each read and tested (415 ms), and for the whole value (`invoice`
     and such a word) 10k (53 ms). The sample is remembered PROBE_TTL seconds."""
-    keys = []
+    keys, named_patterns = [], {}
     for spec in specs:
         for key, patterns in spec.items():
             patterns = [patterns] if isinstance(patterns, str) else patterns
             terms = [label_term(key, p) for p in patterns]
             if terms and len(terms) <= LABEL_TERMS and all(terms):
-                served = spec is contained and (
-                    all(containable(key, p) for p in patterns) or named(key)
-                )
+                served = spec is contained and all(containable(key, p) for p in patterns)
+                if spec is contained and not served and named(key):
+                    served = "name"
+                    named_patterns[tuple(dict.fromkeys(terms))] = patterns
                 keys.append((tuple(dict.fromkeys(terms)), len(fold(_json(key))), served))
     keys = list(dict.fromkeys(keys))
     if not keys:
@@ -343,6 +344,9 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
         return None
     q = Q()
     for terms, at, served in rare:
+        if served == "name":
+            q &= name_q(named_patterns[terms])
+            continue
         if served:
             continue
         either = Q()
@@ -357,8 +361,8 @@ def label_search_q(specs: list[dict], *, contained: dict | None = None) -> Q | N
 
 def named(key: str) -> bool:
     """Whether PostgreSQL's resource-name index (migration 0016) serves the resource's patterns of
-    `key` that each imply a term (`label_term`): exact values or globs with a literal prefix,
-    which its planner reads as that prefix's range of the index."""
+    `key` that each imply a term (`label_term`): globs with a literal prefix, which its planner
+    reads as that prefix's range of the index, beside exact values (`filter_sql.name_q`)."""
     return key == RESOURCE_NAME and connection.vendor == "postgresql"
 
 
