@@ -134,6 +134,7 @@ def test_a_label_page_and_its_total_are_a_scans(stored, criterion, walk_budget, 
     in-memory evaluator's answer over every event."""
     monkeypatch.setattr(page_plans, "WALK_BUDGET", walk_budget)
     monkeypatch.setattr(page_plans, "LABEL_WALK_BUDGET", walk_budget)
+    monkeypatch.setattr(page_plans, "WALK_AGAIN_BUDGET", walk_budget)
     event_filter = EventFilter.model_validate({**FILTERS[criterion], "order": order})
     expected = [e.id for e in event_filter.evaluate(stored)]
 

@@ -466,6 +466,7 @@ def test_either_plan_pages_through_the_same_events(criterion, walk_budget, monke
     """A page read by walking time and one read from the criteria's index are the same page."""
     monkeypatch.setattr(page_plans, "WALK_BUDGET", walk_budget)
     monkeypatch.setattr(page_plans, "LABEL_WALK_BUDGET", walk_budget)
+    monkeypatch.setattr(page_plans, "WALK_AGAIN_BUDGET", walk_budget)
     filter_json = {"text": {"query": "escalated -zz"}} if criterion == "rare text" else None
     filter_json = (
         filter_json
@@ -485,6 +486,28 @@ def test_either_plan_pages_through_the_same_events(criterion, walk_budget, monke
     expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True)[:28])
     assert seen == expected[: len(seen)]
     assert len(seen) == min(28, len(expected))
+
+
+@pytest.mark.parametrize("again", [5, 0])
+def test_a_filter_without_an_index_walks_again_before_its_planner(again, monkeypatch):
+    """PostgreSQL: a page of related labels (no index of their own) whose first walk ran out of
+    its budget walks again, longer (WALK_AGAIN_BUDGET), rather than let the planner read every
+    event of the window; without that budget, the planner reads it. The same page either way."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite reads such labels from its FTS5 table past the walk")
+    monkeypatch.setattr(page_plans, "LABEL_WALK_BUDGET", 0)
+    monkeypatch.setattr(page_plans, "WALK_AGAIN_BUDGET", again)
+    event_filter = EventFilter.model_validate(WALKED["related labels"])
+    expected = list(event_filter.ordered(Event.objects.all()).values_list("id", flat=True)[:7])
+
+    with CaptureQueriesContext(connection) as captured:
+        page = page_plans.newest(event_filter, None, 7)
+
+    assert [e.id for e in page.events] == expected and len(expected) == 7
+    walks = [q["sql"] for q in captured.captured_queries if "'enable_sort', 'off'" in q["sql"]]
+    reads = [q["sql"] for q in captured.captured_queries if q["sql"].startswith('SELECT "events')]
+    assert len(walks) == (1 if again else 0) and len(reads) == 1, captured.captured_queries
+    assert page.rare is (False if again else None)
 
 
 def test_a_time_window_reads_only_the_partitions_of_its_days():
