@@ -311,7 +311,7 @@ def _newest_by_days(
     the newest day from `reach` first (`rollups.reach`): at 10M, a 0.1 % term's 18.6k
     candidates in the newest day's partition were each rechecked in the table (66-78 ms); from
     the 2 hours that held the page, the planner ANDs them with the occurred BRIN index's pages
-    (migration 0017) and rechecks the 8.8k rows of 1,463 pages (26 ms).
+    (migration 0017) and rechecks 1,463-1,709 pages (25-29 ms).
 
     The planner reads every match of the window from the index of each day partition and sorts
     them all; a term in 0.1 % of events (~150 a day at 1M, each of ~2,000 candidates a day

@@ -264,10 +264,9 @@ def day_slices(
     of that end, then DAY_SLICES days at a time, then the rest (inclusive bounds).
 
     Newest first, a `reach` later than the newest day's start (and `since`), and not later than
-    `until`, cuts that day there:
-    [reach, until] first, where the matches of a page are likely (`text_search.Sample.reach`),
-    then the rest of the day. The day partition's index is then read twice when that was not
-    enough, and its table only for the candidates of the times read."""
+    `until`, cuts that day there: [reach, until] first, where the matches of a page are likely
+    (`rollups.reach`), then the rest of the day. The day partition's index is then read twice
+    when that was not enough, and its table only for the candidates of the times read."""
     tick, widths = timedelta(microseconds=1), iter(DAY_SLICES)
     if descending:
         edge: datetime | None = day_bounds(until.date())[0]
