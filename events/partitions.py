@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db import connection, transaction
+from django.db import connection, migrations, transaction
 
 from eventsite.locks import lock_key
 
@@ -119,6 +119,26 @@ def name_child_indexes(cursor, parent: str, *, table: str | None = None) -> None
         wanted = f"{index}_{partition.removeprefix(table + '_')}"[:63]
         if child != wanted:
             cursor.execute(f'ALTER INDEX "{child}" RENAME TO "{wanted}"')
+
+
+def log_index(create: str, name: str, *, table: str = "events_event") -> migrations.RunPython:
+    """A migration's operation for one index of PostgreSQL's partitioned log (0011, 0016, 0017):
+    `create` (`CREATE INDEX IF NOT EXISTS <name> ON <table> …`, which makes it on every
+    partition), the partitions' indexes then named after it (`name_child_indexes`); reversed by
+    dropping `name`. Nothing on SQLite. Not CONCURRENTLY, for the reason migration 0009 gives."""
+
+    def create_index(apps, schema_editor):
+        if schema_editor.connection.vendor != "postgresql":
+            return
+        with schema_editor.connection.cursor() as cursor:
+            cursor.execute(create)
+            name_child_indexes(cursor, table)
+
+    def drop_index(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(f'DROP INDEX IF EXISTS "{name}"')
+
+    return migrations.RunPython(create_index, drop_index, elidable=False)
 
 
 def ensure_days(today: date | None = None, *, back: int = 0, ahead: int = AHEAD_DAYS) -> list[str]:

@@ -13,24 +13,12 @@ wait for the migrating one.
 
 from django.db import migrations
 
-from events.partitions import name_child_indexes
+from events.partitions import log_index
 
-
-def create_index(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE INDEX IF NOT EXISTS event_resource_gin "
-            "ON events_event USING gin (resource jsonb_path_ops)"
-        )
-        name_child_indexes(cursor, "events_event")
-
-
-def drop_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP INDEX IF EXISTS event_resource_gin")
+CREATE = (
+    "CREATE INDEX IF NOT EXISTS event_resource_gin "
+    "ON events_event USING gin (resource jsonb_path_ops)"
+)
 
 
 class Migration(migrations.Migration):
@@ -38,6 +26,4 @@ class Migration(migrations.Migration):
         ("events", "0010_event_partitions"),
     ]
 
-    operations = [
-        migrations.RunPython(create_index, drop_index, elidable=False),
-    ]
+    operations = [log_index(CREATE, "event_resource_gin")]

@@ -19,7 +19,7 @@ Not CONCURRENTLY, for the reason given in 0009.
 
 from django.db import migrations
 
-from events.partitions import name_child_indexes
+from events.partitions import log_index
 
 CREATE = (
     "CREATE INDEX IF NOT EXISTS event_resource_name ON events_event "
@@ -27,25 +27,9 @@ CREATE = (
 )
 
 
-def create_index(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(CREATE)
-        name_child_indexes(cursor, "events_event")
-
-
-def drop_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP INDEX IF EXISTS event_resource_name")
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("events", "0015_resource_rows_id_index_covers_role_and_event"),
     ]
 
-    operations = [
-        migrations.RunPython(create_index, drop_index, elidable=False),
-    ]
+    operations = [log_index(CREATE, "event_resource_name")]

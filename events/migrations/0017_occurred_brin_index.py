@@ -17,7 +17,7 @@ given in 0009; a BRIN build reads the table once (a day's partition of 1.25M eve
 
 from django.db import migrations
 
-from events.partitions import name_child_indexes
+from events.partitions import log_index
 
 CREATE = (
     "CREATE INDEX IF NOT EXISTS event_occurred_brin ON events_event "
@@ -25,25 +25,9 @@ CREATE = (
 )
 
 
-def create_index(apps, schema_editor):
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(CREATE)
-        name_child_indexes(cursor, "events_event")
-
-
-def drop_index(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP INDEX IF EXISTS event_occurred_brin")
-
-
 class Migration(migrations.Migration):
     dependencies = [
         ("events", "0016_resource_name_index"),
     ]
 
-    operations = [
-        migrations.RunPython(create_index, drop_index, elidable=False),
-    ]
+    operations = [log_index(CREATE, "event_occurred_brin")]

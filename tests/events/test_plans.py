@@ -288,16 +288,29 @@ RARE_LABELS = {
 }
 
 
-def _filler():
+def _filler(*, named: bool = False):
     """20,000 more events, because below ~10k PostgreSQL's planner prices a GIN index above a
-    scan of the time index."""
+    scan of the time index. `named`: each named `Filler <n>` (half in eu-west, half in
+    us-east) and two days older than the log's events, so the newest hold no such name."""
+    older = "interval '2 days' + " if named else ""
+    labels = (
+        "'prefect.resource.name', 'Filler ' || g, 'acme.region', "
+        "(ARRAY['eu-west', 'us-east'])[g % 2 + 1]"
+        if named
+        else "'acme.region', 'eu-west'"
+    )
+    search = (
+        "'acme.filler \"prefect.resource.name\":\"filler ' || g || '\"'"
+        if named
+        else "'acme.filler ' || g"
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, "
-            "related, payload, search) SELECT gen_random_uuid(), now() - g * interval '1 s', "
-            "now(), 'acme.filler', 'acme.filler.' || g, "
-            "jsonb_build_object('prefect.resource.id', 'acme.filler.' || g, 'acme.region', 'eu-west'), "
-            "'[]', '{}', 'acme.filler ' || g FROM generate_series(1, 20000) g"
+            f"related, payload, search) SELECT gen_random_uuid(), now() - ({older}g * "
+            "interval '1 s'), now(), 'acme.filler', 'acme.filler.' || g, "
+            f"jsonb_build_object('prefect.resource.id', 'acme.filler.' || g, {labels}), "
+            f"'[]', '{{}}', {search} FROM generate_series(1, 20000) g"
         )
         analyze(cursor)
 
@@ -326,28 +339,11 @@ NAME_GLOBS = {
 }
 
 
-def _named_filler():
-    """20,000 events named `Filler <n>` (half in eu-west), two days older than the log's."""
-    with connection.cursor() as cursor:
-        # Older than the log's 3,000 events, so the newest events hold no such name (rare).
-        cursor.execute(
-            "INSERT INTO events_event (id, occurred, received, event, resource_id, resource, "
-            "related, payload, search) SELECT gen_random_uuid(), "
-            "now() - interval '2 days' - g * interval '1 s', now(), 'acme.filler', "
-            "'acme.filler.' || g, jsonb_build_object('prefect.resource.id', 'acme.filler.' || g, "
-            "'prefect.resource.name', 'Filler ' || g, 'acme.region', "
-            "(ARRAY['eu-west', 'us-east'])[g % 2 + 1]), '[]', '{}', "
-            "'acme.filler \"prefect.resource.name\":\"filler ' || g || '\"' "
-            "FROM generate_series(1, 20000) g"
-        )
-        analyze(cursor)
-
-
 @pytest.mark.parametrize("criterion", NAME_GLOBS)
 def test_a_rare_name_glob_is_read_from_the_name_index(criterion):
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's resource-name index (SQLite reads its FTS5 table)")
-    _named_filler()
+    _filler(named=True)
     labels = NAME_GLOBS[criterion]
     event_filter = EventFilter.model_validate(
         {
@@ -381,7 +377,7 @@ def test_a_name_glob_is_read_from_the_name_index_only_when_rare():
     condition the index serves (the test above)."""
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's resource-name index")
-    _named_filler()
+    _filler(named=True)
     found = plans({"resource": {"labels": {"prefect.resource.name": ["Filler 1*"]}}})
 
     for name, plan in found.items():
