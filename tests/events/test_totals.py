@@ -213,21 +213,22 @@ def test_estimates_read_as_people_say_them(value, said):
     assert about(value) == said
 
 
-def distinct_filter() -> EventFilter:
+def distinct_filter(end: datetime = NOW) -> EventFilter:
     return EventFilter.model_validate(
         {
-            "occurred": {"since": (NOW - timedelta(hours=3)).isoformat(), "until": NOW.isoformat()},
+            "occurred": {"since": (end - timedelta(hours=3)).isoformat(), "until": end.isoformat()},
             "resource": {"distinct": True},
         }
     )
 
 
-def resources_repeated(counts: list[int]) -> None:
-    """Resource i has counts[i] events, shuffled (with a fixed seed) over three hours."""
+def resources_repeated(counts: list[int], end: datetime = NOW) -> None:
+    """Resource i has counts[i] events, shuffled (with a fixed seed) over the three hours before
+    `end`."""
     ids = [f"acme.order.{i}" for i, n in enumerate(counts) for _ in range(n)]
     random.Random(7).shuffle(ids)
     step = timedelta(hours=3) / (len(ids) + 1)
-    store([event_data(resource_id=rid, occurred=NOW - step * (k + 1)) for k, rid in enumerate(ids)])
+    store([event_data(resource_id=rid, occurred=end - step * (k + 1)) for k, rid in enumerate(ids)])
 
 
 def test_a_distinct_total_counts_resources_exactly_when_cheap(monkeypatch):
@@ -255,9 +256,13 @@ def test_past_the_budget_a_distinct_total_estimates_resources_not_events(monkeyp
 def test_a_distinct_estimate_weighs_each_resource_by_its_matches(monkeypatch):
     monkeypatch.setattr(totals, "COUNT_BUDGET", 0)
     monkeypatch.setattr(totals, "DISTINCT_BUDGET", 5)
-    resources_repeated([1] * 30 + [10] * 10)  # 40 resources, 130 events
+    # The sample's strata are whole hours, so where NOW falls in its hour moves the events between
+    # them and the estimate with it (29 to 49 over an hour). A window that ends on the hour gives
+    # one sample, the same on every run and backend.
+    end = NOW.replace(minute=0, second=0)
+    resources_repeated([1] * 30 + [10] * 10, end=end)  # 40 resources, 130 events
 
-    total, estimate = totals.total_of(distinct_filter(), events=[None] * 5, limit=5)
+    total, estimate = totals.total_of(distinct_filter(end), events=[None] * 5, limit=5)
 
     assert estimate
     assert 30 <= total <= 50, total  # a sample's estimate; the events would say 130
