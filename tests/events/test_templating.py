@@ -91,12 +91,14 @@ def test_render_refuses_attribute_escapes(template):
     ],
 )
 def test_render_refuses_work_that_would_hurt_the_server_quickly(template):
-    started = time.perf_counter()
+    # The work the render did, in this thread's CPU time: wall time also counts the other
+    # processes of a loaded machine (a 10 ms refusal took 1.7 s of wall time beside two suites).
+    started = time.thread_time()
 
     with pytest.raises(RenderFailed):
         render(template, CONTEXT)
 
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
 
 
 def test_render_refuses_mutating_the_request():
@@ -112,12 +114,12 @@ def test_render_stops_at_the_time_limit():
         "{% macro g() %}{% for i in range(100) %}{% for j in range(100) %}{{ i ~ j }}"
         "{% endfor %}{% endfor %}{% endmacro %}{{ g() }}{{ g() }}"
     )
-    started = time.perf_counter()
+    started = time.thread_time()
 
     with pytest.raises(RenderFailed):
         render(template, CONTEXT, timeout=0.01)
 
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
 
 
 def test_render_limits_output_size():
@@ -153,9 +155,9 @@ def test_format_widths_from_arguments_still_work_when_small():
 
 def test_the_request_body_of_the_freezing_template_is_refused_quickly():
     context = {**CONTEXT, "body": {"f": "{0:{1}}", "n": 100000}}
-    started = time.perf_counter()
+    started = time.thread_time()
 
     with pytest.raises(RenderFailed, match="would build a value"):
         render("{{ (body.f * 8000).format('a', body.n) }}", context)
 
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
