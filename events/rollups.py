@@ -249,12 +249,13 @@ def counts_by_hour(
 
 def reach(until: datetime, events: int) -> datetime | None:
     """The start of the latest hour from which the hour rows count at least `events` events up to
-    `until` (its hour whole), within `until`'s UTC day; None when that day holds fewer. Where a
-    newest-first read of a rare text term begins (`page_plans.newest`): a day partition's trigram
-    index finds every candidate of the day, and a range of `occurred` (the BRIN index of
-    migration 0017) limits which of them are rechecked in the table."""
+    `until` (its hour whole; not the hour that starts at `until`, whose events are after it),
+    within `until`'s UTC day; None when that day holds fewer. Where a newest-first read of a
+    rare text term begins (`page_plans.newest`): a day partition's trigram index finds every
+    candidate of the day, and a range of `occurred` (the BRIN index of migration 0017) limits
+    which of them are rechecked in the table."""
     rows = (
-        EventCount.objects.filter(width=HOUR, bucket__gte=floor(until, DAY), bucket__lte=until)
+        EventCount.objects.filter(width=HOUR, bucket__gte=floor(until, DAY), bucket__lt=until)
         .values("bucket")
         .annotate(n=Sum("count"))
         .order_by("-bucket")

@@ -170,3 +170,7 @@ def test_the_reach_is_the_latest_hour_from_which_the_days_hours_hold_enough():
     assert rollups.reach(until, 40) == day + timedelta(hours=1)
     assert rollups.reach(until, 41) is None
     assert rollups.reach(day + timedelta(hours=14, minutes=59), 10) == day + timedelta(hours=14)
+    # A window that ends on the hour: that hour's events are after it (a test saw 22:00 for a
+    # window ending at 23:00, so the first read held one hour's events, not the two asked for).
+    assert rollups.reach(day + timedelta(hours=15), 10) == day + timedelta(hours=14)
+    assert rollups.reach(day + timedelta(hours=15), 20) == day + timedelta(hours=13)
