@@ -65,10 +65,10 @@ class LabelText(KeyTextTransform):
 class NameText(LabelText):
     """The resource's name as the filter tests it, on PostgreSQL
     `(resource ->> 'prefect.resource.name') || ''`: the same value (NULL for none), which the
-    name's B-tree (migration 0016) does not serve. Its planner would read any glob with a literal start from that index, and a
-    common one (`Invoice 7*`, 1.9 % of events, beside a region) by every match, sorted (10M: 656
-    ms, where walking time finds the page in 15 ms). Only a rare glob's read asks the index, by
-    `name_q` (`text_search.label_search_q`)."""
+    name's B-tree (migration 0016) does not serve. Its planner would read any glob with a
+    literal start from that index, and a common one (`Invoice 7*`, 1.9 % of events, beside a
+    region) by every match, sorted (10M: 656 ms, where walking time finds the page in 15 ms).
+    Only a rare glob's read asks the index, by `name_q` (`text_search.label_search_q`)."""
 
     def as_postgresql(self, compiler, connection):
         sql, params = super().as_postgresql(compiler, connection)
