@@ -381,7 +381,12 @@ def test_a_name_glob_is_read_from_the_name_index_only_when_rare():
     found = plans({"resource": {"labels": {"prefect.resource.name": ["Filler 1*"]}}})
 
     for name, plan in found.items():
-        assert "event_resource_name" not in plan, f"{name}:\n{plan}"
+        # The index may still be read for its `occurred` alone, as any index of a day partition
+        # that holds few events (early in the UTC day): never for the name's range.
+        served = [
+            line for line in plan.splitlines() if "Index Cond" in line and "resource.name" in line
+        ]
+        assert not served, f"{name}:\n{plan}"
         assert "|| ''" in plan, plan
 
 
